@@ -1,0 +1,122 @@
+"""Closed-form optima (NumPy float64): the unconstrained answers a trained policy is held to.
+
+- :func:`rlhf_optimum` — argmin of ``−E_π[r] + β D_f(π‖π_ref)`` on the simplex. Stationarity
+  with a multiplier λ for ``Σπ = 1`` gives ``f'(π/π_ref) = (r − λ)/β`` (Wang et al. 2024, Thm 1):
+  reverse KL: ``π = π_ref·exp(r/β)/Z`` (Rafailov et al. Eq. 4; Kong et al. Eq. 5);
+  forward KL: ``π = β·π_ref/(λ − r)``; JS: ``π = π_ref·e^t/(2 − e^t)``, α: ``π = π_ref(1 − αt)^{−1/α}``
+  with ``t = (r − λ)/β``; λ from normalisation (monotone, found by bracketing + Brent).
+- :func:`ipo_optimum` — ``π_ref·exp(r_IPO/β)/Z`` (Azar et al. 2024 Prop. 4; Kong et al. Eq. 9;
+  Nguyen's notes Lemma 3.1).
+- :func:`loss_oracle` — the closed form a registered loss should reach, or ``None``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import optimize
+
+from bandit_lab import divergences
+from bandit_lab.problems import Problem
+
+
+def softmax_np(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence: str = "reverse_kl", f_alpha: float = 0.5) -> np.ndarray:
+    """Unconstrained f-RLHF optimum per context (see module docstring)."""
+    pi_ref = np.atleast_2d(pi_ref)
+    reward = np.atleast_2d(reward)
+    if divergence == "reverse_kl":
+        return softmax_np(np.log(pi_ref) + reward / beta)
+    out = np.empty_like(pi_ref)
+    tmax = divergences.t_max(divergence, f_alpha)
+    for x in range(pi_ref.shape[0]):
+        r, ref = reward[x], pi_ref[x]
+
+        def mass(lam):  # Σ π(λ) − 1, strictly decreasing in λ
+            t = (r - lam) / beta
+            return np.sum(ref * divergences.fprime_inv(divergence, t, f_alpha)) - 1.0
+
+        lo = np.max(r) - beta * tmax  # t < t_max for every response
+        step = max(1.0, beta)
+        lo_ = lo + 1e-12 * max(1.0, abs(lo))
+        while mass(lo_) <= 0:  # only possible if the range of f' is bounded and mass small
+            lo_ = lo + (lo_ - lo) / 2
+            if lo_ - lo < 1e-300:
+                break
+        hi = lo_ + step
+        while mass(hi) > 0:
+            step *= 2
+            hi = lo_ + step
+        lam = optimize.brentq(mass, lo_, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+        p = ref * divergences.fprime_inv(divergence, (r - lam) / beta, f_alpha)
+        out[x] = p / p.sum()
+    return out
+
+
+def ipo_optimum(problem: Problem, beta: float) -> np.ndarray | None:
+    """``π_ref·exp(r_IPO/β)/Z`` when the pair law makes it IPO's population optimum.
+
+    Derivation: the population IPO loss is the weighted least squares
+    ``Σ w_ij (h_i − h_j − (p_ij − ½)/β)²`` with ``w_ij ∝ a_i a_j`` off the diagonal; its normal
+    equations ``A h_i − Σ_j a_j h_j = Σ_j a_j (p_ij − ½)/β`` are solved by ``h = r_IPO/β + c``
+    with ``μ = a/A``. Holds for the uniform and the reference pair law; else ``None``.
+    """
+    if not problem.ipo_closed_form:
+        return None
+    return softmax_np(np.log(problem.pi_ref) + problem.r_ipo / beta)
+
+
+def _pairs_connected(problem: Problem) -> bool:
+    K = problem.n_responses
+    for x in range(problem.n_contexts):
+        adj = (problem.pairs[x] + problem.pairs[x].T) > 0
+        seen, stack = {0}, [0]
+        while stack:
+            i = stack.pop()
+            for j in np.nonzero(adj[i])[0]:
+                if j not in seen:
+                    seen.add(int(j))
+                    stack.append(int(j))
+        if len(seen) < K:
+            return False
+    return True
+
+
+def _deterministic_pair(problem: Problem) -> bool:
+    off = ~np.eye(problem.n_responses, dtype=bool)
+    shown = (problem.pairs > 0) & off
+    return bool(np.any(shown & ((problem.pref <= 0) | (problem.pref >= 1))))
+
+
+def loss_oracle(problem: Problem, loss: str, hp: dict, static: dict, *, population_data: bool = True) -> tuple[np.ndarray | None, str]:
+    """The closed-form unconstrained optimum of a registered loss, with a one-line reason.
+
+    Returns ``(policy or None, note)``. Pairwise losses are held to the RLHF optimum with the
+    BT reward only on population data whose pair graph is connected and whose labels are not
+    deterministic (else the minimiser is not unique or not finite).
+    """
+    beta = hp.get("beta", 1.0)
+    a = hp.get("f_alpha", 0.5)
+    if loss == "rlhf":
+        r = problem.r_ipo if static.get("reward") == "ipo" else problem.reward
+        if r is None:
+            return None, "no Bradley–Terry reward for this preference matrix"
+        return rlhf_optimum(problem.pi_ref, r, beta, static["divergence"], a), f"f-RLHF closed form ({static['divergence']})"
+    if not population_data:
+        return None, "finite sampled data: the closed forms are population statements"
+    if loss == "ipo":
+        pi = ipo_optimum(problem, beta)
+        return pi, "π_ref·exp(r_IPO/β)/Z" if pi is not None else "IPO closed form needs a uniform or reference pair law"
+    if loss in ("dpo", "fdpo", "gaussian_nll"):
+        if problem.reward is None:
+            return None, "preferences are not Bradley–Terry: no closed form"
+        if not _pairs_connected(problem):
+            return None, "the pair graph is disconnected: the optimum is not unique"
+        if _deterministic_pair(problem):
+            return None, "deterministic labels: the loss has no finite minimiser"
+        div = static.get("divergence", "reverse_kl")
+        return rlhf_optimum(problem.pi_ref, problem.reward, beta, div, a), f"RLHF optimum with the BT reward ({div})"
+    return None, "no closed form known"

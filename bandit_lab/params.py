@@ -1,0 +1,180 @@
+"""Policy parameterizations: parameters → ``log π[x, y]``, plus the set they live in.
+
+Every parameterization offers
+- ``init(how)``: parameters at ``"reference"`` (π = π_ref where representable), ``"uniform"``,
+  or an explicit array;
+- ``log_probs(params)``: ``[X, K]`` log-probabilities, computed stably;
+- ``project(params)``: Euclidean projection onto the feasible set (identity when free) — the
+  last link of the optax chain in projected Adam / projected GD;
+- ``constraint``: ``"free"``, ``"box"`` (``[0, 1]``) or ``"simplex"`` (per context), which the
+  exact solver uses to pick its method.
+
+A later capability (token trees) adds a parameterization whose parameters are per-state
+logits and whose ``log_probs`` sums per-token log-probabilities; nothing else has to change.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bandit_lab.errors import BanditError
+from bandit_lab.problems import Problem
+
+# log of a probability that projection set to exactly 0: floor it so losses stay finite.
+# (Documented: the exact solver sees the very same floored function.)
+LOG_FLOOR_P = 1e-300
+
+
+def _floored_log(p):
+    return jnp.log(jnp.maximum(p, LOG_FLOOR_P))
+
+
+def _init_array(how: Any, shape: tuple, reference: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    if isinstance(how, str):
+        if how == "reference":
+            return reference
+        if how == "uniform":
+            return uniform
+        raise BanditError(f"init must be 'reference', 'uniform' or an array; got {how!r}")
+    arr = np.asarray(how, dtype=np.float64)
+    if arr.size == int(np.prod(shape)):
+        return arr.reshape(shape)
+    raise BanditError(f"init array has {arr.size} values; parameters need shape {shape}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Softmax:
+    """``π(·|x) = softmax(θ[x])``, ``θ ∈ R^{X×K}`` — the tabular policy of Kong et al. App. B."""
+
+    problem: Problem
+    name: str = "softmax"
+    constraint: str = "free"
+
+    def init(self, how: Any = "reference"):
+        ref = self.problem.pi_ref
+        return jnp.asarray(_init_array(how, ref.shape, np.log(ref), np.zeros_like(ref)))
+
+    def log_probs(self, params):
+        return jax.nn.log_softmax(params, axis=-1)
+
+    def project(self, params):
+        return params
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Simplex:
+    """Direct probabilities ``π = p``, kept on the simplex by ``optax.projections.projection_simplex``."""
+
+    problem: Problem
+    name: str = "simplex"
+    constraint: str = "simplex"
+
+    def init(self, how: Any = "reference"):
+        ref = self.problem.pi_ref
+        p = _init_array(how, ref.shape, ref, np.full_like(ref, 1.0 / ref.shape[1]))
+        return self.project(jnp.asarray(p))
+
+    def log_probs(self, params):
+        return _floored_log(params)
+
+    def project(self, params):
+        return jax.vmap(optax.projections.projection_simplex)(params)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Mixture:
+    """``π = θ·π₁ + (1−θ)·π₀`` with one ``θ[x] ∈ [0, 1]`` per context; projection = clip.
+
+    Kong et al. §3.3 (mode seeking): ``π₁ = [1, 0, 0]``, ``π₀`` uniform.
+    """
+
+    problem: Problem
+    pi0: np.ndarray  # [X, K]
+    pi1: np.ndarray  # [X, K]
+    name: str = "mixture"
+    constraint: str = "box"
+
+    @classmethod
+    def create(cls, problem: Problem, pi0, pi1) -> "Mixture":
+        X, K = problem.pi_ref.shape
+        out = []
+        for name, p in (("pi0", pi0), ("pi1", pi1)):
+            a = np.broadcast_to(np.asarray(p, dtype=np.float64), (X, K)).copy()
+            if np.any(a < 0) or np.abs(a.sum(-1) - 1).max() > 1e-9:
+                raise BanditError(f"mixture {name} must be a distribution over {K} responses")
+            out.append(a)
+        return cls(problem, out[0], out[1])
+
+    def init(self, how: Any = 0.5):
+        X = self.problem.n_contexts
+        if isinstance(how, str):
+            raise BanditError("mixture init must be a number θ in [0, 1]")
+        theta = np.broadcast_to(np.asarray(how, dtype=np.float64), (X,)).copy()
+        return self.project(jnp.asarray(theta))
+
+    def log_probs(self, params):
+        t = params[:, None]
+        return _floored_log(t * self.pi1 + (1.0 - t) * self.pi0)
+
+    def project(self, params):
+        return jnp.clip(params, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LogLinear:
+    """``π(y|x) ∝ exp(φ(x, y)·w)``, ``w ∈ R^D`` shared by all contexts — a capacity constraint."""
+
+    problem: Problem
+    features: np.ndarray  # [X, K, D]
+    name: str = "loglinear"
+    constraint: str = "free"
+
+    @classmethod
+    def create(cls, problem: Problem, features) -> "LogLinear":
+        phi = np.asarray(features, dtype=np.float64)
+        X, K = problem.pi_ref.shape
+        if phi.ndim == 2:
+            phi = np.broadcast_to(phi, (X,) + phi.shape).copy()
+        if phi.ndim != 3 or phi.shape[:2] != (X, K) or not np.all(np.isfinite(phi)):
+            raise BanditError(f"features must be finite with shape [X={X}, K={K}, D] or [K, D]")
+        return cls(problem, phi)
+
+    def init(self, how: Any = "zeros"):
+        D = self.features.shape[-1]
+        if isinstance(how, str):
+            if how not in ("zeros", "uniform", "reference"):
+                raise BanditError("loglinear init must be 'zeros' or an array of D weights")
+            # π_ref is generally not representable; zeros gives the uniform policy.
+            return jnp.zeros(D)
+        return jnp.asarray(_init_array(how, (D,), None, None))
+
+    def log_probs(self, params):
+        return jax.nn.log_softmax(jnp.einsum("xkd,d->xk", self.features, params), axis=-1)
+
+    def project(self, params):
+        return params
+
+
+PARAMETERIZATIONS = ("softmax", "simplex", "mixture", "loglinear")
+
+
+def make(name: str, problem: Problem, **options):
+    """Build a parameterization by name (``mixture`` needs pi0, pi1; ``loglinear`` needs features)."""
+    if name == "softmax":
+        return Softmax(problem)
+    if name == "simplex":
+        return Simplex(problem)
+    if name == "mixture":
+        if "pi0" not in options or "pi1" not in options:
+            raise BanditError("mixture parameterization needs 'pi0' and 'pi1'")
+        return Mixture.create(problem, options["pi0"], options["pi1"])
+    if name == "loglinear":
+        if "features" not in options:
+            raise BanditError("loglinear parameterization needs 'features'")
+        return LogLinear.create(problem, options["features"])
+    raise BanditError(f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}")

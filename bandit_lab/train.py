@@ -1,0 +1,165 @@
+"""Training: an optax chain (projection last) inside one jitted ``lax.scan``; sweeps by ``vmap``.
+
+Shape after purejaxrl: :func:`make_train` takes the static configuration and returns
+``train(hp, key) -> Trajectory``, a pure function of the swept hyperparameters (``beta``,
+``weight_decay``, ``lr``, … as scalars) and a PRNG key (used to draw a finite dataset when
+``data="sampled"``). A sweep is ``jax.jit(jax.vmap(train))`` — one compilation for the grid.
+:func:`run_many` fuses several objectives into a single compiled program.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bandit_lab.data import sample
+from bandit_lab.errors import BanditError
+from bandit_lab.objective import Objective
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine", "exponential")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static training settings (changing them recompiles; hyperparameters in ``hp`` do not)."""
+
+    optimizer: str = "adam"
+    steps: int = 3000
+    schedule: str = "cosine"  # lr·½(1+cos(πt/T)) decays to 0 so Adam settles on the optimum
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-12
+    log_steps: tuple[int, ...] | None = None  # steps (0 = init) at which π is recorded; default log-spaced
+    data: str = "population"  # or "sampled"
+    n_pairs: int = 0
+
+    def validate(self) -> "TrainConfig":
+        if self.optimizer not in OPTIMIZERS:
+            raise BanditError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise BanditError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if int(self.steps) < 0:
+            raise BanditError(f"steps must be ≥ 0; got {self.steps}")
+        if self.data not in ("population", "sampled"):
+            raise BanditError(f"data must be 'population' or 'sampled'; got {self.data!r}")
+        if self.data == "sampled" and self.n_pairs < 1:
+            raise BanditError("sampled data needs n_pairs ≥ 1")
+        return self
+
+    def logged(self) -> np.ndarray:
+        if self.log_steps is not None:
+            s = np.unique(np.clip(np.asarray(self.log_steps, dtype=int), 0, self.steps))
+        else:
+            s = np.unique(np.concatenate([[0], np.geomspace(1, max(self.steps, 1), 60).astype(int), [self.steps]]))
+        return s
+
+
+class Trajectory(NamedTuple):
+    params: object  # final parameters
+    policy: jax.Array  # [X, K] final π
+    steps: jax.Array  # [L] logged step indices
+    policies: jax.Array  # [L, X, K] π after each logged step
+    loss: jax.Array  # [steps + 1] objective value before each update and at the end
+    grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
+
+
+def project_params(projection: Callable) -> optax.GradientTransformation:
+    """Last link of a chain: make ``params + update`` land on ``projection(params + update)``.
+
+    The same idea as ``optax.keep_params_nonnegative``, for any Euclidean projection; this is
+    projected Adam / projected GD.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params):
+        new = projection(optax.apply_updates(params, updates))
+        return jax.tree_util.tree_map(lambda n, p: n - p, new, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.GradientTransformation:
+    steps = max(int(config.steps), 1)
+    if config.schedule == "constant":
+        sched = lambda t: lr  # noqa: E731
+    elif config.schedule == "cosine":
+        sched = lambda t: lr * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(t, steps) / steps))  # noqa: E731
+    else:  # exponential: lr → lr·1e-3 over the run
+        sched = lambda t: lr * 10.0 ** (-3.0 * jnp.minimum(t, steps) / steps)  # noqa: E731
+    base = optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps) if config.optimizer == "adam" else optax.identity()
+    return optax.chain(base, optax.scale_by_schedule(lambda t: -sched(t)), project_params(projection))
+
+
+def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=None) -> Callable:
+    """Return ``train(hp, key) -> Trajectory`` for one objective (pure; jit/vmap it)."""
+    config = config.validate()
+    param = objective.param
+    params0 = param.init() if init is None else init
+    log_steps = jnp.asarray(config.logged())
+    n_log = int(log_steps.shape[0])
+
+    def train(hp: dict, key: jax.Array) -> Trajectory:
+        hp = {**objective.hp, **hp}
+        data = objective.data
+        if config.data == "sampled":
+            data = sample(data, config.n_pairs, key)
+        f = lambda p: objective.value(p, hp, data)  # noqa: E731
+        opt = make_optimizer(config, hp["lr"], param.project)
+        vg = jax.value_and_grad(f)
+        pol0 = objective.policy(params0)
+        buf0 = jnp.zeros((n_log,) + pol0.shape, pol0.dtype)
+        buf0 = buf0.at[0].set(jnp.where(log_steps[0] == 0, pol0, buf0[0]))
+
+        def step(carry, t):
+            params, state, buf = carry
+            val, g = vg(params)
+            upd, state = opt.update(g, state, params)
+            params = optax.apply_updates(params, upd)
+            # record π after t+1 updates if t+1 is a logged step
+            idx = jnp.searchsorted(log_steps, t + 1)
+            hit = (idx < n_log) & (log_steps[jnp.minimum(idx, n_log - 1)] == t + 1)
+            pol = objective.policy(params)
+            buf = buf.at[jnp.minimum(idx, n_log - 1)].set(jnp.where(hit, pol, buf[jnp.minimum(idx, n_log - 1)]))
+            return (params, state, buf), val
+
+        state0 = opt.init(params0)
+        (params, _, buf), vals = jax.lax.scan(step, (params0, state0, buf0), jnp.arange(config.steps))
+        val_end, g_end = vg(params)
+        # stationarity: the projected-gradient map ‖x − Π(x − g)‖ (= ‖g‖ when unconstrained)
+        moved = param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g_end))
+        gnorm = jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))))
+        return Trajectory(params, objective.policy(params), log_steps, buf, jnp.append(vals, val_end), gnorm)
+
+    return train
+
+
+def stack_hp(hps: Sequence[dict]) -> dict:
+    """A list of hyperparameter dicts → one dict of arrays (the vmapped axis)."""
+    keys = hps[0].keys()
+    return {k: jnp.asarray([float(h[k]) for h in hps]) for k in keys}
+
+
+def run_many(trains: Sequence[Callable], hps: Sequence[dict], keys: Sequence[jax.Array]) -> list[Trajectory]:
+    """Run several ``train`` functions, each vmapped over its batch, as one compiled program.
+
+    ``hps[i]`` is a dict of equal-length arrays for ``trains[i]``; ``keys[i]`` a matching batch
+    of keys. Returns the vmapped trajectories in order.
+    """
+
+    def fused(hps_, keys_):
+        return [jax.vmap(tr)(h, k) for tr, h, k in zip(trains, hps_, keys_)]
+
+    return jax.jit(fused)(list(hps), list(keys))
+
+
+def keys_for(seed: int, n: int) -> jax.Array:
+    """``n`` reproducible keys from one seed."""
+    return jax.random.split(jax.random.key(int(seed)), n)
