@@ -4,8 +4,8 @@ Every loss has the signature ``loss(inputs: LossInputs, hp: dict) -> scalar`` wh
 the (possibly traced, hence sweepable) float hyperparameters, e.g. ``hp["beta"]``. Options that
 change the *function* (a divergence, a reward source) are bound statically by the registry.
 
-Pairwise losses read ``inputs.data`` (weighted triples, population or sampled alike) and reduce
-with :func:`expect`; whole-distribution objectives (RLHF) read ``inputs.logp`` and
+Pairwise losses read ``inputs.data`` (the weight of every labelled triple ``[x, y_w, y_l]``,
+population or sampled alike), evaluate on the broadcast grid and reduce with :func:`expect`; whole-distribution objectives (RLHF) read ``inputs.logp`` and
 ``inputs.reward``. Everything is computed from log-probabilities: ``log_sigmoid``, ``logsumexp``,
 never ``log(sigmoid(·))``.
 
@@ -35,17 +35,21 @@ class LossInputs(NamedTuple):
 
 
 def expect(data: PreferenceData, per_triple: jax.Array) -> jax.Array:
-    """``E_D[ℓ] = Σ weight·ℓ``; zero-weight triples are masked with a ``where`` (not multiplied),
-    so an infinite or NaN loss on a pair that never occurs cannot poison the value or gradient."""
+    """``E_D[ℓ] = Σ weight·ℓ`` over ``[x, y_w, y_l]``. Zero-weight triples (the diagonal, pairs
+    never shown) are masked with a ``where`` rather than multiplied — the "double where" —
+    so an infinite loss on a triple that never occurs cannot poison the value or gradient."""
     live = data.weight > 0
     return jnp.sum(jnp.where(live, data.weight * jnp.where(live, per_triple, 0.0), 0.0))
 
 
+def pair_grid(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(a[x, y_w], a[x, y_l])`` broadcast to the triple grid ``[X, K, K]``."""
+    return a[..., :, None], a[..., None, :]
+
+
 def log_ratios(inputs: LossInputs) -> tuple[jax.Array, jax.Array]:
-    """``(h_w, h_l)`` per triple."""
-    h = inputs.logp - inputs.logp_ref
-    d = inputs.data
-    return h[d.x, d.yw], h[d.x, d.yl]
+    """``(h_w, h_l)`` on the triple grid, ``h = log π_θ − log π_ref``."""
+    return pair_grid(inputs.logp - inputs.logp_ref)
 
 
 def dpo(inputs: LossInputs, hp: dict) -> jax.Array:
@@ -109,11 +113,10 @@ def gaussian_nll(inputs: LossInputs, hp: dict) -> jax.Array:
     as a ``logsumexp`` of the two log-squares. Equals DPO up to a θ-independent constant
     (their Eq. 57); ``bandit-lab verify`` checks that with an independent numerical γ-minimisation.
     """
-    d = inputs.data
     b = hp["beta"]
-    lt = b * (inputs.logp[d.x, d.yl] - inputs.logp[d.x, d.yw])
-    lr = b * (inputs.logp_ref[d.x, d.yl] - inputs.logp_ref[d.x, d.yw])
-    return expect(d, jnp.logaddexp(lt, lr) + jnp.log(jnp.pi) + 1.0)
+    pw, pl = pair_grid(inputs.logp)
+    rw, rl = pair_grid(inputs.logp_ref)
+    return expect(inputs.data, jnp.logaddexp(b * (pl - pw), b * (rl - rw)) + jnp.log(jnp.pi) + 1.0)
 
 
 # --------------------------------------------------------------------------- registry
@@ -161,8 +164,26 @@ def register(spec: LossSpec) -> None:
     REGISTRY[spec.name] = spec
 
 
+_LOADED = False
+
+
+def registry() -> dict[str, LossSpec]:
+    """Every registered loss, after importing the families in :mod:`bandit_lab.loss_families`."""
+    global _LOADED
+    if not _LOADED:
+        import importlib
+        import pkgutil
+
+        from bandit_lab import loss_families
+
+        _LOADED = True
+        for mod in sorted(pkgutil.iter_modules(loss_families.__path__), key=lambda m: m.name):
+            importlib.import_module(f"{loss_families.__name__}.{mod.name}")
+    return REGISTRY
+
+
 def get(name: str) -> LossSpec:
-    if name not in REGISTRY:
+    if name not in registry():
         raise BanditError(f"unknown loss {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 

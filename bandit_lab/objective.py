@@ -55,36 +55,60 @@ class Objective:
             raise BanditError("this preference matrix is not Bradley–Terry: RLHF needs a reward (use reward 'ipo')")
         return self.problem.reward
 
-    def inputs(self, params, data: PreferenceData | None = None) -> losses.LossInputs:
+    # ---- constants as data: every array the objective reads, so compiled functions can take
+    # them as *arguments* and be reused by every problem of the same shape (see solver).
+    def consts(self) -> dict:
         r = self.reward()
+        return {
+            "logp_ref": np.log(self.problem.pi_ref),
+            "reward": np.zeros_like(self.problem.pi_ref) if r is None else np.asarray(r, dtype=np.float64),
+            "context_weight": self.problem.context_weight,
+            "data": self.data,
+            "param": self.param.consts(),
+        }
+
+    def signature(self) -> tuple:
+        """Everything that changes the traced function, apart from array values."""
+        c = self.consts()
+        shapes = tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in jax.tree_util.tree_leaves(c))
+        return ("objective", self.loss.name, tuple(sorted(self.static.items())), type(self.param).__name__, self.penalty, shapes)
+
+    def inputs(self, params, data: PreferenceData | None = None, consts: dict | None = None) -> losses.LossInputs:
+        c = self.consts() if consts is None else consts
         return losses.LossInputs(
-            logp=self.param.log_probs(params),
-            logp_ref=jnp.log(jnp.asarray(self.problem.pi_ref)),
-            data=self.data if data is None else data,
-            reward=None if r is None else jnp.asarray(r),
-            context_weight=jnp.asarray(self.problem.context_weight),
+            logp=self.param.log_probs(params, c["param"]),
+            logp_ref=jnp.asarray(c["logp_ref"]),
+            data=(c["data"] if data is None else data),
+            reward=None if self.static.get("reward") is None else jnp.asarray(c["reward"]),
+            context_weight=jnp.asarray(c["context_weight"]),
         )
 
-    def penalty_value(self, params) -> jax.Array:
+    def penalty_value(self, params, consts: dict | None = None) -> jax.Array:
         if self.penalty == "params":
             return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(params))
-        p = jnp.exp(self.param.log_probs(params))
+        pc = None if consts is None else consts["param"]
+        p = jnp.exp(self.param.log_probs(params, pc))
         return jnp.sum(p**2)
 
-    def value(self, params, hp: dict, data: PreferenceData | None = None) -> jax.Array:
+    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: dict | None = None) -> jax.Array:
         """Loss + weight decay — the one function every solver minimises."""
         fn = losses.bind(self.loss, self.static)
-        base = fn(self.inputs(params, data), hp)
-        return base + hp.get("weight_decay", 0.0) * self.penalty_value(params)
+        base = fn(self.inputs(params, data, consts), hp)
+        return base + hp.get("weight_decay", 0.0) * self.penalty_value(params, consts)
 
-    def policy(self, params) -> jax.Array:
-        return jnp.exp(self.param.log_probs(params))
+    def policy(self, params, consts: dict | None = None) -> jax.Array:
+        return jnp.exp(self.param.log_probs(params, None if consts is None else consts["param"]))
 
-    def with_loss(self, name: str, static: dict) -> "Objective":
-        """The same problem, data, parameterization and constraint under another loss."""
+    def with_loss(self, name: str, params: dict | None = None) -> "Objective":
+        """The same problem, data, parameterization and constraint under another loss.
+
+        Shared float hyperparameters (β, f_alpha, weight decay) carry over; ``params`` (float
+        hyperparameters and static options alike) override them."""
         spec = losses.get(name)
-        hp = {**spec.defaults, **{k: v for k, v in self.hp.items() if k in spec.defaults or k == "weight_decay"}}
-        return dataclasses.replace(self, loss=spec, static={**spec.static, **static}, hp=hp)
+        carried = {k: v for k, v in self.hp.items() if k in spec.defaults}
+        hp, static = losses.split_params(spec, {**carried, **(params or {})})
+        hp["weight_decay"] = self.hp.get("weight_decay", 0.0)
+        return dataclasses.replace(self, loss=spec, static=static, hp=hp)
 
     def counterpart(self) -> "Objective | None":
         c = losses.counterpart(self.loss.name, self.static)
@@ -116,3 +140,76 @@ def make_objective(
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data if data is not None else population(problem), penalty)
     obj.reward()  # fail early if the reward it needs does not exist
     return obj
+
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StackParam:
+    """Parameterizations side by side: parameters are a tuple, ``log_probs`` stacks to
+    ``[n, X, K]``, projection acts block by block."""
+
+    parts: tuple
+    name: str = "stack"
+
+    @property
+    def constraint(self) -> str:
+        kinds = {p.constraint for p in self.parts}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+
+    def init(self, how=None):
+        return tuple(p.init() for p in self.parts)
+
+    def consts(self) -> tuple:
+        return tuple(p.consts() for p in self.parts)
+
+    def log_probs(self, params, c=None):
+        c = (None,) * len(self.parts) if c is None else c
+        return jnp.stack([p.log_probs(q, cq) for p, q, cq in zip(self.parts, params, c)])
+
+    def project(self, params):
+        return tuple(p.project(q) for p, q in zip(self.parts, params))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Stack:
+    """Independent objectives as one: ``value = Σ_i objective_i(params_i)`` over a tuple of
+    parameters, all reading one shared ``hp`` dict.
+
+    The sum is separable, so Adam (elementwise) follows exactly each objective's own
+    trajectory and the minimiser is the tuple of minimisers — but the trainer and the Newton
+    solver are traced and compiled *once* for all of them. On CPU the compile of the loop
+    machinery (scan, Adam, while loops, eigh), not the loss arithmetic, dominates a cold start:
+    measured 0.05 s to compile a loss value vs 0.4 s for its training scan.
+    """
+
+    objectives: tuple
+
+    @property
+    def param(self) -> StackParam:
+        return StackParam(tuple(o.param for o in self.objectives))
+
+    @property
+    def data(self) -> PreferenceData:
+        return self.objectives[0].data
+
+    @property
+    def hp(self) -> dict:
+        out: dict = {}
+        for o in self.objectives:
+            for k, v in o.hp.items():
+                out.setdefault(k, v)
+        return out
+
+    def consts(self) -> tuple:
+        return tuple(o.consts() for o in self.objectives)
+
+    def signature(self) -> tuple:
+        return ("stack",) + tuple(o.signature() for o in self.objectives)
+
+    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: tuple | None = None) -> jax.Array:
+        c = (None,) * len(self.objectives) if consts is None else consts
+        return sum(o.value(p, {**o.hp, **hp}, data, co) for o, p, co in zip(self.objectives, params, c))
+
+    def policy(self, params, consts: tuple | None = None) -> jax.Array:
+        c = (None,) * len(self.objectives) if consts is None else consts
+        return jnp.stack([o.policy(p, co) for o, p, co in zip(self.objectives, params, c)])

@@ -3,7 +3,9 @@
 Every parameterization offers
 - ``init(how)``: parameters at ``"reference"`` (π = π_ref where representable), ``"uniform"``,
   or an explicit array;
-- ``log_probs(params)``: ``[X, K]`` log-probabilities, computed stably;
+- ``log_probs(params, c=None)``: ``[X, K]`` log-probabilities, computed stably; ``c`` overrides
+  the parameterization's constant arrays (``consts()``), so compiled functions can take them
+  as arguments and serve every problem of the same shape;
 - ``project(params)``: Euclidean projection onto the feasible set (identity when free) — the
   last link of the optax chain in projected Adam / projected GD;
 - ``constraint``: ``"free"``, ``"box"`` (``[0, 1]``) or ``"simplex"`` (per context), which the
@@ -59,7 +61,10 @@ class Softmax:
         ref = self.problem.pi_ref
         return jnp.asarray(_init_array(how, ref.shape, np.log(ref), np.zeros_like(ref)))
 
-    def log_probs(self, params):
+    def consts(self) -> dict:
+        return {}
+
+    def log_probs(self, params, c=None):
         return jax.nn.log_softmax(params, axis=-1)
 
     def project(self, params):
@@ -79,7 +84,10 @@ class Simplex:
         p = _init_array(how, ref.shape, ref, np.full_like(ref, 1.0 / ref.shape[1]))
         return self.project(jnp.asarray(p))
 
-    def log_probs(self, params):
+    def consts(self) -> dict:
+        return {}
+
+    def log_probs(self, params, c=None):
         return _floored_log(params)
 
     def project(self, params):
@@ -117,9 +125,13 @@ class Mixture:
         theta = np.broadcast_to(np.asarray(how, dtype=np.float64), (X,)).copy()
         return self.project(jnp.asarray(theta))
 
-    def log_probs(self, params):
+    def consts(self) -> dict:
+        return {"pi0": self.pi0, "pi1": self.pi1}
+
+    def log_probs(self, params, c=None):
+        c = self.consts() if c is None else c
         t = params[:, None]
-        return _floored_log(t * self.pi1 + (1.0 - t) * self.pi0)
+        return _floored_log(t * c["pi1"] + (1.0 - t) * c["pi0"])
 
     def project(self, params):
         return jnp.clip(params, 0.0, 1.0)
@@ -153,8 +165,12 @@ class LogLinear:
             return jnp.zeros(D)
         return jnp.asarray(_init_array(how, (D,), None, None))
 
-    def log_probs(self, params):
-        return jax.nn.log_softmax(jnp.einsum("xkd,d->xk", self.features, params), axis=-1)
+    def consts(self) -> dict:
+        return {"features": self.features}
+
+    def log_probs(self, params, c=None):
+        c = self.consts() if c is None else c
+        return jax.nn.log_softmax(jnp.einsum("xkd,d->xk", c["features"], params), axis=-1)
 
     def project(self, params):
         return params

@@ -1,9 +1,9 @@
 """Training: an optax chain (projection last) inside one jitted ``lax.scan``; sweeps by ``vmap``.
 
 Shape after purejaxrl: :func:`make_train` takes the static configuration and returns
-``train(hp, key) -> Trajectory``, a pure function of the swept hyperparameters (``beta``,
-``weight_decay``, ``lr``, … as scalars) and a PRNG key (used to draw a finite dataset when
-``data="sampled"``). A sweep is ``jax.jit(jax.vmap(train))`` — one compilation for the grid.
+``train(hp) -> Trajectory``, a pure function of the swept hyperparameters (``beta``,
+``weight_decay``, ``lr``, ``seed``, … as scalars; ``seed`` keys the finite dataset drawn when
+``resample_pairs > 0``). A sweep is ``jax.jit(jax.vmap(train))`` — one compilation for the grid.
 :func:`run_many` fuses several objectives into a single compiled program.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bandit_lab.data import sample
+from bandit_lab.data import sample  # noqa: F401 (in-graph resampling)
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
 
@@ -35,8 +35,10 @@ class TrainConfig:
     b2: float = 0.999
     eps: float = 1e-12
     log_steps: tuple[int, ...] | None = None  # steps (0 = init) at which π is recorded; default log-spaced
-    data: str = "population"  # or "sampled"
-    n_pairs: int = 0
+    # 0: train on the objective's own data. n > 0: draw a finite dataset of n pairs from the
+    # objective's data *inside* the compiled function, from the key — a sweep over seeds is
+    # then one vmap (each key its own dataset).
+    resample_pairs: int = 0
 
     def validate(self) -> "TrainConfig":
         if self.optimizer not in OPTIMIZERS:
@@ -45,10 +47,8 @@ class TrainConfig:
             raise BanditError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if int(self.steps) < 0:
             raise BanditError(f"steps must be ≥ 0; got {self.steps}")
-        if self.data not in ("population", "sampled"):
-            raise BanditError(f"data must be 'population' or 'sampled'; got {self.data!r}")
-        if self.data == "sampled" and self.n_pairs < 1:
-            raise BanditError("sampled data needs n_pairs ≥ 1")
+        if int(self.resample_pairs) < 0:
+            raise BanditError("resample_pairs must be ≥ 0")
         return self
 
     def logged(self) -> np.ndarray:
@@ -106,11 +106,12 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     log_steps = jnp.asarray(config.logged())
     n_log = int(log_steps.shape[0])
 
-    def train(hp: dict, key: jax.Array) -> Trajectory:
+    def train(hp: dict) -> Trajectory:
         hp = {**objective.hp, **hp}
         data = objective.data
-        if config.data == "sampled":
-            data = sample(data, config.n_pairs, key)
+        if config.resample_pairs:
+            seed = jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32)
+            data = sample(data, config.resample_pairs, jax.random.key(seed))
         f = lambda p: objective.value(p, hp, data)  # noqa: E731
         opt = make_optimizer(config, hp["lr"], param.project)
         vg = jax.value_and_grad(f)
@@ -144,22 +145,15 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
 def stack_hp(hps: Sequence[dict]) -> dict:
     """A list of hyperparameter dicts → one dict of arrays (the vmapped axis)."""
     keys = hps[0].keys()
-    return {k: jnp.asarray([float(h[k]) for h in hps]) for k in keys}
+    return {k: np.asarray([float(h[k]) for h in hps]) for k in keys}
 
 
-def run_many(trains: Sequence[Callable], hps: Sequence[dict], keys: Sequence[jax.Array]) -> list[Trajectory]:
-    """Run several ``train`` functions, each vmapped over its batch, as one compiled program.
+def run_many(trains: Sequence[Callable], hps: Sequence[dict]) -> list:
+    """Run several ``fn(hp)`` functions (``train`` or anything shaped like it), each vmapped
+    over its batch, as one compiled program. ``hps[i]`` is a dict of equal-length arrays for
+    ``trains[i]``. Returns the vmapped outputs in order."""
 
-    ``hps[i]`` is a dict of equal-length arrays for ``trains[i]``; ``keys[i]`` a matching batch
-    of keys. Returns the vmapped trajectories in order.
-    """
+    def fused(hps_):
+        return [jax.vmap(tr)(h) for tr, h in zip(trains, hps_)]
 
-    def fused(hps_, keys_):
-        return [jax.vmap(tr)(h, k) for tr, h, k in zip(trains, hps_, keys_)]
-
-    return jax.jit(fused)(list(hps), list(keys))
-
-
-def keys_for(seed: int, n: int) -> jax.Array:
-    """``n`` reproducible keys from one seed."""
-    return jax.random.split(jax.random.key(int(seed)), n)
+    return jax.jit(fused)(list(hps))

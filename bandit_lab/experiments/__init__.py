@@ -1,0 +1,73 @@
+"""Experiments as data plus functions (after bsuite).
+
+Each module in this package defines ``EXPERIMENT = Experiment(...)``:
+
+- ``settings``: a frozen dataclass; its fields *are* the experiment's command-line options
+  (``bandit-lab run NAME --field value``), with ``metadata={"help": ...}``;
+- ``run(settings) -> dict``: JSON-ready results, at least ``{"records": [...]}``; keys other
+  than ``records`` are summary values printed at the top level of ``--json``;
+- ``report(result) -> str``: the human table;
+- ``plot(result, out_dir) -> list[path]``: figures, drawn from the results alone (so they can
+  be redrawn without retraining);
+- ``quick``: settings small enough for CI (bsuite's TESTING subset).
+
+Modules are discovered, not listed: adding an experiment means adding one file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+from bandit_lab.errors import BanditError
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    settings: type
+    run: Callable[[Any], dict]
+    report: Callable[[dict], str]
+    plot: Callable[[dict, str], list] | None = None
+    quick: dict = dataclasses.field(default_factory=dict)  # overrides for a fast CI run
+    reference: str = ""  # paper figure/table it regenerates
+
+
+_REGISTRY: dict[str, Experiment] = {}
+
+
+def registry() -> dict[str, Experiment]:
+    if not _REGISTRY:
+        for mod in pkgutil.iter_modules(__path__):
+            m = importlib.import_module(f"{__name__}.{mod.name}")
+            exp = getattr(m, "EXPERIMENT", None)
+            if exp is not None:
+                _REGISTRY[exp.name] = exp
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Experiment:
+    reg = registry()
+    if name not in reg:
+        raise BanditError(f"unknown experiment {name!r}; choose one of {', '.join(reg)}")
+    return reg[name]
+
+
+def make_settings(exp: Experiment, overrides: dict) -> Any:
+    """Settings from overrides, with types coerced and unknown names rejected."""
+    fields = {f.name: f for f in dataclasses.fields(exp.settings)}
+    kw = {}
+    for k, v in overrides.items():
+        if k not in fields:
+            raise BanditError(f"experiment {exp.name!r} has no option --{k.replace('_', '-')}")
+        kw[k] = v
+    try:
+        s = exp.settings(**kw)
+    except (TypeError, ValueError) as e:
+        raise BanditError(f"bad settings for {exp.name}: {e}") from None
+    check = getattr(s, "validate", None)
+    if check is not None:
+        check()
+    return s

@@ -1,0 +1,96 @@
+"""Glue shared by experiments and the CLI: train a set of objectives over a hyperparameter
+batch in one compiled call, and solve each point exactly."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from bandit_lab import train as train_mod
+from bandit_lab.objective import Objective, Stack
+from bandit_lab.solver import ExactResult, newton_free, solve_exact
+
+
+def _shared_hp(hps: Sequence[Sequence[dict]]) -> bool:
+    """Whether every objective sees the same value for every hyperparameter it shares."""
+    n = len(hps[0])
+    if any(len(h) != n for h in hps):
+        return False
+    for j in range(n):
+        seen: dict = {}
+        for h in hps:
+            for k, v in h[j].items():
+                if seen.setdefault(k, v) != v:
+                    return False
+    return True
+
+
+def _merged(hps):
+    return [{k: v for h in hps for k, v in h[j].items()} for j in range(len(hps[0]))]
+
+
+def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]], seed: int = 0, inits=None):
+    """Train ``objectives[i]`` at every hyperparameter point ``hps[i][j]``, as one compiled
+    ``jit(vmap(scan))``. Objectives sharing the grid (a loss and its RLHF counterpart at the
+    same α, β) are trained as one :class:`Stack`: one trace and one compile for all of them,
+    each following exactly its own Adam trajectory. A point's ``hp["seed"]`` (default ``seed``)
+    keys its resampled dataset: same seed ⇒ same data.
+    Returns ``trajectories[i]``, batched over the points of objective ``i``."""
+    objectives = list(objectives)
+    hps = [[{"seed": seed, **h} for h in hs] for hs in hps]
+    if len(objectives) > 1 and inits is None and _shared_hp(hps):
+        st = Stack(tuple(objectives))
+        merged = _merged(hps)
+        (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [train_mod.stack_hp(merged)])
+        traj = jax.tree_util.tree_map(np.asarray, traj)
+        return [
+            train_mod.Trajectory(params=traj.params[i], policy=traj.policy[:, i], steps=traj.steps, policies=traj.policies[:, :, i],
+                                 loss=traj.loss, grad_norm=traj.grad_norm)
+            for i in range(len(objectives))
+        ]
+    trains = [train_mod.make_train(o, config, None if inits is None else inits[i]) for i, o in enumerate(objectives)]
+    out = train_mod.run_many(trains, [train_mod.stack_hp(h) for h in hps])
+    return [jax.tree_util.tree_map(np.asarray, t) for t in out]
+
+
+def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], inits=None) -> list[list[ExactResult]]:
+    """Exact optimum of every objective at every point: unconstrained objectives that share
+    the grid are solved together as one :class:`Stack` by the batched Newton method."""
+    objectives = list(objectives)
+    free = all(o.param.constraint == "free" for o in objectives)
+    if free and len(objectives) > 1 and inits is None and _shared_hp(hps):
+        st = Stack(tuple(objectives))
+        rows = newton_free(st, _merged(hps))
+        out = []
+        for i, o in enumerate(objectives):
+            per = []
+            for r in rows:
+                p, g = r.params[i], r.grad[i]
+                res = float(np.linalg.norm(np.ravel(np.asarray(g))))
+                # the stacked value is a sum over objectives; per objective it is not kept
+                per.append(ExactResult(p, r.policy[i], float("nan"), res, bool(res <= 1e-10), r.iterations, g))
+            out.append(per)
+        return out
+    return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)]
+
+
+def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
+                    seed: int = 0, inits=None):
+    """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``."""
+    return train_batch(objectives, config, hps, seed, inits), solve_batch(objectives, hps, inits)
+
+
+def exact_batch(objective: Objective, hps: Sequence[dict], init=None) -> list[ExactResult]:
+    """Exact optima of one objective over a grid (batched Newton when unconstrained)."""
+    if objective.param.constraint == "free":
+        return newton_free(objective, list(hps), init)
+    return [solve_exact(objective, h, init) for h in hps]
+
+
+def to_list(a) -> list:
+    """JSON-ready nested lists; single-context policies are flattened to one list."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim >= 2 and a.shape[-2] == 1:
+        a = a[..., 0, :]
+    return a.tolist()
