@@ -32,6 +32,9 @@ class LossInputs(NamedTuple):
     data: PreferenceData
     reward: jax.Array | None = None  # [X, K], for whole-distribution objectives
     context_weight: jax.Array | None = None  # [X], sums to 1
+    # Extra, parameterization-specific views of the policy (e.g. per-state log-probabilities of
+    # a token tree), from ``param.aux(params, c)`` when the parameterization defines it.
+    aux: dict | None = None
 
 
 def expect(data: PreferenceData, per_triple: jax.Array) -> jax.Array:

@@ -75,7 +75,9 @@ class Objective:
 
     def inputs(self, params, data: PreferenceData | None = None, consts: dict | None = None) -> losses.LossInputs:
         c = self.consts() if consts is None else consts
+        aux_fn = getattr(self.param, "aux", None)
         return losses.LossInputs(
+            aux=None if aux_fn is None else aux_fn(params, c["param"]),
             logp=self.param.log_probs(params, c["param"]),
             logp_ref=jnp.asarray(c["logp_ref"]),
             data=(c["data"] if data is None else data),

@@ -12,7 +12,9 @@ Every parameterization offers
   exact solver uses to pick its method.
 
 A later capability (token trees) adds a parameterization whose parameters are per-state
-logits and whose ``log_probs`` sums per-token log-probabilities; nothing else has to change.
+logits and whose ``log_probs`` sums per-token log-probabilities; a parameterization may also
+define ``aux(params, c) -> dict`` (e.g. per-state log-probabilities), handed to every loss as
+``LossInputs.aux``; nothing else has to change.
 """
 from __future__ import annotations
 

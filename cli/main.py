@@ -229,6 +229,34 @@ def verify(
     return 0
 
 
+@app.command()
+def reproduce(
+    out: str = typer.Option("figures", "--out", help="directory for the figures and RESULTS.md"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace files in an existing --out"),
+    quick: bool = typer.Option(False, "--quick", help="small settings (CI smoke run), not the paper's"),
+):
+    """Regenerate every figure of Kong et al. and write RESULTS.md (paper | measured | command)."""
+    from bandit_lab import reproduce as reproduce_mod
+
+    _prepare_out(out, overwrite)
+    for line in reproduce_mod.reproduce(out, quick=quick):
+        print(line, flush=True)
+    return 0
+
+
+@app.command("fixed-points")
+def fixed_points(
+    spec: Optional[str] = typer.Argument(None, help="a bandit spec (JSON/TOML); default: Kong et al. App. B"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+):
+    """The exact population optimum of every registered loss on one bandit."""
+    from bandit_lab import fixed_points as fp
+
+    res = fp.fixed_points(None if spec is None else __import__("bandit_lab.spec", fromlist=["load"]).load(spec))
+    print(json.dumps(_clean(res)) if as_json else fp.report(res))
+    return 0
+
+
 @app.command("list")
 def list_(what: str = typer.Argument("all", help="all | experiments | losses | checks")):
     """List experiments, losses and theorem checks."""
