@@ -114,7 +114,7 @@ def solve(spec: dict) -> dict:
     ex = solve_exact(obj, init=init)
     policy = traj.policy[0]
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
-    unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name == "softmax"
+    unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
     w = obj.problem.context_weight
     return {
         "loss": obj.label,
@@ -133,6 +133,7 @@ def solve(spec: dict) -> dict:
         "grad_norm": float(traj.grad_norm[0]),
         "exact_residual": ex.residual,
         "converged": bool(traj.grad_norm[0] <= CONVERGED_GRAD),
+        "optimizer": config.optimizer,
         "exact_converged": ex.converged,
     }
 
@@ -154,4 +155,7 @@ def report(res: dict) -> str:
         tag = "" if res["oracle_applies"] else "  (constrained run: the oracle is the unconstrained answer, a gap is expected)"
         lines.append(f"TV(exact, oracle)     {res['exact_vs_oracle_tv']:.3e}{tag}")
     lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final ‖projected grad‖ {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
+    if not res["converged"] and res["parameterization"] == "simplex" and res["optimizer"] == "adam":
+        lines.append("note: projected Adam stalls on the simplex — its per-coordinate step sizes and the Euclidean projection "
+                     "have fixed points that are not KKT points; use \"optimizer\": {\"name\": \"sgd\"} (projected GD)")
     return "\n".join(lines)
