@@ -1,0 +1,222 @@
+"""DPO's thresholding under weight decay (Kong et al. §5.2, Eq. 20 plus θ², Table 1).
+
+``L(θ) = log(√c + √((1−θ)/θ)) + α θ²`` (α = 1) with ``c = π_ref(y_b)/π_ref(y_a)``, minimised by
+projected gradient descent (500 steps, App. B.2) from ``(1−θ₀)/θ₀ = c``. Per ratio: Table 1's θ,
+the θ the procedure gives here, every stationary point on (0, 1) with its type, the global
+minimiser on [0, 1]; and the critical ratio ``c*`` below which no interior minimum exists.
+
+A labelled *diagnostic* explains the printed values that a converged run does not give: from
+the paper's init, ``L' < 0`` on (0, 1) for ``c < c*``, so θ only grows from θ₀ = 1/(1+c) to 1 —
+no step size, step budget or stopping rule can end at Table 1's 0.77 < θ₀ for c = 0.1. The
+*mirrored* init ``θ₀/(1−θ₀) = c`` with a small step (``--diag-lr``, 500 steps, unconverged)
+reproduces the whole printed row; it is shown as an explanation, never as the result.
+All numerics in :mod:`bandit_lab.eq20`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from bandit_lab import eq20
+from bandit_lab.errors import BanditError
+from bandit_lab.experiments import Experiment
+
+
+def _h(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    ratio: tuple = dataclasses.field(default=eq20.PAPER_RATIOS, metadata=_h("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
+    lr: float = dataclasses.field(default=0.01, metadata=_h("step size of projected gradient descent (not stated in the paper)"))
+    steps: int = dataclasses.field(default=500, metadata=_h("iterations (App. B.2: 500)"))
+    init: str = dataclasses.field(default="ratio", metadata=_h("θ₀: ratio ((1−θ₀)/θ₀ = c, the paper's text) | mirrored (θ₀/(1−θ₀) = c) | a number in (0, 1]"))
+    weight_decay: float = dataclasses.field(default=1.0, metadata=_h("α of the α θ² penalty (Table 1: 1)"))
+    diag_lr: float = dataclasses.field(default=0.0027, metadata=_h("step size of the labelled diagnostic run (mirrored init, same steps)"))
+    tol: float = dataclasses.field(default=1e-6, metadata=_h("a run counts as converged if |θ − nearest local minimiser| ≤ tol"))
+
+    def validate(self) -> None:
+        rs = np.asarray([float(r) for r in self.ratio]) if len(self.ratio) else np.zeros(0)
+        if rs.size == 0:
+            raise BanditError("give at least one --ratio")
+        eq20.check_ratio(rs)
+        for name in ("lr", "diag_lr", "weight_decay", "tol"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise BanditError(f"{name.replace('_', '-')} must be > 0; got {v}")
+        if self.steps < 1:
+            raise BanditError(f"steps must be ≥ 1; got {self.steps}")
+        eq20.init_theta(np.ones(1), self.init)
+
+
+def _paper(c: float):
+    for r, t in zip(eq20.PAPER_RATIOS, eq20.PAPER_THETA):
+        if np.isclose(c, r):
+            return t
+    return None
+
+
+def _local_min_of(theta: float, pts: list[dict]) -> float:
+    """The local minimiser on [0, 1] nearest to θ (interior minima and the boundary θ = 1)."""
+    cands = [1.0] + [p["theta"] for p in pts if p["type"] == "min"]
+    return min(cands, key=lambda x: abs(x - theta))
+
+
+def run(s: Settings) -> dict:
+    ratios = np.asarray([float(r) for r in s.ratio])
+    a = float(s.weight_decay)
+    t0 = eq20.init_theta(ratios, s.init)
+    theta, traj = eq20.pgd(ratios, t0, s.lr, s.steps, a)
+    t0d = eq20.init_theta(ratios, "mirrored")
+    theta_d, traj_d = eq20.pgd(ratios, t0d, s.diag_lr, s.steps, a)
+    c_star, t_star = eq20.critical_ratio(a)
+    c_g = eq20.global_switch_ratio(a)
+    records = []
+    for i, c in enumerate(ratios):
+        pts = eq20.stationary_points(float(c), a)
+        g = eq20.global_min(float(c), a, pts)
+        lm = _local_min_of(float(theta[i]), pts)
+        paper = _paper(float(c))
+        records.append(
+            {
+                "ratio": float(c),
+                "paper": paper,
+                "theta0": float(t0[i]),
+                "theta": float(theta[i]),
+                "converged": bool(abs(theta[i] - lm) <= s.tol),
+                "local_min": lm,
+                "stationary_points": pts,
+                "global_min": g["theta"],
+                "global_min_value": g["value"],
+                "global_min_where": g["where"],
+                "value": float(eq20.loss(theta[i], c, a, np)),
+                "dloss_max": float(np.max(eq20.dloss(np.linspace(1e-4, 1 - 1e-4, 20001), c, a, np))),
+                "agrees_with_paper": None if paper is None else bool(abs(theta[i] - paper) <= 0.01),
+                "gap_to_paper": None if paper is None else float(theta[i] - paper),
+                "diag_theta0": float(t0d[i]),
+                "diag_theta": float(theta_d[i]),
+                "trajectory": traj[i].tolist(),
+                "diag_trajectory": traj_d[i].tolist(),
+            }
+        )
+    with_paper = [r for r in records if r["paper"] is not None]
+    return {
+        "critical_ratio": c_star,
+        "critical_theta": t_star,
+        "global_switch_ratio": c_g,
+        "weight_decay": a,
+        "lr": s.lr,
+        "steps": s.steps,
+        "init": s.init,
+        "diag_lr": s.diag_lr,
+        "n_agree": sum(bool(r["agrees_with_paper"]) for r in with_paper),
+        "n_paper": len(with_paper),
+        "diag_max_gap": max((abs(round(r["diag_theta"], 2) - r["paper"]) for r in with_paper), default=None),
+        "records": records,
+    }
+
+
+def _pts(pts) -> str:
+    return ", ".join(f"{p['theta']:.4f} {p['type']}" for p in pts) or "none (L' < 0 on (0,1))"
+
+
+def report(res: dict) -> str:
+    a = res["weight_decay"]
+    lines = [
+        f"Kong et al. Table 1: L(θ) = log(√c + √((1−θ)/θ)) + {a:g}·θ², projected GD, lr = {res['lr']:g}, "
+        f"{res['steps']} steps, init = {res['init']}",
+        "",
+        f"{'ratio c':>8}{'paper θ':>9}{'θ₀':>8}{'θ (PGD)':>10}{'conv':>6}{'global min':>12}   stationary points on (0,1)",
+    ]
+    for r in res["records"]:
+        p = "—" if r["paper"] is None else f"{r['paper']:.2f}"
+        lines.append(
+            f"{r['ratio']:>8g}{p:>9}{r['theta0']:>8.4f}{r['theta']:>10.6f}{('yes' if r['converged'] else 'NO'):>6}"
+            f"{r['global_min']:>12.6f}   {_pts(r['stationary_points'])}"
+        )
+    lines += [
+        "",
+        f"critical ratio c* = {res['critical_ratio']:.10f} (interior min and max merge at θ* = {res['critical_theta']:.8f}; "
+        f"for c < c*, L' < 0 on all of (0,1) and every descent ends at θ = 1)",
+        f"global-switch ratio c_g = {res['global_switch_ratio']:.10f} (for c < c_g the global minimiser on [0,1] is θ = 1; "
+        "between c* and c_g descent from θ₀ stops at a local minimum)",
+        f"paper vs converged PGD: {res['n_agree']}/{res['n_paper']} ratios agree (|θ − paper| ≤ 0.01)",
+        "",
+        f"DIAGNOSTIC (explanation, not a result): mirrored init θ₀/(1−θ₀) = c, lr = {res['diag_lr']:g}, {res['steps']} steps (unconverged):",
+        f"{'ratio c':>8}{'paper θ':>9}{'θ₀':>8}{'θ (diag)':>10}",
+    ]
+    for r in res["records"]:
+        p = "—" if r["paper"] is None else f"{r['paper']:.2f}"
+        lines.append(f"{r['ratio']:>8g}{p:>9}{r['diag_theta0']:>8.4f}{r['diag_theta']:>10.4f}")
+    if res["diag_max_gap"] is not None:
+        lines.append(f"largest |round(θ_diag, 2) − paper| = {res['diag_max_gap']:.2f}")
+    return "\n".join(lines)
+
+
+def plot(res: dict, out_dir: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = res["records"]
+    a = res["weight_decay"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    th = np.linspace(1e-3, 1.0, 2000)
+    cmap = plt.get_cmap("viridis")
+    for k, r in enumerate(recs):
+        col = cmap(k / max(len(recs) - 1, 1))
+        c = r["ratio"]
+        L = eq20.loss(th, c, a, np) - eq20.loss(1.0, c, a, np)
+        axes[0].plot(th, L, color=col, lw=1.2, label=f"c = {c:g}")
+        tr = np.asarray(r["trajectory"])
+        axes[0].plot(tr[::10], eq20.loss(tr[::10], c, a, np) - eq20.loss(1.0, c, a, np), "o", ms=2.5, color=col)
+        axes[0].plot([r["theta"]], [eq20.loss(r["theta"], c, a, np) - eq20.loss(1.0, c, a, np)], "*", ms=10, color=col, mec="k")
+        if r["paper"] is not None:
+            axes[0].axvline(r["paper"], color=col, ls=":", lw=0.8)
+        axes[1].plot(th[:-1], eq20.dloss(th[:-1], c, a, np), color=col, lw=1.2, label=f"c = {c:g}")
+        steps = np.arange(len(tr))
+        axes[2].plot(steps, tr, color=col, lw=1.4, label=f"c = {c:g} (paper init)")
+        axes[2].plot(steps, r["diag_trajectory"], color=col, lw=1.0, ls="--")
+        if r["paper"] is not None:
+            axes[2].plot([steps[-1]], [r["paper"]], "x", color=col, ms=7)
+    axes[0].set_ylim(-0.6, 1.2)
+    axes[0].set_xlabel("θ = π_θ(y_a)")
+    axes[0].set_ylabel("L(θ) − L(1)")
+    axes[0].set_title("landscapes; dots: PGD every 10 steps, ★ end; dotted: Table 1 θ", fontsize=8)
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[1].set_ylim(-4, 2)
+    axes[1].set_xlabel("θ")
+    axes[1].set_ylabel("L'(θ)")
+    axes[1].set_title(f"L' < 0 everywhere for c < c* = {res['critical_ratio']:.6f}", fontsize=8)
+    axes[2].set_xscale("symlog", linthresh=1)
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("θ_t")
+    axes[2].set_title(f"solid: paper init, lr={res['lr']:g}; dashed: DIAGNOSTIC mirrored init, lr={res['diag_lr']:g}; × Table 1", fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle("Kong et al. §5.2 / Table 1: Eq. 20 + θ² under projected gradient descent", fontsize=10)
+    ratios = " ".join(f"--ratio {r['ratio']:g}" for r in recs) if tuple(r["ratio"] for r in recs) != tuple(eq20.PAPER_RATIOS) else ""
+    cmd = f"bandit-lab run thresholding --lr {res['lr']:g} --steps {res['steps']} --init {res['init']} --diag-lr {res['diag_lr']:g} {ratios}--out DIR"
+    fig.text(0.01, 0.01, "regenerate: " + cmd.replace("  ", " "), fontsize=6, color="gray")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    path = os.path.join(out_dir, "thresholding.png")
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return [path]
+
+
+EXPERIMENT = Experiment(
+    name="thresholding",
+    summary="Eq. 20 + θ² under projected GD: converged θ, stationary points, critical ratio (Table 1)",
+    settings=Settings,
+    run=run,
+    report=report,
+    plot=plot,
+    quick={},
+    reference="Kong et al. §5.2, Table 1",
+)
