@@ -10,11 +10,20 @@ from bandit_lab.errors import BanditError
 
 
 def _xp(a):
-    return np if isinstance(a, np.ndarray) else __import__("jax.numpy", fromlist=["numpy"])
+    import jax
+
+    if isinstance(a, jax.Array):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
 
 
 def _avg(v, w):
+    """Average per-context values ``[..., X]`` (a single 1-D policy gives a scalar: returned)."""
     xp = _xp(v)
+    if xp.ndim(v) == 0:
+        return v
     if w is None:
         return xp.mean(v, -1)
     return xp.sum(v * w, -1)

@@ -280,6 +280,11 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
     return 0
 
 
+def _usage_error(e: BaseException) -> bool:
+    """A click/typer usage error (typer ≥ 0.20 vendors its own click, so match by shape)."""
+    return hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2
+
+
 def main(argv: list[str] | None = None) -> None:
     BanditError = _bandit_error()
     try:
@@ -287,20 +292,19 @@ def main(argv: list[str] | None = None) -> None:
     except BanditError as e:
         print(f"bandit-lab: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.UsageError as e:
-        print(f"bandit-lab: error: {e.format_message()}", file=sys.stderr)
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except (typer.Exit, click.exceptions.Exit) as e:
+        sys.exit(getattr(e, "exit_code", 0))
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as e:  # a bug, not bad input: one line, full traceback on request
-        if os.environ.get("BANDIT_LAB_DEBUG"):
+    except Exception as e:
+        if _usage_error(e):
+            print(f"bandit-lab: error: {e.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if os.environ.get("BANDIT_LAB_DEBUG"):  # a bug, not bad input: one line, traceback on request
             raise
-        print(f"bandit-lab: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              "(set BANDIT_LAB_DEBUG=1 for the traceback; please report it)", file=sys.stderr)
+        msg = str(e).splitlines()[0] if str(e) else ""
+        print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
+              file=sys.stderr)
         sys.exit(3)
     sys.exit(rv if isinstance(rv, int) else 0)
 

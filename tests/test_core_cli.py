@@ -1,0 +1,101 @@
+"""The CLI in-process: bad input is one line on stderr with exit code 2; JSON outputs; --overwrite."""
+import json
+import os
+
+import pytest
+
+from cli.main import main
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "weight-decay", "--alpha", "-1"],
+        ["run", "weight-decay", "--beta", "0"],
+        ["run", "weight-decay", "--beta", "abc"],
+        ["run", "weight-decay", "--no-such-option", "1"],
+        ["run", "no-such-experiment"],
+        ["run", "weight-decay", "--alpha", "0.1", "--distance", "hellinger"],
+        ["run", "weight-decay", "--alpha", "0.1", "--pi-ref", "0.5,0.6,0.2"],
+        ["run", "weight-decay", "--alpha", "0.1", "--pi-ref", "-0.2,0.6,0.6"],
+        ["run", "weight-decay", "--alpha", "0.1", "--pi-ref", "0.5,0.5"],
+        ["verify", "--only", "no-such-check"],
+        ["list", "nonsense"],
+        ["solve", "/nonexistent/spec.json"],
+        ["frobnicate"],
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv, capsys):
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2, (argv, out, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("{not json", "malformed spec"),
+        ('{"pi_ref": [0.5, 0.5]}', "needs 'pi_ref' and 'preference'"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss": "nope"}', "unknown loss"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss_params": {"beta": -1}}', "beta must be > 0"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "weight_decay": -0.1}', "≥ 0"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "colour": "red"}', "unknown spec key"),
+        ('{"pi_ref": [0.5, 0.6], "preference": {"reward": [0, 1]}}', "sum to 1"),
+        ('{"pi_ref": [0.3, 0.3, 0.4], "preference": {"matrix": [[0.5, 0.8, 0.3], [0.2, 0.5, 0.9], [0.7, 0.1, 0.5]]}, "loss": "rlhf"}', "not Bradley"),
+    ],
+)
+def test_malformed_specs(tmp_path, spec, msg, capsys):
+    p = tmp_path / "s.json"
+    p.write_text(spec)
+    code, out, err = run_cli(["solve", str(p)], capsys)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_run_weight_decay_json(capsys):
+    code, out, err = run_cli(["run", "weight-decay", "--alpha", "0.1", "--json"], capsys)
+    assert code == 0
+    res = json.loads(out)
+    recs = res["records"]
+    assert {r["loss"] for r in recs} == {"dpo", "fdpo[forward_kl]", "ipo"}
+    for r in recs:
+        assert {"loss", "policy", "counterpart_policy", "tv"} <= set(r)
+        assert r["tv"] > 1e-2 and r["adam_gap"] < 1e-3
+
+
+def test_out_dir_needs_overwrite(tmp_path, capsys):
+    out = tmp_path / "wd"
+    args = ["run", "weight-decay", "--n-alphas", "3", "--steps", "50", "--out", str(out)]
+    code, _, _ = run_cli(args, capsys)
+    assert code == 0 and (out / "records.json").exists() and (out / "weight_decay.png").exists()
+    mtime = os.path.getmtime(out / "records.json")
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "--overwrite" in err
+    assert os.path.getmtime(out / "records.json") == mtime
+    code, _, _ = run_cli(args + ["--overwrite"], capsys)
+    assert code == 0
+
+
+def test_solve_examples_json(capsys):
+    root = os.path.join(os.path.dirname(__file__), "..", "examples")
+    for name in sorted(os.listdir(root)):
+        code, out, err = run_cli(["solve", os.path.join(root, name), "--json"], capsys)
+        assert code == 0, (name, err)
+        res = json.loads(out)
+        assert {"policy", "exact", "oracle"} <= set(res)
+        assert res["adam_vs_exact_tv"] < 1e-3, name
+        if res["oracle_applies"]:
+            assert res["exact_vs_oracle_tv"] < 1e-8, name
+
+
+def test_list_and_verify_subset(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0 and "weight-decay" in out and "dpo" in out and "dpo-rlhf" in out
+    code, out, _ = run_cli(["verify", "--only", "gaussian-nll", "--only", "ipo-rlhf", "--instances", "3"], capsys)
+    assert code == 0 and out.count("PASS") == 2
