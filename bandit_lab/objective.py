@@ -71,7 +71,10 @@ class Objective:
         """Everything that changes the traced function, apart from array values."""
         c = self.consts()
         shapes = tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in jax.tree_util.tree_leaves(c))
-        return ("objective", self.loss.name, tuple(sorted(self.static.items())), type(self.param).__name__, self.penalty, shapes)
+        # A parameterization that reads every array from ``c`` declares ``shareable = True``;
+        # any other is keyed by identity, so a cached compile can never see another's constants.
+        who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", id(self.param))
+        return ("objective", self.loss.name, tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
     def inputs(self, params, data: PreferenceData | None = None, consts: dict | None = None) -> losses.LossInputs:
         c = self.consts() if consts is None else consts

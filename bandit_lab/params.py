@@ -5,7 +5,8 @@ Every parameterization offers
   or an explicit array;
 - ``log_probs(params, c=None)``: ``[X, K]`` log-probabilities, computed stably; ``c`` overrides
   the parameterization's constant arrays (``consts()``), so compiled functions can take them
-  as arguments and serve every problem of the same shape;
+  as arguments and serve every problem of the same shape (a parameterization that reads *every*
+  constant from ``c`` sets ``shareable = True``; others are cached per instance, safely);
 - ``project(params)``: Euclidean projection onto the feasible set (identity when free) — the
   last link of the optax chain in projected Adam / projected GD;
 - ``constraint``: ``"free"``, ``"box"`` (``[0, 1]``) or ``"simplex"`` (per context), which the
@@ -58,6 +59,7 @@ class Softmax:
     problem: Problem
     name: str = "softmax"
     constraint: str = "free"
+    shareable = True  # log_probs reads every constant from ``c``: compiled code is shared by shape
 
     def init(self, how: Any = "reference"):
         ref = self.problem.pi_ref
@@ -80,6 +82,7 @@ class Simplex:
     problem: Problem
     name: str = "simplex"
     constraint: str = "simplex"
+    shareable = True
 
     def init(self, how: Any = "reference"):
         ref = self.problem.pi_ref
@@ -108,6 +111,7 @@ class Mixture:
     pi1: np.ndarray  # [X, K]
     name: str = "mixture"
     constraint: str = "box"
+    shareable = True
 
     @classmethod
     def create(cls, problem: Problem, pi0, pi1) -> "Mixture":
@@ -147,6 +151,7 @@ class LogLinear:
     features: np.ndarray  # [X, K, D]
     name: str = "loglinear"
     constraint: str = "free"
+    shareable = True
 
     @classmethod
     def create(cls, problem: Problem, features) -> "LogLinear":
