@@ -1,0 +1,242 @@
+"""Token-tree checks (issue 5): UE-DPO Eq. 28 and Eq. 34–39, the token/sequence optimum, TDPO1 ≡
+DPO at T = 1, Ra-DPO Lemma 3.1 and Thm 3.6. Every instance is a random float64 token tree
+(:func:`bandit_lab.tokens.random_tree_problem`); quantities are compared with references that
+are computed another way (closed forms over sequences, a second recursion, exact solvers)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bandit_lab import metrics
+from bandit_lab.checks import Check
+from bandit_lab.objective import make_objective
+from bandit_lab.oracles import rlhf_optimum
+from bandit_lab.solver import solve_exact
+from bandit_lab.tokens import lemma34_policy, make_param, nested_values, random_tree_problem, soft_dp
+from bandit_lab.tokens.risk import cvar_np
+from bandit_lab.tokens.tree import log_softmax_np
+
+
+def _beta(rng) -> float:
+    return float(np.exp(rng.uniform(np.log(0.3), np.log(3.0))))
+
+
+def eq28(n: int, seed: int) -> float:
+    """max |β log π*(a|s)/π_ref(a|s) − (Q*(s,a) − V*(s))| over every state and token, with π*(a|s)
+    read off the *sequence-level* closed form π_ref(y)e^{r(y)/β}/Z (prefix marginals), and Q*, V*
+    from the backward soft recursion (UE-DPO Eq. 17–18)."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        tp = random_tree_problem(rng, reward_scale=2.0)
+        b = _beta(rng)
+        seq = rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, b)
+        cond = tp.tree.conditionals(seq)
+        dp = soft_dp(tp.tree, tp.ref_logp, tp.token_reward, b)
+        lhs = b * (np.log(cond) - tp.ref_logp)
+        worst = max(worst, float(np.abs(lhs - (dp.Q - dp.V[..., None])).max()))
+    return worst
+
+
+def token_equals_sequence(n: int, seed: int) -> float:
+    """max TV between (i) the soft-DP token optimum multiplied along each response, (ii) the
+    sequence RLHF optimum π_ref(y)e^{r(y)/β}/Z, (iii) the exact optimum of sequence DPO (core
+    ``dpo`` on the token-tree parameterization, population data, exact solver)."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        tp = random_tree_problem(rng)
+        b = _beta(rng)
+        dp = soft_dp(tp.tree, tp.ref_logp, tp.token_reward, b)
+        tok = np.exp(tp.tree.seq_logp(dp.logpi))
+        seq = rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, b)
+        res = solve_exact(make_objective(tp.problem, "dpo", {"beta": b}, param=make_param(tp)))
+        w = tp.problem.context_weight
+        worst = max(worst, metrics.tv(tok, seq, w), metrics.tv(res.policy, seq, w), metrics.tv(res.policy, tok, w))
+    return worst
+
+
+def tdpo1_is_dpo(n: int, seed: int) -> float:
+    """T = 1: max |TDPO1 − DPO| over values and gradients at random logits (D_SeqKL is the same
+    root KL for every response, so δ ≡ 0)."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        tp = random_tree_problem(rng, horizon=1)
+        b = _beta(rng)
+        par = make_param(tp)
+        theta = jnp.asarray(rng.normal(0, 2, par.shape))
+        vals = []
+        for name in ("dpo", "tdpo1"):
+            o = make_objective(tp.problem, name, {"beta": b}, param=par)
+            vals.append(jax.value_and_grad(lambda p: o.value(p, o.hp))(theta))
+        worst = max(worst, abs(float(vals[0][0] - vals[1][0])), float(jnp.abs(vals[0][1] - vals[1][1]).max()))
+    return worst
+
+
+# ------------------------------------------------------------------ UE-DPO Eq. 31–39 at one state
+
+def _eq31_negf(z, Q, lref, lam, beta):
+    lp = jax.nn.log_softmax(z)
+    return -jnp.sum(jnp.exp(lp) * (Q - beta * (lam * lp - lref)))
+
+
+_EQ31_G = jax.jit(jax.grad(_eq31_negf))
+_EQ31_H = jax.jit(jax.hessian(_eq31_negf))
+_EQ31_F = jax.jit(_eq31_negf)
+
+
+def _eq31_solve(Q, lref, lam, beta):
+    """Maximiser of Eq. 31, ``Σ_a π_a [Q_a − β(λ_a log π_a − log π_ref,a)]`` over the simplex, by a
+    damped Newton method on softmax logits (exact Hessian; independent of the Eq. 34 form)."""
+    args = tuple(jnp.asarray(a) for a in (Q, lref, lam, float(beta)))
+    z = jnp.asarray(lref)
+    for _ in range(200):
+        gz = np.asarray(_EQ31_G(z, *args))
+        if np.linalg.norm(gz) < 1e-14:
+            break
+        H = np.asarray(_EQ31_H(z, *args))
+        lam_h, U = np.linalg.eigh(0.5 * (H + H.T))
+        lam_h = np.maximum(np.abs(lam_h), 1e-12 * np.abs(lam_h).max())
+        d = -U @ ((U.T @ gz) / lam_h)
+        d *= min(1.0, 2.0 / np.abs(d).max())
+        t, f0 = 1.0, float(_EQ31_F(z, *args))
+        while t > 1e-12 and float(_EQ31_F(z + t * d, *args)) > f0 + 1e-4 * t * float(gz @ d) + 1e-15:
+            t *= 0.5
+        z = z + t * d
+    return np.asarray(jax.nn.log_softmax(z))
+
+
+def _state_instance(rng):
+    tp = random_tree_problem(rng)
+    b = _beta(rng)
+    dp = soft_dp(tp.tree, tp.ref_logp, tp.token_reward, b)
+    x = int(rng.integers(tp.problem.n_contexts))
+    s = int(rng.integers(tp.tree.n_states))
+    lam = rng.uniform(0.5, 2.0, tp.tree.vocab)
+    return dp.Q[x, s], tp.ref_logp[x, s], lam, b
+
+
+def eq34_39(n: int, seed: int) -> float:
+    """At a random state with random per-action λ ∈ [0.5, 2] and Q* from the soft DP: the exact
+    maximiser of Eq. 31 has the Eq. 34 form with ONE η(s) (spread of the per-action η), and
+    Eq. 36, 38, 39 hold there. Returns the largest residual."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        Q, lref, lam, b = _state_instance(rng)
+        lp = _eq31_solve(Q, lref, lam, b)
+        p = np.exp(lp)
+        eta_a = b * lam * (1.0 + lp) - b * lref - Q  # Eq. 33 solved for η, one value per action
+        eta = float(np.dot(p, eta_a))
+        spread = float(eta_a.max() - eta_a.min())
+        # Eq. 34: π = π_ref^{1/λ}·exp((Q + η)/(βλ))/Z with one Z (here Z = e, from the "+1" of Eq. 33)
+        form = lref / lam + (Q + eta) / (b * lam)
+        e34 = float(np.abs((form - np.log(np.exp(form).sum())) - lp).max())
+        e36 = float(np.abs(b * (lam * lp - lref) - (Q - b * lam + eta)).max())
+        V = float(np.dot(p, Q - b * (lam * lp - lref)))  # Eq. 37
+        e38 = abs(V - (b * float(np.dot(p, lam)) - eta))
+        e39 = float(np.abs(b * (lam * lp - lref) - (Q - V - b * (lam - np.dot(p, lam)))).max())
+        worst = max(worst, spread, e34, e36, e38, e39)
+    return worst
+
+
+def eq35_sign(n: int, seed: int) -> float:
+    """Sign of UE-DPO Eq. 35 vs central finite differences of log π*_a in λ_a (re-solving Eq. 31
+    exactly at λ_a ± h). Returns the number of mismatches over all actions of all instances where
+    the finite difference is clearly non-zero (|fd| > 1e-6)."""
+    rng = np.random.default_rng(seed)
+    bad = 0
+    for _ in range(n):
+        Q, lref, lam, b = _state_instance(rng)
+        lp = _eq31_solve(Q, lref, lam, b)
+        eta = float(np.dot(np.exp(lp), b * lam * (1.0 + lp) - b * lref - Q))
+        h = 1e-4
+        for a in range(lam.size):
+            up, dn = lam.copy(), lam.copy()
+            up[a] += h
+            dn[a] -= h
+            fd = (_eq31_solve(Q, lref, up, b)[a] - _eq31_solve(Q, lref, dn, b)[a]) / (2 * h)
+            eq35 = -lref[a] / lam[a] ** 2 - (Q[a] + eta) / (b * lam[a] ** 2)
+            if abs(fd) > 1e-6 and np.sign(fd) != np.sign(eq35):
+                bad += 1
+    return float(bad)
+
+
+# ------------------------------------------------------------------ Ra-DPO
+
+def lemma31(n: int, seed: int) -> float:
+    """Ra-DPO Lemma 3.1 on a tree, both CVaR tails, random policy and μ ∈ [0.3, 1]:
+    max |Ṽ(s_t) − V(s_t) − R_{1:t−1}| with Ṽ from the cumulative-reward recursion (Eq. 6) and V
+    from the per-step recursion (Eq. 5), computed independently."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        tp = random_tree_problem(rng, reward_scale=2.0)
+        pol = np.exp(log_softmax_np(rng.normal(0, 1.5, tp.ref_logp.shape)))
+        mu = float(rng.uniform(0.3, 1.0))
+        for tail in ("lower", "upper"):
+            nv = nested_values(tp.tree, pol, tp.token_reward, mu, tail)
+            worst = max(worst, float(np.abs(nv.Vt - nv.V - tp.tree.prefix_reward(tp.token_reward)).max()))
+    return worst
+
+
+def _thm36_gap(n: int, seed: int, seqrr_tail: str) -> list[float]:
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n):
+        tp = random_tree_problem(rng, reward_scale=2.0, horizon=int(rng.choice([2, 3])))
+        b = _beta(rng)
+        mu = float(rng.uniform(0.5, 0.99))
+        t = tp.tree
+        lp = lemma34_policy(t, tp.ref_logp, tp.token_reward, b, mu, "lower")  # Eq. 11, Φ of Eq. 21
+        h = t.seq_logp(lp) - t.seq_logp(tp.ref_logp)  # log π*(y)/π_ref(y)
+        rr_state = cvar_np(tp.ref_logp - lp, np.exp(tp.ref_logp), mu, seqrr_tail)
+        rr = rr_state @ t.visits.T  # D_SeqRR(x, y; π_ref‖π*)
+        g = b * h + b * rr
+        margin = g[:, :, None] - g[:, None, :]  # u* − δ*
+        r = tp.problem.reward
+        gaps.append(float(np.abs(margin - (r[:, :, None] - r[:, None, :])).max()))
+    return gaps
+
+
+def thm36(n: int, seed: int) -> float:
+    """Ra-DPO Thm 3.6 at the Lemma 3.4 policy (Q̃_{π_ref} by the Eq. 6 recursion with Eq. 21's
+    CVaR): max over pairs |(u* − δ*) − (r(y1) − r(y2))|, i.e. P_BT = σ(u* − δ*) exactly, when
+    D_SeqRR uses the UPPER-tail CVaR of log π_ref/π* (= −CVaR^low of log π*/π_ref, App. B.6 Eq. 42)."""
+    return max(_thm36_gap(n, seed, "upper"))
+
+
+def thm36_literal(n: int, seed: int) -> float:
+    """The same with D_SeqRR read literally (Eq. 21's lower tail applied to log π_ref/π*): the
+    identity breaks. Returns the largest gap over the instances (it must be far from 0)."""
+    return max(_thm36_gap(n, seed, "lower"))
+
+
+def radpo1_optimum(n: int, seed: int) -> float:
+    """Consequence of Thm 3.6: the Lemma 3.4 policy is the population optimum of Ra-DPO1 (upper
+    tail). max TV between the exact solver's Ra-DPO1 optimum (μ ∈ [0.5, 1]) and Lemma 3.4's policy."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n):
+        tp = random_tree_problem(rng, pairs="uniform")
+        b = _beta(rng)
+        mu = float(rng.uniform(0.5, 1.0))
+        lp = lemma34_policy(tp.tree, tp.ref_logp, tp.token_reward, b, mu, "lower")
+        res = solve_exact(make_objective(tp.problem, "radpo1", {"beta": b, "mu": mu}, param=make_param(tp)))
+        worst = max(worst, metrics.tv(res.policy, np.exp(tp.tree.seq_logp(lp)), tp.problem.context_weight))
+    return worst
+
+
+CHECKS = [
+    Check("token-eq28", "β·log π*(a|s)/π_ref(a|s) = Q*(s,a) − V*(s) at every state of a tree (UE-DPO Eq. 28, soft DP Eq. 16–18)", 1e-10, eq28),
+    Check("token-optimum", "soft-DP token optimum = sequence RLHF optimum π_ref·e^{r/β}/Z = exact sequence-DPO optimum (UE-DPO Eq. 24, 29)", 1e-8, token_equals_sequence),
+    Check("tdpo1-dpo-T1", "TDPO1 ≡ DPO at T = 1, values and gradients (Ra-DPO Fig. 1: D_SeqKL identical for every response)", 1e-12, tdpo1_is_dpo),
+    Check("uedpo-eq34", "exact optimum of Eq. 31 has the Eq. 34 form with one η(s); Eq. 36, 38, 39 hold (UE-DPO App. C–D)", 1e-9, eq34_39),
+    Check("uedpo-eq35-sign", "sign of ∂log π*/∂λ from Eq. 35 = sign of finite differences of the exact optimum (mismatches)", 0.0, eq35_sign),
+    Check("radpo-lemma31", "Ṽ(s_t) = V(s_t) + R_{1:t−1} on a tree under nested CVaR, both tails (Ra-DPO Lemma 3.1, Eq. 5–7)", 1e-12, lemma31),
+    Check("radpo-thm36", "P_BT = σ(u* − δ*) at the Lemma 3.4 policy, D_SeqRR with the upper-tail CVaR (Ra-DPO Thm 3.6, Eq. 14–16)", 1e-10, thm36),
+    Check("radpo-thm36-literal", "Thm 3.6 with Eq. 21's lower tail inside D_SeqRR FAILS: largest |(u*−δ*) − Δr| stays ≥ 1e-2", 1e-2, thm36_literal, direction="≥"),
+    Check("radpo1-optimum", "Ra-DPO1 population optimum (exact solver) = Lemma 3.4 policy π_ref·e^{Q̃_ref/β}/Z (Ra-DPO Eq. 11, 17)", 1e-8, radpo1_optimum),
+]

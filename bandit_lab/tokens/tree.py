@@ -1,0 +1,233 @@
+"""Exact token trees: every sequence a response, every prefix a state.
+
+A :class:`TokenTree` is pure structure (vocabulary ``V``, horizon ``T``, optional end token).
+States are the prefixes that can still be extended, in breadth-first order (the root ``[x]``
+first, so every child has a larger index than its parent); responses are the complete
+sequences, in depth-first order. Without an end token every response has exactly ``T`` tokens
+(``K = V^T``, ``S = (V^T − 1)/(V − 1)``); with ``eos=True`` the last vocabulary entry ``V − 1``
+ends a response early, and a response is cut at ``T`` tokens.
+
+Two dense 0/1 matrices link the views (the same for every prompt):
+- ``path[k, s·V + a] = 1`` when response ``k`` takes token ``a`` at state ``s``; so
+  ``log π(y|x) = Σ_t log π(y_t|s_t)`` is one matmul ``path @ logπ_state.reshape(-1)``;
+- ``visits[k, s] = 1`` when response ``k`` passes through state ``s``; so a sequential
+  per-state quantity (Ra-DPO's D_SeqKL, D_SeqRR) is ``visits @ f_state``.
+
+:class:`TreeProblem` wraps an ordinary core :class:`~bandit_lab.problems.Problem` whose
+``pi_ref`` is the sequence probability under the per-state reference policy and whose
+preferences come from a sequence reward ``r(x, y) = Σ_t R(s_t, a_t)`` (Bradley–Terry), a given
+``r(x, y)``, or any matrix over sequences. Everything downstream (data, losses, trainer, exact
+solver) is the core machinery; only the parameterization (:mod:`bandit_lab.tokens.param`) knows
+about the tree.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from bandit_lab.errors import BanditError
+from bandit_lab.problems import Problem
+
+MAX_RESPONSES = 4096  # dense [K, K] triple grids: 4096² ≈ 1.7e7 entries per context
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenTree:
+    vocab: int
+    horizon: int
+    eos: bool
+    states: tuple  # prefixes (tuples of tokens), BFS order
+    sequences: tuple  # responses (tuples of tokens), DFS order
+    child: np.ndarray  # [S, V] index of the next state, −1 when (s, a) ends a response
+    leaf: np.ndarray  # [S, V] index of the response (s, a) completes, −1 otherwise
+    depth: np.ndarray  # [S] prefix length
+    path: np.ndarray  # [K, S·V] 0/1
+    visits: np.ndarray  # [K, S] 0/1
+
+    @property
+    def n_states(self) -> int:
+        return len(self.states)
+
+    @property
+    def n_responses(self) -> int:
+        return len(self.sequences)
+
+    @classmethod
+    def create(cls, vocab: int, horizon: int, eos: bool = False) -> "TokenTree":
+        V, T = int(vocab), int(horizon)
+        if V < 2 or T < 1:
+            raise BanditError(f"a token tree needs vocab ≥ 2 and horizon ≥ 1; got V={vocab}, T={horizon}")
+        if eos and V < 3:
+            raise BanditError("with an end token the vocabulary needs ≥ 3 entries (the last one is the end token)")
+        end = V - 1 if eos else None
+        # count first, so an oversized request fails before enumerating anything
+        if eos:
+            n_seq = sum((V - 1) ** (t - 1) for t in range(1, T)) + V * (V - 1) ** (T - 1)
+        else:
+            n_seq = V**T
+        if n_seq > MAX_RESPONSES:
+            raise BanditError(f"V={V}, T={T}{' with end token' if eos else ''} has {n_seq} responses; exact enumeration "
+                              f"is limited to {MAX_RESPONSES} (dense K×K triple grids)")
+        states: list[tuple] = [()]
+        index = {(): 0}
+        head = 0
+        while head < len(states):
+            s = states[head]
+            head += 1
+            if len(s) + 1 >= T:
+                continue
+            for a in range(V):
+                if a == end:
+                    continue
+                index[s + (a,)] = len(states)
+                states.append(s + (a,))
+        S = len(states)
+        child = -np.ones((S, V), dtype=np.int64)
+        leaf = -np.ones((S, V), dtype=np.int64)
+        seqs: list[tuple] = []
+
+        def dfs(si: int) -> None:
+            s = states[si]
+            for a in range(V):
+                nxt = s + (a,)
+                if a == end or len(nxt) == T:
+                    leaf[si, a] = len(seqs)
+                    seqs.append(nxt)
+                else:
+                    child[si, a] = index[nxt]
+                    dfs(index[nxt])
+
+        dfs(0)
+        K = len(seqs)
+        assert K == n_seq
+        path = np.zeros((K, S * V))
+        visits = np.zeros((K, S))
+        for k, y in enumerate(seqs):
+            for t, a in enumerate(y):
+                s = index[y[:t]]
+                path[k, s * V + a] = 1.0
+                visits[k, s] = 1.0
+        depth = np.array([len(s) for s in states], dtype=np.int64)
+        return cls(V, T, bool(eos), tuple(states), tuple(seqs), child, leaf, depth, path, visits)
+
+    # ---- views between sequence and per-state quantities (numpy, float64)
+    def seq_logp(self, logp_state: np.ndarray) -> np.ndarray:
+        """``[X, S, V]`` per-state log-probs → ``[X, K]`` sequence log-probs."""
+        X = logp_state.shape[0]
+        return logp_state.reshape(X, -1) @ self.path.T
+
+    def seq_sum(self, token_values: np.ndarray) -> np.ndarray:
+        """``Σ_t R(s_t, a_t)`` along every response: ``[X, S, V]`` → ``[X, K]``."""
+        return self.seq_logp(token_values)
+
+    def conditionals(self, seq_policy: np.ndarray) -> np.ndarray:
+        """Per-state policy ``π(a|s) = P(prefix s·a)/P(prefix s)`` of a sequence distribution
+        ``[X, K]`` (exact inverse of :meth:`seq_logp` for strictly positive policies)."""
+        P = np.asarray(seq_policy, dtype=np.float64)
+        X = P.shape[0]
+        mass_sa = (P @ self.path).reshape(X, self.n_states, self.vocab)
+        mass_s = P @ self.visits
+        return mass_sa / mass_s[..., None]
+
+    def prefix_reward(self, token_reward: np.ndarray) -> np.ndarray:
+        """``R_{1:t−1}`` of every state (the reward collected on the way to it): ``[X, S]``."""
+        X = token_reward.shape[0]
+        out = np.zeros((X, self.n_states))
+        for s in range(self.n_states):  # BFS order: parents first
+            for a in range(self.vocab):
+                c = self.child[s, a]
+                if c >= 0:
+                    out[:, c] = out[:, s] + token_reward[:, s, a]
+        return out
+
+
+def _per_context(a: Any, name: str, X: int, shape: tuple) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.shape == shape:
+        arr = np.broadcast_to(arr, (X,) + shape).copy()
+    if arr.shape != (X,) + shape or not np.all(np.isfinite(arr)):
+        raise BanditError(f"{name} must be finite with shape {(X,) + shape} or {shape}; got {np.shape(a)}")
+    return arr
+
+
+def log_softmax_np(z: np.ndarray) -> np.ndarray:
+    m = z.max(-1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TreeProblem:
+    """A core :class:`Problem` over the responses of a :class:`TokenTree`, plus the per-state
+    views: reference log-probs ``ref_logp [X, S, V]`` and, when preferences come from token
+    rewards, ``token_reward [X, S, V]`` (``None`` otherwise)."""
+
+    tree: TokenTree
+    problem: Problem
+    ref_logp: np.ndarray
+    token_reward: np.ndarray | None
+
+    @property
+    def seq_reward(self) -> np.ndarray | None:
+        return self.problem.reward
+
+
+def make_tree_problem(
+    vocab: int,
+    horizon: int,
+    *,
+    eos: bool = False,
+    contexts: int = 1,
+    ref_logits: Any = None,
+    token_reward: Any = None,
+    seq_reward: Any = None,
+    matrix: Any = None,
+    pairs: Any = "uniform",
+    context_weight: Any = None,
+    tree: TokenTree | None = None,
+) -> TreeProblem:
+    """Build a tree problem. The reference policy is ``softmax(ref_logits)`` per state
+    (``[X, S, V]`` or ``[S, V]``; uniform when omitted). Exactly one preference model:
+    ``token_reward`` (``R(s, a)``, sequence reward ``r = Σ_t R``, Bradley–Terry), ``seq_reward``
+    (``r(x, y)`` as ``[X, K]``) or ``matrix`` (``[X, K, K]`` over sequences, any P with P+Pᵀ=1)."""
+    tree = tree or TokenTree.create(vocab, horizon, eos)
+    X = int(contexts)
+    if X < 1:
+        raise BanditError("contexts must be ≥ 1")
+    S, V, K = tree.n_states, tree.vocab, tree.n_responses
+    logits = np.zeros((X, S, V)) if ref_logits is None else _per_context(ref_logits, "ref_logits", X, (S, V))
+    ref_logp = log_softmax_np(logits)
+    pi_ref = np.exp(tree.seq_logp(ref_logp))
+    pi_ref = pi_ref / pi_ref.sum(-1, keepdims=True)  # exact up to roundoff; renormalise the last ulp
+    given = [n for n, v in (("token_reward", token_reward), ("seq_reward", seq_reward), ("matrix", matrix)) if v is not None]
+    if len(given) != 1:
+        raise BanditError("give exactly one preference model: token_reward, seq_reward or matrix")
+    R = None
+    if token_reward is not None:
+        R = _per_context(token_reward, "token_reward", X, (S, V))
+        problem = Problem.create(pi_ref, reward=tree.seq_sum(R), pairs=pairs, context_weight=context_weight)
+    elif seq_reward is not None:
+        r = _per_context(seq_reward, "seq_reward", X, (K,))
+        problem = Problem.create(pi_ref, reward=r, pairs=pairs, context_weight=context_weight)
+    else:
+        problem = Problem.create(pi_ref, matrix=_per_context(matrix, "matrix", X, (K, K)), pairs=pairs, context_weight=context_weight)
+    return TreeProblem(tree, problem, ref_logp, R)
+
+
+def random_tree_problem(rng: np.random.Generator, *, vocab: int | None = None, horizon: int | None = None,
+                        eos: bool | None = None, contexts: int | None = None, pairs: str | None = None,
+                        reward_scale: float = 1.0, ref_scale: float = 1.0) -> TreeProblem:
+    """A random tree problem (NumPy generator ⇒ reproducible): V ∈ {2, 3}, T ∈ {1, 2, 3}
+    (V = 3 with an end token half the time), 1 or 2 prompts, Gaussian reference logits and
+    token rewards, uniform or reference pair law. Few distinct shapes on purpose (compile reuse)."""
+    V = int(rng.choice([2, 3])) if vocab is None else vocab
+    T = int(rng.choice([1, 2, 3])) if horizon is None else horizon
+    e = (V >= 3 and T >= 2 and bool(rng.random() < 0.5)) if eos is None else eos
+    X = int(rng.choice([1, 2])) if contexts is None else contexts
+    tree = TokenTree.create(V, T, e)
+    S = tree.n_states
+    return make_tree_problem(V, T, eos=e, contexts=X, tree=tree,
+                             ref_logits=rng.normal(0, ref_scale, (X, S, V)),
+                             token_reward=rng.normal(0, reward_scale, (X, S, V)),
+                             pairs=pairs or str(rng.choice(["uniform", "reference"])))
