@@ -1,0 +1,125 @@
+"""``bandit-lab reproduce``: every experiment of Kong et al. in one go, and ``RESULTS.md``.
+
+Runs each experiment with its default settings (``--quick``: its CI-sized ``quick`` settings),
+writes ``<name>.json`` records and its figures into the output directory, then tabulates every
+number the paper prints — paper value | measured | command | note — from the records alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+
+from bandit_lab import experiments
+
+# experiment name, the paper item it regenerates
+PLAN: list[tuple[str, str]] = [
+    ("weight-decay", "Fig. 2"),
+    ("early-stopping", "Fig. 3"),
+    ("mode-seeking", "§3.3 θ values"),
+    ("thresholding", "Table 1"),
+    ("single-step", "Fig. 5"),
+    ("noise-adaptive", "Fig. 6 / §5.3"),
+    ("simplex", "teaching figure (simplex view)"),
+]
+
+Row = tuple[str, str, str, str, str]  # item, paper, measured, command, note
+
+
+def _cmd(name: str) -> str:
+    return f"`bandit-lab run {name}`"
+
+
+def rows_weight_decay(res: dict) -> list[Row]:
+    recs = res["records"]
+    out = []
+    zero = [r for r in recs if r["alpha"] == 0.0]
+    out.append(("Fig. 2, α = 0", "negligible distance for DPO, f-DPO, IPO",
+                f"max TV {max(r['tv'] for r in zero):.1e}", _cmd("weight-decay"), "all three meet their RLHF counterpart"))
+    for lab in dict.fromkeys(r["loss"] for r in recs):
+        rs = [r for r in recs if r["loss"] == lab and r["alpha"] > 0]
+        peak = max(rs, key=lambda r: r["tv"])
+        gap = max(max(r["adam_gap"], r["counterpart_adam_gap"]) for r in rs)
+        out.append((f"Fig. 2, {lab} vs {rs[0]['counterpart']}", "distance grows as α grows",
+                    f"TV {rs[0]['tv']:.1e} at α={rs[0]['alpha']:.0e} → peak {peak['tv']:.3f} at α={peak['alpha']:.2g} → {rs[-1]['tv']:.3f} at α={rs[-1]['alpha']:.0f}",
+                    _cmd("weight-decay"),
+                    f"clearly positive for every α > 0; Adam within {gap:.0e} of the exact constrained optima. Past the peak the distance "
+                    "falls again: strong decay pulls every policy to uniform logits, so both collapse together (beyond the paper's range)"))
+    return out
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if k in d:
+            return d[k]
+    return default
+
+
+ROWS: dict[str, Callable[[dict], list[Row]]] = {"weight-decay": rows_weight_decay}
+
+
+def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
+    ROWS[name] = fn
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def reproduce(out: str, quick: bool = False) -> Iterator[str]:
+    """Run the plan; yield one progress line per experiment; write RESULTS.md last."""
+    os.makedirs(out, exist_ok=True)
+    results, timings, figures = {}, {}, {}
+    reg = experiments.registry()
+    for name, item in PLAN:
+        if name not in reg:
+            yield f"{name:<16} missing (experiment not registered)"
+            continue
+        exp = reg[name]
+        settings = experiments.make_settings(exp, exp.quick if quick else {})
+        t0 = time.perf_counter()
+        res = exp.run(settings)
+        figs = exp.plot(res, out) if exp.plot is not None else []
+        timings[name] = time.perf_counter() - t0
+        with open(os.path.join(out, f"{name}.json"), "w") as fh:
+            json.dump(_clean({"experiment": name, "settings": dataclasses.asdict(settings), **res}), fh, indent=1)
+        results[name], figures[name] = res, figs
+        yield f"{name:<16} {timings[name]:6.1f} s  {item:<28} " + ", ".join(os.path.basename(f) for f in figs)
+    path = os.path.join(out, "RESULTS.md")
+    with open(path, "w") as fh:
+        fh.write(results_markdown(results, figures, timings, quick))
+    yield f"wrote {path}"
+
+
+def results_markdown(results: dict, figures: dict, timings: dict, quick: bool) -> str:
+    lines = [
+        "# Kong et al. reproduced by bandit-lab",
+        "",
+        "Regenerate everything here with `bandit-lab reproduce --out figures --overwrite`"
+        + (" (this file was written with `--quick`: CI-sized settings, not the paper's)." if quick else "."),
+        "Each figure also names its own command in its bottom-left corner.",
+        "",
+        "| item | paper | measured | command | note |",
+        "|---|---|---|---|---|",
+    ]
+    for name, _ in PLAN:
+        if name in results and name in ROWS:
+            for item, paper, measured, cmd, note in ROWS[name](results[name]):
+                lines.append(f"| {item} | {paper} | {measured} | {cmd} | {note} |")
+    lines += ["", "## Figures", ""]
+    for name, _ in PLAN:
+        for f in figures.get(name, []):
+            lines.append(f"- `{os.path.basename(f)}` — {_cmd(name)} ({timings[name]:.1f} s in this run)")
+    return "\n".join(lines) + "\n"
