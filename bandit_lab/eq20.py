@@ -174,7 +174,8 @@ def global_switch_ratio(alpha: float = 1.0) -> float:
         t = optimize.brentq(lambda x: float(dloss(x, c, alpha, np)), 1e-12, t_star, xtol=1e-15)
         return float(loss(t, c, alpha, np)) - (np.log(np.sqrt(c)) + alpha)
 
-    lo = c_star * (1 + 1e-6)
+    # α > 27/16: s(θ) < 0 somewhere (4αθ²(1−θ) > 1), an interior minimum exists for every c > 0
+    lo = c_star * (1 + 1e-6) if c_star > 0 else 1e-300
     return float(optimize.brentq(gap, lo, 1e4, xtol=1e-13))
 
 

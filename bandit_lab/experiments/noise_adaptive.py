@@ -70,6 +70,10 @@ class Settings:
     high: float = dataclasses.field(default=95.0, metadata=_h("percentile above which a context is in the high-ratio group (paper: 99.5)"))
     seed: int = dataclasses.field(default=0, metadata=_h("seed of the ratios and features"))
 
+    def saves(self) -> bool:
+        """Print only; records and figures are written with ``--out DIR``."""
+        return False
+
     def validate(self) -> None:
         if self.n_contexts < 4:
             raise BanditError(f"n-contexts must be ≥ 4; got {self.n_contexts}")
@@ -132,6 +136,17 @@ def group_stats(values: np.ndarray, log_r: np.ndarray, low: float, high: float) 
     }
 
 
+def command(s: Settings) -> str:
+    """The exact ``bandit-lab run`` command for these settings (options that differ from the defaults)."""
+    parts = ["bandit-lab run noise-adaptive"]
+    for f in dataclasses.fields(Settings):
+        v = getattr(s, f.name)
+        if v != f.default:
+            opt = "--" + f.name.replace("_", "-")
+            parts += [f"{opt} {x}" for x in v] if isinstance(v, tuple) else [f"{opt} {v}"]
+    return " ".join(parts)
+
+
 def run(s: Settings) -> dict:
     problem, log_r, feats = make_problem(s)
     objs, inits = [], []
@@ -171,6 +186,7 @@ def run(s: Settings) -> dict:
         )
     out = {
         "n_contexts": s.n_contexts,
+        "command": command(s),
         "train_seconds": seconds,
         "records": records,
     }
@@ -223,7 +239,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.set_title(f"{r['param']}: U = {r['U']:.0f}, one-sided p = {r['p_value']:.2g}", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Kong et al. Fig. 6 in the sandbox: average rank of Eq. 21, low- vs high-ratio contexts", fontsize=10)
-    fig.text(0.01, 0.01, f"regenerate: bandit-lab run noise-adaptive --n-contexts {res['n_contexts']} --out DIR  (other settings: see records.json)",
+    fig.text(0.01, 0.01, "regenerate: " + res["command"] + " --out DIR",
              fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.04, 1, 0.94))
     path = os.path.join(out_dir, "noise_adaptive.png")

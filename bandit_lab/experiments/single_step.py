@@ -35,6 +35,10 @@ class Settings:
     ratio_max: float = dataclasses.field(default=10.0, metadata=_h("largest π_ref ratio c of the log grid"))
     n_ratios: int = dataclasses.field(default=61, metadata=_h("points of the log grid"))
 
+    def saves(self) -> bool:
+        """Print only; records and figures are written with ``--out DIR``."""
+        return False
+
     def validate(self) -> None:
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise BanditError(f"lr must be > 0; got {self.lr}")

@@ -38,6 +38,10 @@ class Settings:
     diag_lr: float = dataclasses.field(default=0.0027, metadata=_h("step size of the labelled diagnostic run (mirrored init, same steps)"))
     tol: float = dataclasses.field(default=1e-6, metadata=_h("a run counts as converged if |θ − nearest local minimiser| ≤ tol"))
 
+    def saves(self) -> bool:
+        """Print only; records and figures are written with ``--out DIR``."""
+        return False
+
     def validate(self) -> None:
         rs = np.asarray([float(r) for r in self.ratio]) if len(self.ratio) else np.zeros(0)
         if rs.size == 0:
@@ -139,8 +143,9 @@ def report(res: dict) -> str:
         )
     lines += [
         "",
-        f"critical ratio c* = {res['critical_ratio']:.10f} (interior min and max merge at θ* = {res['critical_theta']:.8f}; "
-        f"for c < c*, L' < 0 on all of (0,1) and every descent ends at θ = 1)",
+        (f"critical ratio c* = {res['critical_ratio']:.10f} (interior min and max merge at θ* = {res['critical_theta']:.8f}; "
+         f"for c < c*, L' < 0 on all of (0,1) and every descent ends at θ = 1)") if res["critical_ratio"] > 0 else
+        f"critical ratio c* = 0: with α = {a:g} > 27/16 an interior minimum exists for every c > 0",
         f"global-switch ratio c_g = {res['global_switch_ratio']:.10f} (for c < c_g the global minimiser on [0,1] is θ = 1; "
         "between c* and c_g descent from θ₀ stops at a local minimum)",
         f"paper vs converged PGD: {res['n_agree']}/{res['n_paper']} ratios agree (|θ − paper| ≤ 0.01)",
@@ -201,8 +206,11 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.grid(alpha=0.3)
     fig.suptitle("Kong et al. §5.2 / Table 1: Eq. 20 + θ² under projected gradient descent", fontsize=10)
     ratios = " ".join(f"--ratio {r['ratio']:g}" for r in recs) if tuple(r["ratio"] for r in recs) != tuple(eq20.PAPER_RATIOS) else ""
-    cmd = f"bandit-lab run thresholding --lr {res['lr']:g} --steps {res['steps']} --init {res['init']} --diag-lr {res['diag_lr']:g} {ratios}--out DIR"
-    fig.text(0.01, 0.01, "regenerate: " + cmd.replace("  ", " "), fontsize=6, color="gray")
+    cmd = f"bandit-lab run thresholding --lr {res['lr']:g} --steps {res['steps']} --init {res['init']} --diag-lr {res['diag_lr']:g} "
+    if res["weight_decay"] != 1.0:
+        cmd += f"--weight-decay {res['weight_decay']:g} "
+    cmd += f"{ratios} --out DIR"
+    fig.text(0.01, 0.01, "regenerate: " + " ".join(cmd.split()), fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     path = os.path.join(out_dir, "thresholding.png")
     fig.savefig(path, dpi=130)
