@@ -132,7 +132,9 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
         H = (g[:, 1 : 1 + n, :] - g[:, 1 + n : 1 + 2 * n, :]) / (2 * eps[:, :, None])  # [B, j, i]
         H = 0.5 * (H + np.swapaxes(H, 1, 2))
         lam, V = np.linalg.eigh(H)
-        scale = np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-300)
+        # floor 1e-20: an all-zero Hessian (piecewise-linear loss, e.g. hinge) gives a finite
+        # steepest-descent-like step (then capped) instead of g/1e-309 = inf and NaN
+        scale = np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-20)
         lam = np.maximum(np.abs(lam), 1e-9 * scale)
         d = -np.einsum("bij,bj->bi", V, np.einsum("bji,bj->bi", V, g0) / lam)
         # Trust radius: no coordinate moves more than STEP_CAP per iteration. An uncapped first
