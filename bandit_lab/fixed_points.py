@@ -1,0 +1,434 @@
+"""``bandit-lab fixed-points``: the exact population optimum of every registered loss on one bandit.
+
+For each registered loss (at its defaults, with the bandit's β; plus a few named variants) this
+finds the minimiser with the exact float64 solver (:func:`bandit_lab.solver.solve_exact`), and
+reports its entropy, its TV distance to the RLHF optimum ``π_ref·e^{r/β}/Z`` and to DPO's optimum,
+the closed form where one is known (and its distance to the numerical answer), and whether a
+*finite* minimiser exists at all.
+
+How each answer is obtained (``method``):
+- ``newton`` — the exact solver; certified by its first-order residual;
+- ``lp`` — ``hinge`` is piecewise linear, so its minimiser sits on a kink where no gradient
+  vanishes: it is solved as the linear programme ``min Σ w_ij ξ_ij, ξ_ij ≥ 1 − β(g_i − g_j),
+  ξ ≥ 0`` in the log-ratios ``g`` (per context), :func:`hinge_lp`;
+- ``self-consistent`` — ``bco_pair`` and ``kto`` read a *detached* statistic ``s`` of the policy
+  (δ, z_ref). Training follows the field ``∇_θ L(θ; s)|_{s = s(θ)}``, which has no potential, so
+  the Newton solver cannot minimise it directly. Its zeros are the points where ``θ`` minimises
+  ``L(·; s)`` with ``s`` frozen *and* ``s = s(θ)``: :func:`self_consistent` solves the scalar
+  equation ``s(θ*(s)) = s`` by the secant method, each ``θ*(s)`` exact.
+
+Finite or not (``finite``): a minimiser is finite when the solver converged with every
+probability above ``1e-9``. When the gradient vanishes only because some probabilities went to 0
+(saturated sigmoids, a linear objective on the simplex), we confirm the runaway — pushing those
+logits further down does not increase the loss — and report the *limit* policy with the responses
+whose mass goes to 0.
+
+Closed forms (``closed_form``): the core oracles (DPO, f-DPO, IPO, Gaussian NLL, RLHF); and, for
+every *margin loss* ``ℓ(β·Δ)`` (cDPO, robust, EXO, DiscoPOP, SimPO), the per-pair population target
+``m*(p) = argmin_m p·ℓ(m) + (1 − p)·ℓ(−m)`` (closed forms listed in :func:`pair_target`). When the
+targets are additive on the pair graph (``m*_ij = g_i − g_j``) the optimum is
+``π ∝ π_ref·e^{g/β}`` (``e^{g/β}`` for reference-free losses) — e.g. SimPO with γ = 0 gives
+``softmax(r/β)``; otherwise no closed form (the optimum is a weighted compromise between
+inconsistent pair targets). ``eta_linear``'s limit is the vertex of the largest net win weight.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import optimize
+
+from bandit_lab import losses, metrics
+from bandit_lab.errors import BanditError
+from bandit_lab.oracles import loss_oracle, rlhf_optimum, softmax_np
+from bandit_lab.solver import ExactResult, newton_free, solve_exact
+
+DEFAULT_SPEC = {
+    "pi_ref": [0.4, 0.4, 0.2],
+    "preference": {"pi_star": [0.6, 0.3, 0.1]},
+    "pairs": "uniform",
+    "loss": "dpo",
+    "loss_params": {"beta": 1.0},
+}
+SHARE_TOL = 1e-6  # TV below which two optima are "the same fixed point"
+ZERO_MASS = 1e-9  # a probability below this at a converged point signals a runaway
+RESIDUAL_TOL = 1e-8
+
+# Named variants shown besides every loss at its defaults.
+VARIANTS: dict[str, list[dict]] = {
+    "fdpo": [{"divergence": "reverse_kl"}, {"divergence": "forward_kl"}, {"divergence": "js"}, {"divergence": "alpha", "f_alpha": 0.5}],
+    "rlhf": [{"divergence": "reverse_kl", "reward": "bt"}, {"divergence": "reverse_kl", "reward": "ipo"}],
+    "simpo": [{}, {"gamma": 0.0}],
+    "robust": [{}, {"label_smoothing": 0.2}],
+}
+
+NO_CLOSED_FORM = {
+    "orpo": "none known (odds-ratio term + NLL)",
+    "kto": "none known (sigmoid value function around a detached KL reference point)",
+    "cpo": "none known (NLL on y_w pulls towards the winner marginal)",
+    "nca_pair": "none known (per-response terms coupled only by normalisation)",
+    "bco_pair": "none known (per-response terms around a detached baseline δ)",
+    "sppo_hard": "none known (per-response squares; SPPO drops log Z, the exact loss keeps it)",
+    "apo_zero": "none known (saturating; losers pushed to 0)",
+    "apo_down": "none known",
+    "eta_sigmoid": "none known (targets π_i − π_j = logit p_ij / β, often off the simplex)",
+}
+
+
+# --------------------------------------------------------------------------- per-pair targets
+
+def pair_target(name: str, hp: dict, p: float) -> float | None:
+    """``m*(p) = argmin_m p·ℓ(m) + (1 − p)·ℓ(−m)`` for a margin loss ``ℓ(m)``, ``m = β·Δ``
+    (for SimPO ``m = β(log π_w − log π_l)``). ``None``: no finite target (runaway), or not a
+    margin loss. Closed forms where they exist, else a bracketed scalar minimisation.
+    """
+    if not 0.0 < p < 1.0:
+        return None
+    logit = float(np.log(p) - np.log1p(-p))
+    if name in ("dpo", "gaussian_nll"):
+        return logit
+    if name == "cdpo":
+        e = hp["label_smoothing"]
+        q = e + (1 - 2 * e) * p
+        return float(np.log(q) - np.log1p(-q))
+    if name == "robust":
+        e = hp["label_smoothing"]
+        if not (e < p < 1 - e):
+            return None
+        q = (p - e) / (1 - 2 * e)
+        return float(np.log(q) - np.log1p(-q))
+    if name == "exo_pair":
+        e = hp["label_smoothing"]
+        return float((2 * p - 1) * (np.log1p(-e) - np.log(e)))
+    if name == "hinge":
+        return float(np.sign(2 * p - 1))
+    if name in ("discopop", "simpo"):
+        if name == "simpo":
+            g = hp["gamma"]
+            ell = lambda m: np.logaddexp(0.0, -(m - g))  # noqa: E731
+        else:
+            tau = hp["tau"]
+            ell = lambda m: (np.exp(-np.logaddexp(0.0, m / tau)) * np.logaddexp(0.0, -m)  # noqa: E731
+                             + np.exp(-np.logaddexp(0.0, -m / tau) - m))
+        phi = lambda m: p * ell(m) + (1 - p) * ell(-m)  # noqa: E731
+        grid = np.linspace(-40.0, 40.0, 8001)
+        vals = phi(grid)
+        k = int(np.argmin(vals))
+        if k in (0, grid.size - 1):
+            return None
+        res = optimize.minimize_scalar(phi, bracket=(grid[k - 1], grid[k], grid[k + 1]), tol=1e-14)
+        return float(res.x)
+    return None
+
+
+MARGIN_LOSSES = ("dpo", "gaussian_nll", "cdpo", "robust", "exo_pair", "discopop", "simpo")
+REFERENCE_FREE = ("simpo",)
+
+
+def _pair_stats(weight: np.ndarray):
+    """Per context: shown unordered pairs ``(i, j)`` with total weight and ``p(i ≻ j)``."""
+    X, K, _ = weight.shape
+    out = []
+    for x in range(X):
+        rows = []
+        for i in range(K):
+            for j in range(i + 1, K):
+                t = weight[x, i, j] + weight[x, j, i]
+                if t > 0:
+                    rows.append((i, j, t, weight[x, i, j] / t))
+        out.append(rows)
+    return out
+
+
+def additive_closed_form(name: str, hp: dict, problem, weight: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """``π ∝ π_ref·e^{g/β}`` when the per-pair targets ``m*_ij`` are additive (see module doc)."""
+    beta = hp.get("beta", 1.0)
+    X, K, _ = weight.shape
+    out = np.empty((X, K))
+    for x, rows in enumerate(_pair_stats(weight)):
+        A, b = [], []
+        for i, j, _t, p in rows:
+            m = pair_target(name, hp, p)
+            if m is None:
+                return None, "some pair has no finite target margin: no finite minimiser"
+            a = np.zeros(K)
+            a[i], a[j] = 1.0, -1.0
+            A.append(a)
+            b.append(m)
+        A.append(np.ones(K))  # gauge
+        b.append(0.0)
+        A, b = np.array(A), np.array(b)
+        if np.linalg.matrix_rank(A) < K:
+            return None, "pair graph disconnected: the optimum is not unique"
+        g, *_ = np.linalg.lstsq(A, b, rcond=None)
+        if np.abs(A @ g - b).max() > 1e-9 * max(1.0, np.abs(b).max()):
+            return None, "none: per-pair target margins are not additive (compromise between pairs)"
+        base = np.zeros(K) if name in REFERENCE_FREE else np.log(problem.pi_ref[x])
+        out[x] = softmax_np(base + g / beta)
+    ref = "e^{g/β}" if name in REFERENCE_FREE else "π_ref·e^{g/β}"
+    return out, f"{ref}/Z, additive per-pair targets g_i − g_j = m*(p_ij)"
+
+
+def hinge_lp(problem, weight: np.ndarray, beta: float) -> tuple[np.ndarray, bool]:
+    """Exact population minimiser of the hinge loss by linear programming (HiGHS), per context:
+    ``min Σ_{ordered (i,j)} w_ij ξ_ij`` s.t. ``ξ_ij ≥ 1 − β(g_i − g_j)``, ``ξ ≥ 0``, ``g_0 = 0``;
+    then ``π ∝ π_ref·e^{g}``. Returns ``(π, solved)``."""
+    X, K, _ = weight.shape
+    out = np.empty((X, K))
+    ok = True
+    for x in range(X):
+        trip = [(i, j, weight[x, i, j]) for i in range(K) for j in range(K) if i != j and weight[x, i, j] > 0]
+        n = K + len(trip)
+        c = np.concatenate([np.zeros(K), [w for _, _, w in trip]])
+        A = np.zeros((len(trip), n))
+        for r, (i, j, _w) in enumerate(trip):
+            A[r, i], A[r, j], A[r, K + r] = -beta, beta, -1.0  # −β(g_i − g_j) − ξ ≤ −1
+        bounds = [(0.0, 0.0)] + [(None, None)] * (K - 1) + [(0.0, None)] * len(trip)
+        res = optimize.linprog(c, A_ub=A, b_ub=-np.ones(len(trip)), bounds=bounds, method="highs")
+        ok &= bool(res.status == 0)
+        g = res.x[:K] if res.status == 0 else np.full(K, np.nan)
+        out[x] = softmax_np(np.log(problem.pi_ref[x]) + g)
+    return out, ok
+
+
+def closed_form(obj) -> tuple[np.ndarray | None, str]:
+    """The closed-form (or LP) optimum of an objective's loss on its data, or ``None`` + why."""
+    name, hp, static = obj.loss.name, obj.hp, obj.static
+    if obj.param.name != "softmax" or hp.get("weight_decay", 0.0) != 0.0:
+        return None, "constrained (weight decay or a restricted parameterization): closed forms are unconstrained answers"
+    weight = np.asarray(obj.data.weight)
+    if name in ("rlhf", "ipo", "fdpo"):
+        return loss_oracle(obj.problem, name, hp, static)
+    if name in MARGIN_LOSSES:
+        return additive_closed_form(name, hp, obj.problem, weight)
+    if name == "hinge":
+        pi, ok = hinge_lp(obj.problem, weight, hp["beta"])
+        return (pi, "linear programme (exact for the piecewise-linear loss)") if ok else (None, "LP failed")
+    if name == "eta_linear":
+        net = weight.sum(-1) - weight.sum(-2)  # Σ_j w_ij − w_ji
+        out = np.zeros_like(net)
+        out[np.arange(net.shape[0]), net.argmax(-1)] = 1.0
+        return out, "vertex with the largest net win weight Σ_j (w_ij − w_ji) (a limit)"
+    if name in NO_CLOSED_FORM:
+        return None, NO_CLOSED_FORM[name]
+    pi, note = loss_oracle(obj.problem, name, hp, static)
+    return pi, note
+
+
+# --------------------------------------------------------------------------- solving
+
+def _zoo_detached() -> dict:
+    losses.registry()
+    from bandit_lab.loss_families import zoo
+
+    return zoo.DETACHED
+
+
+def statistic(obj, params, hp: dict) -> float:
+    """The detached statistic (``bco_pair``'s δ, ``kto``'s z_ref) at ``params``."""
+    _key, fn = _zoo_detached()[obj.loss.name]
+    return float(fn(obj.inputs(jnp.asarray(params)), {**obj.hp, **hp}))
+
+
+def self_consistent(obj, hp: dict | None = None, *, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
+    """Fixed point of a loss with a detached statistic ``s`` (see module doc): secant iterations
+    on ``F(s) = s(θ*(s)) − s``, each ``θ*(s)`` the exact minimiser of ``L(·; s)`` with ``s`` frozen
+    (passed as ``hp[key]``). Returns ``(result, s, |F(s)|)``."""
+    key, _fn = _zoo_detached()[obj.loss.name]
+    hp = {**obj.hp, **(hp or {})}
+    init = obj.param.init()
+
+    def F(s, init):
+        r = newton_free(obj, [{**hp, key: s}], init)[0]
+        return statistic(obj, r.params, hp) - s, r
+
+    s0 = statistic(obj, init, hp)
+    f0, r0 = F(s0, init)
+    s1 = s0 + f0
+    f1, r1 = F(s1, r0.params)
+    for _ in range(iters):
+        if abs(f1) <= tol:
+            break
+        den = f1 - f0
+        s2 = s1 - f1 * (s1 - s0) / den if den != 0 else s1 + f1
+        if not np.isfinite(s2):
+            s2 = s1 + f1
+        s0, f0 = s1, f1
+        s1 = s2
+        f1, r1 = F(s1, r1.params)
+    return r1, s1, abs(f1)
+
+
+def _field_residual(obj, params) -> float:
+    """‖∇_θ L‖ with the statistic detached — the training signal Adam follows."""
+    g = jax.grad(lambda p: obj.value(p, obj.hp))(jnp.asarray(params))
+    return float(jnp.linalg.norm(g))
+
+
+def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> list[list[int]]:
+    """Responses whose mass goes to 0 *and* whose further push-down does not raise the loss
+    (at ``hp``, which freezes a detached statistic at its self-consistent value)."""
+    zero = [[int(k) for k in np.nonzero(row < threshold)[0]] for row in np.atleast_2d(policy)]
+    if not any(zero) or obj.param.name != "softmax":
+        return zero if any(zero) else []
+    th = np.array(params, dtype=np.float64)
+    push = th.copy()
+    for x, ks in enumerate(zero):
+        push[x, ks] -= 5.0
+    v0 = float(obj.value(jnp.asarray(th), hp))
+    v1 = float(obj.value(jnp.asarray(push), hp))
+    return zero if v1 <= v0 + 1e-12 * max(1.0, abs(v0)) else []
+
+
+@dataclasses.dataclass
+class Row:
+    loss: str
+    label: str
+    params: dict
+    method: str
+    policy: list
+    entropy: float
+    tv_rlhf: float | None
+    tv_dpo: float | None
+    shares_dpo: bool | None
+    finite: bool
+    status: str
+    residual: float
+    closed_form: list | None
+    closed_form_note: str
+    tv_closed_form: float | None
+
+
+def _label(name: str, params: dict) -> str:
+    return name + ("[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]" if params else "")
+
+
+def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
+    obj = base.with_loss(name, params)
+    w = obj.problem.context_weight
+    method = "newton"
+    extra = ""
+    hp = dict(obj.hp)
+    if name in _zoo_detached():
+        r, s, gap = self_consistent(obj)
+        method = "self-consistent"
+        key = _zoo_detached()[name][0]
+        field = _field_residual(obj, r.params)
+        residual = max(r.residual, field)
+        converged = r.converged and gap <= 1e-10 and field <= RESIDUAL_TOL
+        extra = f"; {key} = {s:.6g}"
+        hp[key] = s
+        params_, policy = r.params, r.policy
+    else:
+        r = solve_exact(obj)
+        residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+    cf, note = closed_form(obj)
+    if name == "hinge" and cf is not None:
+        method = "lp"
+        policy, converged, residual = cf, True, float("nan")
+    policy = np.atleast_2d(np.asarray(policy, dtype=np.float64))
+    # a runaway is recognised at a converged point with π < 1e-9, or at a stalled one with
+    # π < 1e-6 (saturated logits make the last stretch of a runaway slow for Newton too)
+    zero = [] if method == "lp" else _runaway(obj, params_, policy, hp, ZERO_MASS if converged else 1e-6)
+    finite = bool(converged and not any(zero))
+    if not converged and method != "lp" and not any(zero):
+        status = f"solver did not converge (residual {residual:.1e}): no certified minimiser"
+    elif any(zero):
+        which = "; ".join(f"x{x}: y{', y'.join(map(str, ks))}" for x, ks in enumerate(zero) if ks) if len(zero) > 1 else "y" + ", y".join(map(str, zero[0]))
+        status = f"no finite minimiser: π({which}) → 0; limit shown"
+    else:
+        status = "finite minimiser" + (" (LP vertex)" if method == "lp" else "")
+    status += extra
+    tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
+    tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
+    return Row(
+        loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+        method=method, policy=policy.tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
+        tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and not any(zero)),
+        finite=finite, status=status, residual=float(residual),
+        closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
+        tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)),
+    )
+
+
+def configurations() -> list[tuple[str, dict]]:
+    out = []
+    for name in sorted(losses.registry()):
+        for v in VARIANTS.get(name, [{}]):
+            out.append((name, v))
+    return out
+
+
+def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dict:
+    """Every registered loss's exact population optimum on ``spec`` (default: Kong et al. App. B,
+    π* = [0.6, 0.3, 0.1], π_ref = [0.4, 0.4, 0.2], uniform pairs, β = 1)."""
+    from bandit_lab.spec import build
+
+    spec = dict(DEFAULT_SPEC if spec is None else spec)
+    spec.setdefault("loss", "dpo")
+    base, *_ = build(spec)
+    beta = base.hp.get("beta", 1.0)
+    pb = base.problem
+    rl = None if pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
+    dpo_obj = base.with_loss("dpo", {"beta": beta})
+    d = solve_exact(dpo_obj)
+    dpo_pol = np.atleast_2d(d.policy) if d.converged else None
+    rows = []
+    for name, params in configurations():
+        if only is not None and name not in only:
+            continue
+        try:
+            rows.append(dataclasses.asdict(solve_one(base, name, params, dpo_pol, rl)))
+        except BanditError as e:  # e.g. RLHF with a non-BT matrix
+            rows.append({"loss": name, "label": _label(name, params), "status": f"not applicable: {e}", "finite": False,
+                         "policy": None, "entropy": None, "tv_rlhf": None, "tv_dpo": None, "shares_dpo": None,
+                         "method": "-", "residual": None, "closed_form": None, "closed_form_note": "", "tv_closed_form": None, "params": params})
+    return {
+        "bandit": {k: spec[k] for k in ("pi_ref", "preference", "pairs") if k in spec},
+        "beta": beta,
+        "weight_decay": base.hp.get("weight_decay", 0.0),
+        "parameterization": base.param.name,
+        "rlhf_optimum": None if rl is None else rl.tolist(),
+        "dpo_optimum": None if dpo_pol is None else dpo_pol.tolist(),
+        "share_tolerance": SHARE_TOL,
+        "records": rows,
+        "shares_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo")}),
+        "differs_from_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo") is False and r.get("finite")}),
+        "no_finite_minimiser": sorted({r["label"] for r in rows if not r.get("finite")}),
+    }
+
+
+def report(res: dict) -> str:
+    def fmt_pol(p):
+        if p is None:
+            return "—"
+        a = np.atleast_2d(np.asarray(p))
+        return "; ".join("[" + " ".join(f"{v:.4f}" for v in row) + "]" for row in a)
+
+    def num(v, f=".2e"):
+        return "—" if v is None else format(v, f)
+
+    b = res["bandit"]
+    lines = [
+        f"bandit: π_ref {b.get('pi_ref')}  preference {b.get('preference')}  pairs {b.get('pairs', 'uniform')}  β = {res['beta']:g}"
+        + (f"  weight decay {res['weight_decay']:g}" if res["weight_decay"] else "") + f"  ({res['parameterization']})",
+        f"RLHF optimum π_ref·e^(r/β)/Z: {fmt_pol(res['rlhf_optimum'])}    DPO optimum: {fmt_pol(res['dpo_optimum'])}",
+        "",
+        f"{'loss':<34} {'optimum π':<26} {'H(π)':>6} {'TV→RLHF':>8} {'TV→DPO':>8} {'=DPO':>4} {'TV→cf':>8}  status / closed form",
+    ]
+    for r in res["records"]:
+        share = "—" if r.get("shares_dpo") is None else ("yes" if r["shares_dpo"] else "no")
+        lines.append(
+            f"{r['label']:<34} {fmt_pol(r['policy']):<26} {num(r['entropy'], '.3f'):>6} {num(r['tv_rlhf'], '.4f'):>8} "
+            f"{num(r['tv_dpo'], '.4f'):>8} {share:>4} {num(r['tv_closed_form'], '.1e'):>8}  {r['status']}"
+        )
+        lines.append(f"{'':<34} closed form: {r['closed_form_note']}" + (f" = {fmt_pol(r['closed_form'])}" if r["closed_form"] is not None else ""))
+    lines += [
+        "",
+        f"share DPO's fixed point (TV ≤ {res['share_tolerance']:g}): {', '.join(res['shares_dpo']) or '—'}",
+        f"finite optimum elsewhere: {', '.join(res['differs_from_dpo']) or '—'}",
+        f"no finite minimiser: {', '.join(res['no_finite_minimiser']) or '—'}",
+    ]
+    return "\n".join(lines)
