@@ -23,7 +23,8 @@ an interior minimum exists iff ``√c ≥ min_θ s(θ)``, which gives the critic
 Why not the core trainer on ``params.Mixture``: the Mixture policy floors ``log π`` at 1e-300,
 so at θ = 1 its DPO gradient is 0 and only the weight-decay gradient ``+2α`` remains — projected
 GD then bounces between 1 and ``1 − 2α·lr``. Here the exact one-sided derivative ``L'(1) = −∞``
-keeps θ = 1 fixed, with the same optax chain (``train.make_optimizer``: sgd, constant schedule,
+keeps θ = 1 fixed (autodiff of ``loss`` gives NaN there, 0·∞ in the chain rule of √·, hence the
+closed form), with the same optax chain (``train.make_optimizer``: sgd, constant schedule,
 ``train.project_params`` onto ``[0, 1]`` as last link), scanned and vmapped over ratios.
 """
 from __future__ import annotations
