@@ -287,8 +287,7 @@ def test_noise_adaptive_quick():
     assert [x["p_value"] for x in again["records"]] == [x["p_value"] for x in res["records"]]
 
 
-@pytest.mark.slow
-def test_noise_adaptive_default_size():
+def test_noise_adaptive_default_size():  # ~6 s: not marked slow
     res = _run_na()
     r = {x["param"]: x for x in res["records"]}
     assert res["n_contexts"] == 4000
