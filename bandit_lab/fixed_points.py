@@ -1,7 +1,9 @@
 """``bandit-lab fixed-points``: the exact population optimum of every registered loss on one bandit.
 
 For each registered loss (at its defaults, with the bandit's β; plus a few named variants) this
-finds the minimiser with the exact float64 solver (:func:`bandit_lab.solver.solve_exact`), and
+finds the minimiser with the exact float64 solver (:func:`bandit_lab.solver.newton_free`, from
+π_ref, uniform and 6 random starts, keeping the lowest value: DiscoPOP is non-convex and has
+several local minima), and
 reports its entropy, its TV distance to the RLHF optimum ``π_ref·e^{r/β}/Z`` and to DPO's optimum,
 the closed form where one is known (and its distance to the numerical answer), and whether a
 *finite* minimiser exists at all.
@@ -261,6 +263,32 @@ def self_consistent(obj, hp: dict | None = None, *, tol: float = 1e-12, iters: i
     return r1, s1, abs(f1)
 
 
+N_STARTS = 8
+
+
+def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, int]:
+    """Exact solves from π_ref, uniform and ``n − 2`` random logit starts (N(0, 2²), seeded);
+    returns the lowest converged (else lowest) point and the number of distinct converged
+    minimisers (TV > 1e-6 apart) — non-convex losses (DiscoPOP) have several."""
+    if obj.param.constraint != "free":
+        return solve_exact(obj), 1
+    rng = np.random.default_rng(seed)
+    shape = np.shape(obj.param.init())
+    inits = [obj.param.init(), obj.param.init("uniform")] + [jnp.asarray(rng.normal(0.0, 2.0, shape)) for _ in range(n - 2)]
+    runs = [newton_free(obj, [obj.hp], i)[0] for i in inits]
+    ok = [r for r in runs if r.converged and np.isfinite(r.value)]
+    pool = ok or runs
+    low = min(r.value if np.isfinite(r.value) else np.inf for r in pool)
+    # among points tied at the lowest value (up to rounding), the best-certified one
+    tied = [r for r in pool if np.isfinite(r.value) and r.value <= low + 1e-12 * max(1.0, abs(low))] or pool
+    best = min(tied, key=lambda r: r.residual)
+    distinct: list = []
+    for r in ok:
+        if all(metrics.tv(r.policy, q.policy) > 1e-6 for q in distinct):
+            distinct.append(r)
+    return best, max(len(distinct), 1)
+
+
 def _field_residual(obj, params) -> float:
     """‖∇_θ L‖ with the statistic detached — the training signal Adam follows."""
     g = jax.grad(lambda p: obj.value(p, obj.hp))(jnp.asarray(params))
@@ -280,6 +308,18 @@ def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> lis
     v0 = float(obj.value(jnp.asarray(th), hp))
     v1 = float(obj.value(jnp.asarray(push), hp))
     return zero if v1 <= v0 + 1e-12 * max(1.0, abs(v0)) else []
+
+
+def _unbounded(obj, params, zero, hp) -> bool:
+    """Whether the loss keeps falling by O(1) along the runaway (infimum −∞, e.g. robust DPO
+    with ε ≥ min(p, 1 − p)) rather than saturating."""
+    th = np.array(params, dtype=np.float64)
+    push = th.copy()
+    for x, ks in enumerate(zero):
+        push[x, ks] -= 5.0
+    v0 = float(obj.value(jnp.asarray(th), hp))
+    v1 = float(obj.value(jnp.asarray(push), hp))
+    return v0 - v1 > 1e-3 * max(1.0, abs(v0))
 
 
 @dataclasses.dataclass
@@ -322,8 +362,10 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         hp[key] = s
         params_, policy = r.params, r.policy
     else:
-        r = solve_exact(obj)
+        r, n_min = multistart(obj)
         residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+        if n_min > 1:
+            extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
     cf, note = closed_form(obj)
     if name == "hinge" and cf is not None:
         method = "lp"
@@ -338,6 +380,8 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     elif any(zero):
         which = "; ".join(f"x{x}: y{', y'.join(map(str, ks))}" for x, ks in enumerate(zero) if ks) if len(zero) > 1 else "y" + ", y".join(map(str, zero[0]))
         status = f"no finite minimiser: π({which}) → 0; limit shown"
+        if _unbounded(obj, params_, zero, hp):
+            status += "; loss unbounded below"
     else:
         status = "finite minimiser" + (" (LP vertex)" if method == "lp" else "")
     status += extra
@@ -381,8 +425,8 @@ def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dic
             continue
         try:
             rows.append(dataclasses.asdict(solve_one(base, name, params, dpo_pol, rl)))
-        except BanditError as e:  # e.g. RLHF with a non-BT matrix
-            rows.append({"loss": name, "label": _label(name, params), "status": f"not applicable: {e}", "finite": False,
+        except BanditError as e:  # e.g. RLHF with a non-BT matrix, token-level losses
+            rows.append({"loss": name, "label": _label(name, params), "status": f"not applicable: {e}", "finite": None,
                          "policy": None, "entropy": None, "tv_rlhf": None, "tv_dpo": None, "shares_dpo": None,
                          "method": "-", "residual": None, "closed_form": None, "closed_form_note": "", "tv_closed_form": None, "params": params})
     return {
@@ -396,7 +440,8 @@ def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dic
         "records": rows,
         "shares_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo")}),
         "differs_from_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo") is False and r.get("finite")}),
-        "no_finite_minimiser": sorted({r["label"] for r in rows if not r.get("finite")}),
+        "no_finite_minimiser": sorted({r["label"] for r in rows if r.get("finite") is False}),
+        "not_applicable": sorted({r["label"] for r in rows if r.get("finite") is None}),
     }
 
 
@@ -424,11 +469,14 @@ def report(res: dict) -> str:
             f"{r['label']:<34} {fmt_pol(r['policy']):<26} {num(r['entropy'], '.3f'):>6} {num(r['tv_rlhf'], '.4f'):>8} "
             f"{num(r['tv_dpo'], '.4f'):>8} {share:>4} {num(r['tv_closed_form'], '.1e'):>8}  {r['status']}"
         )
-        lines.append(f"{'':<34} closed form: {r['closed_form_note']}" + (f" = {fmt_pol(r['closed_form'])}" if r["closed_form"] is not None else ""))
+        if r.get("finite") is not None:
+            lines.append(f"{'':<34} closed form: {r['closed_form_note']}" + (f" = {fmt_pol(r['closed_form'])}" if r["closed_form"] is not None else ""))
     lines += [
         "",
         f"share DPO's fixed point (TV ≤ {res['share_tolerance']:g}): {', '.join(res['shares_dpo']) or '—'}",
         f"finite optimum elsewhere: {', '.join(res['differs_from_dpo']) or '—'}",
         f"no finite minimiser: {', '.join(res['no_finite_minimiser']) or '—'}",
     ]
+    if res["not_applicable"]:
+        lines.append(f"not applicable to this bandit: {', '.join(res['not_applicable'])}")
     return "\n".join(lines)

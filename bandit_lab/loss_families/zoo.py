@@ -20,14 +20,18 @@ gradient): ``bco_pair``'s reward baseline δ and ``kto``'s reference point ``z_r
 population setting we define them as ``stop_gradient`` of the exact population quantity (see
 each docstring). Their training signal is then the gradient field of the loss *with the
 statistic frozen*, which is not the gradient of any single function; the exact solver minimises
-``L(θ; s)`` at a frozen statistic ``s`` and :func:`self_consistent` iterates ``s ← s(θ*(s))`` to
-the fixed point of that field (``bandit_lab.fixed_points`` does so; Adam reaches the same point).
+``L(θ; s)`` at a frozen statistic ``s`` (``hp["delta"]``/``hp["z_ref"]``) and
+:func:`bandit_lab.fixed_points.self_consistent` solves ``s = s(θ*(s))``: the zero of that field,
+where Adam ends too (tested). ``bandit-lab solve`` runs the plain Newton solver, which cannot
+certify these two (it reports ``exact_converged: false``); use ``bandit-lab fixed-points``.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs, LossSpec, expect, log_ratios, pair_grid, register
 
 sp = jax.nn.softplus
@@ -281,21 +285,43 @@ def eta_linear(inputs: LossInputs, hp: dict) -> jax.Array:
 
 # --------------------------------------------------------------------------- registry
 
-def _reg(name, fn, defaults, summary, citation, **kw):
-    register(LossSpec(name, fn, defaults, summary=summary, citation=citation, **kw))
+def _range(key: str, lo: float, hi: float, *, lo_open=True, hi_open=True):
+    """A ``check`` for one float hyperparameter in an interval."""
+    def check(hp, static):
+        v = hp[key]
+        ok = np.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            raise BanditError(f"{key} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}; got {v}")
+    return check
+
+
+def _all(*checks):
+    def check(hp, static):
+        for c in checks:
+            c(hp, static)
+    return check
+
+
+def _reg(name, fn, defaults, summary, citation, check=None, **kw):
+    positive = [_range(k, 0.0, np.inf) for k in defaults if k != "beta"]  # every weight/scale > 0
+    register(LossSpec(name, fn, defaults, summary=summary, citation=citation, check=check or _all(*positive), **kw))
 
 
 _reg("hinge", hinge, {"beta": 1.0}, "SLiC/RSO hinge max(0, 1 − βΔ)", "Zhao et al. 2023 Eq. 2; Liu et al. 2024 (RSO)")
-_reg("cdpo", cdpo, {"beta": 1.0, "label_smoothing": 0.1}, "conservative DPO, label smoothing ε (TRL sigmoid+label_smoothing)", "Mitchell 2023 (cDPO) Eq. 3")
-_reg("robust", robust, {"beta": 1.0, "label_smoothing": 0.1}, "robust DPO, unbiased under flip rate ε", "Chowdhury et al. 2024 Eq. 9")
-_reg("exo_pair", exo_pair, {"beta": 1.0, "label_smoothing": 1e-3}, "EXO: KL(q_θ ‖ smoothed label)", "Ji et al. 2024 Eq. 16")
+_reg("cdpo", cdpo, {"beta": 1.0, "label_smoothing": 0.1}, "conservative DPO, label smoothing ε (TRL sigmoid+label_smoothing)", "Mitchell 2023 (cDPO) Eq. 3",
+     check=_range("label_smoothing", 0.0, 0.5, lo_open=False, hi_open=False))
+_reg("robust", robust, {"beta": 1.0, "label_smoothing": 0.1}, "robust DPO, unbiased under flip rate ε", "Chowdhury et al. 2024 Eq. 9",
+     check=_range("label_smoothing", 0.0, 0.5, lo_open=False))
+_reg("exo_pair", exo_pair, {"beta": 1.0, "label_smoothing": 1e-3}, "EXO: KL(q_θ ‖ smoothed label)", "Ji et al. 2024 Eq. 16",
+     check=_range("label_smoothing", 0.0, 0.5))
 _reg("nca_pair", nca_pair, {"beta": 1.0}, "noise-contrastive alignment (pairwise)", "Chen et al. 2024 Eq. 9")
 _reg("bco_pair", bco_pair, {"beta": 1.0}, "binary classifier opt., detached mean-reward baseline δ", "Jung et al. 2024 Eq. 8")
 _reg("sppo_hard", sppo_hard, {"beta": 1.0}, "SPPO with hard labels, η = 1/β", "Wu et al. 2024 Eq. 4.6")
 _reg("apo_zero", apo_zero, {"beta": 1.0}, "anchored PO, chosen up / rejected down", "D'Oosterlinck et al. 2024 Eq. 7")
 _reg("apo_down", apo_down, {"beta": 1.0}, "anchored PO, both down", "D'Oosterlinck et al. 2024 Eq. 8")
 _reg("discopop", discopop, {"beta": 1.0, "tau": 0.05}, "DiscoPOP / log-ratio modulated loss", "Lu et al. 2024 Eq. 5")
-_reg("simpo", simpo, {"beta": 1.0, "gamma": 0.5}, "SimPO, reference-free, margin γ", "Meng et al. 2024 Eq. 6")
+_reg("simpo", simpo, {"beta": 1.0, "gamma": 0.5}, "SimPO, reference-free, margin γ", "Meng et al. 2024 Eq. 6",
+     check=_range("gamma", -np.inf, np.inf))
 _reg("cpo", cpo, {"beta": 1.0, "cpo_alpha": 1.0}, "CPO: reference-free DPO + α·NLL(y_w)", "Xu et al. 2024 Eq. 6")
 _reg("orpo", orpo, {"lam": 0.1}, "ORPO: NLL(y_w) + λ·odds-ratio loss", "Hong et al. 2024 Eq. 6–7")
 _reg("kto", kto, {"beta": 1.0, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "KTO, detached z_ref = exact KL", "Ethayarajh et al. 2024 Eq. 8")
