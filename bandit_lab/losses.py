@@ -140,6 +140,8 @@ class LossSpec:
     kind: str = "pairwise"  # or "policy"
     summary: str = ""
     citation: str = ""
+    # optional ``check(hp, static)`` raising BanditError on invalid hyperparameters
+    check: Callable | None = None
 
 
 REGISTRY: dict[str, LossSpec] = {
@@ -213,6 +215,8 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
         divergences.check(static["divergence"], hp.get("f_alpha"))
     if "reward" in static and static["reward"] not in ("bt", "ipo"):
         raise BanditError(f"rlhf reward must be 'bt' or 'ipo'; got {static['reward']!r}")
+    if spec.check is not None:
+        spec.check(hp, static)
     return hp, static
 
 
