@@ -8,6 +8,8 @@ a second solver). Findings about the printed equations are in ``docs/kong-a.md``
 - Eq. 49 (RLHF's constrained ratio) as printed (a square root of π*₁π*₂k, k = π*₂/π*₁ + ε) does
   not hold; the KKT system Eq. 43–47 it comes from gives
   ``π₁/π₃ = (π*₁/π*₃)^{1/(1+k)} · (π*₂/(k·π*₃))^{k/(1+k)}`` — checked here;
+- at ε = 1 − π*₂/π*₁ (k = 1) the two constrained optima coincide exactly, so App. D's final
+  "comparing (49) and (53)" step does not hold for every ε; they differ whenever k ≠ 1;
 - Eq. 24 says η *increases* in its first argument (π(y_w)); a loss minimised at π(y_w) = 1, as
   the proof (footnote 5) needs, must *decrease* in it — checked with the corrected direction,
   and strictly: a flat-bottomed η (a hinge) breaks Prop. A.1.
@@ -115,7 +117,7 @@ def eq53(P: np.ndarray, k: float) -> float:
     return float(k ** -0.5 * np.exp(0.5 * (P[0] + P[1] - 2.0 * P[2])))
 
 
-def _prop32_instance(rng):
+def _prop32_instance(rng, k_one: bool = False):
     """App. D: three responses, uniform π_ref = μ, β = 1, preferences in (0, 1) (BT from a random
     π*, or a random — generally intransitive — matrix); constraint π₂/π₁ ≥ π*₂/π*₁ + ε with π* the
     common unconstrained optimum softmax(r_IPO) and ε ∈ [0.1, 1]."""
@@ -130,6 +132,13 @@ def _prop32_instance(rng):
         pb = Problem.create(ref, matrix=m, pairs="uniform")
     ipo = make_objective(pb, "ipo", {"beta": 1.0})
     ps = ipo_optimum(pb, 1.0)[0]
+    if k_one:  # ε = 1 − π*₂/π*₁ (> 0 needs π*₁ > π*₂: relabel y₁ ↔ y₂ otherwise) ⇒ k = 1
+        if ps[1] >= ps[0]:
+            perm = [1, 0, 2]
+            pb = Problem.create(ref, matrix=pb.pref[0][np.ix_(perm, perm)], pairs="uniform")
+            ipo = make_objective(pb, "ipo", {"beta": 1.0})
+            ps = ipo_optimum(pb, 1.0)[0]
+        return pb, ipo, ipo.counterpart(), ps, 1.0
     k = ps[1] / ps[0] + float(rng.uniform(0.1, 1.0))
     return pb, ipo, ipo.counterpart(), ps, k
 
@@ -169,10 +178,10 @@ def _simplex_optimum(obj, k: float) -> np.ndarray:
     return res.x / res.x.sum()
 
 
-def _prop32(n: int, seed: int):
+def _prop32(n: int, seed: int, k_one: bool = False):
     rng = np.random.default_rng(seed)
     for _ in range(n):
-        pb, ipo, rlhf, ps, k = _prop32_instance(rng)
+        pb, ipo, rlhf, ps, k = _prop32_instance(rng, k_one)
         yield pb, ps, k, _face_optimum(ipo, k), _face_optimum(rlhf, k), ipo, rlhf
 
 
@@ -204,12 +213,18 @@ def prop32_active(n: int, seed: int) -> float:
 
 
 def prop32_differ(n: int, seed: int) -> float:
-    """Prop. 3.2: smallest |log(ρ_RLHF/ρ_IPO)| over instances, ρ = π₁/π₃ of the exact constrained
-    optima (face solves accurate to ~1e-15). The separation is small (r_IPO ∈ [0, 1] with β = 1
-    makes π* nearly uniform; at uniform π* ρ is ``k^{−½}`` for IPO vs ``k^{−k/(1+k)}`` for RLHF)
-    and it changes sign across instances, so the optima *coincide* on a measure-zero set of
-    (π*, ε): Prop. 3.2's ≠ is generic, not universal (counterexample in docs/kong-a.md)."""
-    return float(min(abs(np.log((b[0] / b[2]) / (a[0] / a[2]))) for _, _, _, a, b, _, _ in _prop32(n, seed)))
+    """Prop. 3.2: smallest |log(ρ_RLHF/ρ_IPO)| / |log k| over instances, ρ = π₁/π₃ of the exact
+    constrained optima (face solves accurate to ~1e-15). The separation is proportional to
+    |log k|: at uniform π* ρ is ``k^{−½}`` (IPO) vs ``k^{−k/(1+k)}`` (RLHF), and in general both
+    closed forms (Eq. 53, corrected Eq. 49) agree at k = 1 — see :func:`prop32_coincide_at_k1`."""
+    return float(min(abs(np.log((b[0] / b[2]) / (a[0] / a[2]))) / abs(np.log(k)) for _, _, k, a, b, _, _ in _prop32(n, seed)))
+
+
+def prop32_coincide_at_k1(n: int, seed: int) -> float:
+    """Counterexample to App. D's "comparing (49) and (53)": with ε = 1 − π*₂/π*₁ (k = 1) the
+    constrained IPO and RLHF(r_IPO) optima are *equal* — both give π₁/π₃ = √(π*₁π*₂)/π*₃, because
+    π* = softmax(P) makes exp((P₁+P₂−2P₃)/2) = √(π*₁π*₂)/π*₃. Returns the largest TV."""
+    return float(max(metrics.tv(a, b) for _, _, _, a, b, _, _ in _prop32(n, seed, k_one=True)))
 
 
 # ----------------------------------------------------------------------------- Prop. A.1 (App. A.2)
@@ -322,7 +337,8 @@ CHECKS = [
     Check("kong-prop32-active", "App. D Eq. 48: the ratio constraint π₂/π₁ ≥ π*₂/π*₁+ε is active for IPO and RLHF(r_IPO) (SLSQP on the simplex vs exact face solve, TV)", 1e-6, prop32_active),
     Check("kong-prop32-ipo-eq53", "App. D Eq. 53: constrained IPO ratio π₁/π₃ = k^{-1/2}·exp((P₁+P₂−2P₃)/2) (relative error)", 1e-9, prop32_ipo_eq53),
     Check("kong-prop32-rlhf-eq49", "App. D Eq. 49 (corrected; the printed form fails): constrained RLHF(r_IPO) π₁/π₃ = (π*₁/π*₃)^{1/(1+k)}(π*₂/kπ*₃)^{k/(1+k)}", 1e-9, prop32_rlhf_eq49),
-    Check("kong-prop32-differ", "Prop. 3.2 (Eq. 12): constrained IPO ≠ constrained RLHF(r_IPO) optimum beyond solver precision: smallest |log ratio of π₁/π₃| (generic; equal on a measure-zero set)", 1e-9, prop32_differ, direction="≥"),
+    Check("kong-prop32-differ", "Prop. 3.2 (Eq. 12): constrained IPO ≠ constrained RLHF(r_IPO) optimum for k = π*₂/π*₁+ε ≠ 1: smallest |log(ρ_RLHF/ρ_IPO)|/|log k|, ρ = π₁/π₃", 1e-3, prop32_differ, direction="≥"),
+    Check("kong-prop32-k1-equal", "App. D counterexample: at ε = 1 − π*₂/π*₁ (k = 1) constrained IPO and RLHF(r_IPO) optima coincide (max TV), so Prop. 3.2 needs k ≠ 1", 1e-12, prop32_coincide_at_k1),
     Check("kong-propA1-level", "Prop. A.1 (Eq. 25, η strictly decreasing in π(y_w), increasing in π(y_l)): a level ℓ̄ > inf ℓ_η exists (relative margin)", 1e-6, propA1_level, direction="≥"),
     Check("kong-propA1-sublevel", "Prop. A.1: every sampled π with ℓ_η(π) < ℓ̄ has DPO(π) < DPO(π⁽⁰⁾): max DPO(π) − DPO(π⁽⁰⁾) ≤ 0", 0.0, propA1_sublevel),
 ]

@@ -350,6 +350,6 @@ EXPERIMENT = Experiment(
     run=run,
     report=report,
     plot=plot,
-    quick={"steps": 1000, "grid_steps": 1000, "floors": (1e-2, 1e-6, 1e-12)},
+    quick={"steps": 1000, "grid_steps": 1000, "grid_lrs": (1e-4, 1e-3, 1e-2), "sample_sizes": (100,), "floors": (1e-2, 1e-6, 1e-12)},
     reference="Kong et al. §3.3 (θ_RLHF = 1.00, θ_DPO = 0.44)",
 )
