@@ -273,7 +273,15 @@ def report(res: dict) -> str:
     for n, d in g["sampled"].items():
         lines.append(f"  finite data, n = {n:>5} sampled triples: θ_DPO mean {d['mean']:.3f} sd {d['sd']:.3f}; P(rounds to 0.44) = {d['p_round_to_0.44']:.3f} (exact law)")
     c = g["lr_steps_giving_both_paper_values"]
-    lines.append("  constant-lr Adam (lr, steps) cells that print both 0.44 and 1.00: " + (", ".join(f"(lr {a:g}, {b} steps)" for a, b in c) if c else "none"))
+    grid = [r for r in res["records"] if r["kind"] == "lr_grid"]
+    lrs = sorted({r["lr"] for r in grid})
+    steps = sorted({r["step"] for r in grid})
+    lines.append(f"  constant-lr Adam from θ = 0.5, θ_DPO/θ_RLHF after N steps (lr ∈ {{{', '.join(f'{v:g}' for v in lrs)}}}):")
+    lines.append("  " + f"{'lr':<8}" + "".join(f"{st:>14}" for st in steps))
+    for lr in lrs:
+        cells = {r["step"]: r for r in grid if r["lr"] == lr}
+        lines.append("  " + f"{lr:<8g}" + "".join(f"{cells[st]['theta_dpo']:>8.3f}/{cells[st]['theta_rlhf']:<5.3f}" for st in steps))
+    lines.append("  cells of this grid that print both 0.44 and 1.00: " + (", ".join(f"(lr {a:g}, {b} steps)" for a, b in c) if c else "none"))
     return "\n".join(lines)
 
 
