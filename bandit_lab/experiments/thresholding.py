@@ -84,6 +84,8 @@ def run(s: Settings) -> dict:
         g = eq20.global_min(float(c), a, pts)
         lm = _local_min_of(float(theta[i]), pts)
         paper = _paper(float(c))
+        grid = np.linspace(1e-4, 1 - 1e-4, 20001)
+        dl = eq20.dloss(grid, c, a, np)
         records.append(
             {
                 "ratio": float(c),
@@ -97,7 +99,8 @@ def run(s: Settings) -> dict:
                 "global_min_value": g["value"],
                 "global_min_where": g["where"],
                 "value": float(eq20.loss(theta[i], c, a, np)),
-                "dloss_max": float(np.max(eq20.dloss(np.linspace(1e-4, 1 - 1e-4, 20001), c, a, np))),
+                "dloss_max": float(np.max(dl)),
+                "dloss_argmax": float(grid[np.argmax(dl)]),
                 "agrees_with_paper": None if paper is None else bool(abs(theta[i] - paper) <= 0.01),
                 "gap_to_paper": None if paper is None else float(theta[i] - paper),
                 "diag_theta0": float(t0d[i]),
@@ -106,6 +109,8 @@ def run(s: Settings) -> dict:
                 "diag_trajectory": traj_d[i].tolist(),
             }
         )
+    for r in records:
+        r["note"] = _note(r, s)
     with_paper = [r for r in records if r["paper"] is not None]
     return {
         "critical_ratio": c_star,
@@ -121,6 +126,27 @@ def run(s: Settings) -> dict:
         "diag_max_gap": max((abs(round(r["diag_theta"], 2) - r["paper"]) for r in with_paper), default=None),
         "records": records,
     }
+
+
+def _note(r: dict, s: Settings) -> str:
+    """One line for RESULTS.md: why the printed θ agrees or not with the converged one."""
+    pts = r["stationary_points"]
+    where = "not converged" if not r["converged"] else "the global minimum" if abs(r["theta"] - r["global_min"]) < 1e-6 else f"a local minimum; global minimiser θ = {r['global_min']:.4f}"
+    if not pts:
+        land = f"L' < 0 on all of (0,1) (max L' = {r['dloss_max']:.4f} at θ = {r['dloss_argmax']:.3f}): the only minimiser is θ = 1"
+    else:
+        land = "stationary points " + ", ".join(f"{p['theta']:.4f} ({p['type']})" for p in pts)
+    head = f"PGD θ = {r['theta']:.4f} ({where}); {land}"
+    if r["paper"] is None or r["agrees_with_paper"]:
+        return head
+    stat = any(abs(p["theta"] - r["paper"]) < 0.01 for p in pts)
+    out = f"{head}; printed {r['paper']:.2f} is {'near' if stat else 'not'} a stationary point"
+    if not r["converged"]:
+        out += "; this run has not converged (raise --steps or --lr)"
+    elif not pts and r["paper"] < r["theta0"]:
+        out += f"; with L' < 0, projected GD from θ₀ = {r['theta0']:.3f} only increases θ and cannot end below θ₀"
+    return (f"{out}; an unconverged run from the mirrored init θ₀ = {r['diag_theta0']:.3f} "
+            f"(lr {s.diag_lr:g}, {s.steps} steps) ends at {r['diag_theta']:.3f}")
 
 
 def _pts(pts) -> str:
