@@ -13,6 +13,7 @@ from bandit_lab.checks import Check
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.solver import solve_exact
+from bandit_lab.tokens.dp import eq31_optimum
 from bandit_lab.tokens import lemma34_policy, make_param, nested_values, random_tree_problem, soft_dp
 from bandit_lab.tokens.risk import cvar_np
 from bandit_lab.tokens.tree import log_softmax_np
@@ -77,37 +78,6 @@ def tdpo1_is_dpo(n: int, seed: int) -> float:
 
 # ------------------------------------------------------------------ UE-DPO Eq. 31–39 at one state
 
-def _eq31_negf(z, Q, lref, lam, beta):
-    lp = jax.nn.log_softmax(z)
-    return -jnp.sum(jnp.exp(lp) * (Q - beta * (lam * lp - lref)))
-
-
-_EQ31_G = jax.jit(jax.grad(_eq31_negf))
-_EQ31_H = jax.jit(jax.hessian(_eq31_negf))
-_EQ31_F = jax.jit(_eq31_negf)
-
-
-def _eq31_solve(Q, lref, lam, beta):
-    """Maximiser of Eq. 31, ``Σ_a π_a [Q_a − β(λ_a log π_a − log π_ref,a)]`` over the simplex, by a
-    damped Newton method on softmax logits (exact Hessian; independent of the Eq. 34 form)."""
-    args = tuple(jnp.asarray(a) for a in (Q, lref, lam, float(beta)))
-    z = jnp.asarray(lref)
-    for _ in range(200):
-        gz = np.asarray(_EQ31_G(z, *args))
-        if np.linalg.norm(gz) < 1e-14:
-            break
-        H = np.asarray(_EQ31_H(z, *args))
-        lam_h, U = np.linalg.eigh(0.5 * (H + H.T))
-        lam_h = np.maximum(np.abs(lam_h), 1e-12 * np.abs(lam_h).max())
-        d = -U @ ((U.T @ gz) / lam_h)
-        d *= min(1.0, 2.0 / np.abs(d).max())
-        t, f0 = 1.0, float(_EQ31_F(z, *args))
-        while t > 1e-12 and float(_EQ31_F(z + t * d, *args)) > f0 + 1e-4 * t * float(gz @ d) + 1e-15:
-            t *= 0.5
-        z = z + t * d
-    return np.asarray(jax.nn.log_softmax(z))
-
-
 def _state_instance(rng):
     tp = random_tree_problem(rng)
     b = _beta(rng)
@@ -126,7 +96,7 @@ def eq34_39(n: int, seed: int) -> float:
     worst = 0.0
     for _ in range(n):
         Q, lref, lam, b = _state_instance(rng)
-        lp = _eq31_solve(Q, lref, lam, b)
+        lp = eq31_optimum(Q, lref, lam, b)
         p = np.exp(lp)
         eta_a = b * lam * (1.0 + lp) - b * lref - Q  # Eq. 33 solved for η, one value per action
         eta = float(np.dot(p, eta_a))
@@ -150,14 +120,14 @@ def eq35_sign(n: int, seed: int) -> float:
     bad = 0
     for _ in range(n):
         Q, lref, lam, b = _state_instance(rng)
-        lp = _eq31_solve(Q, lref, lam, b)
+        lp = eq31_optimum(Q, lref, lam, b)
         eta = float(np.dot(np.exp(lp), b * lam * (1.0 + lp) - b * lref - Q))
         h = 1e-4
         for a in range(lam.size):
             up, dn = lam.copy(), lam.copy()
             up[a] += h
             dn[a] -= h
-            fd = (_eq31_solve(Q, lref, up, b)[a] - _eq31_solve(Q, lref, dn, b)[a]) / (2 * h)
+            fd = (eq31_optimum(Q, lref, up, b)[a] - eq31_optimum(Q, lref, dn, b)[a]) / (2 * h)
             eq35 = -lref[a] / lam[a] ** 2 - (Q[a] + eta) / (b * lam[a] ** 2)
             if abs(fd) > 1e-6 and np.sign(fd) != np.sign(eq35):
                 bad += 1

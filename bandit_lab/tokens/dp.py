@@ -8,12 +8,16 @@
   ``Q(s, a) = R(s, a) + V(s')``, ``V(s) = Φ^μ_{a∼π(·|s)} Q(s, a)``) and its cumulative-reward form
   Eq. 6 as fixed by Lemma 3.1 (``Q̃(s, a) = Ṽ(s')``, ``Ṽ`` of a complete response = its whole
   reward ``r``, ``Ṽ(s) = Φ^μ_{a∼π(·|s)} Q̃(s, a)``).
+- :func:`eq31_optimum`: the per-state maximiser of UE-DPO Eq. 31 with per-action λ, numerically
+  (Newton on softmax logits), independent of its claimed closed form Eq. 34.
 - :func:`lemma34_policy`: Ra-DPO Lemma 3.4 / Eq. 11, ``π*(z|s) ∝ π_ref(z|s)·exp(Q̃_{π_ref}(s, z)/β)``.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.tokens.risk import cvar_np
@@ -78,3 +82,36 @@ def lemma34_policy(tree: TokenTree, ref_logp: np.ndarray, token_reward: np.ndarr
     nv = nested_values(tree, np.exp(ref_logp), token_reward, mu, tail)
     z = ref_logp + nv.Qt / beta
     return z - _lse(z)[..., None]
+
+
+# ------------------------------------------------------------------ UE-DPO Eq. 31 at one state
+
+def _eq31_negf(z, Q, lref, lam, beta):
+    lp = jax.nn.log_softmax(z)
+    return -jnp.sum(jnp.exp(lp) * (Q - beta * (lam * lp - lref)))
+
+
+_EQ31_G = jax.jit(jax.grad(_eq31_negf))
+_EQ31_H = jax.jit(jax.hessian(_eq31_negf))
+_EQ31_F = jax.jit(_eq31_negf)
+
+
+def eq31_optimum(Q, lref, lam, beta):
+    """Maximiser of Eq. 31, ``Σ_a π_a [Q_a − β(λ_a log π_a − log π_ref,a)]`` over the simplex, by a
+    damped Newton method on softmax logits (exact Hessian; independent of the Eq. 34 form)."""
+    args = tuple(jnp.asarray(a) for a in (Q, lref, lam, float(beta)))
+    z = jnp.asarray(lref)
+    for _ in range(200):
+        gz = np.asarray(_EQ31_G(z, *args))
+        if np.linalg.norm(gz) < 1e-14:
+            break
+        H = np.asarray(_EQ31_H(z, *args))
+        lam_h, U = np.linalg.eigh(0.5 * (H + H.T))
+        lam_h = np.maximum(np.abs(lam_h), 1e-12 * np.abs(lam_h).max())
+        d = -U @ ((U.T @ gz) / lam_h)
+        d *= min(1.0, 2.0 / np.abs(d).max())
+        t, f0 = 1.0, float(_EQ31_F(z, *args))
+        while t > 1e-12 and float(_EQ31_F(z + t * d, *args)) > f0 + 1e-4 * t * float(gz @ d) + 1e-15:
+            t *= 0.5
+        z = z + t * d
+    return np.asarray(jax.nn.log_softmax(z))
