@@ -64,6 +64,9 @@ def test_dpo_optimum_is_exactly_two_fifths():
     core = np.array([float(dpo_obj.value(jnp.asarray([t]), dpo_obj.hp)) for t in th])
     diff = core - ms.dpo_landscape_beta1(th) / 3.0
     assert np.ptp(diff) < 1e-12
+    # the analytic slope used in the gap analysis vs a central difference of the core loss
+    f = lambda t: float(dpo_obj.value(jnp.asarray([t]), dpo_obj.hp))  # noqa: E731
+    assert abs(ms.dpo_slope(0.44, 1.0) - (f(0.44 + 1e-6) - f(0.44 - 1e-6)) / 2e-6) < 1e-7
 
 
 @pytest.mark.parametrize("beta", [0.5, 2.0])
