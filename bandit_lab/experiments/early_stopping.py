@@ -27,6 +27,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment
+from bandit_lab.experiments.mode_seeking import command_line
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -127,6 +128,7 @@ def run(s: Settings) -> dict:
     final = {lab: [r for r in main if r["loss"] == lab][-1]["distance"] for lab in labels}
     peak = {lab: max(r["distance"] for r in main if r["loss"] == lab) for lab in labels}
     out = {
+        "command": command_line("early-stopping", s),
         "distance_name": s.distance,
         "schedule": s.schedule,
         "steps": s.steps,
@@ -203,7 +205,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.set_title("each trajectory's gap to its own exact optimum", fontsize=9)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "regenerate: bandit-lab run early-stopping --out DIR", fontsize=6, color="gray")
+    fig.text(0.01, 0.01, "regenerate: " + res.get("command", "bandit-lab run early-stopping --out DIR"), fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     path = os.path.join(out_dir, "early_stopping.png")
     fig.savefig(path, dpi=150)

@@ -79,6 +79,24 @@ class Settings:
             raise BanditError("grid learning rates and sample sizes must be positive")
 
 
+def command_line(name: str, settings) -> str:
+    """The ``bandit-lab run`` command that regenerates a result: options that differ from the
+    defaults, in the CLI's syntax (tuples as comma lists, booleans as --flag/--no-flag)."""
+    parts = [f"bandit-lab run {name}"]
+    for f in dataclasses.fields(settings):
+        v = getattr(settings, f.name)
+        if v == f.default:
+            continue
+        opt = "--" + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(opt if v else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(v, tuple):
+            parts.append(f"{opt} {','.join(format(x, 'g') if isinstance(x, float) else str(x) for x in v)}")
+        else:
+            parts.append(f"{opt} {format(v, 'g') if isinstance(v, float) else v}")
+    return " ".join(parts + ["--out DIR"])
+
+
 # ----------------------------------------------------------------------------- closed forms
 
 def theta_of_ratio(R):
@@ -235,6 +253,7 @@ def run(s: Settings) -> dict:
         "sampled": {str(n): d for n, d in sampled.items()},
     }
     return {
+        "command": command_line("mode-seeking", s),
         "beta": s.beta,
         "reward_floor": s.reward_floor,
         "theta_rlhf": theta_adam[1],
@@ -349,11 +368,11 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.axhline(res["theta_dpo_exact"], color=colors["dpo"], lw=0.8)
     ax.set_xlabel("constant-lr Adam steps (solid DPO, dashed RLHF)")
     ax.set_ylabel("θ")
-    ax.set_title("unconverged runs: no (lr, steps) prints both paper values", fontsize=9)
+    ax.set_title("unconverged runs: no cell of this grid prints both paper values", fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     fig.suptitle("Kong et al. §3.3 mode seeking: DPO covers both modes (θ = 0.4), RLHF seeks one (θ → 1)", fontsize=10)
-    fig.text(0.01, 0.005, "regenerate: bandit-lab run mode-seeking --out DIR", fontsize=6, color="gray")
+    fig.text(0.01, 0.005, "regenerate: " + res.get("command", "bandit-lab run mode-seeking --out DIR"), fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     path = os.path.join(out_dir, "mode_seeking.png")
     fig.savefig(path, dpi=150)

@@ -91,7 +91,7 @@ def run(s: Settings) -> dict:
                             "steps": np.asarray(trajs[i].steps[j]).tolist(), "policies": to_list(trajs[i].policies[j])})
             records.append({"kind": "constrained", "objective": o.label, "alpha": a, "policy": to_list(exact[i][j].policy),
                             "residual": float(exact[i][j].residual)})
-    out = {"alphas": alphas, "beta": s.beta, "pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}
+    out = {"command": ms.command_line("simplex", s), "alphas": alphas, "beta": s.beta, "pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}
     if s.mode_seeking:
         dpo, rlhf = ms.objectives(s.beta)
         init = jnp.asarray([0.5])
@@ -242,8 +242,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle("DPO and RLHF part ways under constraints (Kong et al. §3): trajectories from π_ref on the probability simplex", fontsize=11)
-    alpha_opts = " ".join(f"--alpha {a:g}" for a in alphas)
-    fig.text(0.01, 0.005, f"regenerate: bandit-lab run simplex {alpha_opts} --beta {res['beta']:g} --out DIR", fontsize=6, color="gray")
+    fig.text(0.01, 0.005, "regenerate: " + res.get("command", "bandit-lab run simplex --out DIR"), fontsize=6, color="gray")
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     path = os.path.join(out_dir, "simplex.png")
     fig.savefig(path, dpi=150)
