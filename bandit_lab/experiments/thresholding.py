@@ -169,6 +169,8 @@ def report(res: dict) -> str:
         )
     lines += [
         "",
+        "boundaries (every c): L' → −∞ as θ → 0⁺ and as θ → 1⁻, so θ = 1 is always a local minimiser on [0, 1]; "
+        "θ = 0 never is (L(0⁺) = +∞)",
         (f"critical ratio c* = {res['critical_ratio']:.10f} (interior min and max merge at θ* = {res['critical_theta']:.8f}; "
          f"for c < c*, L' < 0 on all of (0,1) and every descent ends at θ = 1)") if res["critical_ratio"] > 0 else
         f"critical ratio c* = 0: with α = {a:g} > 27/16 an interior minimum exists for every c > 0",
