@@ -106,22 +106,35 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
         return float((2 * p - 1) * (np.log1p(-e) - np.log(e)))
     if name == "hinge":
         return float(np.sign(2 * p - 1))
-    if name in ("discopop", "simpo"):
-        if name == "simpo":
-            g = hp["gamma"]
-            ell = lambda m: np.logaddexp(0.0, -(m - g))  # noqa: E731
-        else:
-            tau = hp["tau"]
-            ell = lambda m: (np.exp(-np.logaddexp(0.0, m / tau)) * np.logaddexp(0.0, -m)  # noqa: E731
-                             + np.exp(-np.logaddexp(0.0, -m / tau) - m))
+    if name == "simpo":
+        # stationarity −p·σ(γ − m) + (1 − p)·σ(γ + m) = 0 is a quadratic in u = e^m (c = e^γ):
+        # (1 − p)u² + (1 − 2p)c·u − p = 0; γ = 0 gives u = p/(1 − p), m = logit p
+        c = float(np.exp(hp["gamma"]))
+        bq = (1 - 2 * p) * c
+        u = (-bq + np.sqrt(bq * bq + 4 * p * (1 - p))) / (2 * (1 - p))
+        return float(np.log(u))
+    if name == "discopop":
+        tau = hp["tau"]
+
+        def ell(m):
+            return np.exp(-np.logaddexp(0.0, m / tau)) * np.logaddexp(0.0, -m) + np.exp(-np.logaddexp(0.0, -m / tau) - m)
+
+        def dell(m):
+            mod = np.exp(-np.logaddexp(0.0, -m / tau))
+            dmod = mod * (1 - mod) / tau
+            ex = np.exp(-m)
+            return -dmod * np.logaddexp(0.0, -m) - (1 - mod) * np.exp(-np.logaddexp(0.0, m)) + dmod * ex - mod * ex
+
         phi = lambda m: p * ell(m) + (1 - p) * ell(-m)  # noqa: E731
+        dphi = lambda m: p * dell(m) - (1 - p) * dell(-m)  # noqa: E731
         grid = np.linspace(-40.0, 40.0, 8001)
-        vals = phi(grid)
-        k = int(np.argmin(vals))
+        k = int(np.argmin(phi(grid)))  # global minimiser on the grid (φ is not convex)
         if k in (0, grid.size - 1):
             return None
-        res = optimize.minimize_scalar(phi, bracket=(grid[k - 1], grid[k], grid[k + 1]), tol=1e-14)
-        return float(res.x)
+        lo, hi = grid[k - 1], grid[k + 1]
+        if dphi(lo) < 0 < dphi(hi):
+            return float(optimize.brentq(dphi, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps))
+        return float(grid[k])
     return None
 
 

@@ -217,12 +217,12 @@ def test_simpo_gamma0_is_softmax_r_over_beta():
     assert metrics.tv(ex, rlhf_optimum(uni.pi_ref, uni.reward, 0.5)).max() < 1e-9
 
 
-@pytest.mark.parametrize("name", ["cdpo", "robust", "exo_pair", "discopop"])
+@pytest.mark.parametrize("name", ["cdpo", "robust", "exo_pair", "discopop", "simpo"])
 def test_two_response_closed_forms(name):
     """K = 2: one pair, so the population optimum is the per-pair target m*(p):
     cDPO σ(m) = ε + (1 − 2ε)p; robust σ(m) = (p − ε)/(1 − 2ε); EXO m = (2p − 1)·log((1 − ε)/ε);
-    DiscoPOP m = argmin p·ℓ(m) + (1 − p)·ℓ(−m) by a grid + Brent in this test;
-    then π_0/π_1 = (π_ref,0/π_ref,1)·e^{m/β}."""
+    DiscoPOP m = argmin p·ℓ(m) + (1 − p)·ℓ(−m) by a grid + Brent in this test; SimPO (γ ≠ 0) the
+    root of its stationarity equation; then π_0/π_1 = (π_ref,0/π_ref,1)·e^{m/β} (no π_ref for SimPO)."""
     rng = np.random.default_rng(11)
     for _ in range(2):
         ref = dirichlet(rng, (1, 2))[0]
@@ -241,6 +241,11 @@ def test_two_response_closed_forms(name):
         elif name == "exo_pair":
             e = 0.05
             m = (2 * p - 1) * math.log((1 - e) / e)
+        elif name == "simpo":
+            e = None
+            g = 0.7  # root of −p·σ(γ − m) + (1 − p)·σ(γ + m) (SimPO per-pair stationarity), by Brent
+            m = optimize.brentq(lambda u: -p * _sig(g - u) + (1 - p) * _sig(g + u), -30, 30, xtol=1e-15)
+            hp["gamma"] = g
         else:
             e = None
             tau = 0.05
@@ -254,7 +259,8 @@ def test_two_response_closed_forms(name):
             hp["label_smoothing"] = e
         obj = make_objective(pb, name, hp)
         r = fp.multistart(obj)[0]
-        want = softmax_np(np.log(ref) + np.array([m / beta, 0.0]))
+        base = np.zeros(2) if name == "simpo" else np.log(ref)  # SimPO has no reference model
+        want = softmax_np(base + np.array([m / beta, 0.0]))
         assert metrics.tv(r.policy, want[None]).max() < 1e-9, name
 
 
