@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.flatten_util
 import numpy as np
 
 from bandit_lab import train as train_mod
 from bandit_lab.objective import Objective, Stack
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
+
+
+STACK_MAX_PARAMS = 48
 
 
 def _shared_hp(hps: Sequence[Sequence[dict]]) -> bool:
@@ -59,7 +63,10 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
     the grid are solved together as one :class:`Stack` by the batched Newton method."""
     objectives = list(objectives)
     free = all(o.param.constraint == "free" for o in objectives)
-    if free and len(objectives) > 1 and inits is None and _shared_hp(hps):
+    # Stacking saves compiles but its Newton works on the joint parameter vector (Hessian cost
+    # grows with the square of the total size): worth it for small problems only.
+    n_params = sum(int(np.size(jax.flatten_util.ravel_pytree(o.param.init())[0])) for o in objectives)
+    if free and len(objectives) > 1 and inits is None and _shared_hp(hps) and n_params <= STACK_MAX_PARAMS:
         st = Stack(tuple(objectives))
         rows = newton_free(st, _merged(hps))
         out = []
