@@ -59,7 +59,45 @@ def _get(d: dict, *keys, default=None):
     return default
 
 
-ROWS: dict[str, Callable[[dict], list[Row]]] = {"weight-decay": rows_weight_decay}
+def rows_thresholding(res: dict) -> list[Row]:
+    out = []
+    for r in res["records"]:
+        if r.get("paper") is None:
+            continue
+        out.append((f"Table 1, c = {r['ratio']:g}", f"{r['paper']:.2f}", f"{r['theta']:.6f} (global min on [0,1]: {r['global_min']:.6f})",
+                    _cmd("thresholding"), r.get("note", "")))
+    out.append(("critical ratio c* (derived, not printed)", "thresholding for c ≤ 0.05", f"c* = {res['critical_ratio']:.10f}",
+                _cmd("thresholding"), "below c* no interior minimum exists and every descent ends at θ = 1; the paper's c = 0.1 lies below c*, "
+                "so its printed 0.77 cannot be a converged value (landscape and trajectories: `thresholding.png`, docs/kong-b.md)"))
+    return out
+
+
+def rows_single_step(res: dict) -> list[Row]:
+    return [("Fig. 5", "one step decreases the loss more for small π_ref ratios",
+             f"abs. decrease {res['abs_decrease_small_end']:.3f} at the smallest ratio vs {res['abs_decrease_large_end']:.4f} at the largest; "
+             f"minimum {res['min_abs_decrease']:.2g} at c = {res['argmin_ratio']:g}",
+             _cmd("single-step"), "holds across the paper's range, but not monotonically: the initial slope −(1+c)²/(4c) is symmetric in "
+             "c ↔ 1/c, so the decrease is smallest at c = 1 and grows again above it")]
+
+
+def rows_noise_adaptive(res: dict) -> list[Row]:
+    out = []
+    for r in res["records"]:
+        out.append((f"Fig. 6 / §5.3, {r['param']}", "low-ratio group suppressed more (one-sided Mann–Whitney)",
+                    f"avg ranks low {r['avg_rank_low']:.1f} vs high {r['avg_rank_high']:.1f}, U = {r['U']:.0f}, p = {r['p_value']:.1e}",
+                    _cmd("noise-adaptive"),
+                    {"softmax": "tabular logits: no effect — at π_ref every context's DPO gradient is identical, so Eq. 21 is equal everywhere",
+                     "loglinear": "shared log-linear features (a capacity constraint) produce the effect",
+                     "simplex": "direct probabilities: many contexts hit the boundary, which drives the statistic"}.get(r["param"], "")))
+    return out
+
+
+ROWS: dict[str, Callable[[dict], list[Row]]] = {
+    "weight-decay": rows_weight_decay,
+    "thresholding": rows_thresholding,
+    "single-step": rows_single_step,
+    "noise-adaptive": rows_noise_adaptive,
+}
 
 
 def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
