@@ -177,3 +177,26 @@ def test_hinge_eta_breaks_prop_a1():
     assert lbar - inf <= 1e-12
     worse = np.array([[0.6, 0.4, 0.0]])  # η = 0 (a minimiser) but π_l/π_w = 0.67 > 0.5
     assert eta(0.6, 0.4) == 0.0 and worse[0, 1] / worse[0, 0] > pi0[0, 1] / pi0[0, 0]
+
+
+# ----------------------------------------------------------------------------- property tests
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+import jax  # noqa: E402
+
+_DPO, _RL = ms.objectives(1.0)
+_grad = jax.jit(jax.grad(lambda t, hp, c, o: o.value(jnp.reshape(t, (1,)), hp, consts=c), argnums=0), static_argnums=3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(beta=st.floats(0.2, 5.0), log10_floor=st.floats(-14.0, -2.0))
+def test_family_closed_forms_are_stationary(beta, log10_floor):
+    # the closed forms zero the autodiff gradient of the core objectives (interior points)
+    hp = {**_DPO.hp, "beta": beta}
+    g = float(_grad(ms.theta_dpo_closed(beta), hp, _DPO.consts(), _DPO))
+    assert abs(g) < 1e-9
+    _, rl = ms.objectives(beta, 10.0**log10_floor)
+    th = ms.theta_rlhf_closed(beta, 10.0**log10_floor)
+    if th < 1 - 1e-6:  # near θ = 1 the slope is dominated by rounding of log(1 − θ)
+        g = float(_grad(th, {**rl.hp, "beta": beta}, rl.consts(), _RL))
+        assert abs(g) < 1e-6 * (1.0 + 1.0 / (1.0 - th))
