@@ -288,6 +288,16 @@ def report(res: dict) -> str:
         f"{'θ_DPO':<8}{res['paper']['theta_dpo']:>8.2f}{res['theta_dpo']:>12.6f}{res['theta_dpo_exact']:>14.6f}{res['theta_dpo_closed_form']:>14.6f}",
         f"(exact first-order residual {res['exact_residual']:.1e}; Adam projected-gradient norm DPO {res['adam_stationarity'][0]:.1e}, RLHF {res['adam_stationarity'][1]:.1e})",
         "",
+        "projected Adam trajectory from θ0 (θ after N steps):",
+    ]
+    traj = {lab: {r["step"]: r["theta"] for r in res["records"] if r["kind"] == "trajectory" and r["loss"] == lab} for lab in ("dpo", "rlhf")}
+    steps = sorted(traj["dpo"])
+    show = sorted({steps[0], *(min([st for st in steps if st > 0], key=lambda st: abs(np.log(st) - np.log(d))) for d in (1, 10, 100, 1000)), steps[-1]})
+    lines.append(f"{'step':>8}" + "".join(f"{st:>10}" for st in show))
+    for lab in ("dpo", "rlhf"):
+        lines.append(f"{'θ_' + lab.upper():>8}" + "".join(f"{traj[lab][st]:>10.6f}" for st in show))
+    lines += [
+        "",
         "RLHF reward floor ε (reward log max(π*, ε); ε → 0 is the support-restricted reverse KL):",
         f"{'ε':>10}{'θ_RLHF exact':>16}{'closed form':>16}{'1 − θ':>12}",
     ]
