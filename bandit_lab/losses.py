@@ -142,6 +142,9 @@ class LossSpec:
     citation: str = ""
     # optional ``check(hp, static)`` raising BanditError on invalid hyperparameters
     check: Callable | None = None
+    # optional ``exact(objective, hp, init) -> ExactResult | None``: a loss-specific exact solver that
+    # :func:`bandit_lab.solver.solve_exact` uses first (None = not applicable, use Newton)
+    exact: Callable | None = None
 
 
 REGISTRY: dict[str, LossSpec] = {

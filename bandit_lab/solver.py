@@ -170,6 +170,11 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
 def solve_exact(objective: Objective, hp: dict | None = None, init=None, *, gtol: float = 1e-12, max_newton: int = 200) -> ExactResult:
     """Minimise ``objective.value(·, hp)`` over the parameterization's feasible set."""
     hp = {k: float(v) for k, v in {**objective.hp, **(hp or {})}.items()}
+    special = getattr(getattr(objective, "loss", None), "exact", None)
+    if special is not None:  # e.g. LP for hinge, self-consistent δ for BCO
+        res = special(objective, hp, init)
+        if res is not None:
+            return res
     hpj = {k: jnp.asarray(v) for k, v in hp.items()}
     template = objective.param.init() if init is None else init
     z0, _ = ravel_pytree(template)
