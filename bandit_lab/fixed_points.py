@@ -247,13 +247,14 @@ def statistic(obj, params, hp: dict) -> float:
     return float(fn(obj.inputs(jnp.asarray(params)), {**obj.hp, **hp}))
 
 
-def self_consistent(obj, hp: dict | None = None, *, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
+def self_consistent(obj, hp: dict | None = None, *, init=None, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
     """Fixed point of a loss with a detached statistic ``s`` (see module doc): secant iterations
     on ``F(s) = s(θ*(s)) − s``, each ``θ*(s)`` the exact minimiser of ``L(·; s)`` with ``s`` frozen
     (passed as ``hp[key]``). Returns ``(result, s, |F(s)|)``."""
     key, _fn = _zoo_detached()[obj.loss.name]
     hp = {**obj.hp, **(hp or {})}
-    init = obj.param.init()
+    hp.pop(key, None)
+    init = obj.param.init() if init is None else init
 
     def F(s, init):
         r = newton_free(obj, [{**hp, key: s}], init)[0]

@@ -361,3 +361,16 @@ def test_fixed_points_self_consistent_field_vanishes():
     r, s, gap = fp.self_consistent(obj)
     assert gap < 1e-10 and fp._field_residual(obj, r.params) < 1e-9
     assert s == pytest.approx(fp.statistic(obj, r.params, obj.hp), abs=1e-10)
+
+
+def test_solve_exact_uses_the_loss_specific_solver():
+    """``solve_exact`` (hence ``bandit-lab solve``) dispatches hinge to its LP and BCO/KTO to the
+    self-consistent fixed point, where the plain Newton solver cannot certify anything."""
+    h = solve_exact(make_objective(APP_B, "hinge"))
+    want = softmax_np(np.log(APP_B.pi_ref) + np.array([0.0, -1.0, -2.0]))
+    assert h.converged and metrics.tv(h.policy, want).max() < 1e-12
+    k = solve_exact(make_objective(APP_B, "kto"))
+    # KTO on App. B collapses onto y0; z_ref → KL(e0 ‖ π_ref) = log(1/0.4)
+    assert k.converged and k.policy[0, 0] > 1 - 1e-9
+    wd = solve_exact(make_objective(APP_B, "hinge", weight_decay=0.1))  # LP not applicable: Newton
+    assert not np.isnan(wd.residual)

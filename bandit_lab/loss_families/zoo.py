@@ -22,8 +22,8 @@ each docstring). Their training signal is then the gradient field of the loss *w
 statistic frozen*, which is not the gradient of any single function; the exact solver minimises
 ``L(θ; s)`` at a frozen statistic ``s`` (``hp["delta"]``/``hp["z_ref"]``) and
 :func:`bandit_lab.fixed_points.self_consistent` solves ``s = s(θ*(s))``: the zero of that field,
-where Adam ends too (tested). ``bandit-lab solve`` runs the plain Newton solver, which cannot
-certify these two (it reports ``exact_converged: false``); use ``bandit-lab fixed-points``.
+where Adam ends too (tested). Both losses register it as their ``exact`` solver, so
+``solve_exact`` (and ``bandit-lab solve``) use it; ``hinge`` registers its linear programme.
 """
 from __future__ import annotations
 
@@ -283,6 +283,38 @@ def eta_linear(inputs: LossInputs, hp: dict) -> jax.Array:
     return expect(inputs.data, pl - pw)
 
 
+# --------------------------------------------------------------------------- exact solvers
+
+def _exact_hinge(obj, hp, init=None):
+    """``solve_exact`` for hinge: the LP of :func:`bandit_lab.fixed_points.hinge_lp` (softmax
+    policy without weight decay only; else None = the generic solver). The residual is reported
+    as NaN: at a kink no gradient vanishes; optimality is the LP's (HiGHS) certificate."""
+    if obj.param.name != "softmax" or hp.get("weight_decay", 0.0) != 0.0:
+        return None
+    from bandit_lab.fixed_points import hinge_lp
+    from bandit_lab.solver import ExactResult
+
+    pi, ok = hinge_lp(obj.problem, np.asarray(obj.data.weight), hp["beta"])
+    theta = jnp.asarray(np.log(pi))
+    return ExactResult(theta, pi, float(obj.value(theta, hp)), float("nan"), bool(ok), 0)
+
+
+def _exact_self_consistent(obj, hp, init=None):
+    """``solve_exact`` for losses with a detached statistic: the zero of the training field
+    (:func:`bandit_lab.fixed_points.self_consistent`); its residual is the largest of the Newton
+    residual at frozen s, the self-consistency gap |s(θ) − s| and the detached field's norm."""
+    if obj.param.constraint != "free":
+        return None
+    from bandit_lab.fixed_points import self_consistent
+    from bandit_lab.solver import ExactResult
+
+    r, s, gap = self_consistent(obj, hp, init=init)
+    key = DETACHED[obj.loss.name][0]
+    field = jax.grad(lambda p: obj.value(p, {k: v for k, v in hp.items() if k != key}))(jnp.asarray(r.params))
+    res = max(r.residual, gap, float(jnp.linalg.norm(field)))
+    return ExactResult(r.params, r.policy, r.value, res, bool(res <= 1e-10), r.iterations, np.asarray(field))
+
+
 # --------------------------------------------------------------------------- registry
 
 def _range(key: str, lo: float, hi: float, *, lo_open=True, hi_open=True):
@@ -307,7 +339,7 @@ def _reg(name, fn, defaults, summary, citation, check=None, **kw):
     register(LossSpec(name, fn, defaults, summary=summary, citation=citation, check=check or _all(*positive), **kw))
 
 
-_reg("hinge", hinge, {"beta": 1.0}, "SLiC/RSO hinge max(0, 1 − βΔ)", "Zhao et al. 2023 Eq. 2; Liu et al. 2024 (RSO)")
+_reg("hinge", hinge, {"beta": 1.0}, "SLiC/RSO hinge max(0, 1 − βΔ)", "Zhao et al. 2023 Eq. 2; Liu et al. 2024 (RSO)", exact=_exact_hinge)
 _reg("cdpo", cdpo, {"beta": 1.0, "label_smoothing": 0.1}, "conservative DPO, label smoothing ε (TRL sigmoid+label_smoothing)", "Mitchell 2023 (cDPO) Eq. 3",
      check=_range("label_smoothing", 0.0, 0.5, lo_open=False, hi_open=False))
 _reg("robust", robust, {"beta": 1.0, "label_smoothing": 0.1}, "robust DPO, unbiased under flip rate ε", "Chowdhury et al. 2024 Eq. 9",
@@ -315,7 +347,8 @@ _reg("robust", robust, {"beta": 1.0, "label_smoothing": 0.1}, "robust DPO, unbia
 _reg("exo_pair", exo_pair, {"beta": 1.0, "label_smoothing": 1e-3}, "EXO: KL(q_θ ‖ smoothed label)", "Ji et al. 2024 Eq. 16",
      check=_range("label_smoothing", 0.0, 0.5))
 _reg("nca_pair", nca_pair, {"beta": 1.0}, "noise-contrastive alignment (pairwise)", "Chen et al. 2024 Eq. 9")
-_reg("bco_pair", bco_pair, {"beta": 1.0}, "binary classifier opt., detached mean-reward baseline δ", "Jung et al. 2024 Eq. 8")
+_reg("bco_pair", bco_pair, {"beta": 1.0}, "binary classifier opt., detached mean-reward baseline δ", "Jung et al. 2024 Eq. 8",
+     exact=_exact_self_consistent)
 _reg("sppo_hard", sppo_hard, {"beta": 1.0}, "SPPO with hard labels, η = 1/β", "Wu et al. 2024 Eq. 4.6")
 _reg("apo_zero", apo_zero, {"beta": 1.0}, "anchored PO, chosen up / rejected down", "D'Oosterlinck et al. 2024 Eq. 7")
 _reg("apo_down", apo_down, {"beta": 1.0}, "anchored PO, both down", "D'Oosterlinck et al. 2024 Eq. 8")
@@ -324,7 +357,8 @@ _reg("simpo", simpo, {"beta": 1.0, "gamma": 0.5}, "SimPO, reference-free, margin
      check=_range("gamma", -np.inf, np.inf))
 _reg("cpo", cpo, {"beta": 1.0, "cpo_alpha": 1.0}, "CPO: reference-free DPO + α·NLL(y_w)", "Xu et al. 2024 Eq. 6")
 _reg("orpo", orpo, {"lam": 0.1}, "ORPO: NLL(y_w) + λ·odds-ratio loss", "Hong et al. 2024 Eq. 6–7")
-_reg("kto", kto, {"beta": 1.0, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "KTO, detached z_ref = exact KL", "Ethayarajh et al. 2024 Eq. 8")
+_reg("kto", kto, {"beta": 1.0, "desirable_weight": 1.0, "undesirable_weight": 1.0}, "KTO, detached z_ref = exact KL", "Ethayarajh et al. 2024 Eq. 8",
+     exact=_exact_self_consistent)
 _reg("eta_sigmoid", eta_sigmoid, {"beta": 1.0}, "Kong η-loss, η = −log σ(β(π_w − π_l))", "Kong et al. App. A.2 Eq. 24")
 _reg("eta_linear", eta_linear, {}, "Kong η-loss, η = π_l − π_w", "Kong et al. App. A.2 Eq. 24")
 
