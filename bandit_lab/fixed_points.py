@@ -43,6 +43,7 @@ import numpy as np
 from scipy import optimize
 
 from bandit_lab import losses, metrics
+from bandit_lab.data import population
 from bandit_lab.errors import BanditError
 from bandit_lab.oracles import loss_oracle, rlhf_optimum, softmax_np
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
@@ -214,8 +215,9 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
     if obj.param.name != "softmax" or hp.get("weight_decay", 0.0) != 0.0:
         return None, "constrained (weight decay or a restricted parameterization): closed forms are unconstrained answers"
     weight = np.asarray(obj.data.weight)
+    pop = bool(np.allclose(weight, np.asarray(population(obj.problem).weight), rtol=0, atol=1e-15))
     if name in ("rlhf", "ipo", "fdpo"):
-        return loss_oracle(obj.problem, name, hp, static)
+        return loss_oracle(obj.problem, name, hp, static, population_data=pop)
     if name in MARGIN_LOSSES:
         return additive_closed_form(name, hp, obj.problem, weight)
     if name == "hinge":
@@ -228,7 +230,7 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
         return out, "vertex with the largest net win weight Σ_j (w_ij − w_ji) (a limit)"
     if name in NO_CLOSED_FORM:
         return None, NO_CLOSED_FORM[name]
-    pi, note = loss_oracle(obj.problem, name, hp, static)
+    pi, note = loss_oracle(obj.problem, name, hp, static, population_data=pop)
     return pi, note
 
 

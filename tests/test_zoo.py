@@ -374,3 +374,11 @@ def test_solve_exact_uses_the_loss_specific_solver():
     assert k.converged and k.policy[0, 0] > 1 - 1e-9
     wd = solve_exact(make_objective(APP_B, "hinge", weight_decay=0.1))  # LP not applicable: Newton
     assert not np.isnan(wd.residual)
+
+
+def test_fixed_points_sampled_data_has_no_population_closed_form():
+    spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "data": {"sampled": 50}, "seed": 1,
+            "loss_params": {"beta": 0.5}}
+    res = fp.fixed_points(spec, only=["ipo"])
+    (row,) = res["records"]
+    assert res["beta"] == 0.5 and row["closed_form"] is None and "sampled" in row["closed_form_note"] and row["finite"]
