@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import time
 import typing
 from typing import Optional
 
@@ -113,7 +114,7 @@ def _experiment_help(exp) -> str:
         flag = f"--{f.name.replace('_', '-')}" + ("" if t is bool else " VALUE")
         lines.append(f"  {flag:<28} {f.metadata.get('help', '')} [default: {f.default}]")
     lines += [
-        f"  {'--out DIR':<28} write records.json and figures to DIR",
+        f"  {'--out DIR':<28} write records.json and figures to DIR (sweeps default to runs/NAME-TIMESTAMP/)",
         f"  {'--overwrite':<28} allow replacing files in an existing --out",
         f"  {'--json':<28} print one JSON object to stdout",
         f"  {'--no-plot':<28} skip figures",
@@ -157,7 +158,8 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="experiment nam
         i += 1
     settings = experiments.make_settings(exp, _parse_options(exp.settings, rest))
     writes = getattr(settings, "saves", lambda: True)()
-    out = common["out"] or (os.path.join("runs", exp.name) if writes else None)
+    # Without --out, a sweep writes to a fresh runs/NAME-YYYYmmdd-HHMMSS/: never over earlier results.
+    out = common["out"] or (os.path.join("runs", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}") if writes else None)
     if out:
         _prepare_out(out, common["overwrite"])
     result = exp.run(settings)

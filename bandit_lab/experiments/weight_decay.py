@@ -64,7 +64,7 @@ class Settings:
         metrics.distance(self.distance)
 
     def saves(self) -> bool:
-        """A sweep writes its figure and records (default ``runs/weight-decay``)."""
+        """A sweep writes its figure and records (default ``runs/weight-decay-TIMESTAMP/``)."""
         return self.alpha is None
 
     def alphas(self) -> list[float]:
