@@ -377,8 +377,10 @@ def test_solve_exact_uses_the_loss_specific_solver():
 
 
 def test_fixed_points_sampled_data_has_no_population_closed_form():
-    spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "data": {"sampled": 50}, "seed": 1,
-            "loss_params": {"beta": 0.5}}
-    res = fp.fixed_points(spec, only=["ipo"])
-    (row,) = res["records"]
-    assert res["beta"] == 0.5 and row["closed_form"] is None and "sampled" in row["closed_form_note"] and row["finite"]
+    from bandit_lab.data import make_data
+
+    obj = make_objective(APP_B, "ipo", {"beta": 0.5}, data=make_data(APP_B, "sampled", 50, 1))
+    cf, note = fp.closed_form(obj)
+    assert cf is None and "sampled" in note
+    cf, note = fp.closed_form(make_objective(APP_B, "ipo", {"beta": 0.5}))
+    assert cf is not None and metrics.tv(cf, softmax_np(np.log(APP_B.pi_ref) + APP_B.r_ipo / 0.5)).max() < 1e-15
