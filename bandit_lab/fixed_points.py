@@ -212,7 +212,7 @@ def hinge_lp(problem, weight: np.ndarray, beta: float) -> tuple[np.ndarray, bool
 def closed_form(obj) -> tuple[np.ndarray | None, str]:
     """The closed-form (or LP) optimum of an objective's loss on its data, or ``None`` + why."""
     name, hp, static = obj.loss.name, obj.hp, obj.static
-    if obj.param.name != "softmax" or hp.get("weight_decay", 0.0) != 0.0:
+    if obj.param.name not in ("softmax", "simplex") or hp.get("weight_decay", 0.0) != 0.0:
         return None, "constrained (weight decay or a restricted parameterization): closed forms are unconstrained answers"
     weight = np.asarray(obj.data.weight)
     pop = bool(np.allclose(weight, np.asarray(population(obj.problem).weight), rtol=0, atol=1e-15))
@@ -314,9 +314,11 @@ def _field_residual(obj, params) -> float:
 def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> list[list[int]]:
     """Responses whose mass goes to 0 *and* whose further push-down does not raise the loss
     (at ``hp``, which freezes a detached statistic at its self-consistent value)."""
+    if obj.param.name != "softmax":  # probabilities as parameters: π(y) = 0 is attained, not a runaway
+        return []
     zero = [[int(k) for k in np.nonzero(row < threshold)[0]] for row in np.atleast_2d(policy)]
-    if not any(zero) or obj.param.name != "softmax":
-        return zero if any(zero) else []
+    if not any(zero):
+        return []
     th = np.array(params, dtype=np.float64)
     push = th.copy()
     for x, ks in enumerate(zero):
@@ -368,6 +370,8 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     extra = ""
     hp = dict(obj.hp)
     if name in _zoo_detached():
+        if obj.param.constraint != "free":
+            raise BanditError("the self-consistent solve of a detached statistic needs a free parameterization (softmax, loglinear)")
         r, s, gap = self_consistent(obj)
         method = "self-consistent"
         key = _zoo_detached()[name][0]

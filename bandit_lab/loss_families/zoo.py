@@ -286,16 +286,16 @@ def eta_linear(inputs: LossInputs, hp: dict) -> jax.Array:
 # --------------------------------------------------------------------------- exact solvers
 
 def _exact_hinge(obj, hp, init=None):
-    """``solve_exact`` for hinge: the LP of :func:`bandit_lab.fixed_points.hinge_lp` (softmax
-    policy without weight decay only; else None = the generic solver). The residual is reported
+    """``solve_exact`` for hinge: the LP of :func:`bandit_lab.fixed_points.hinge_lp` (softmax or
+    simplex policy without weight decay only; else None = the generic solver). The residual is reported
     as NaN: at a kink no gradient vanishes; optimality is the LP's (HiGHS) certificate."""
-    if obj.param.name != "softmax" or hp.get("weight_decay", 0.0) != 0.0:
+    if obj.param.name not in ("softmax", "simplex") or hp.get("weight_decay", 0.0) != 0.0:
         return None
     from bandit_lab.fixed_points import hinge_lp
     from bandit_lab.solver import ExactResult
 
     pi, ok = hinge_lp(obj.problem, np.asarray(obj.data.weight), hp["beta"])
-    theta = jnp.asarray(np.log(pi))
+    theta = jnp.asarray(np.log(pi) if obj.param.name == "softmax" else pi)
     return ExactResult(theta, pi, float(obj.value(theta, hp)), float("nan"), bool(ok), 0)
 
 
@@ -334,8 +334,12 @@ def _all(*checks):
     return check
 
 
+NONNEGATIVE = ("cpo_alpha", "lam", "desirable_weight", "undesirable_weight")  # 0 switches a term off
+
+
 def _reg(name, fn, defaults, summary, citation, check=None, **kw):
-    positive = [_range(k, 0.0, np.inf) for k in defaults if k != "beta"]  # every weight/scale > 0
+    # every other float (τ) must be > 0; weights of optional terms ≥ 0
+    positive = [_range(k, 0.0, np.inf, lo_open=k not in NONNEGATIVE) for k in defaults if k != "beta"]
     register(LossSpec(name, fn, defaults, summary=summary, citation=citation, check=check or _all(*positive), **kw))
 
 
