@@ -98,30 +98,43 @@ def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.Gradi
     return optax.chain(base, optax.scale_by_schedule(lambda t: -sched(t)), project_params(projection))
 
 
-def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=None) -> Callable:
-    """Return ``train(hp, key) -> Trajectory`` for one objective (pure; jit/vmap it)."""
+def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=None, *, refresh: Callable | None = None,
+               refresh_every: int = 0) -> Callable:
+    """Return ``train(hp) -> Trajectory`` for one objective (pure; jit/vmap it).
+
+    ``refresh`` (optional) is ``(params, key) -> dict`` of extra hyperparameter arrays that the
+    objective reads, recomputed from the *current* parameters every ``refresh_every`` steps and
+    carried in between — e.g. a Monte-Carlo sample of responses that an estimator reuses (SPO
+    App. B). Keys derive from ``hp["seed"]`` and the step, so runs stay reproducible.
+    """
     config = config.validate()
     param = objective.param
     params0 = param.init() if init is None else init
     log_steps = jnp.asarray(config.logged())
     n_log = int(log_steps.shape[0])
+    if refresh is not None and int(refresh_every) < 1:
+        raise BanditError("refresh_every must be ≥ 1 when a refresh function is given")
 
     def train(hp: dict) -> Trajectory:
         hp = {**objective.hp, **hp}
+        key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32))
         data = objective.data
         if config.resample_pairs:
-            seed = jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32)
-            data = sample(data, config.resample_pairs, jax.random.key(seed))
-        f = lambda p: objective.value(p, hp, data)  # noqa: E731
+            data = sample(data, config.resample_pairs, key0)
+        f = lambda p, extra: objective.value(p, {**hp, **extra}, data)  # noqa: E731
         opt = make_optimizer(config, hp["lr"], param.project)
         vg = jax.value_and_grad(f)
         pol0 = objective.policy(params0)
         buf0 = jnp.zeros((n_log,) + pol0.shape, pol0.dtype)
         buf0 = buf0.at[0].set(jnp.where(log_steps[0] == 0, pol0, buf0[0]))
+        extra0 = {} if refresh is None else refresh(params0, jax.random.fold_in(key0, 0))
 
         def step(carry, t):
-            params, state, buf = carry
-            val, g = vg(params)
+            params, state, buf, extra = carry
+            if refresh is not None:
+                extra = jax.lax.cond((t % refresh_every == 0) & (t > 0),
+                                     lambda: refresh(params, jax.random.fold_in(key0, t)), lambda: extra)
+            val, g = vg(params, extra)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
             # record π after t+1 updates if t+1 is a logged step
@@ -129,11 +142,11 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
             hit = (idx < n_log) & (log_steps[jnp.minimum(idx, n_log - 1)] == t + 1)
             pol = objective.policy(params)
             buf = buf.at[jnp.minimum(idx, n_log - 1)].set(jnp.where(hit, pol, buf[jnp.minimum(idx, n_log - 1)]))
-            return (params, state, buf), val
+            return (params, state, buf, extra), val
 
         state0 = opt.init(params0)
-        (params, _, buf), vals = jax.lax.scan(step, (params0, state0, buf0), jnp.arange(config.steps))
-        val_end, g_end = vg(params)
+        (params, _, buf, extra), vals = jax.lax.scan(step, (params0, state0, buf0, extra0), jnp.arange(config.steps))
+        val_end, g_end = vg(params, extra)
         # stationarity: the projected-gradient map ‖x − Π(x − g)‖ (= ‖g‖ when unconstrained)
         moved = param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g_end))
         gnorm = jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))))

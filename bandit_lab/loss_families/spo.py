@@ -144,64 +144,43 @@ def softmax_r_over_alpha(reward: np.ndarray, alpha: float) -> np.ndarray:
 def make_train_sampled_kl(objective, config, *, refresh_every: int = 8, n_samples: int = 32, init=None):
     """``train(hp) -> Trajectory`` for the SPO loss with the sampled KL of SPO App. B: every
     ``refresh_every`` steps, ``n_samples`` responses per context are drawn from the *current* π
-    (key from ``hp["seed"]`` and the step) and reused until the next refresh, through
-    :func:`sampled_kl`. Same optax chain as :func:`bandit_lab.train.make_train` (this is that
-    loop plus the sample carried in the scan state); jit/vmap it like ``make_train``'s result.
-    The paper used 32 samples every 8 steps."""
-    from bandit_lab.train import Trajectory, make_optimizer
+    and reused until the next refresh, through :func:`sampled_kl`. This is the core
+    :func:`bandit_lab.train.make_train` with a ``refresh`` hook (same optax chain, same scan);
+    keys derive from ``hp["seed"]`` and the step. The paper used 32 samples every 8 steps.
+    The recorded final loss uses the last sample (the estimator's value, not the exact KL)."""
+    from bandit_lab.train import make_train
 
     if objective.loss.name != "spo":
         raise BanditError("the sampled App. B KL applies to the 'spo' loss only")
     if int(refresh_every) < 1 or int(n_samples) < 1:
         raise BanditError("refresh_every and n_samples must be ≥ 1")
-    config = config.validate()
     param = objective.param
-    params0 = param.init() if init is None else init
-    log_steps = jnp.asarray(config.logged())
-    n_log = int(log_steps.shape[0])
-    k, n = int(refresh_every), int(n_samples)
+    n = int(n_samples)
 
     def draw(params, key):
         lp = param.log_probs(params)
         y = jax.random.categorical(key, lp, axis=-1, shape=(n,) + lp.shape[:-1])  # [n, X]
-        freq = jax.nn.one_hot(y, lp.shape[-1]).mean(0)
-        return lp, freq
+        return {"kl_logq": jax.lax.stop_gradient(lp), "kl_freq": jax.nn.one_hot(y, lp.shape[-1]).mean(0)}
 
-    def train(hp: dict):
-        hp = {**objective.hp, **hp}
-        key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32))
-        opt = make_optimizer(config, hp["lr"], param.project)
-        f = lambda p, lq, fr: objective.value(p, {**hp, "kl_logq": lq, "kl_freq": fr})  # noqa: E731
-        vg = jax.value_and_grad(f)
-        pol0 = objective.policy(params0)
-        buf0 = jnp.zeros((n_log,) + pol0.shape, pol0.dtype).at[0].set(pol0)
-        lq0, fr0 = draw(params0, jax.random.fold_in(key0, 0))
+    return make_train(objective, config, init, refresh=draw, refresh_every=int(refresh_every))
 
-        def step(carry, t):
-            params, state, buf, lq, fr = carry
-            lq, fr = jax.lax.cond((t % k == 0) & (t > 0), lambda: draw(params, jax.random.fold_in(key0, t)), lambda: (lq, fr))
-            val, g = vg(params, lq, fr)
-            upd, state = opt.update(g, state, params)
-            params = optax.apply_updates(params, upd)
-            idx = jnp.minimum(jnp.searchsorted(log_steps, t + 1), n_log - 1)
-            hit = log_steps[idx] == t + 1
-            buf = buf.at[idx].set(jnp.where(hit, objective.policy(params), buf[idx]))
-            return (params, state, buf, lq, fr), val
 
-        (params, _, buf, lq, fr), vals = jax.lax.scan(step, (params0, opt.init(params0), buf0, lq0, fr0), jnp.arange(config.steps))
-        exact = objective.value(params, hp)  # the exact-KL objective at the end
-        return Trajectory(params, objective.policy(params), log_steps, buf, jnp.append(vals, exact), jnp.nan)
-
-    return train
+def _check(hp: dict, static: dict) -> None:
+    if not (np.isfinite(hp["alpha"]) and hp["alpha"] >= 0):
+        raise BanditError(f"SPO alpha must be ≥ 0; got {hp['alpha']}")
+    if not np.isfinite(hp["gamma"]):
+        raise BanditError(f"SPO gamma must be finite; got {hp['gamma']}")
+    if static.get("weight") not in WEIGHTS:
+        raise BanditError(f"SPO weight must be one of {', '.join(WEIGHTS)}; got {static.get('weight')!r}")
 
 
 register(LossSpec(
     "spo_pref", spo_pref, {"alpha": 1.0, "gamma": 0.5}, {"weight": "uniform"},
     summary="SPO preference loss L_pref^{α,μ} (α = 0: Eq. 9); μ detached",
-    citation="Sharifnassab et al. SPO Eq. 8–12, 24",
+    citation="Sharifnassab et al. SPO Eq. 8–12, 24", check=_check,
 ))
 register(LossSpec(
     "spo", spo, {"alpha": 1.0, "beta": 0.1, "gamma": 0.5}, {"weight": "uniform"},
     summary="SPO: L_pref^{α,μ} + β·KL(π‖π_ref) over all responses",
-    citation="Sharifnassab et al. SPO Eq. 5, 8–12; App. B",
+    citation="Sharifnassab et al. SPO Eq. 5, 8–12; App. B", check=_check,
 ))
