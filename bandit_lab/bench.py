@@ -38,6 +38,7 @@ def compiles_of_sweep(n_alphas: int) -> int:
 
     from bandit_lab.experiments import weight_decay as wd
 
+    wd.run(wd.Settings(n_alphas=2, steps=10))  # warm the process's small eager-op caches first
     seen = []
     jax.monitoring.register_event_duration_secs_listener(
         lambda name, *a, **k: seen.append(name) if name == "/jax/core/compile/backend_compile_duration" else None

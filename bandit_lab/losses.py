@@ -191,7 +191,8 @@ def registry() -> dict[str, LossSpec]:
 
 
 def get(name: str) -> LossSpec:
-    if name not in registry():
+    # core losses need no family imports (keeps a cold start of the core commands short)
+    if name not in REGISTRY and name not in registry():
         raise BanditError(f"unknown loss {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 

@@ -4,7 +4,7 @@
   with a multiplier λ for ``Σπ = 1`` gives ``f'(π/π_ref) = (r − λ)/β`` (Wang et al. 2024, Thm 1):
   reverse KL: ``π = π_ref·exp(r/β)/Z`` (Rafailov et al. Eq. 4; Kong et al. Eq. 5);
   forward KL: ``π = β·π_ref/(λ − r)``; JS: ``π = π_ref·e^t/(2 − e^t)``, α: ``π = π_ref(1 − αt)^{−1/α}``
-  with ``t = (r − λ)/β``; λ from normalisation (monotone, found by bracketing + Brent).
+  with ``t = (r − λ)/β``; λ from normalisation (monotone: bracketing, then bisection to the last bit).
 - :func:`ipo_optimum` — ``π_ref·exp(r_IPO/β)/Z`` (Azar et al. 2024 Prop. 4; Kong et al. Eq. 9;
   Nguyen's notes Lemma 3.1).
 - :func:`loss_oracle` — the closed form a registered loss should reach, or ``None``.
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from bandit_lab import divergences
 from bandit_lab.problems import Problem
@@ -50,7 +49,17 @@ def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence
         while mass(hi) > 0:
             step *= 2
             hi = lo_ + step
-        lam = optimize.brentq(mass, lo_, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+        # bisection on the monotone mass(λ) to the last bit (no SciPy import: cold starts matter)
+        a, b = lo_, hi
+        for _ in range(2000):
+            mid = 0.5 * (a + b)
+            if mid <= a or mid >= b:
+                break
+            if mass(mid) > 0:
+                a = mid
+            else:
+                b = mid
+        lam = b if abs(mass(b)) <= abs(mass(a)) else a
         p = ref * divergences.fprime_inv(divergence, (r - lam) / beta, f_alpha)
         out[x] = p / p.sum()
     return out
@@ -119,4 +128,14 @@ def loss_oracle(problem: Problem, loss: str, hp: dict, static: dict, *, populati
             return None, "deterministic labels: the loss has no finite minimiser"
         div = static.get("divergence", "reverse_kl")
         return rlhf_optimum(problem.pi_ref, problem.reward, beta, div, a), f"RLHF optimum with the BT reward ({div})"
+    if loss == "spo_pref":
+        a = hp.get("alpha", 1.0)
+        if problem.reward is None:
+            return None, "preferences are not Bradley–Terry: no closed form"
+        off = ~np.eye(problem.n_responses, dtype=bool)
+        if not np.all(problem.pairs[:, off] > 0) or _deterministic_pair(problem):
+            return None, "SPO Thm 1 needs full-support, non-deterministic pair data"
+        if a <= 0:
+            return None, "α = 0 (Eq. 9) has no minimiser; softmax(r/α) → argmax only as α → 0"
+        return softmax_np(problem.reward / a), "softmax(r/α) (SPO Thm 1)"
     return None, "no closed form known"

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from scipy import optimize
 
 from bandit_lab.objective import Objective
 
@@ -199,6 +198,7 @@ def solve_exact(objective: Objective, hp: dict | None = None, init=None, *, gtol
     z = np.asarray(z0, dtype=np.float64)
 
     # --- stage 1: a robust first-order / SQP solve
+    from scipy import optimize  # lazy: keeps the CLI's cold start short
     if kind == "free":
         return newton_free(objective, [hp], template, gtol=gtol)[0]
     if kind == "box":

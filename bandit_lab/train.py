@@ -117,7 +117,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
 
     def train(hp: dict) -> Trajectory:
         hp = {**objective.hp, **hp}
-        key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32))
+        needs_key = bool(config.resample_pairs) or refresh is not None
+        key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32)) if needs_key else None
         data = objective.data
         if config.resample_pairs:
             data = sample(data, config.resample_pairs, key0)

@@ -277,3 +277,18 @@ def test_win_rate_dynamics_quick():
 def test_win_rate_dynamics_bit_for_bit():
     a, b = (_run("win-rate-dynamics", seeds=3, steps=200, n_log=11) for _ in range(2))
     assert [r["win_rate"] for r in a["records"]] == [r["win_rate"] for r in b["records"]]
+
+
+def test_loss_oracle_gives_softmax_r_over_alpha_for_spo_pref():
+    """`solve` prints SPO Thm 1's closed form; it meets the exact solver on random bandits."""
+    from bandit_lab.oracles import loss_oracle
+
+    rng = np.random.default_rng(21)
+    for _ in range(3):
+        pb = random_problem(rng, k=5, contexts=1, preference="reward")
+        a = float(rng.uniform(0.2, 2.0))
+        o = make_objective(pb, "spo_pref", {"alpha": a})
+        pi, note = loss_oracle(pb, "spo_pref", o.hp, o.static)
+        assert "Thm 1" in note
+        assert metrics.tv(solve_exact(o).policy, pi) < 1e-8
+    assert loss_oracle(pb, "spo_pref", {"alpha": 0.0}, {"weight": "uniform"})[0] is None

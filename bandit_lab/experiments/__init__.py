@@ -49,6 +49,17 @@ def registry() -> dict[str, Experiment]:
 
 
 def get(name: str) -> Experiment:
+    # fast path: the module named after the experiment (weight-decay → weight_decay.py), so a
+    # cold `bandit-lab run NAME` imports one experiment, not all of them
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    try:
+        m = importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+        exp = getattr(m, "EXPERIMENT", None)
+        if exp is not None and exp.name == name:
+            return exp
+    except ImportError:
+        pass
     reg = registry()
     if name not in reg:
         raise BanditError(f"unknown experiment {name!r}; choose one of {', '.join(reg)}")
