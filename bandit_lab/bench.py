@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
-    print(f"| command (new process each run) | median | min–max | runs |\n|---|---|---|---|")
+    print("| command (new process each run) | median | min–max | runs |\n|---|---|---|---|")
     for label, args in COMMANDS.items():
         ts = time_command(args, a.repeats)
         print(f"| `bandit-lab {label}` | {statistics.median(ts):.2f} s | {min(ts):.2f}–{max(ts):.2f} s | {len(ts)} |", flush=True)

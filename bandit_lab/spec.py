@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from typing import Any
 
 import numpy as np
 

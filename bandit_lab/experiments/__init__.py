@@ -35,6 +35,22 @@ class Experiment:
     reference: str = ""  # paper figure/table it regenerates
 
 
+def meta(text: str) -> dict:
+    """Field metadata for a settings option: ``dataclasses.field(default=..., metadata=meta("help"))``."""
+    return {"help": text}
+
+
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (imported lazily: plotting is
+    optional and matplotlib is slow to import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 _REGISTRY: dict[str, Experiment] = {}
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.experiments.mode_seeking import command_line
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -35,23 +35,20 @@ from bandit_lab.runner import solve_batch, to_list, train_batch
 from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    beta: float = dataclasses.field(default=1.0, metadata=_h("KL strength β (Kong et al.'s λ)"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("peak learning rate"))
-    steps: int = dataclasses.field(default=3000, metadata=_h("optimizer steps (the last logged 'epoch')"))
-    optimizer: str = dataclasses.field(default="adam", metadata=_h("adam | sgd"))
-    schedule: str = dataclasses.field(default="exponential", metadata=_h("exponential (default: converges and stays) | constant | cosine"))
-    distance: str = dataclasses.field(default="tv", metadata=_h("tv | l2 | kl | reverse_kl"))
-    n_log: int = dataclasses.field(default=40, metadata=_h("number of log-spaced logged steps"))
-    compare_constant: bool = dataclasses.field(default=True, metadata=_h("also run constant-lr Adam (the paper's plain Adam) for comparison"))
-    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=_h("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=_h("target policy π* (Kong Eq. 26)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=_h("reference policy (Kong Eq. 28)"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate"))
+    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps (the last logged 'epoch')"))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam | sgd"))
+    schedule: str = dataclasses.field(default="exponential", metadata=meta("exponential (default: converges and stays) | constant | cosine"))
+    distance: str = dataclasses.field(default="tv", metadata=meta("tv | l2 | kl | reverse_kl"))
+    n_log: int = dataclasses.field(default=40, metadata=meta("number of log-spaced logged steps"))
+    compare_constant: bool = dataclasses.field(default=True, metadata=meta("also run constant-lr Adam (the paper's plain Adam) for comparison"))
+    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
+    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)"))
+    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)"))
 
     def validate(self) -> None:
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -172,10 +169,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))

@@ -22,25 +22,22 @@ import numpy as np
 
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
 from bandit_lab.runner import exact_batch, to_list, train_batch
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_responses: int = dataclasses.field(default=3, metadata=_h("K; response 0 beats 1 beats 2 ... with probability 1"))
-    n_pairs: int = dataclasses.field(default=30, metadata=_h("labelled pairs in the finite dataset"))
-    seed: int = dataclasses.field(default=0, metadata=_h("seed of the dataset"))
-    betas: tuple = dataclasses.field(default=(0.1, 0.3, 1.0, 3.0), metadata=_h("β values"))
-    steps: int = dataclasses.field(default=20000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("constant learning rate"))
+    n_responses: int = dataclasses.field(default=3, metadata=meta("K; response 0 beats 1 beats 2 ... with probability 1"))
+    n_pairs: int = dataclasses.field(default=30, metadata=meta("labelled pairs in the finite dataset"))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the dataset"))
+    betas: tuple = dataclasses.field(default=(0.1, 0.3, 1.0, 3.0), metadata=meta("β values"))
+    steps: int = dataclasses.field(default=20000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("constant learning rate"))
 
     def validate(self) -> None:
         if self.n_responses < 2:
@@ -108,10 +105,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     betas = sorted({r["beta"] for r in recs})

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.params import Mixture
 from bandit_lab.problems import Problem
@@ -45,24 +45,21 @@ PI0 = (1 / 3, 1 / 3, 1 / 3)
 PI1 = (1.0, 0.0, 0.0)
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    beta: float = dataclasses.field(default=1.0, metadata=_h("KL strength β (Kong et al.'s λ)"))
-    lr: float = dataclasses.field(default=0.01, metadata=_h("peak learning rate of projected Adam"))
-    steps: int = dataclasses.field(default=2000, metadata=_h("projected Adam steps"))
-    init: float = dataclasses.field(default=0.5, metadata=_h("initial θ ∈ [0, 1] (paper: 0.5)"))
-    schedule: str = dataclasses.field(default="cosine", metadata=_h("constant | cosine | exponential"))
-    reward_floor: float = dataclasses.field(default=1e-12, metadata=_h("ε: RLHF reward log max(π*, ε) (π*(b) = 0)"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("peak learning rate of projected Adam"))
+    steps: int = dataclasses.field(default=2000, metadata=meta("projected Adam steps"))
+    init: float = dataclasses.field(default=0.5, metadata=meta("initial θ ∈ [0, 1] (paper: 0.5)"))
+    schedule: str = dataclasses.field(default="cosine", metadata=meta("constant | cosine | exponential"))
+    reward_floor: float = dataclasses.field(default=1e-12, metadata=meta("ε: RLHF reward log max(π*, ε) (π*(b) = 0)"))
     floors: tuple = dataclasses.field(default=(1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-14, 1e-16),
-                                      metadata=_h("floors ε of the RLHF limit study"))
+                                      metadata=meta("floors ε of the RLHF limit study"))
     grid_lrs: tuple = dataclasses.field(default=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                                        metadata=_h("constant learning rates of the (lr, steps) study"))
-    grid_steps: int = dataclasses.field(default=10000, metadata=_h("longest run of the (lr, steps) study"))
-    sample_sizes: tuple = dataclasses.field(default=(30, 100, 1000), metadata=_h("dataset sizes of the finite-sample study"))
+                                        metadata=meta("constant learning rates of the (lr, steps) study"))
+    grid_steps: int = dataclasses.field(default=10000, metadata=meta("longest run of the (lr, steps) study"))
+    sample_sizes: tuple = dataclasses.field(default=(30, 100, 1000), metadata=meta("dataset sizes of the finite-sample study"))
 
     def validate(self) -> None:
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -325,10 +322,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     land = [r for r in recs if r["kind"] == "landscape"]

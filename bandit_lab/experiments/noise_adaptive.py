@@ -40,7 +40,7 @@ import numpy as np
 from scipy import stats
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.params import LogLinear, Simplex, Softmax
 from bandit_lab.problems import Problem
@@ -50,25 +50,22 @@ from bandit_lab.train import TrainConfig
 PARAMS = ("softmax", "loglinear", "simplex")
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_contexts: int = dataclasses.field(default=4000, metadata=_h("number of contexts X"))
-    log10_ratio_min: float = dataclasses.field(default=-3.0, metadata=_h("log10 of the smallest π_ref(y_l)/π_ref(y_w)"))
-    log10_ratio_max: float = dataclasses.field(default=1.0, metadata=_h("log10 of the largest π_ref(y_l)/π_ref(y_w)"))
-    param: tuple = dataclasses.field(default=PARAMS, metadata=_h("parameterizations: softmax | loglinear | simplex (repeatable)"))
-    beta: float = dataclasses.field(default=0.1, metadata=_h("DPO β (Kong et al.'s λ)"))
-    optimizer: str = dataclasses.field(default="adam", metadata=_h("adam (paper, App. B.3) | sgd"))
-    lr: float = dataclasses.field(default=1e-3, metadata=_h("learning rate (constant schedule)"))
-    steps: int = dataclasses.field(default=150, metadata=_h("full-batch steps on the population data (a few epochs' worth)"))
-    features: int = dataclasses.field(default=8, metadata=_h("random features D of the log-linear policy (plus the log π_ref feature)"))
-    feature_scale: float = dataclasses.field(default=1.0, metadata=_h("standard deviation of the random features"))
-    low: float = dataclasses.field(default=5.0, metadata=_h("percentile below which a context is in the low-ratio group (paper: 0.5)"))
-    high: float = dataclasses.field(default=95.0, metadata=_h("percentile above which a context is in the high-ratio group (paper: 99.5)"))
-    seed: int = dataclasses.field(default=0, metadata=_h("seed of the ratios and features"))
+    n_contexts: int = dataclasses.field(default=4000, metadata=meta("number of contexts X"))
+    log10_ratio_min: float = dataclasses.field(default=-3.0, metadata=meta("log10 of the smallest π_ref(y_l)/π_ref(y_w)"))
+    log10_ratio_max: float = dataclasses.field(default=1.0, metadata=meta("log10 of the largest π_ref(y_l)/π_ref(y_w)"))
+    param: tuple = dataclasses.field(default=PARAMS, metadata=meta("parameterizations: softmax | loglinear | simplex (repeatable)"))
+    beta: float = dataclasses.field(default=0.1, metadata=meta("DPO β (Kong et al.'s λ)"))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam (paper, App. B.3) | sgd"))
+    lr: float = dataclasses.field(default=1e-3, metadata=meta("learning rate (constant schedule)"))
+    steps: int = dataclasses.field(default=150, metadata=meta("full-batch steps on the population data (a few epochs' worth)"))
+    features: int = dataclasses.field(default=8, metadata=meta("random features D of the log-linear policy (plus the log π_ref feature)"))
+    feature_scale: float = dataclasses.field(default=1.0, metadata=meta("standard deviation of the random features"))
+    low: float = dataclasses.field(default=5.0, metadata=meta("percentile below which a context is in the low-ratio group (paper: 0.5)"))
+    high: float = dataclasses.field(default=95.0, metadata=meta("percentile above which a context is in the high-ratio group (paper: 99.5)"))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the ratios and features"))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
@@ -218,10 +215,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     fig, axes = plt.subplots(1, len(recs), figsize=(4.3 * len(recs), 4.0), squeeze=False)

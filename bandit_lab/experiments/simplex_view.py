@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta
 from bandit_lab.experiments import mode_seeking as ms
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -41,19 +41,16 @@ STYLE = {
 }
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    alpha: tuple = dataclasses.field(default=(0.0, 0.1), metadata=_h("weight decays α (repeatable): one panel each"))
-    beta: float = dataclasses.field(default=1.0, metadata=_h("KL strength β"))
-    steps: int = dataclasses.field(default=3000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("peak learning rate (cosine schedule)"))
-    mode_seeking: bool = dataclasses.field(default=True, metadata=_h("add the §3.3 mode-seeking segment panel"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=_h("target policy π* (3 responses)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=_h("reference policy (3 responses)"))
+    alpha: tuple = dataclasses.field(default=(0.0, 0.1), metadata=meta("weight decays α (repeatable): one panel each"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β"))
+    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
+    mode_seeking: bool = dataclasses.field(default=True, metadata=meta("add the §3.3 mode-seeking segment panel"))
+    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (3 responses)"))
+    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)"))
 
     def validate(self) -> None:
         if not self.alpha or any(not (np.isfinite(a) and a >= 0) for a in self.alpha):

@@ -21,19 +21,16 @@ import numpy as np
 
 from bandit_lab import eq20
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    lr: float = dataclasses.field(default=1e-3, metadata=_h("step size of the single gradient step (not stated in the paper)"))
-    ratio_min: float = dataclasses.field(default=0.01, metadata=_h("smallest π_ref ratio c of the log grid"))
-    ratio_max: float = dataclasses.field(default=10.0, metadata=_h("largest π_ref ratio c of the log grid"))
-    n_ratios: int = dataclasses.field(default=61, metadata=_h("points of the log grid"))
+    lr: float = dataclasses.field(default=1e-3, metadata=meta("step size of the single gradient step (not stated in the paper)"))
+    ratio_min: float = dataclasses.field(default=0.01, metadata=meta("smallest π_ref ratio c of the log grid"))
+    ratio_max: float = dataclasses.field(default=10.0, metadata=meta("largest π_ref ratio c of the log grid"))
+    n_ratios: int = dataclasses.field(default=61, metadata=meta("points of the log grid"))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
@@ -115,10 +112,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     c = np.array([r["ratio"] for r in recs])

@@ -23,7 +23,7 @@ import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.loss_families.spo import softmax_r_over_alpha
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
@@ -32,20 +32,17 @@ from bandit_lab.runner import solve_batch, to_list, train_batch
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    pi_star: tuple = dataclasses.field(default=(0.5, 0.25, 0.15, 0.07, 0.03), metadata=_h("target policy π*; BT reward r = log π*"))
-    pi_ref: tuple = dataclasses.field(default=(0.1, 0.15, 0.2, 0.25, 0.3), metadata=_h("reference policy"))
-    grid_min: float = dataclasses.field(default=0.03, metadata=_h("smallest β (DPO/RLHF, SPO) and α (SPO pref) of the grid"))
-    grid_max: float = dataclasses.field(default=10.0, metadata=_h("largest grid value"))
-    n_grid: int = dataclasses.field(default=25, metadata=_h("grid points (log-spaced)"))
-    spo_alphas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0), metadata=_h("α of the full SPO loss swept over β"))
-    steps: int = dataclasses.field(default=4000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.1, metadata=_h("peak learning rate (cosine schedule)"))
+    pi_star: tuple = dataclasses.field(default=(0.5, 0.25, 0.15, 0.07, 0.03), metadata=meta("target policy π*; BT reward r = log π*"))
+    pi_ref: tuple = dataclasses.field(default=(0.1, 0.15, 0.2, 0.25, 0.3), metadata=meta("reference policy"))
+    grid_min: float = dataclasses.field(default=0.03, metadata=meta("smallest β (DPO/RLHF, SPO) and α (SPO pref) of the grid"))
+    grid_max: float = dataclasses.field(default=10.0, metadata=meta("largest grid value"))
+    n_grid: int = dataclasses.field(default=25, metadata=meta("grid points (log-spaced)"))
+    spo_alphas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0), metadata=meta("α of the full SPO loss swept over β"))
+    steps: int = dataclasses.field(default=4000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.1, metadata=meta("peak learning rate (cosine schedule)"))
 
     def validate(self) -> None:
         if not (0 < self.grid_min < self.grid_max) or self.n_grid < 2:
@@ -126,10 +123,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

@@ -21,22 +21,19 @@ import numpy as np
 
 from bandit_lab import eq20
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 
-
-def _h(text: str) -> dict:
-    return {"help": text}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    ratio: tuple = dataclasses.field(default=eq20.PAPER_RATIOS, metadata=_h("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
-    lr: float = dataclasses.field(default=0.01, metadata=_h("step size of projected gradient descent (not stated in the paper)"))
-    steps: int = dataclasses.field(default=500, metadata=_h("iterations (App. B.2: 500)"))
-    init: str = dataclasses.field(default="ratio", metadata=_h("θ₀: ratio ((1−θ₀)/θ₀ = c, the paper's text) | mirrored (θ₀/(1−θ₀) = c) | a number in (0, 1]"))
-    weight_decay: float = dataclasses.field(default=1.0, metadata=_h("α of the α θ² penalty (Table 1: 1)"))
-    diag_lr: float = dataclasses.field(default=0.0027, metadata=_h("step size of the labelled diagnostic run (mirrored init, same steps)"))
-    tol: float = dataclasses.field(default=1e-6, metadata=_h("a run counts as converged if |θ − nearest local minimiser| ≤ tol"))
+    ratio: tuple = dataclasses.field(default=eq20.PAPER_RATIOS, metadata=meta("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("step size of projected gradient descent (not stated in the paper)"))
+    steps: int = dataclasses.field(default=500, metadata=meta("iterations (App. B.2: 500)"))
+    init: str = dataclasses.field(default="ratio", metadata=meta("θ₀: ratio ((1−θ₀)/θ₀ = c, the paper's text) | mirrored (θ₀/(1−θ₀) = c) | a number in (0, 1]"))
+    weight_decay: float = dataclasses.field(default=1.0, metadata=meta("α of the α θ² penalty (Table 1: 1)"))
+    diag_lr: float = dataclasses.field(default=0.0027, metadata=meta("step size of the labelled diagnostic run (mirrored init, same steps)"))
+    tol: float = dataclasses.field(default=1e-6, metadata=meta("a run counts as converged if |θ − nearest local minimiser| ≤ tol"))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
@@ -190,10 +187,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     a = res["weight_decay"]

@@ -20,7 +20,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.runner import train_batch
 from bandit_lab.solver import solve_exact
@@ -29,27 +29,24 @@ from bandit_lab.tokens.solve import solve_stationary
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    vocab: int = dataclasses.field(default=3, metadata=_h("vocabulary size V"))
-    horizon: int = dataclasses.field(default=3, metadata=_h("horizon T (tokens per response)"))
-    eos: bool = dataclasses.field(default=False, metadata=_h("last token ends a response early"))
-    beta: float = dataclasses.field(default=0.5, metadata=_h("KL strength β"))
-    alpha: float = dataclasses.field(default=0.5, metadata=_h("TDPO2 / Ra-DPO2 coefficient α"))
-    mus: tuple = dataclasses.field(default=(0.99, 0.95, 0.9, 0.7), metadata=_h("CVaR levels μ for Ra-DPO1/2"))
-    tail: str = dataclasses.field(default="upper", metadata=_h("CVaR tail in D_SeqRR: upper (default) | lower"))
-    steps: int = dataclasses.field(default=2000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("peak learning rate (cosine schedule)"))
-    reward_scale: float = dataclasses.field(default=1.0, metadata=_h("std of the token rewards R(s, a)"))
-    ref_scale: float = dataclasses.field(default=1.0, metadata=_h("std of the reference logits"))
-    data: str = dataclasses.field(default="population", metadata=_h("population | sampled"))
-    n_pairs: int = dataclasses.field(default=200, metadata=_h("pairs in the sampled dataset"))
-    seed: int = dataclasses.field(default=0, metadata=_h("seed of the tree (and of the sampled data)"))
-    exact: bool = dataclasses.field(default=True, metadata=_h("also solve every final point exactly"))
+    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V"))
+    horizon: int = dataclasses.field(default=3, metadata=meta("horizon T (tokens per response)"))
+    eos: bool = dataclasses.field(default=False, metadata=meta("last token ends a response early"))
+    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β"))
+    alpha: float = dataclasses.field(default=0.5, metadata=meta("TDPO2 / Ra-DPO2 coefficient α"))
+    mus: tuple = dataclasses.field(default=(0.99, 0.95, 0.9, 0.7), metadata=meta("CVaR levels μ for Ra-DPO1/2"))
+    tail: str = dataclasses.field(default="upper", metadata=meta("CVaR tail in D_SeqRR: upper (default) | lower"))
+    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
+    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the token rewards R(s, a)"))
+    ref_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the reference logits"))
+    data: str = dataclasses.field(default="population", metadata=meta("population | sampled"))
+    n_pairs: int = dataclasses.field(default=200, metadata=meta("pairs in the sampled dataset"))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree (and of the sampled data)"))
+    exact: bool = dataclasses.field(default=True, metadata=meta("also solve every final point exactly"))
 
     def validate(self) -> None:
         if not self.beta > 0 or not self.lr > 0:
@@ -161,10 +158,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     labels = list(dict.fromkeys(_label(r) for r in recs))

@@ -23,7 +23,7 @@ import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.runner import exact_batch, train_batch
@@ -32,28 +32,25 @@ from bandit_lab.tokens.dp import eq31_optimum
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    vocab: int = dataclasses.field(default=3, metadata=_h("vocabulary size V (token 0 is the forgotten token)"))
-    horizon: int = dataclasses.field(default=2, metadata=_h("horizon T"))
-    beta: float = dataclasses.field(default=0.5, metadata=_h("KL strength β"))
-    forgotten_ref: float = dataclasses.field(default=0.03, metadata=_h("π_ref(a_f | root)"))
-    forgotten_reward: float = dataclasses.field(default=1.5, metadata=_h("token reward R(root, a_f)"))
-    reward_scale: float = dataclasses.field(default=0.5, metadata=_h("std of the other token rewards"))
-    alphas: tuple = dataclasses.field(default=(0.0, 0.25, 0.5, 1.0), metadata=_h("UE-DPO intensity scales α (0 = DPO)"))
-    tau: float = dataclasses.field(default=0.3, metadata=_h("quantile τ of the Δ masks (Algorithm 1 lines 9, 12)"))
-    ue_source: str = dataclasses.field(default="given", metadata=_h("given | perturbed: where Δ and u come from"))
-    noise: float = dataclasses.field(default=1.0, metadata=_h("std of the logit perturbation (ue-source perturbed)"))
-    lam_min: float = dataclasses.field(default=0.4, metadata=_h("smallest λ of the Eq. 34 curve"))
-    lam_max: float = dataclasses.field(default=3.0, metadata=_h("largest λ of the Eq. 34 curve"))
-    n_lambdas: int = dataclasses.field(default=27, metadata=_h("points of the Eq. 34 curve"))
-    steps: int = dataclasses.field(default=2000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("peak learning rate (cosine schedule)"))
-    seed: int = dataclasses.field(default=0, metadata=_h("seed of the tree and the arrays"))
+    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V (token 0 is the forgotten token)"))
+    horizon: int = dataclasses.field(default=2, metadata=meta("horizon T"))
+    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β"))
+    forgotten_ref: float = dataclasses.field(default=0.03, metadata=meta("π_ref(a_f | root)"))
+    forgotten_reward: float = dataclasses.field(default=1.5, metadata=meta("token reward R(root, a_f)"))
+    reward_scale: float = dataclasses.field(default=0.5, metadata=meta("std of the other token rewards"))
+    alphas: tuple = dataclasses.field(default=(0.0, 0.25, 0.5, 1.0), metadata=meta("UE-DPO intensity scales α (0 = DPO)"))
+    tau: float = dataclasses.field(default=0.3, metadata=meta("quantile τ of the Δ masks (Algorithm 1 lines 9, 12)"))
+    ue_source: str = dataclasses.field(default="given", metadata=meta("given | perturbed: where Δ and u come from"))
+    noise: float = dataclasses.field(default=1.0, metadata=meta("std of the logit perturbation (ue-source perturbed)"))
+    lam_min: float = dataclasses.field(default=0.4, metadata=meta("smallest λ of the Eq. 34 curve"))
+    lam_max: float = dataclasses.field(default=3.0, metadata=meta("largest λ of the Eq. 34 curve"))
+    n_lambdas: int = dataclasses.field(default=27, metadata=meta("points of the Eq. 34 curve"))
+    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree and the arrays"))
 
     def validate(self) -> None:
         if not (0 < self.forgotten_ref < 1):
@@ -175,10 +172,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.0))
     lam = [c["lambda"] for c in res["curve"]]

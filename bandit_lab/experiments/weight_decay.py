@@ -19,7 +19,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -27,30 +27,27 @@ from bandit_lab.runner import to_list, train_and_solve
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    alpha: float | None = dataclasses.field(default=None, metadata=_h("weight decay α; omit to sweep a grid (Fig. 2)"))
-    beta: float = dataclasses.field(default=1.0, metadata=_h("KL strength β (Kong et al.'s λ)"))
-    steps: int = dataclasses.field(default=3000, metadata=_h("optimizer steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=_h("peak learning rate"))
-    optimizer: str = dataclasses.field(default="adam", metadata=_h("adam | sgd"))
-    schedule: str = dataclasses.field(default="cosine", metadata=_h("constant | cosine | exponential"))
-    distance: str = dataclasses.field(default="tv", metadata=_h("tv | l2 | kl | reverse_kl"))
-    data: str = dataclasses.field(default="population", metadata=_h("population | sampled"))
-    n_pairs: int = dataclasses.field(default=1000, metadata=_h("pairs in the sampled dataset"))
-    seed: int = dataclasses.field(default=0, metadata=_h("seed of the sampled dataset"))
-    penalty: str = dataclasses.field(default="params", metadata=_h("params: α‖θ‖² (default) | policy: α‖π‖²"))
-    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=_h("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
-    with_js: bool = dataclasses.field(default=False, metadata=_h("also train f-DPO with Jensen–Shannon"))
-    n_alphas: int = dataclasses.field(default=64, metadata=_h("grid size of the sweep (α = 0 plus a log grid)"))
-    alpha_min: float = dataclasses.field(default=1e-3, metadata=_h("smallest positive α of the sweep"))
-    alpha_max: float = dataclasses.field(default=10.0, metadata=_h("largest α of the sweep"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=_h("target policy π* (Kong Eq. 26)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=_h("reference policy (Kong Eq. 28)"))
+    alpha: float | None = dataclasses.field(default=None, metadata=meta("weight decay α; omit to sweep a grid (Fig. 2)"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
+    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps"))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate"))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam | sgd"))
+    schedule: str = dataclasses.field(default="cosine", metadata=meta("constant | cosine | exponential"))
+    distance: str = dataclasses.field(default="tv", metadata=meta("tv | l2 | kl | reverse_kl"))
+    data: str = dataclasses.field(default="population", metadata=meta("population | sampled"))
+    n_pairs: int = dataclasses.field(default=1000, metadata=meta("pairs in the sampled dataset"))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the sampled dataset"))
+    penalty: str = dataclasses.field(default="params", metadata=meta("params: α‖θ‖² (default) | policy: α‖π‖²"))
+    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
+    with_js: bool = dataclasses.field(default=False, metadata=meta("also train f-DPO with Jensen–Shannon"))
+    n_alphas: int = dataclasses.field(default=64, metadata=meta("grid size of the sweep (α = 0 plus a log grid)"))
+    alpha_min: float = dataclasses.field(default=1e-3, metadata=meta("smallest positive α of the sweep"))
+    alpha_max: float = dataclasses.field(default=10.0, metadata=meta("largest α of the sweep"))
+    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)"))
+    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)"))
 
     def validate(self) -> None:
         if self.alpha is not None and not (np.isfinite(self.alpha) and self.alpha >= 0):
@@ -156,10 +153,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     recs = res["records"]
     if not res["sweep"]:

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment
+from bandit_lab.experiments import Experiment, meta, pyplot
 from bandit_lab.loss_families.spo import WEIGHTS
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
@@ -30,25 +30,22 @@ from bandit_lab.runner import exact_batch, train_batch
 from bandit_lab.train import TrainConfig
 
 
-def _h(text: str) -> dict:
-    return {"help": text}
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_responses: int = dataclasses.field(default=12, metadata=_h("K responses"))
-    problem_seed: int = dataclasses.field(default=0, metadata=_h("seed of the bandit (π_ref, reward)"))
-    reward_scale: float = dataclasses.field(default=1.0, metadata=_h("std of the BT reward"))
-    n_pairs: int = dataclasses.field(default=20, metadata=_h("labelled pairs per dataset (one dataset per seed)"))
-    seeds: int = dataclasses.field(default=32, metadata=_h("number of training seeds (datasets)"))
-    dpo_beta: float = dataclasses.field(default=0.1, metadata=_h("β of DPO"))
-    spo_alpha: float = dataclasses.field(default=0.5, metadata=_h("α of SPO"))
-    spo_beta: float = dataclasses.field(default=0.1, metadata=_h("β of SPO's KL(π‖π_ref) over all responses"))
-    spo_weight: str = dataclasses.field(default="uniform", metadata=_h("SPO weighting μ: " + " | ".join(WEIGHTS)))
-    spo_gamma: float = dataclasses.field(default=0.5, metadata=_h("γ of the power / SoftImportance weighting"))
-    steps: int = dataclasses.field(default=3000, metadata=_h("Adam steps"))
-    lr: float = dataclasses.field(default=0.01, metadata=_h("constant learning rate"))
-    n_log: int = dataclasses.field(default=151, metadata=_h("evenly spaced logged steps"))
+    n_responses: int = dataclasses.field(default=12, metadata=meta("K responses"))
+    problem_seed: int = dataclasses.field(default=0, metadata=meta("seed of the bandit (π_ref, reward)"))
+    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the BT reward"))
+    n_pairs: int = dataclasses.field(default=20, metadata=meta("labelled pairs per dataset (one dataset per seed)"))
+    seeds: int = dataclasses.field(default=32, metadata=meta("number of training seeds (datasets)"))
+    dpo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of DPO"))
+    spo_alpha: float = dataclasses.field(default=0.5, metadata=meta("α of SPO"))
+    spo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of SPO's KL(π‖π_ref) over all responses"))
+    spo_weight: str = dataclasses.field(default="uniform", metadata=meta("SPO weighting μ: " + " | ".join(WEIGHTS)))
+    spo_gamma: float = dataclasses.field(default=0.5, metadata=meta("γ of the power / SoftImportance weighting"))
+    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps"))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("constant learning rate"))
+    n_log: int = dataclasses.field(default=151, metadata=meta("evenly spaced logged steps"))
 
     def validate(self) -> None:
         if self.n_responses < 2 or self.n_pairs < 1 or self.seeds < 1 or self.steps < 1 or self.n_log < 2:
@@ -136,10 +133,7 @@ def report(res: dict) -> str:
 
 
 def plot(res: dict, out_dir: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for k, name in enumerate(res["summary"]):

@@ -43,7 +43,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs, LossSpec, expect, pair_grid, register
