@@ -51,6 +51,23 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, out_dir: str, filename: str, footer: str, *, y: float = 0.01, dpi: int = 150, rect=None) -> str:
+    """Write a figure the project's way: a small grey footer naming the command that regenerates
+    it (every figure in ``figures/`` states its command), tight layout, save, close."""
+    import os
+
+    plt = pyplot()
+    fig.text(0.01, y, footer, fontsize=6, color="gray")
+    if rect is None:
+        fig.tight_layout()
+    else:
+        fig.tight_layout(rect=rect)
+    path = os.path.join(out_dir, filename)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 _REGISTRY: dict[str, Experiment] = {}
 
 

@@ -20,13 +20,12 @@ drifts back up to 1e-5…1e-3 by 10⁴ steps. The default is therefore the expon
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.experiments.mode_seeking import command_line
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -199,12 +198,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.set_title("each trajectory's gap to its own exact optimum", fontsize=9)
     ax.legend(fontsize=6)
     ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "regenerate: " + res.get("command", "bandit-lab run early-stopping --out DIR"), fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = os.path.join(out_dir, "early_stopping.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "early_stopping.png", "regenerate: " + res.get("command", "bandit-lab run early-stopping --out DIR"), rect=(0, 0.03, 1, 1))]
 
 
 EXPERIMENT = Experiment(

@@ -16,13 +16,12 @@ compiled ``jit(vmap(scan))`` (Adam, constant learning rate, log-spaced logged st
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
 from bandit_lab.runner import exact_batch, to_list, train_batch
@@ -145,12 +144,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    fig.text(0.01, 0.01, "regenerate: bandit-lab run ipo-vs-dpo --out DIR", fontsize=6, color="gray")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "ipo_vs_dpo.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "ipo_vs_dpo.png", "regenerate: bandit-lab run ipo-vs-dpo --out DIR")]
 
 
 EXPERIMENT = Experiment(

@@ -24,14 +24,13 @@ Closed forms (derived in ``docs/kong-a.md``; the tests check them against the so
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.params import Mixture
 from bandit_lab.problems import Problem
@@ -376,12 +375,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     fig.suptitle("Kong et al. §3.3 mode seeking: DPO covers both modes (θ = 0.4), RLHF seeks one (θ → 1)", fontsize=10)
-    fig.text(0.01, 0.005, "regenerate: " + res.get("command", "bandit-lab run mode-seeking --out DIR"), fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    path = os.path.join(out_dir, "mode_seeking.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "mode_seeking.png", "regenerate: " + res.get("command", "bandit-lab run mode-seeking --out DIR"), y=0.005, rect=(0, 0.02, 1, 0.97))]
 
 
 EXPERIMENT = Experiment(

@@ -33,14 +33,13 @@ Findings built into the defaults (see docs/kong-b.md):
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 from scipy import stats
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.params import LogLinear, Simplex, Softmax
 from bandit_lab.problems import Problem
@@ -233,13 +232,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.set_title(f"{r['param']}: U = {r['U']:.0f}, one-sided p = {r['p_value']:.2g}", fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Kong et al. Fig. 6 in the sandbox: average rank of Eq. 21, low- vs high-ratio contexts", fontsize=10)
-    fig.text(0.01, 0.01, "regenerate: " + res["command"] + " --out DIR",
-             fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.04, 1, 0.94))
-    path = os.path.join(out_dir, "noise_adaptive.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "noise_adaptive.png", "regenerate: " + res["command"] + " --out DIR", dpi=130, rect=(0, 0.04, 1, 0.94))]
 
 
 EXPERIMENT = Experiment(

@@ -14,13 +14,12 @@ point ``π_a·A + π_b·B + π_c·C``. All objectives × all α are trained in o
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta
+from bandit_lab.experiments import Experiment, meta, save_figure
 from bandit_lab.experiments import mode_seeking as ms
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -239,12 +238,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle("DPO and RLHF part ways under constraints (Kong et al. §3): trajectories from π_ref on the probability simplex", fontsize=11)
-    fig.text(0.01, 0.005, "regenerate: " + res.get("command", "bandit-lab run simplex --out DIR"), fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
-    path = os.path.join(out_dir, "simplex.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "simplex.png", "regenerate: " + res.get("command", "bandit-lab run simplex --out DIR"), y=0.005, rect=(0, 0.12, 1, 0.95))]
 
 
 EXPERIMENT = Experiment(

@@ -15,13 +15,12 @@ so to first order (``lr·ℓ'²``) the decrease is symmetric in log c about c = 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import eq20
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 
 
@@ -139,13 +138,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Kong et al. Fig. 5: one projected GD step on Eq. 20 from (1−θ₀)/θ₀ = c, lr = {res['lr']:g}", fontsize=10)
     r0, r1 = recs[0]["ratio"], recs[-1]["ratio"]
-    fig.text(0.01, 0.01, f"regenerate: bandit-lab run single-step --lr {res['lr']:g} --ratio-min {r0:g} --ratio-max {r1:g} --n-ratios {len(recs)} --out DIR",
-             fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    path = os.path.join(out_dir, "single_step.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "single_step.png", f"regenerate: bandit-lab run single-step --lr {res['lr']:g} --ratio-min {r0:g} --ratio-max {r1:g} --n-ratios {len(recs)} --out DIR", dpi=130, rect=(0, 0.03, 1, 0.95))]
 
 
 EXPERIMENT = Experiment(

@@ -17,13 +17,12 @@ they exist.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.loss_families.spo import softmax_r_over_alpha
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
@@ -150,12 +149,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.legend(fontsize=7)
     axes[0].set_title("DPO/RLHF → deterministic as β→0; SPO → softmax(r/α) (dashed)", fontsize=8)
     axes[1].set_title("SPO preference loss: optimum softmax(r/α) (dotted: closed form)", fontsize=8)
-    fig.text(0.01, 0.01, "regenerate: bandit-lab run spo-softness --out DIR   (dots: Adam, lines: exact solver)", fontsize=6, color="gray")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "spo_softness.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "spo_softness.png", "regenerate: bandit-lab run spo-softness --out DIR   (dots: Adam, lines: exact solver)")]
 
 
 EXPERIMENT = Experiment(

@@ -15,13 +15,12 @@ All numerics in :mod:`bandit_lab.eq20`.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import eq20
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 
 
@@ -232,12 +231,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     if res["weight_decay"] != 1.0:
         cmd += f"--weight-decay {res['weight_decay']:g} "
     cmd += f"{ratios} --out DIR"
-    fig.text(0.01, 0.01, "regenerate: " + " ".join(cmd.split()), fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    path = os.path.join(out_dir, "thresholding.png")
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "thresholding.png", "regenerate: " + " ".join(cmd.split()), dpi=130, rect=(0, 0.03, 1, 0.95))]
 
 
 EXPERIMENT = Experiment(

@@ -13,14 +13,13 @@ solver for the stop-gradient losses TDPO2 / Ra-DPO2).
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.runner import train_batch
 from bandit_lab.solver import solve_exact
@@ -180,12 +179,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=6, ncol=2)
     fig.suptitle(f"Ra-DPO Figs. 2–3 in miniature: exact token tree V={res['vocab']}, T={res['horizon']}, β={res['beta']:g}, α={res['alpha']:g}, tail={res['tail']}", fontsize=9)
-    fig.text(0.01, 0.01, f"regenerate: {res['command']} --out DIR", fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = os.path.join(out_dir, "token_drift.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "token_drift.png", f"regenerate: {res['command']} --out DIR", rect=(0, 0.03, 1, 1))]
 
 
 EXPERIMENT = Experiment(

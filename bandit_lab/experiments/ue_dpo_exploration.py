@@ -17,13 +17,12 @@ blurred image (``--ue-source perturbed``; :func:`bandit_lab.tokens.ue_arrays_fro
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.runner import exact_batch, train_batch
@@ -195,12 +194,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     a2.set_title(f"training on population data (Δ, u {res['ue_source']})", fontsize=9)
     a2.legend(fontsize=7)
     a2.grid(alpha=0.3)
-    fig.text(0.01, 0.01, f"regenerate: {res['command']} --out DIR", fontsize=6, color="gray")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    path = os.path.join(out_dir, "ue_dpo_exploration.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "ue_dpo_exploration.png", f"regenerate: {res['command']} --out DIR", rect=(0, 0.03, 1, 1))]
 
 
 EXPERIMENT = Experiment(

@@ -12,14 +12,13 @@ compiled ``jit(vmap(scan))``, each point also solved exactly.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -172,12 +171,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.set_title("Kong et al. Fig. 2: weight decay separates each loss from its RLHF counterpart", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, "regenerate: bandit-lab run weight-decay --out DIR", fontsize=6, color="gray")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "weight_decay.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "weight_decay.png", "regenerate: bandit-lab run weight-decay --out DIR")]
 
 
 def res_linthresh(recs) -> float:

@@ -16,12 +16,11 @@ and the 10–90 % band over seeds.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot
+from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.loss_families.spo import WEIGHTS
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
@@ -148,12 +147,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     ax.set_title("finite data: win rate of DPO and SPO against π_ref (cf. SPO Fig. 1)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.text(0.01, 0.01, "regenerate: bandit-lab run win-rate-dynamics --out DIR", fontsize=6, color="gray")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "win_rate_dynamics.png")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir, "win_rate_dynamics.png", "regenerate: bandit-lab run win-rate-dynamics --out DIR")]
 
 
 EXPERIMENT = Experiment(
