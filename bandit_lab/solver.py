@@ -251,7 +251,7 @@ def solve_exact(objective: Objective, hp: dict | None = None, init=None, *, gtol
         t = 1.0
         accepted = False
         if -slope <= 1e-13 * (1.0 + abs(f0)):
-            # endgame (see make_newton): accept the full step if it lowers the residual
+            # endgame (see newton_free): accept the full step if it lowers the residual
             zn = _project(kind, z + d, shape)
             accepted = _residual(kind, zn, gz(zn), shape) < r
         for _ in range(0 if accepted else 60):
