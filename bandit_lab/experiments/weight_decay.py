@@ -145,9 +145,10 @@ def report(res: dict) -> str:
         ):
             lines.append(f"{lab:<22}{_fmt(p):<28}{_fmt(e):<28}{(_fmt(o) if o is not None else '—'):<28}{g:>12.1e}")
     lines.append("")
-    lines.append(f"{'loss vs counterpart':<28}{d + ' (trained)':>16}{d + ' (exact)':>16}")
+    w = max(len(r["loss"] + " vs " + r["counterpart"]) for r in recs) + 2
+    lines.append(f"{'loss vs counterpart':<{w}}{d + ' (trained)':>16}{d + ' (exact)':>16}")
     for r in recs:
-        lines.append(f"{r['loss'] + ' vs ' + r['counterpart']:<28}{r['distance']:>16.3e}{r['exact_distance']:>16.3e}")
+        lines.append(f"{r['loss'] + ' vs ' + r['counterpart']:<{w}}{r['distance']:>16.3e}{r['exact_distance']:>16.3e}")
     return "\n".join(lines)
 
 
