@@ -48,10 +48,42 @@ def compiles_of_sweep(n_alphas: int) -> int:
     return len(seen)
 
 
+def token_tree_timings(repeats: int = 5) -> None:
+    """Issue 5's floor: V = 4, T = 4 (256 sequences), 1,000 Adam steps of each token loss on
+    population data, after compilation (median of ``repeats`` warm runs)."""
+    import jax
+    import numpy as np
+
+    from bandit_lab.objective import make_objective
+    from bandit_lab.tokens import make_param, make_tree_problem
+    from bandit_lab.tokens.tree import TokenTree
+    from bandit_lab.train import TrainConfig, make_train
+
+    rng = np.random.default_rng(0)
+    tp = make_tree_problem(4, 4, tree=TokenTree.create(4, 4), ref_logits=rng.normal(size=(85, 4)), token_reward=rng.normal(size=(85, 4)))
+    print("\n| loss (V=4, T=4, 1,000 steps) | after compilation: median | min–max | compile + first run |\n|---|---|---|---|")
+    for loss in ("dpo", "tdpo1", "tdpo2", "radpo1", "radpo2", "uedpo"):
+        o = make_objective(tp.problem, loss, {"beta": 0.5}, param=make_param(tp))
+        f = jax.jit(make_train(o, TrainConfig(steps=1000, log_steps=(0, 1000))))
+        t0 = time.perf_counter()
+        jax.block_until_ready(f({"lr": 0.05}))
+        cold = time.perf_counter() - t0
+        ts = []
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f({"lr": 0.05 + 0.001 * i}))
+            ts.append(time.perf_counter() - t0)
+        print(f"| `{loss}` | {statistics.median(ts):.2f} s | {min(ts):.2f}–{max(ts):.2f} s | {cold:.2f} s |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--tokens", action="store_true", help="only the token-tree timings")
     a = ap.parse_args()
+    if a.tokens:
+        token_tree_timings(a.repeats)
+        return
     print("| command (new process each run) | median | min–max | runs |\n|---|---|---|---|")
     for label, args in COMMANDS.items():
         ts = time_command(args, a.repeats)
