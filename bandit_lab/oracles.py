@@ -137,5 +137,5 @@ def loss_oracle(problem: Problem, loss: str, hp: dict, static: dict, *, populati
             return None, "SPO Thm 1 needs full-support, non-deterministic pair data"
         if a <= 0:
             return None, "α = 0 (Eq. 9) has no minimiser; softmax(r/α) → argmax only as α → 0"
-        return softmax_np(problem.reward / a), "softmax(r/α) (SPO Thm 1)"
+        return softmax_np(problem.reward / a), "softmax(r/α) (SPO Thm 1)"  # = spo.softmax_r_over_alpha for α > 0
     return None, "no closed form known"

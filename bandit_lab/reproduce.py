@@ -12,9 +12,9 @@ import os
 import time
 from typing import Callable, Iterator
 
-import numpy as np
 
 from bandit_lab import experiments
+from bandit_lab.runner import jsonable
 
 # experiment name, the paper item it regenerates
 PLAN: list[tuple[str, str]] = [
@@ -170,18 +170,6 @@ def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
     ROWS[name] = fn
 
 
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def reproduce(out: str, quick: bool = False) -> Iterator[str]:
     """Run the plan; yield one progress line per experiment; write RESULTS.md last."""
     os.makedirs(out, exist_ok=True)
@@ -198,7 +186,7 @@ def reproduce(out: str, quick: bool = False) -> Iterator[str]:
         figs = exp.plot(res, out) if exp.plot is not None else []
         timings[name] = time.perf_counter() - t0
         with open(os.path.join(out, f"{name}.json"), "w") as fh:
-            json.dump(_clean({"experiment": name, "settings": dataclasses.asdict(settings), **res}), fh, indent=1)
+            json.dump(jsonable({"experiment": name, "settings": dataclasses.asdict(settings), **res}), fh, indent=1)
         results[name], figures[name] = res, figs
         yield f"{name:<16} {timings[name]:6.1f} s  {item:<28} " + ", ".join(os.path.basename(f) for f in figs)
     path = os.path.join(out, "RESULTS.md")

@@ -101,3 +101,16 @@ def to_list(a) -> list:
     if a.ndim >= 2 and a.shape[-2] == 1:
         a = a[..., 0, :]
     return a.tolist()
+
+
+def jsonable(obj):
+    """JSON-safe copy: arrays and NumPy scalars become plain lists/numbers, non-finite floats null."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bandit_lab.data import sample  # noqa: F401 (in-graph resampling)
+from bandit_lab.data import sample
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -38,16 +37,9 @@ def _root(float32: bool = typer.Option(False, "--float32", help="float32 instead
 # ----------------------------------------------------------------------------- helpers
 
 def _clean(obj):
-    """JSON-safe: non-finite floats become null, numpy scalars plain numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _clean(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    from bandit_lab.runner import jsonable
+
+    return jsonable(obj)
 
 
 def _prepare_out(path: str, overwrite: bool) -> str:

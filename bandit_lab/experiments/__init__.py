@@ -40,6 +40,25 @@ def meta(text: str) -> dict:
     return {"help": text}
 
 
+def command_line(name: str, settings) -> str:
+    """The ``bandit-lab run`` command that regenerates a result: the options that differ from
+    the defaults, in the CLI's syntax (tuples as comma lists, booleans as --flag/--no-flag)."""
+    fmt = lambda x: format(x, "g") if isinstance(x, float) else str(x)  # noqa: E731
+    parts = [f"bandit-lab run {name}"]
+    for f in dataclasses.fields(settings):
+        v = getattr(settings, f.name)
+        if v == f.default:
+            continue
+        opt = "--" + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(opt if v else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(v, tuple):
+            parts.append(f"{opt} {','.join(fmt(x) for x in v)}")
+        else:
+            parts.append(f"{opt} {fmt(v)}")
+    return " ".join(parts)
+
+
 def pyplot():
     """matplotlib's pyplot on the non-interactive Agg backend (imported lazily: plotting is
     optional and matplotlib is slow to import)."""

@@ -25,8 +25,7 @@ import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
-from bandit_lab.experiments.mode_seeking import command_line
+from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -124,7 +123,7 @@ def run(s: Settings) -> dict:
     final = {lab: [r for r in main if r["loss"] == lab][-1]["distance"] for lab in labels}
     peak = {lab: max(r["distance"] for r in main if r["loss"] == lab) for lab in labels}
     out = {
-        "command": command_line("early-stopping", s),
+        "command": command_line("early-stopping", s) + " --out DIR",
         "distance_name": s.distance,
         "schedule": s.schedule,
         "steps": s.steps,

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.params import Mixture
 from bandit_lab.problems import Problem
@@ -73,24 +73,6 @@ class Settings:
             raise BanditError("reward floors must lie in (0, 1)")
         if any(not lr > 0 for lr in self.grid_lrs) or any(int(n) < 1 for n in self.sample_sizes):
             raise BanditError("grid learning rates and sample sizes must be positive")
-
-
-def command_line(name: str, settings) -> str:
-    """The ``bandit-lab run`` command that regenerates a result: options that differ from the
-    defaults, in the CLI's syntax (tuples as comma lists, booleans as --flag/--no-flag)."""
-    parts = [f"bandit-lab run {name}"]
-    for f in dataclasses.fields(settings):
-        v = getattr(settings, f.name)
-        if v == f.default:
-            continue
-        opt = "--" + f.name.replace("_", "-")
-        if isinstance(v, bool):
-            parts.append(opt if v else "--no-" + f.name.replace("_", "-"))
-        elif isinstance(v, tuple):
-            parts.append(f"{opt} {','.join(format(x, 'g') if isinstance(x, float) else str(x) for x in v)}")
-        else:
-            parts.append(f"{opt} {format(v, 'g') if isinstance(v, float) else v}")
-    return " ".join(parts + ["--out DIR"])
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -249,7 +231,7 @@ def run(s: Settings) -> dict:
         "sampled": {str(n): d for n, d in sampled.items()},
     }
     return {
-        "command": command_line("mode-seeking", s),
+        "command": command_line("mode-seeking", s) + " --out DIR",
         "beta": s.beta,
         "reward_floor": s.reward_floor,
         "theta_rlhf": theta_adam[1],

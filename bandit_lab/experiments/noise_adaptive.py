@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.params import LogLinear, Simplex, Softmax
 from bandit_lab.problems import Problem
@@ -132,17 +132,6 @@ def group_stats(values: np.ndarray, log_r: np.ndarray, low: float, high: float) 
     }
 
 
-def command(s: Settings) -> str:
-    """The exact ``bandit-lab run`` command for these settings (options that differ from the defaults)."""
-    parts = ["bandit-lab run noise-adaptive"]
-    for f in dataclasses.fields(Settings):
-        v = getattr(s, f.name)
-        if v != f.default:
-            opt = "--" + f.name.replace("_", "-")
-            parts += [f"{opt} {x}" for x in v] if isinstance(v, tuple) else [f"{opt} {v}"]
-    return " ".join(parts)
-
-
 def run(s: Settings) -> dict:
     problem, log_r, feats = make_problem(s)
     objs, inits = [], []
@@ -182,7 +171,7 @@ def run(s: Settings) -> dict:
         )
     out = {
         "n_contexts": s.n_contexts,
-        "command": command(s),
+        "command": command_line("noise-adaptive", s),
         "train_seconds": seconds,
         "records": records,
     }

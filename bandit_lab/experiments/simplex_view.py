@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, save_figure
+from bandit_lab.experiments import Experiment, command_line, meta, save_figure
 from bandit_lab.experiments import mode_seeking as ms
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -87,7 +87,7 @@ def run(s: Settings) -> dict:
                             "steps": np.asarray(trajs[i].steps[j]).tolist(), "policies": to_list(trajs[i].policies[j])})
             records.append({"kind": "constrained", "objective": o.label, "alpha": a, "policy": to_list(exact[i][j].policy),
                             "residual": float(exact[i][j].residual)})
-    out = {"command": ms.command_line("simplex", s), "alphas": alphas, "beta": s.beta, "pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}
+    out = {"command": command_line("simplex", s) + " --out DIR", "alphas": alphas, "beta": s.beta, "pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}
     if s.mode_seeking:
         dpo, rlhf = ms.objectives(s.beta)
         init = jnp.asarray([0.5])

@@ -19,7 +19,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.runner import train_batch
 from bandit_lab.solver import solve_exact
@@ -122,23 +122,7 @@ def run(s: Settings) -> dict:
         finals.append(final)
     return {"vocab": s.vocab, "horizon": s.horizon, "eos": s.eos, "n_responses": tp.tree.n_responses, "beta": s.beta,
             "alpha": s.alpha, "tail": s.tail, "steps": s.steps, "finals": finals, "records": records,
-            "command": _command(s)}
-
-
-def _command(s: Settings) -> str:
-    default = Settings()
-    parts = ["bandit-lab run token-drift"]
-    for f in dataclasses.fields(Settings):
-        v = getattr(s, f.name)
-        if v != getattr(default, f.name):
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(v, bool):
-                parts.append(flag if v else "--no-" + f.name.replace("_", "-"))
-            elif isinstance(v, tuple):
-                parts.append(f"{flag} {','.join(str(x) for x in v)}")
-            else:
-                parts.append(f"{flag} {v}")
-    return " ".join(parts)
+            "command": command_line("token-drift", s)}
 
 
 def _label(r) -> str:

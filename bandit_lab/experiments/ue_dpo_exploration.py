@@ -22,7 +22,7 @@ import numpy as np
 
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.runner import exact_batch, train_batch
@@ -139,18 +139,7 @@ def run(s: Settings) -> dict:
     return {"beta": b, "ue_source": s.ue_source, "p_ref_forgotten": float(np.exp(lref[0])), "q_star_forgotten": float(Q[0]),
             "v_star_root": float(dp.V[0, 0]), "p_rlhf_optimum_forgotten": p_star,
             "eq35_sign_matches": bool(all(np.sign(c["eq35"]) == np.sign(c["fd_dlogp_dlambda"]) for c in curve if abs(c["fd_dlogp_dlambda"]) > 1e-8)),
-            "curve": curve, "finals": finals, "records": records, "command": _command(s)}
-
-
-def _command(s: Settings) -> str:
-    default = Settings()
-    parts = ["bandit-lab run ue-dpo-exploration"]
-    for f in dataclasses.fields(Settings):
-        v = getattr(s, f.name)
-        if v != getattr(default, f.name):
-            flag = "--" + f.name.replace("_", "-")
-            parts.append(f"{flag} {','.join(str(x) for x in v)}" if isinstance(v, tuple) else f"{flag} {v}")
-    return " ".join(parts)
+            "curve": curve, "finals": finals, "records": records, "command": command_line("ue-dpo-exploration", s)}
 
 
 def report(res: dict) -> str:

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
+from bandit_lab.oracles import softmax_np
 from bandit_lab.losses import LossInputs, LossSpec, expect, pair_grid, register
 
 WEIGHTS = ("uniform", "reference", "power", "soft_importance")
@@ -132,10 +133,7 @@ def softmax_r_over_alpha(reward: np.ndarray, alpha: float) -> np.ndarray:
     if alpha <= 0:
         top = (r >= r.max(-1, keepdims=True) - 1e-12).astype(float)
         return top / top.sum(-1, keepdims=True)
-    z = r / alpha
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
+    return softmax_np(r / alpha)
 
 
 # --------------------------------------------------------------------------- App. B trainer
