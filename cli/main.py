@@ -9,7 +9,6 @@ import time
 import typing
 from typing import Optional
 
-import click
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -275,7 +274,9 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
 
 
 def _usage_error(e: BaseException) -> bool:
-    """A click/typer usage error (typer ≥ 0.20 vendors its own click, so match by shape)."""
+    """A typer usage error (unknown option, missing argument, bad value). Matched by shape: typer
+    < 0.26 raises click's ``UsageError``, typer ≥ 0.26 its own vendored copy; both carry
+    ``format_message()`` and exit code 2, and we import neither click nor typer internals."""
     return hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2
 
 
@@ -286,9 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     except BanditError as e:
         print(f"bandit-lab: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Exit, click.exceptions.Exit) as e:
+    except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", 0))
-    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as e:
         if _usage_error(e):
