@@ -238,7 +238,7 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
 
 def _zoo_detached() -> dict:
     losses.registry()
-    from bandit_lab.loss_families import zoo
+    from bandit_lab.losses import zoo
 
     return zoo.DETACHED
 

@@ -116,7 +116,7 @@ class Objective:
         return dataclasses.replace(self, loss=spec, static=static, hp=hp)
 
     def counterpart(self) -> "Objective | None":
-        c = losses.counterpart(self.loss.name, self.static)
+        c = None if self.loss.counterpart is None else self.loss.counterpart(self.static)
         return None if c is None else self.with_loss(*c)
 
 

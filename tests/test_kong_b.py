@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
-from bandit_lab import eq20
+from bandit_lab import thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import get, make_settings
 from bandit_lab.experiments import noise_adaptive as na
@@ -24,11 +24,11 @@ from bandit_lab.params import Mixture
 from bandit_lab.problems import Problem
 from bandit_lab.train import TrainConfig, make_train
 
-RATIOS = eq20.PAPER_RATIOS
+RATIOS = thresholding_loss.PAPER_RATIOS
 
 
 def L(t, c, a=1.0):
-    """Plain-Python Eq. 20 + a·θ² (independent of eq20.loss)."""
+    """Plain-Python Eq. 20 + a·θ² (independent of thresholding_loss.loss)."""
     return math.log(math.sqrt(c) + math.sqrt((1 - t) / t)) + a * t * t
 
 
@@ -40,7 +40,7 @@ def test_dloss_matches_central_differences(t, log10c, a):
     c = 10.0**log10c
     h = 1e-6
     fd = (L(t + h, c, a) - L(t - h, c, a)) / (2 * h)
-    assert abs(float(eq20.dloss(t, c, a, np)) - fd) <= 1e-6 * max(1.0, abs(fd))
+    assert abs(float(thresholding_loss.dloss(t, c, a, np)) - fd) <= 1e-6 * max(1.0, abs(fd))
 
 
 @settings(max_examples=60, deadline=None)
@@ -48,15 +48,15 @@ def test_dloss_matches_central_differences(t, log10c, a):
 def test_d2loss_matches_central_differences(t, log10c):
     c = 10.0**log10c
     h = 1e-5
-    fd = (float(eq20.dloss(t + h, c, 1.0, np)) - float(eq20.dloss(t - h, c, 1.0, np))) / (2 * h)
-    assert abs(float(eq20.d2loss(t, c, 1.0)) - fd) <= 1e-5 * max(1.0, abs(fd))
+    fd = (float(thresholding_loss.dloss(t + h, c, 1.0, np)) - float(thresholding_loss.dloss(t - h, c, 1.0, np))) / (2 * h)
+    assert abs(float(thresholding_loss.d2loss(t, c, 1.0)) - fd) <= 1e-5 * max(1.0, abs(fd))
 
 
 def test_derivative_is_minus_infinity_not_nan_at_the_ends():
-    g = eq20.dloss(jnp.asarray([0.0, 1.0]), 0.3, 1.0)
+    g = thresholding_loss.dloss(jnp.asarray([0.0, 1.0]), 0.3, 1.0)
     assert np.all(np.isneginf(np.asarray(g)))
     # projected GD started on the boundary stays there, without NaN
-    th, tr = eq20.pgd([0.3, 0.01], [1.0, 1.0], 0.05, 20)
+    th, tr = thresholding_loss.pgd([0.3, 0.01], [1.0, 1.0], 0.05, 20)
     assert np.all(tr == 1.0)
 
 
@@ -73,10 +73,10 @@ def test_eq20_is_core_dpo_on_mixture_and_core_trainer_agrees_inside(c):
         assert float(o.value(jnp.asarray([t]), o.hp)) == pytest.approx(L(t, c) - math.log(math.sqrt(c)), abs=1e-12)
     tr = make_train(o, TrainConfig(optimizer="sgd", schedule="constant", steps=300, log_steps=tuple(range(301))), init=par.init(1 / (1 + c)))
     core = np.asarray(jax.jit(tr)({"lr": 0.01}).policies[:, 0, 0])
-    _, ours = eq20.pgd([c], [1 / (1 + c)], 0.01, 300)
+    _, ours = thresholding_loss.pgd([c], [1 / (1 + c)], 0.01, 300)
     if c < 0.2:
         # below c* θ reaches 1, where the Mixture's log floor zeroes the DPO gradient: the core
-        # trainer bounces 1 ↔ 1 − 2·lr (why eq20 uses the exact one-sided derivative)
+        # trainer bounces 1 ↔ 1 − 2·lr (why thresholding_loss uses the exact one-sided derivative)
         assert ours[0, -1] == 1.0 and ours[0, -2] == 1.0
         assert {round(v, 12) for v in core[-4:]} == {1.0, round(1 - 2 * 0.01, 12)}
     else:
@@ -102,7 +102,7 @@ def _independent_descent_limit(c, a=1.0):
 @pytest.fixture(scope="module")
 def table1():
     c = np.asarray(RATIOS)
-    theta, traj = eq20.pgd(c, eq20.init_theta(c), 0.01, 500)
+    theta, traj = thresholding_loss.pgd(c, thresholding_loss.init_theta(c), 0.01, 500)
     return theta, traj
 
 
@@ -113,12 +113,12 @@ def test_converged_theta_per_ratio_pinned(table1):
         assert t == pytest.approx(_independent_descent_limit(c), abs=1e-6)
         assert t == pytest.approx(e, abs=1e-6)
     # c = 1 has the closed form θ = ½: L'(½) = −1/(2·½·√½·(√½+√½)) + 1 = 0
-    assert float(eq20.dloss(0.5, 1.0, 1.0, np)) == pytest.approx(0.0, abs=1e-14)
+    assert float(thresholding_loss.dloss(0.5, 1.0, 1.0, np)) == pytest.approx(0.0, abs=1e-14)
 
 
 def test_table1_agreement_and_the_disagreement_at_0_1(table1):
     theta, _ = table1
-    for c, t, p in zip(RATIOS, theta, eq20.PAPER_THETA):
+    for c, t, p in zip(RATIOS, theta, thresholding_loss.PAPER_THETA):
         if c == 0.1:
             assert abs(t - p) >= 0.1  # printed 0.77, converged 1.0
         else:
@@ -127,19 +127,19 @@ def test_table1_agreement_and_the_disagreement_at_0_1(table1):
 
 def test_c_0_1_has_negative_derivative_everywhere_so_0_77_is_not_stationary():
     t = np.linspace(1e-6, 1 - 1e-9, 400001)
-    assert np.max(eq20.dloss(t, 0.1, 1.0, np)) < -0.2
-    assert eq20.stationary_points(0.1) == []
+    assert np.max(thresholding_loss.dloss(t, 0.1, 1.0, np)) < -0.2
+    assert thresholding_loss.stationary_points(0.1) == []
     # monotone: θ never decreases from θ₀ = 1/1.1 > 0.77, for any step size
     for lr in (1e-4, 1e-3, 1e-2, 1e-1):
-        _, tr = eq20.pgd([0.1], [1 / 1.1], lr, 500)
+        _, tr = thresholding_loss.pgd([0.1], [1 / 1.1], lr, 500)
         assert np.all(np.diff(tr[0]) >= 0) and tr[0].min() > 0.9
 
 
 def test_critical_ratio_against_bisection_on_max_derivative():
-    c_star, t_star = eq20.critical_ratio(1.0)
+    c_star, t_star = thresholding_loss.critical_ratio(1.0)
 
     def max_dL(c):  # never uses s(θ): the largest L' on (0, 1), by bounded Brent on −L'
-        r = optimize.minimize_scalar(lambda t: -float(eq20.dloss(t, c, 1.0, np)), bounds=(0.3, 0.99),
+        r = optimize.minimize_scalar(lambda t: -float(thresholding_loss.dloss(t, c, 1.0, np)), bounds=(0.3, 0.99),
                                      method="bounded", options={"xatol": 1e-13})
         return -r.fun, r.x
 
@@ -148,37 +148,37 @@ def test_critical_ratio_against_bisection_on_max_derivative():
     assert t_star == pytest.approx(max_dL(c_ref)[1], abs=1e-5)
     assert c_star == pytest.approx(0.2007437868, abs=1e-9)
     # L' = L'' = 0 at (θ*, c*)
-    assert abs(float(eq20.dloss(t_star, c_star, 1.0, np))) < 1e-10
-    assert abs(float(eq20.d2loss(t_star, c_star, 1.0))) < 1e-5
-    assert eq20.stationary_points(c_star * 0.999) == []
-    pts = eq20.stationary_points(c_star * 1.001)
+    assert abs(float(thresholding_loss.dloss(t_star, c_star, 1.0, np))) < 1e-10
+    assert abs(float(thresholding_loss.d2loss(t_star, c_star, 1.0))) < 1e-5
+    assert thresholding_loss.stationary_points(c_star * 0.999) == []
+    pts = thresholding_loss.stationary_points(c_star * 1.001)
     assert [p["type"] for p in pts] == ["min", "max"]
 
 
 def test_stationary_points_and_global_minimiser():
-    pts = eq20.stationary_points(0.5)
+    pts = thresholding_loss.stationary_points(0.5)
     assert [p["type"] for p in pts] == ["min", "max"]
     for p in pts:
-        assert abs(float(eq20.dloss(p["theta"], 0.5, 1.0, np))) < 1e-9
+        assert abs(float(thresholding_loss.dloss(p["theta"], 0.5, 1.0, np))) < 1e-9
         assert (p["curvature"] > 0) == (p["type"] == "min")
     # c = 0.5: the interior minimum is only local — L(1) = log √0.5 + 1 is lower
-    g = eq20.global_min(0.5)
+    g = thresholding_loss.global_min(0.5)
     assert g["theta"] == 1.0 and L(pts[0]["theta"], 0.5) > math.log(math.sqrt(0.5)) + 1
-    g10 = eq20.global_min(10.0)
+    g10 = thresholding_loss.global_min(10.0)
     assert g10["theta"] == pytest.approx(0.3403627, abs=1e-6)
     # independent global minimum on a dense grid (θ = 1 included)
     for c in (0.5, 1.0, 5.0):
         t = np.linspace(1e-4, 1.0, 1_000_001)
-        v = eq20.loss(t, c, 1.0, np)
-        assert eq20.global_min(c)["theta"] == pytest.approx(t[np.argmin(v)], abs=2e-6)
-    c_g = eq20.global_switch_ratio(1.0)
-    assert eq20.global_min(c_g * 0.999)["theta"] == 1.0 and eq20.global_min(c_g * 1.001)["theta"] < 1.0
+        v = thresholding_loss.loss(t, c, 1.0, np)
+        assert thresholding_loss.global_min(c)["theta"] == pytest.approx(t[np.argmin(v)], abs=2e-6)
+    c_g = thresholding_loss.global_switch_ratio(1.0)
+    assert thresholding_loss.global_min(c_g * 0.999)["theta"] == 1.0 and thresholding_loss.global_min(c_g * 1.001)["theta"] < 1.0
 
 
 def test_mirrored_init_diagnostic_reproduces_the_printed_row():
     c = np.asarray(RATIOS)
-    theta, _ = eq20.pgd(c, eq20.init_theta(c, "mirrored"), 0.0027, 500)
-    assert np.max(np.abs(np.round(theta, 2) - np.asarray(eq20.PAPER_THETA))) <= 0.01 + 1e-12
+    theta, _ = thresholding_loss.pgd(c, thresholding_loss.init_theta(c, "mirrored"), 0.0027, 500)
+    assert np.max(np.abs(np.round(theta, 2) - np.asarray(thresholding_loss.PAPER_THETA))) <= 0.01 + 1e-12
     assert theta[2] == pytest.approx(0.775, abs=0.005)
 
 
@@ -209,7 +209,7 @@ def test_thresholding_run_records():
 def test_single_step_by_hand():
     # c = 1: θ₀ = ½, ℓ'(θ₀) = −(1+1)²/4 = −1, θ₁ = ½ + lr
     lr = 0.01
-    t0, t1, l0, l1, d0, d1 = eq20.one_step([1.0, 4.0], lr)
+    t0, t1, l0, l1, d0, d1 = thresholding_loss.one_step([1.0, 4.0], lr)
     assert t1[0] == pytest.approx(0.51, abs=1e-15)
     assert l0[0] - l1[0] == pytest.approx(math.log(2) - math.log(1 + math.sqrt(0.49 / 0.51)), abs=1e-14)
     # c = 4: θ₀ = 0.2, ℓ'(θ₀) = −25/16, θ₁ = 0.2 + lr·25/16

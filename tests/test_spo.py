@@ -12,7 +12,7 @@ from bandit_lab import metrics
 from bandit_lab.checks import ipo_notes
 from bandit_lab.checks import spo as spo_checks
 from bandit_lab.data import PreferenceData, population
-from bandit_lab.loss_families import spo
+from bandit_lab.losses import spo
 from bandit_lab.losses import LossInputs, get
 from bandit_lab.objective import make_objective
 from bandit_lab.random_problems import dirichlet, random_problem

@@ -15,7 +15,7 @@ from bandit_lab import losses, metrics
 from bandit_lab.data import PreferenceData
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs
-from bandit_lab.loss_families import zoo
+from bandit_lab.losses import zoo
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum, softmax_np
 from bandit_lab.problems import Problem

@@ -39,7 +39,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.checks import Check
 from bandit_lab.data import PreferenceData, population
-from bandit_lab.loss_families.spo import pref_per_triple, softmax_r_over_alpha, spo_pref
+from bandit_lab.losses.spo import pref_per_triple, softmax_r_over_alpha, spo_pref
 from bandit_lab.losses import LossInputs, expect
 from bandit_lab.objective import make_objective
 from bandit_lab.random_problems import dirichlet, random_problem

@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import eq20
+from bandit_lab import thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
@@ -46,14 +46,14 @@ class Settings:
 
 def run(s: Settings) -> dict:
     c = np.geomspace(s.ratio_min, s.ratio_max, s.n_ratios)
-    t0, t1, l0, l1, d0, d1 = eq20.one_step(c, s.lr)
-    g0 = eq20.dloss(t0, c, 0.0, np)
+    t0, t1, l0, l1, d0, d1 = thresholding_loss.one_step(c, s.lr)
+    g0 = thresholding_loss.dloss(t0, c, 0.0, np)
     ab = l0 - l1
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_printed = np.where(l0 != 0, ab / l0, np.nan)
     rel_dpo = ab / d0
     # the same step from the mirrored ratio 1/c, for the symmetry statement
-    _, _, m0, m1, _, _ = eq20.one_step(1.0 / c, s.lr)
+    _, _, m0, m1, _, _ = thresholding_loss.one_step(1.0 / c, s.lr)
     records = [
         {
             "ratio": float(c[i]),

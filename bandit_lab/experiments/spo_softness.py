@@ -23,7 +23,7 @@ import numpy as np
 from bandit_lab import metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
-from bandit_lab.loss_families.spo import softmax_r_over_alpha
+from bandit_lab.losses.spo import softmax_r_over_alpha
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.problems import Problem

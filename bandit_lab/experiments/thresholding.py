@@ -10,7 +10,7 @@ the paper's init, ``L' < 0`` on (0, 1) for ``c < c*``, so θ only grows from θ�
 no step size, step budget or stopping rule can end at Table 1's 0.77 < θ₀ for c = 0.1. The
 *mirrored* init ``θ₀/(1−θ₀) = c`` with a small step (``--diag-lr``, 500 steps, unconverged)
 reproduces the whole printed row; it is shown as an explanation, never as the result.
-All numerics in :mod:`bandit_lab.eq20`.
+All numerics in :mod:`bandit_lab.thresholding_loss`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import eq20
+from bandit_lab import thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
@@ -26,7 +26,7 @@ from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    ratio: tuple = dataclasses.field(default=eq20.PAPER_RATIOS, metadata=meta("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
+    ratio: tuple = dataclasses.field(default=thresholding_loss.PAPER_RATIOS, metadata=meta("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
     lr: float = dataclasses.field(default=0.01, metadata=meta("step size of projected gradient descent (not stated in the paper)"))
     steps: int = dataclasses.field(default=500, metadata=meta("iterations (App. B.2: 500)"))
     init: str = dataclasses.field(default="ratio", metadata=meta("θ₀: ratio ((1−θ₀)/θ₀ = c, the paper's text) | mirrored (θ₀/(1−θ₀) = c) | a number in (0, 1]"))
@@ -42,18 +42,18 @@ class Settings:
         rs = np.asarray([float(r) for r in self.ratio]) if len(self.ratio) else np.zeros(0)
         if rs.size == 0:
             raise BanditError("give at least one --ratio")
-        eq20.check_ratio(rs)
+        thresholding_loss.check_ratio(rs)
         for name in ("lr", "diag_lr", "weight_decay", "tol"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise BanditError(f"{name.replace('_', '-')} must be > 0; got {v}")
         if self.steps < 1:
             raise BanditError(f"steps must be ≥ 1; got {self.steps}")
-        eq20.init_theta(np.ones(1), self.init)
+        thresholding_loss.init_theta(np.ones(1), self.init)
 
 
 def _paper(c: float):
-    for r, t in zip(eq20.PAPER_RATIOS, eq20.PAPER_THETA):
+    for r, t in zip(thresholding_loss.PAPER_RATIOS, thresholding_loss.PAPER_THETA):
         if np.isclose(c, r):
             return t
     return None
@@ -68,20 +68,20 @@ def _local_min_of(theta: float, pts: list[dict]) -> float:
 def run(s: Settings) -> dict:
     ratios = np.asarray([float(r) for r in s.ratio])
     a = float(s.weight_decay)
-    t0 = eq20.init_theta(ratios, s.init)
-    theta, traj = eq20.pgd(ratios, t0, s.lr, s.steps, a)
-    t0d = eq20.init_theta(ratios, "mirrored")
-    theta_d, traj_d = eq20.pgd(ratios, t0d, s.diag_lr, s.steps, a)
-    c_star, t_star = eq20.critical_ratio(a)
-    c_g = eq20.global_switch_ratio(a)
+    t0 = thresholding_loss.init_theta(ratios, s.init)
+    theta, traj = thresholding_loss.pgd(ratios, t0, s.lr, s.steps, a)
+    t0d = thresholding_loss.init_theta(ratios, "mirrored")
+    theta_d, traj_d = thresholding_loss.pgd(ratios, t0d, s.diag_lr, s.steps, a)
+    c_star, t_star = thresholding_loss.critical_ratio(a)
+    c_g = thresholding_loss.global_switch_ratio(a)
     records = []
     for i, c in enumerate(ratios):
-        pts = eq20.stationary_points(float(c), a)
-        g = eq20.global_min(float(c), a, pts)
+        pts = thresholding_loss.stationary_points(float(c), a)
+        g = thresholding_loss.global_min(float(c), a, pts)
         lm = _local_min_of(float(theta[i]), pts)
         paper = _paper(float(c))
         grid = np.linspace(1e-4, 1 - 1e-4, 20001)
-        dl = eq20.dloss(grid, c, a, np)
+        dl = thresholding_loss.dloss(grid, c, a, np)
         records.append(
             {
                 "ratio": float(c),
@@ -94,7 +94,7 @@ def run(s: Settings) -> dict:
                 "global_min": g["theta"],
                 "global_min_value": g["value"],
                 "global_min_where": g["where"],
-                "value": float(eq20.loss(theta[i], c, a, np)),
+                "value": float(thresholding_loss.loss(theta[i], c, a, np)),
                 "dloss_max": float(np.max(dl)),
                 "dloss_argmax": float(grid[np.argmax(dl)]),
                 "agrees_with_paper": None if paper is None else bool(abs(theta[i] - paper) <= 0.01),
@@ -196,14 +196,14 @@ def plot(res: dict, out_dir: str) -> list[str]:
     for k, r in enumerate(recs):
         col = cmap(k / max(len(recs) - 1, 1))
         c = r["ratio"]
-        L = eq20.loss(th, c, a, np) - eq20.loss(1.0, c, a, np)
+        L = thresholding_loss.loss(th, c, a, np) - thresholding_loss.loss(1.0, c, a, np)
         axes[0].plot(th, L, color=col, lw=1.2, label=f"c = {c:g}")
         tr = np.asarray(r["trajectory"])
-        axes[0].plot(tr[::10], eq20.loss(tr[::10], c, a, np) - eq20.loss(1.0, c, a, np), "o", ms=2.5, color=col)
-        axes[0].plot([r["theta"]], [eq20.loss(r["theta"], c, a, np) - eq20.loss(1.0, c, a, np)], "*", ms=10, color=col, mec="k")
+        axes[0].plot(tr[::10], thresholding_loss.loss(tr[::10], c, a, np) - thresholding_loss.loss(1.0, c, a, np), "o", ms=2.5, color=col)
+        axes[0].plot([r["theta"]], [thresholding_loss.loss(r["theta"], c, a, np) - thresholding_loss.loss(1.0, c, a, np)], "*", ms=10, color=col, mec="k")
         if r["paper"] is not None:
             axes[0].axvline(r["paper"], color=col, ls=":", lw=0.8)
-        axes[1].plot(th[:-1], eq20.dloss(th[:-1], c, a, np), color=col, lw=1.2, label=f"c = {c:g}")
+        axes[1].plot(th[:-1], thresholding_loss.dloss(th[:-1], c, a, np), color=col, lw=1.2, label=f"c = {c:g}")
         steps = np.arange(len(tr))
         axes[2].plot(steps, tr, color=col, lw=1.4, label=f"c = {c:g} (paper init)")
         axes[2].plot(steps, r["diag_trajectory"], color=col, lw=1.0, ls="--")
@@ -226,7 +226,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle("Kong et al. §5.2 / Table 1: Eq. 20 + θ² under projected gradient descent", fontsize=10)
-    ratios = " ".join(f"--ratio {r['ratio']:g}" for r in recs) if tuple(r["ratio"] for r in recs) != tuple(eq20.PAPER_RATIOS) else ""
+    ratios = " ".join(f"--ratio {r['ratio']:g}" for r in recs) if tuple(r["ratio"] for r in recs) != tuple(thresholding_loss.PAPER_RATIOS) else ""
     cmd = f"bandit-lab run thresholding --lr {res['lr']:g} --steps {res['steps']} --init {res['init']} --diag-lr {res['diag_lr']:g} "
     if res["weight_decay"] != 1.0:
         cmd += f"--weight-decay {res['weight_decay']:g} "

@@ -21,7 +21,7 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
-from bandit_lab.loss_families.spo import WEIGHTS
+from bandit_lab.losses.spo import WEIGHTS
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
 from bandit_lab.random_problems import dirichlet

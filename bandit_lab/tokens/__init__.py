@@ -3,7 +3,7 @@
 A sequence response space is one more problem + parameterization of the core sandbox:
 :func:`make_tree_problem` builds a core :class:`~bandit_lab.problems.Problem` over all sequences
 of a :class:`TokenTree`; :class:`TokenTreeParam` is a policy with per-state logits; the token
-losses (TDPO1/2, Ra-DPO1/2, UE-DPO) live in :mod:`bandit_lab.loss_families.token`; exact soft
+losses (TDPO1/2, Ra-DPO1/2, UE-DPO) live in :mod:`bandit_lab.losses.token`; exact soft
 dynamic programming and nested-CVaR recursions in :mod:`bandit_lab.tokens.dp`.
 """
 from bandit_lab.tokens.dp import lemma34_policy, nested_values, soft_dp

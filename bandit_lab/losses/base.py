@@ -1,0 +1,161 @@
+"""The loss registry and the helpers every loss uses.
+
+Every loss has the signature ``loss(inputs: LossInputs, hp: dict) -> scalar`` where ``hp`` holds
+the (possibly traced, hence sweepable) float hyperparameters, e.g. ``hp["beta"]``. Options that
+change the *function* (a divergence, a reward source) are bound statically by the registry.
+
+Pairwise losses read ``inputs.data`` (the weight of every labelled triple ``[x, y_w, y_l]``,
+population or sampled alike), evaluate on the broadcast grid and reduce with :func:`expect`;
+whole-distribution objectives (RLHF) read ``inputs.logp`` and ``inputs.reward``. Everything is
+computed from log-probabilities: ``log_sigmoid``, ``logsumexp``, never ``log(sigmoid(·))``.
+
+Families live one per module of :mod:`bandit_lab.losses` (``core``, ``zoo``, ``spo``, ``token``,
+…) and call :func:`register` at import time; :func:`registry` imports every module of the
+package on first use, so adding a family means adding one file.
+
+Notation: ``h(x, y) = log π_θ(y|x) − log π_ref(y|x)``; ``β`` (Kong et al.'s λ) the KL strength.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bandit_lab import divergences
+from bandit_lab.data import PreferenceData
+from bandit_lab.errors import BanditError
+
+
+class LossInputs(NamedTuple):
+    logp: jax.Array  # [X, K] log π_θ
+    logp_ref: jax.Array  # [X, K] log π_ref
+    data: PreferenceData
+    reward: jax.Array | None = None  # [X, K], for whole-distribution objectives
+    context_weight: jax.Array | None = None  # [X], sums to 1
+    # Extra, parameterization-specific views of the policy (e.g. per-state log-probabilities of
+    # a token tree), from ``param.aux(params, c)`` when the parameterization defines it.
+    aux: dict | None = None
+
+
+def expect(data: PreferenceData, per_triple: jax.Array) -> jax.Array:
+    """``E_D[ℓ] = Σ weight·ℓ`` over ``[x, y_w, y_l]``. Zero-weight triples (the diagonal, pairs
+    never shown) are masked with a ``where`` rather than multiplied — the "double where" —
+    so an infinite loss on a triple that never occurs cannot poison the value or gradient."""
+    live = data.weight > 0
+    return jnp.sum(jnp.where(live, data.weight * jnp.where(live, per_triple, 0.0), 0.0))
+
+
+def pair_grid(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(a[x, y_w], a[x, y_l])`` broadcast to the triple grid ``[X, K, K]``."""
+    return a[..., :, None], a[..., None, :]
+
+
+def log_ratios(inputs: LossInputs) -> tuple[jax.Array, jax.Array]:
+    """``(h_w, h_l)`` on the triple grid, ``h = log π_θ − log π_ref``."""
+    return pair_grid(inputs.logp - inputs.logp_ref)
+
+
+# --------------------------------------------------------------------------- registry
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: the function, its float hyperparameters, its static options.
+
+    ``counterpart(static) -> (loss name, static options)`` names the RLHF-type objective the
+    loss is classically equivalent to (Kong et al. §3, Eq. 10–12: DPO ↔ reverse-KL RLHF with the
+    BT reward, f-DPO ↔ f-RLHF, IPO ↔ RLHF with ``r_IPO``), ``None`` when it has none; a static
+    option ``reward`` says which reward a whole-distribution objective reads ("bt" or "ipo").
+    """
+
+    name: str
+    fn: Callable
+    defaults: dict
+    static: dict = dataclasses.field(default_factory=dict)
+    kind: str = "pairwise"  # or "policy"
+    summary: str = ""
+    citation: str = ""
+    # optional ``check(hp, static)`` raising BanditError on invalid hyperparameters
+    check: Callable | None = None
+    # optional ``exact(objective, hp, init) -> ExactResult | None``: a loss-specific exact solver that
+    # :func:`bandit_lab.solver.solve_exact` uses first (None = not applicable, use Newton)
+    exact: Callable | None = None
+    counterpart: Callable | None = None
+
+
+REGISTRY: dict[str, LossSpec] = {}
+
+
+def register(spec: LossSpec) -> None:
+    """Add a loss (later modules extend the registry through this one door)."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"loss {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+
+
+_LOADED = False
+
+
+def registry() -> dict[str, LossSpec]:
+    """Every registered loss, after importing every family module of :mod:`bandit_lab.losses`."""
+    global _LOADED
+    if not _LOADED:
+        import importlib
+        import pkgutil
+
+        import bandit_lab.losses as pkg
+
+        _LOADED = True
+        for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            if mod.name not in ("base", "core"):
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    return REGISTRY
+
+
+def get(name: str) -> LossSpec:
+    # core losses need no family imports (keeps a cold start of the core commands short)
+    if name not in REGISTRY and name not in registry():
+        raise BanditError(f"unknown loss {name!r}; choose one of {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
+    """Separate user ``loss_params`` into float hyperparameters and static options; validate."""
+    params = dict(params or {})
+    hp = dict(spec.defaults)
+    static = dict(spec.static)
+    for k, v in params.items():
+        if k in static:
+            static[k] = v
+        elif k in hp:
+            try:
+                hp[k] = float(v)
+            except (TypeError, ValueError):
+                raise BanditError(f"loss parameter {k} must be a number; got {v!r}") from None
+        else:
+            allowed = sorted(set(hp) | set(static))
+            raise BanditError(f"loss {spec.name!r} has no parameter {k!r}; it takes {', '.join(allowed)}")
+    if "beta" in hp and not (np.isfinite(hp["beta"]) and hp["beta"] > 0):
+        raise BanditError(f"beta must be > 0; got {hp['beta']}")
+    if "divergence" in static:
+        divergences.check(static["divergence"], hp.get("f_alpha"))
+    if "reward" in static and static["reward"] not in ("bt", "ipo"):
+        raise BanditError(f"rlhf reward must be 'bt' or 'ipo'; got {static['reward']!r}")
+    if spec.check is not None:
+        spec.check(hp, static)
+    return hp, static
+
+
+def bind(spec: LossSpec, static: dict) -> Callable:
+    """The loss as ``fn(inputs, hp)`` with its static options fixed."""
+    fn_static = {k: v for k, v in static.items() if k != "reward"}
+    return functools.partial(spec.fn, **fn_static) if fn_static else spec.fn
+
+
+def counterpart(name: str, static: dict) -> tuple[str, dict] | None:
+    """The RLHF objective a loss is classically equivalent to (its ``LossSpec.counterpart``)."""
+    c = get(name).counterpart
+    return None if c is None else c(static)
