@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab import losses
-from bandit_lab.data import PreferenceData, population
+from bandit_lab.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
 from bandit_lab.params import Softmax
 from bandit_lab.problems import Problem
@@ -173,7 +173,10 @@ def make_objective(
     if penalty not in PENALTIES:
         raise BanditError(f"penalty must be one of {', '.join(PENALTIES)}; got {penalty!r}")
     hp["weight_decay"] = wd
-    obj = Objective(problem, spec, static, hp, param or Softmax(problem), data if data is not None else population(problem), penalty)
+    if data is None:
+        # whole-distribution objectives (RLHF) never read pair data: don't build the X·K² grid
+        data = no_pairs(problem) if spec.kind == "policy" else population(problem)
+    obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
     return obj
 

@@ -282,7 +282,7 @@ def test_tree_structure_counts_and_conditionals():
 
 def test_bad_input_raises():
     with pytest.raises(BanditError):
-        TokenTree.create(8, 5)  # 32768 responses
+        TokenTree.create(8, 6)  # 262144 responses > MAX_RESPONSES
     with pytest.raises(BanditError):
         TokenTree.create(1, 3)
     with pytest.raises(BanditError):
