@@ -237,3 +237,51 @@ def test_cli_help_quotes_the_settings_defaults():
         opt = params[f.name].default
         assert opt.default is None, f.name
         assert f"[default: {fmt(f.default)}]" in opt.help, (f.name, opt.help)
+
+
+def test_cli_serve_until_ctrl_c(tmp_path, monkeypatch, capsys):
+    """--serve: prints the loopback URL, serves the page, Ctrl-C stops it with exit 0; no file written."""
+    import bandit_lab.explore as ex
+
+    real, got = ex.make_server, {}
+
+    def one_request_then_ctrl_c(html, port=0):
+        srv = real(html, port)
+
+        def serve_forever():
+            t = threading.Thread(target=srv.handle_request)
+            t.start()
+            with urllib.request.urlopen(url_of(srv), timeout=10) as r:
+                got["body"] = r.read().decode()
+            t.join(10)
+            raise KeyboardInterrupt
+
+        srv.serve_forever = serve_forever
+        return srv
+
+    monkeypatch.setattr(ex, "make_server", one_request_then_ctrl_c)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["explore", "--serve", "--n-alpha", "1", "--alpha-min", "0.1", "--alpha-max", "0.1", "--betas", "1",
+                              "--steps", "20", "--n-budget", "2", "--losses", "dpo"], capsys)
+    assert code == 0, err
+    assert re.search(r"serving http://127\.0\.0\.1:\d+/ ", out) and out.rstrip().endswith("stopped")
+    assert 'id="bandit-lab-data"' in got["body"] and "--serve" in got["body"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_grid_is_one_compiled_sweep(small):
+    """The whole grid is a vmapped axis: a 24-point grid (after the 6-point ``small``) costs three
+    XLA compiles — one training program for all objectives, the batched Newton's value-and-grad
+    and its policy map — whatever the grid size."""
+    import dataclasses
+
+    import jax
+
+    counts = []
+    listener = lambda name, *a, **k: counts.append(name) if name == "/jax/core/compile/backend_compile_duration" else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        build(dataclasses.replace(SMALL, n_alpha=7, betas=(0.5, 1.0, 2.0)))
+    finally:
+        jax.monitoring.clear_event_listeners()
+    assert len(counts) <= 3, counts

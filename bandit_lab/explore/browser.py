@@ -51,7 +51,7 @@ class Session:
 
 
 @contextlib.contextmanager
-def open_page(path: str, width: int = 1400, height: int = 1000, timeout_ms: int = 60000):
+def open_page(path: str, width: int = 1500, height: int = 1000, timeout_ms: int = 60000):
     """Load ``path`` offline, wait until the page reports ready, yield a :class:`Session`."""
     from playwright.sync_api import sync_playwright
 
