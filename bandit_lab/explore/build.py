@@ -247,7 +247,7 @@ def build(settings: Settings, spec: dict | None = None, spec_path: str | None = 
     objectives_out = []
     for i, o in enumerate(objs):
         color, name = STYLE.get(o.label, (None, o.label))
-        role = "counterpart" if any(c == i for _, c in pairs) and not any(l == i for l, _ in pairs) else "loss"
+        role = "counterpart" if any(c == i for _, c in pairs) and not any(lo == i for lo, _ in pairs) else "loss"
         gap = metrics.tv(trained[i], ex[i][:, None], w)  # [P, L]
         objectives_out.append({
             "label": o.label, "name": name, "role": role, "color": _hex(color, i),
