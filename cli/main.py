@@ -273,6 +273,11 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
     return 0
 
 
+from cli.explore import explore as _explore  # noqa: E402  (the teaching page, issue 14)
+
+app.command()(_explore)
+
+
 def _usage_error(e: BaseException) -> bool:
     """A typer usage error (unknown option, missing argument, bad value). Matched by shape: typer
     < 0.26 raises click's ``UsageError``, typer ≥ 0.26 its own vendored copy; both carry
