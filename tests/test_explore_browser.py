@@ -7,7 +7,8 @@ compares them with `bandit-lab solve --json` at the same α (to 1e-6), checks th
 the same points as the table, and that the plot renders (non-blank screenshot).
 
 Skips, saying why, without /usr/bin/chromium or Playwright's Python package (the ``browser``
-extra: ``pip install -e ".[browser]"``; no browser download).
+extra, which the README's test command installs; no browser download) — except in CI, where
+``.ci/run`` installs Debian's chromium and sets ``BANDIT_LAB_REQUIRE_BROWSER=1``.
 """
 import io
 import json
@@ -21,6 +22,10 @@ import pytest
 
 from bandit_lab.explore.browser import missing, open_page
 
+# CI (.ci/run) installs the browser and sets BANDIT_LAB_REQUIRE_BROWSER=1: there a missing browser is
+# a failure, not a skip, so the test cannot silently stop running.
+if missing() is not None and os.environ.get("BANDIT_LAB_REQUIRE_BROWSER") == "1":
+    raise RuntimeError(f"BANDIT_LAB_REQUIRE_BROWSER=1 but the browser test cannot run: {missing()}")
 pytestmark = pytest.mark.skipif(missing() is not None, reason=f"browser test: {missing()}")
 
 BIN = os.path.join(os.path.dirname(sys.executable), "bandit-lab")
