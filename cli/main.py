@@ -26,7 +26,13 @@ def _bandit_error():
 
 
 @app.callback()
-def _root(float32: bool = typer.Option(False, "--float32", help="float32 instead of float64 (speed option; not for checks)")):
+def _root(float32: bool = typer.Option(False, "--float32", help="float32 instead of float64 (speed option; not for checks)"),
+          no_cache: bool = typer.Option(False, "--no-cache", help="don't use JAX's persistent compilation cache "
+                                        "(default: on, in $BANDIT_LAB_CACHE_DIR or the user cache dir; BANDIT_LAB_NO_CACHE=1 also disables it)")):
+    if not no_cache:
+        from bandit_lab import cache
+
+        cache.enable()
     if float32:
         import bandit_lab
 
