@@ -13,6 +13,7 @@ Format (all keys but ``pi_ref`` and ``preference`` optional; nested lists = seve
      "init": "reference" | "uniform" | [...],
      "data": "population" | {"sampled": 500},
      "optimizer": {"name": "adam", "lr": 0.01, "steps": 3000, "schedule": "cosine"},
+     "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bandit_lab.train import TrainConfig
 
 KEYS = {
     "pi_ref", "preference", "pairs", "context_weight", "loss", "loss_params", "weight_decay", "penalty",
-    "parameterization", "init", "data", "optimizer", "seed", "reward_floor", "name", "description",
+    "parameterization", "init", "data", "optimizer", "seed", "reward_floor", "name", "description", "sampling",
 }
 CONVERGED_GRAD = 1e-6
 
@@ -86,6 +87,17 @@ def build(spec: dict):
     lp = spec.get("loss_params", {})
     if not isinstance(lp, dict):
         raise BanditError("loss_params must be an object")
+    if "sampling" in spec:  # on-policy algorithms: exact expected update or N samples per context per step
+        from bandit_lab import losses
+
+        if "sampling" not in losses.get(spec.get("loss", "dpo")).static:
+            raise BanditError(f"sampling applies to on-policy losses only; {spec.get('loss', 'dpo')!r} is not one")
+        samp = spec["sampling"]
+        lp = {**lp, "sampling": samp}
+        if isinstance(samp, dict) and "seed" in samp:
+            seed = samp["seed"]
+            if not isinstance(seed, int) or seed < 0:
+                raise BanditError(f"sampling seed must be a non-negative integer; got {seed!r}")
     obj = make_objective(
         problem, spec.get("loss", "dpo"), lp, weight_decay=spec.get("weight_decay", 0.0),
         penalty=spec.get("penalty", "params"), param=param, data=data,
