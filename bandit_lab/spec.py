@@ -127,7 +127,17 @@ def solve(spec: dict) -> dict:
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
     unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
     w = obj.problem.context_weight
-    return {
+    extra = {}
+    if obj.stateful:  # on-policy: the exact answer is a stationary point of the expected update
+        from bandit_lab.onpolicy.stationary import references, solve as stationary
+
+        st = stationary(obj, init=init)
+        ex = st.result
+        refs = references(obj)
+        extra = {"stationary_status": st.status, "stationary_note": st.note,
+                 "reference_policies": {k: to_list(v) for k, v in refs.items()},
+                 "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
+    return {**extra,
         "loss": obj.label,
         "hp": obj.hp,
         "parameterization": obj.param.name,
@@ -149,22 +159,34 @@ def solve(spec: dict) -> dict:
     }
 
 
+def unconstrained_of(res: dict) -> bool:
+    return res["hp"].get("weight_decay", 0.0) == 0 and res["parameterization"] in ("softmax", "simplex")
+
+
 def report(res: dict) -> str:
     def fmt(p):
         a = np.asarray(p)
         rows = a if a.ndim == 2 else a[None]
         return "; ".join("[" + ", ".join(f"{v:.6f}" for v in r) + "]" for r in rows)
 
+    onp = "stationary_status" in res
     lines = [
         f"loss {res['loss']}  hp {', '.join(f'{k}={v:g}' for k, v in res['hp'].items())}  parameterization {res['parameterization']}",
         f"trained policy        {fmt(res['policy'])}",
-        f"exact constrained opt {fmt(res['exact'])}   (residual {res['exact_residual']:.1e})",
+        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {res['exact_residual']:.1e}; {res['stationary_status']})" if onp else
+         f"exact constrained opt {fmt(res['exact'])}   (residual {res['exact_residual']:.1e})"),
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]
     if res["oracle"] is not None:
         tag = "" if res["oracle_applies"] else "  (constrained run: the oracle is the unconstrained answer, a gap is expected)"
         lines.append(f"TV(exact, oracle)     {res['exact_vs_oracle_tv']:.3e}{tag}")
+    if onp:
+        if res["stationary_status"] != "attracting":
+            lines.append(f"NOTE                  {res['stationary_note']}")
+        for k, v in res["exact_vs_reference_tv"].items():
+            lab = {"gibbs": "TV(stationary, RLHF optimum π_ref·e^(r/β)/Z)", "dpo": "TV(stationary, DPO's optimum)"}[k]
+            lines.append(f"{lab:<44} {v:.3e}" + ("" if unconstrained_of(res) else "  (same constraint)"))
     lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final ‖projected grad‖ {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
     if not res["converged"] and res["parameterization"] == "simplex" and res["optimizer"] == "adam":
         lines.append("note: projected Adam stalls on the simplex — its per-coordinate step sizes and the Euclidean projection "

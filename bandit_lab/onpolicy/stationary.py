@@ -226,3 +226,24 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
 def solve(objective, hp: dict | None = None, init=None, **kw) -> Stationary:
     """:func:`solve_batch` at one hyperparameter point."""
     return solve_batch(objective, [dict(hp or {})], init, **kw)[0]
+
+
+def references(objective) -> dict:
+    """The policies an on-policy stationary point is compared with, under the *same* constraint
+    (parameterization, weight decay): the exact optimum of reverse-KL RLHF with the problem's
+    reward (= Gibbs π_ref·e^{r/β}/Z when unconstrained) and DPO's exact population optimum."""
+    from bandit_lab.errors import BanditError
+    from bandit_lab.solver import solve_exact
+
+    beta = objective.hp.get("beta", 0.0)
+    out = {}
+    if beta <= 0:
+        return out
+    for name, loss, lp in (("gibbs", "rlhf", {"divergence": "reverse_kl", "reward": "bt"}), ("dpo", "dpo", {})):
+        try:
+            r = solve_exact(objective.with_loss(loss, {"beta": beta, **lp}))
+        except BanditError:
+            continue
+        if r.converged:
+            out[name] = np.asarray(r.policy)
+    return out
