@@ -126,8 +126,8 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
     if warm:
         P = warm_start(objective, hps, init)
         z = np.array(jax.vmap(lambda p: ravel_pytree(p)[0])(jax.tree_util.tree_map(jnp.asarray, P)), dtype=np.float64).reshape(B, n)
-        if not np.all(np.isfinite(z)):
-            z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
+        bad = ~np.all(np.isfinite(z), axis=1)  # the flow ran into a singularity (e.g. k3 in the reward at π → 0)
+        z[bad] = np.asarray(z0, dtype=np.float64)
     else:
         z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
     softmax = getattr(objective.param, "name", "") == "softmax"
@@ -167,7 +167,9 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
                 break
             rho = np.array([np.abs(np.linalg.eigvals(J[b])).max() if np.all(np.isfinite(J[b])) else 1.0 for b in range(B)])
             eta = np.where(stuck, 0.5 / np.maximum(rho, 1e-12), 0.0)
-            z = np.array(fn["flow"](z, eta, hp_b, c))
+            zn = np.array(fn["flow"](z, eta, hp_b, c))
+            zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
+            z = zn
             f = field(z)
             S = scale(z)
             r = np.linalg.norm(f * S, axis=1)
@@ -193,8 +195,9 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
         rel = np.abs(f.reshape(pol.shape)) / np.maximum(pol, 1e-300)
         tiny = np.argwhere((pol < ZERO_MASS) & (rel > 1e-6))
     res = ExactResult(params, pol, value, r, converged and not len(tiny), it, unravel(jnp.asarray(f)))
-    if not finite:
-        return Stationary(res, "not converged", "the iteration diverged (non-finite field)", None)
+    if not finite or not np.all(np.isfinite(pol)):
+        return Stationary(res, "not converged", "the field is not finite along the flow (a probability reached 0 where the "
+                                                "estimator is singular): no stationary point found", None)
     if len(tiny):
         where = ", ".join(f"y{k}" if pol.shape[0] == 1 else f"x{x}:y{k}" for x, k in tiny)
         return Stationary(res, "runaway", f"no finite stationary point: π({where}) → 0 (‖F‖ = {r:.1e} only because the mass "
