@@ -26,7 +26,7 @@ from bandit_lab.problems import Problem
 @dataclasses.dataclass(frozen=True)
 class Settings:
     groups: tuple = dataclasses.field(default=tuple(range(2, 17)), metadata=meta("group sizes G (comma list)"))
-    betas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0), metadata=meta("KL strengths β (comma list)"))
+    betas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0, 4.0), metadata=meta("KL strengths β (comma list)"))
     solver_g: tuple = dataclasses.field(default=(2, 4, 8), metadata=meta("group sizes also solved by the exact root solver"))
     pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)"))
     pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("graded reward r = log π*"))

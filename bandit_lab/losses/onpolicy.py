@@ -38,7 +38,8 @@ nothing; k2-reward: a non-convex f-functional; k3-reward: KL(π‖π_ref) − KL
 
 Responses are single tokens on a bandit; on a token tree (:class:`~bandit_lab.tokens.TokenTreeParam`)
 rewards are sequence-level, KL estimators and (for GRPO/DAPO/PPO) ratios token-level, and the
-length normalisations differ: ``sequence`` = mean over a response's tokens then over the group
+length normalisations differ: ``sum`` = no normalisation (REINFORCE, RLOO and Nash-MD in TRL sum a
+response's token log-probabilities), ``sequence`` = mean over a response's tokens then over the group
 (GRPO, Shao et al. Eq. 3), ``token`` = sum over all tokens / expected tokens in the batch (DAPO
 Eq. 8 "token-level policy gradient loss", the large-batch limit), ``constant`` = /max length
 (Dr. GRPO Eq. 3 / TRL ``dr_grpo``). On a bandit all three coincide.
@@ -65,7 +66,7 @@ GROUP_ALGORITHMS = ("rloo", "grpo", "dr_grpo", "dapo")
 KL_ESTIMATORS = ("exact", "k1", "k2", "k3")
 KL_PLACEMENTS = ("reward", "loss")
 NORMALIZE = ("group_std", "group_mean", "none", "loo", "population")
-LENGTH_NORMS = ("sequence", "token", "constant")
+LENGTH_NORMS = ("sum", "sequence", "token", "constant")
 BASELINES = ("none", "value", "learned")
 LABELS = ("preference", "argmax")
 DPO_LOSSES = ("sigmoid", "ipo")
@@ -236,7 +237,7 @@ def _state(objective, params, hp, key, consts, prev=None):
         if path is None:
             lm = jax.nn.log_softmax(lm_slot, -1)
         else:  # per-state normalisation, then sequence log-probs
-            V = int(np.asarray(c["param"]["ref_logp"]).shape[-1])
+            V = int(objective.param.tree_problem.tree.vocab)  # structure, not problem data
             lm = _seq(jax.nn.log_softmax(lm_slot.reshape(X, -1, V), -1).reshape(X, -1), path)
         mu = jnp.exp(lm)
     if est != "exact" and place == "reward":
@@ -335,8 +336,10 @@ def _state(objective, params, hp, key, consts, prev=None):
     # length normalisation (inert on a bandit: every response is one token)
     if path is not None:
         lens = jnp.sum(path, -1)  # tokens per response
-        ln = st.get("length_norm", "sequence")
-        if ln == "sequence":
+        ln = st.get("length_norm", "sum")
+        if ln == "sum":
+            norm = jnp.ones_like(lens)
+        elif ln == "sequence":
             norm = 1.0 / lens
         elif ln == "constant":
             norm = jnp.full_like(lens, 1.0 / float(np.max(np.asarray(c["param"]["path"]).sum(-1))))
@@ -470,11 +473,11 @@ _GROUP = {"group_size": 8, "normalize": "group_std", "std_ddof": 1, "dynamic_sam
           "length_norm": "token", "ratio_level": "token"}
 
 for _s in (
-    _spec("reinforce", {"beta": 0.05}, {**_PG, "baseline": "none"},
+    _spec("reinforce", {"beta": 0.05}, {**_PG, "baseline": "none", "length_norm": "sum"},
           "REINFORCE: −E[(r − β·k̂ − b)∇log π], baseline none | value (exact V^π, detached)",
           "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3"),
     _spec("rloo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sequence"},
+          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum"},
           "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
     _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
@@ -496,7 +499,7 @@ for _s in (
     _spec("online_dpo", {"beta": 0.1}, {"labels": "preference", "loss_type": "sigmoid"},
           "online DPO: pairs sampled from the current policy, labelled by the preference model",
           "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7"),
-    _spec("nash_md", {"beta": 0.1, "mixture": 0.5}, {"kl_estimator": "k1", "kl_placement": "reward"},
+    _spec("nash_md", {"beta": 0.1, "mixture": 0.5}, {"kl_estimator": "k1", "kl_placement": "reward", "length_norm": "sum"},
           "Nash-MD (policy gradient): y ~ π, y' ~ π^μ ∝ π^{1−m}π_ref^m, score P(y ≻ y') − ½, k1 KL in reward",
           "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19"),
 ):
