@@ -271,11 +271,11 @@ def _state(objective, params, hp, key, consts, prev=None):
             cm = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(-A, 0.0))
             freq = q
             if st.get("dynamic_sampling", False):  # DAPO Eq. 11: groups whose rewards all agree are dropped
-                pdeg = jnp.einsum("xc,xck->xk", Pc, (Q == 0).astype(Pc.dtype))
-                pnd = 1.0 - jnp.sum(q * pdeg, -1, keepdims=True)
+                live = jnp.einsum("xc,xck->xk", Pc, (Q > 0).astype(Pc.dtype))  # P(non-degenerate | focal k), no cancellation
+                pnd = jnp.sum(q * live, -1, keepdims=True)
                 ok = pnd > 0
                 inv = jnp.where(ok, 1.0 / jnp.where(ok, pnd, 1.0), 0.0)
-                cp, cm, freq = cp * inv, cm * inv, q * (1.0 - pdeg) * inv
+                cp, cm, freq = cp * inv, cm * inv, q * live * inv
         else:
             y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
             rr = jnp.take_along_axis(jnp.broadcast_to(shaped, (N, G, X, K)), y[..., None], -1)[..., 0]  # [N, G, X]
@@ -447,6 +447,9 @@ def _check(hp: dict, static: dict) -> None:
     for k in ("clip", "clip_high", "std_eps", "value_lr"):
         if k in hp and not (np.isfinite(hp[k]) and hp[k] >= 0):
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
+    if "labels" in static or "mixture" in hp:  # online DPO / Nash-MD: β is a temperature
+        if not hp["beta"] > 0:
+            raise BanditError(f"beta must be > 0 for online DPO and Nash-MD; got {hp['beta']}")
     if "mixture" in hp and not (0.0 <= hp["mixture"] <= 1.0):
         raise BanditError(f"mixture must lie in [0, 1]; got {hp['mixture']}")
     if static.get("normalize") == "population" and static.get("std_ddof", 1) not in (0, 1):

@@ -150,6 +150,8 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         J = np.asarray(fn["J"](z, hp_b, c))
         d = np.zeros_like(z)
         for b in np.nonzero(live)[0]:
+            if not (np.all(np.isfinite(J[b])) and np.all(np.isfinite(f[b] * S[b]))):
+                continue  # a singular point of the state (e.g. 1/P(non-degenerate group) at a vertex): no Newton step
             d[b] = -np.linalg.lstsq(S[b][:, None] * J[b], S[b] * f[b], rcond=1e-13)[0]
         d *= np.minimum(1.0, 1.0 / np.maximum(np.abs(d).max(axis=1), 1e-300))[:, None]
         C = z[:, None, :] + ts[None, :, None] * d[:, None, :]
@@ -193,7 +195,7 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
         # a finite root may have tiny masses (small β); a runaway has F_k/π_k = O(1) there (the
         # logit keeps being pushed down), a root has F_k/π_k = 0
         rel = np.abs(f.reshape(pol.shape)) / np.maximum(pol, 1e-300)
-        tiny = np.argwhere((pol < ZERO_MASS) & (rel > 1e-6))
+        tiny = np.argwhere((pol < ZERO_MASS) & ((rel > 1e-6) | (pol < 1e-200)))  # < 1e-200: the field underflowed
     res = ExactResult(params, pol, value, r, converged and not len(tiny), it, unravel(jnp.asarray(f)))
     if not finite or not np.all(np.isfinite(pol)):
         return Stationary(res, "not converged", "the field is not finite along the flow (a probability reached 0 where the "
@@ -212,6 +214,8 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
         Dl = np.asarray(fn["dlogp"](jnp.asarray(z), c))
         _, s, Vt = np.linalg.svd(Dl, full_matrices=False)
         U = Vt[: int((s > 1e-10 * max(s.max(), 1e-300)).sum())].T
+    if not np.all(np.isfinite(J)):
+        return Stationary(res, "not converged", "the expected update is not differentiable here: no certified stationary point", None)
     lam = np.linalg.eigvals(U.T @ J @ U)
     lo = float(lam.real.min()) if lam.size else 0.0
     scale = max(float(np.abs(lam).max()) if lam.size else 1.0, 1e-300)
