@@ -13,6 +13,7 @@ Format (all keys but ``pi_ref`` and ``preference`` optional; nested lists = seve
      "init": "reference" | "uniform" | [...],
      "data": "population" | {"sampled": 500},
      "optimizer": {"name": "adam", "lr": 0.01, "steps": 3000, "schedule": "cosine"},
+     "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bandit_lab.train import TrainConfig
 
 KEYS = {
     "pi_ref", "preference", "pairs", "context_weight", "loss", "loss_params", "weight_decay", "penalty",
-    "parameterization", "init", "data", "optimizer", "seed", "reward_floor", "name", "description",
+    "parameterization", "init", "data", "optimizer", "seed", "reward_floor", "name", "description", "sampling",
 }
 CONVERGED_GRAD = 1e-6
 
@@ -86,6 +87,17 @@ def build(spec: dict):
     lp = spec.get("loss_params", {})
     if not isinstance(lp, dict):
         raise BanditError("loss_params must be an object")
+    if "sampling" in spec:  # on-policy algorithms: exact expected update or N samples per context per step
+        from bandit_lab import losses
+
+        if "sampling" not in losses.get(spec.get("loss", "dpo")).static:
+            raise BanditError(f"sampling applies to on-policy losses only; {spec.get('loss', 'dpo')!r} is not one")
+        samp = spec["sampling"]
+        lp = {**lp, "sampling": samp}
+        if isinstance(samp, dict) and "seed" in samp:
+            seed = samp["seed"]
+            if not isinstance(seed, int) or seed < 0:
+                raise BanditError(f"sampling seed must be a non-negative integer; got {seed!r}")
     obj = make_objective(
         problem, spec.get("loss", "dpo"), lp, weight_decay=spec.get("weight_decay", 0.0),
         penalty=spec.get("penalty", "params"), param=param, data=data,
@@ -115,7 +127,17 @@ def solve(spec: dict) -> dict:
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
     unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
     w = obj.problem.context_weight
-    return {
+    extra = {}
+    if obj.stateful:  # on-policy: the exact answer is a stationary point of the expected update
+        from bandit_lab.onpolicy.stationary import references, solve as stationary
+
+        st = stationary(obj, init=init)
+        ex = st.result
+        refs = references(obj)
+        extra = {"stationary_status": st.status, "stationary_note": st.note,
+                 "reference_policies": {k: to_list(v) for k, v in refs.items()},
+                 "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
+    return {**extra,
         "loss": obj.label,
         "hp": obj.hp,
         "parameterization": obj.param.name,
@@ -137,22 +159,34 @@ def solve(spec: dict) -> dict:
     }
 
 
+def unconstrained_of(res: dict) -> bool:
+    return res["hp"].get("weight_decay", 0.0) == 0 and res["parameterization"] in ("softmax", "simplex")
+
+
 def report(res: dict) -> str:
     def fmt(p):
         a = np.asarray(p)
         rows = a if a.ndim == 2 else a[None]
         return "; ".join("[" + ", ".join(f"{v:.6f}" for v in r) + "]" for r in rows)
 
+    onp = "stationary_status" in res
     lines = [
         f"loss {res['loss']}  hp {', '.join(f'{k}={v:g}' for k, v in res['hp'].items())}  parameterization {res['parameterization']}",
         f"trained policy        {fmt(res['policy'])}",
-        f"exact constrained opt {fmt(res['exact'])}   (residual {res['exact_residual']:.1e})",
+        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {res['exact_residual']:.1e}; {res['stationary_status']})" if onp else
+         f"exact constrained opt {fmt(res['exact'])}   (residual {res['exact_residual']:.1e})"),
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]
     if res["oracle"] is not None:
         tag = "" if res["oracle_applies"] else "  (constrained run: the oracle is the unconstrained answer, a gap is expected)"
         lines.append(f"TV(exact, oracle)     {res['exact_vs_oracle_tv']:.3e}{tag}")
+    if onp:
+        if res["stationary_status"] != "attracting":
+            lines.append(f"NOTE                  {res['stationary_note']}")
+        for k, v in res["exact_vs_reference_tv"].items():
+            lab = {"gibbs": "TV(stationary, RLHF optimum π_ref·e^(r/β)/Z)", "dpo": "TV(stationary, DPO's optimum)"}[k]
+            lines.append(f"{lab:<44} {v:.3e}" + ("" if unconstrained_of(res) else "  (same constraint)"))
     lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final ‖projected grad‖ {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
     if not res["converged"] and res["parameterization"] == "simplex" and res["optimizer"] == "adam":
         lines.append("note: projected Adam stalls on the simplex — its per-coordinate step sizes and the Euclidean projection "
