@@ -312,5 +312,6 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
                 _COMPILED.pop(next(iter(_COMPILED)))
             fn = _COMPILED[key] = build()
         out = fn(hps_b, args)
-    # [blocks, CHUNK, …] → [points, …], padding dropped
-    return [jax.tree_util.tree_map(lambda a, n=n: a.reshape((-1,) + a.shape[2:])[:n], o) for o, n in zip(out, sizes)]
+    # [blocks, CHUNK, …] → [points, …], padding dropped (on the host: a jnp reshape per output
+    # would compile a small program of its own for every new sweep size)
+    return [jax.tree_util.tree_map(lambda a, n=n: np.asarray(a).reshape((-1,) + a.shape[2:])[:n], o) for o, n in zip(out, sizes)]

@@ -60,6 +60,7 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
+from bandit_lab.tokens.tree import along_tokens, to_slots
 
 ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "dapo", "ppo", "online_dpo", "nash_md")
 GROUP_ALGORITHMS = ("rloo", "grpo", "dr_grpo", "dapo")
@@ -148,11 +149,11 @@ def group_advantage(D, Q, r_focal, G: int, normalize: str, ddof: int, eps):
 # --------------------------------------------------------------------------- views of the policy
 
 def _views(logp, aux, logp_ref):
-    """``(logp [X,K], slot logp [X,M], slot ref logp [X,M], path [K,M] or None)``: token slots of
-    a token tree (per-state log-probabilities, flattened), or the responses themselves."""
+    """``(logp [X,K], slot logp [X,M], slot ref logp [X,M], tree index arrays or None)``: token
+    slots of a token tree (per-state log-probabilities, flattened), or the responses themselves."""
     if aux is not None and "logp_state" in aux:
         X = logp.shape[0]
-        return logp, aux["logp_state"].reshape(X, -1), jnp.asarray(aux["ref_logp"]).reshape(X, -1), jnp.asarray(aux["path"])
+        return logp, aux["logp_state"].reshape(X, -1), jnp.asarray(aux["ref_logp"]).reshape(X, -1), aux
     return logp, logp, logp_ref, None
 
 
@@ -165,13 +166,14 @@ def _param_views(objective, params, c):
 
 
 def _seq(slot_values, path):
-    """Per-slot values summed along every response: ``[X, M] → [X, K]``."""
-    return slot_values if path is None else slot_values @ path.T
+    """Per-slot values summed along every response: ``[X, M] → [X, K]`` (``path``: the tree's
+    index arrays, :func:`bandit_lab.tokens.tree.along_tokens`)."""
+    return slot_values if path is None else along_tokens(slot_values, path)
 
 
 def _slot(seq_values, path):
     """Per-response coefficients spread onto the slots each response visits: ``[X, K] → [X, M]``."""
-    return seq_values if path is None else seq_values @ path
+    return seq_values if path is None else to_slots(seq_values, path, path["ref_logp"][0].size)
 
 
 def preference_matrix(data_weight):
@@ -335,14 +337,14 @@ def _state(objective, params, hp, key, consts, prev=None):
 
     # length normalisation (inert on a bandit: every response is one token)
     if path is not None:
-        lens = jnp.sum(path, -1)  # tokens per response
+        lens = jnp.sum(jnp.where(path["mask"], 1.0, 0.0), -1)  # tokens per response
         ln = st.get("length_norm", "sum")
         if ln == "sum":
             norm = jnp.ones_like(lens)
         elif ln == "sequence":
             norm = 1.0 / lens
         elif ln == "constant":
-            norm = jnp.full_like(lens, 1.0 / float(np.max(np.asarray(c["param"]["path"]).sum(-1))))
+            norm = jnp.full_like(lens, 1.0 / float(np.max(np.asarray(c["param"]["mask"]).sum(-1))))
         else:
             cw = jnp.asarray(c["context_weight"])
             norm = jnp.ones_like(lens) / jnp.sum(cw[:, None] * freq * lens[None, :])
