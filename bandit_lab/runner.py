@@ -8,6 +8,7 @@ import jax
 import jax.flatten_util
 import numpy as np
 
+from bandit_lab import guards
 from bandit_lab import train as train_mod
 from bandit_lab.objective import Objective, Stack
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
@@ -48,6 +49,7 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
         merged = _merged(hps)
         (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [train_mod.stack_hp(merged)])
         traj = jax.tree_util.tree_map(np.asarray, traj)
+        guards.check_training([st], config, [merged], [traj])
         return [
             train_mod.Trajectory(params=traj.params[i], policy=traj.policy[:, i], steps=traj.steps, policies=traj.policies[:, :, i],
                                  loss=traj.loss, grad_norm=traj.grad_norm)
@@ -55,6 +57,7 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
         ]
     trains = [train_mod.make_train(o, config, None if inits is None else inits[i]) for i, o in enumerate(objectives)]
     out = train_mod.run_many(trains, [train_mod.stack_hp(h) for h in hps])
+    guards.check_training(objectives, config, hps, out)
     return [jax.tree_util.tree_map(np.asarray, t) for t in out]
 
 
@@ -78,8 +81,9 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
                 # the stacked value is a sum over objectives; per objective it is not kept
                 per.append(ExactResult(p, r.policy[i], float("nan"), res, bool(res <= 1e-10), r.iterations, g))
             out.append(per)
+        guards.check_exact(objectives, hps, out)
         return out
-    return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)]
+    return guards.check_exact(objectives, hps, [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)])
 
 
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
