@@ -241,14 +241,14 @@ def tree_responses(vocab: int, horizon: int, eos: bool = False, limit: int | Non
     if limit is None:
         from bandit_lab.tokens.tree import MAX_RESPONSES as limit  # noqa: N811
     V, T = int(vocab), int(horizon)
-    if V < 2 or T < 1:
+    if V < 2 or T < 1 or (eos and V < 3):
         return 0  # the tree's own validation names the problem
-    # without eos: V^T; with eos: Σ_{t<T} (V−1)^{t−1} + V(V−1)^{T−1} ≥ (V−1)^{T−1}
-    log10 = T * math.log10(V) if not eos else (T - 1) * math.log10(max(V - 1, 1)) + math.log10(V)
+    # without eos: V^T; with eos: Σ_{t<T} (V−1)^{t−1} + V(V−1)^{T−1}, dominated by its last term
+    log10 = T * math.log10(V) if not eos else (T - 1) * math.log10(V - 1) + math.log10(V)
     if log10 > math.log10(limit) + 1e-12:
         raise BudgetError(f"a token tree with V={V}, T={T}{' and an end token' if eos else ''} has ≈ 10^{log10:.3g} sequences; "
                           f"exact enumeration is limited to {limit} (dense K×K triple grids)")
-    if eos:
+    if eos:  # T ≤ log(limit) here, so the sum is short
         return sum((V - 1) ** (t - 1) for t in range(1, T)) + V * (V - 1) ** (T - 1)
     return V**T
 

@@ -33,15 +33,17 @@ def os_error(path: str, e: OSError, doing: str = "write") -> BanditError:
 
 
 class OutDir(str):
-    """An output directory path that knows whether this process created it."""
+    """An output directory path that knows which directories this process created for it."""
 
-    created: bool = False
+    created: tuple = ()
 
     def discard(self) -> None:
-        """Remove the directory if this process created it and it is (still) empty."""
-        if self.created:
-            with contextlib.suppress(OSError):
-                os.rmdir(self)
+        """Remove the directories this process created, innermost first, if (still) empty."""
+        for d in self.created:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
 
 
 def prepare_out(path: str, overwrite: bool = False) -> OutDir:
@@ -59,13 +61,17 @@ def prepare_out(path: str, overwrite: bool = False) -> OutDir:
         if entries and not overwrite:
             raise BanditError(f"output directory {path} exists; pass --overwrite to replace its files or choose another --out")
     else:
+        new, d = [], os.path.abspath(path)
+        while not os.path.lexists(d):
+            new.append(d)
+            d = os.path.dirname(d)
         try:
             os.makedirs(path)
         except FileExistsError:  # raced, or a dangling link somewhere on the way
             raise BanditError(f"cannot create {path}: a file of that name exists on the way") from None
         except OSError as e:
             raise os_error(path, e, "create") from None
-        out.created = True
+        out.created = tuple(new)
     try:  # probe: can we really create, write and rename a file here?
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".bandit-lab-probe-")
         os.close(fd)

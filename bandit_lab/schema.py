@@ -185,7 +185,7 @@ class Strict(BaseModel):
         known = list(cls.model_fields)
         for k in data:
             if k not in cls.model_fields:
-                fail(f"unknown key{suggest(k, known)} (valid keys: {', '.join(known)})", k)
+                fail(f"unknown key{suggest(k, known) if isinstance(k, str) and k.isprintable() else ''} (valid keys: {', '.join(known)})", k)
         return data
 
 
@@ -561,9 +561,15 @@ class Spec(Strict):
 # ----------------------------------------------------------------------------- entry points
 
 def _path(parts) -> str:
+    """``optimizer.lr``, ``pairs[0][2]``; a key that is not a plain name is quoted (``x["a b"]``)."""
     out = ""
     for p in parts:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif str(p).isidentifier():
+            out += f".{p}" if out else str(p)
+        else:
+            out += f"[{show(str(p))}]"
     return out
 
 

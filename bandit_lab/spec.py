@@ -27,6 +27,7 @@ import json
 import os
 import tomllib
 
+import jax
 import numpy as np
 
 from bandit_lab import budget, guards, metrics, progress, schema
@@ -125,6 +126,10 @@ def build(spec):
     if init is None and par.name == "mixture":
         init = 0.5
     init_params = param.init() if init is None else param.init(init)
+    try:  # trace the objective once (shapes only, no arithmetic): a loss that cannot run on this spec says so now
+        jax.eval_shape(lambda p: obj.value(p, obj.hp), init_params)
+    except BanditError as e:
+        raise BanditError(f"loss: {s.loss}: {e}") from None
     return obj, config, opt.lr, init_params, s.seed, isinstance(s.data, str)
 
 

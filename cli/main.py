@@ -484,7 +484,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"bandit-lab: diverged: {_one_line(e)}", file=sys.stderr)
             sys.exit(EXIT_DIVERGED)
         if _usage_error(e):
-            print(f"bandit-lab: error: {_one_line(e.format_message())}", file=sys.stderr)
+            msg = _one_line(e.format_message())
+            if msg:  # empty: a command given no arguments has printed its help
+                print(f"bandit-lab: error: {msg}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         if isinstance(e, MemoryError):
             print("bandit-lab: error: out of memory (the job's estimate missed it); make it smaller", file=sys.stderr)
