@@ -15,9 +15,11 @@ The models (float64 = 8 bytes; ``cells = X·K²``, the triple grid every pairwis
   parameters); work ``steps × (STEP + runs·(RUN + GRID·cells + PARAM·n))``;
 - a sampled dataset of ``n`` pairs: ``jax.random.categorical`` draws one Gumbel variate per pair
   *and per cell*, so ``n·cells`` values (the dominant cost of large ``n_pairs``);
-- the batched Newton solver (free parameterizations): ``R = max(2n+1, 40)`` rows per point, each a
-  grid evaluation with its gradient, plus the ``n×n`` Hessian and its eigendecomposition, for a
-  typical ``NEWTON_ITERS`` iterations; the constrained solver (box, simplex): ``jax.hessian``
+- the batched Newton solver (free parameterizations, up to ``solver.DENSE_MAX`` parameters):
+  ``R = max(2n+1, 40)`` rows per point, each a grid evaluation with its gradient, plus the ``n×n``
+  Hessian and its eigendecomposition, for a typical ``NEWTON_ITERS`` iterations; above, the
+  matrix-free Newton–MINRES (no Hessian; ≈ 50 Hessian-vector products per iteration); whole-
+  distribution objectives (RLHF) touch ``X·K`` cells, not the triple grid; the constrained solver (box, simplex): ``jax.hessian``
   (``n`` gradients of the grid) and an ``n³`` QP step per iteration;
 - token trees: ``V^T`` sequences, counted in log space and capped by
   :data:`bandit_lab.tokens.tree.MAX_RESPONSES`.
@@ -169,17 +171,24 @@ def _n(x) -> str:
     return f"{x:.0f}" if x < 1e6 and x == int(x) else f"{x:.3g}"
 
 
-def problem(contexts: int, responses: int) -> Cost:
-    cells = float(contexts) * float(responses) ** 2
-    return Cost(6 * cells * F64, 20 * cells, f"the triple grid X·K² = {_n(cells)}", f"building the grid X·K² = {_n(cells)}")
+def _cells(contexts, responses, pairwise: bool) -> float:
+    """Entries a loss evaluation touches: the triple grid ``X·K²`` for pairwise losses, ``X·K``
+    for whole-distribution objectives (RLHF builds no pair grid)."""
+    return float(contexts) * float(responses) ** (2 if pairwise else 1)
+
+
+def problem(contexts: int, responses: int, pairwise: bool = True) -> Cost:
+    cells = _cells(contexts, responses, pairwise)
+    what = f"the triple grid X·K² = {_n(cells)}" if pairwise else f"the policy grid X·K = {_n(cells)}"
+    return Cost(6 * cells * F64, 20 * cells, what, "building " + what[4:])
 
 
 def training(*, steps: int, responses: int, contexts: int = 1, runs: int = 1, params: int | None = None,
-             logged: int = 2, sampled_pairs: int = 0) -> Cost:
+             logged: int = 2, sampled_pairs: int = 0, pairwise: bool = True) -> Cost:
     """One compiled ``jit(vmap(scan))`` over ``runs`` = objectives × sweep points (see module doc)."""
     X, K, R, T = float(contexts), float(responses), float(runs), float(steps)
     n = X * K if params is None else float(params)
-    cells = X * K * K
+    cells = _cells(contexts, responses, pairwise)
     mem_traj = R * (T + 1) * F64 * 2
     mem = {"loss trajectories (one value per step)": mem_traj,
            "grid temporaries": R * GRID_TEMPS * cells * F64,
@@ -201,21 +210,30 @@ def sampling(n_pairs: int, responses: int, contexts: int = 1, datasets: int = 1)
                 f"sampling {_n(n_pairs)} pairs")
 
 
-def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1) -> Cost:
-    """The batched modified Newton method of :func:`bandit_lab.solver.newton_free`."""
+def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
+    """The batched modified Newton method of :func:`bandit_lab.solver.newton_free` (dense up to
+    ``solver.DENSE_MAX`` parameters; above, matrix-free Newton–MINRES one point at a time:
+    no Hessian, a few dozen Hessian-vector products per iteration)."""
+    from bandit_lab.solver import DENSE_MAX
+
     n, B = float(params), float(points)
+    cells = _cells(contexts, responses, pairwise)
+    if n > DENSE_MAX:
+        mem = (3 * GRID_TEMPS * cells + 20 * n) * F64
+        work = B * NEWTON_ITERS * 50 * 3 * (RUN_NS + GRID_NS * cells + PARAM_NS * n)
+        return Cost(mem, work, f"the matrix-free exact solver's Hessian-vector products on {_n(cells)} cells",
+                    f"exact solve ({_n(points)} points, {_n(params)} parameters, matrix-free)")
     rows = max(2 * n + 1, 40.0)
-    cells = float(contexts) * float(responses) ** 2
     mem = B * rows * (4 * n + GRID_TEMPS * cells) * F64 + 3 * B * n * n * F64
     work = NEWTON_ITERS * (2 * B * rows * (RUN_NS + GRID_NS * cells) + B * 10 * n**3 * FLOP_NS)
     return Cost(mem, work, f"the exact solver's {_n(rows)} rows × {_n(cells)} cells per point ({_n(points)} points)",
                 f"exact solve ({_n(points)} points, {_n(params)} parameters)")
 
 
-def constrained(*, params: int, responses: int, contexts: int = 1, points: int = 1) -> Cost:
+def constrained(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
     """SciPy L-BFGS-B/SLSQP plus the active-set Newton polish of :func:`bandit_lab.solver.solve_exact`."""
     n, B = float(params), float(points)
-    cells = float(contexts) * float(responses) ** 2
+    cells = _cells(contexts, responses, pairwise)
     mem = (n * GRID_TEMPS * cells + 4 * n * n) * F64
     work = B * NEWTON_ITERS * 4 * (n * GRID_NS * cells + 10 * n**3 * FLOP_NS)
     return Cost(mem, work, f"the exact solver's Hessian: {_n(params)} gradients × {_n(cells)} cells", f"constrained exact solve ({_n(points)} points)")

@@ -26,6 +26,9 @@ class PreferenceData(NamedTuple):
     weight: jax.Array  # [X, K, K] weight of (x, y_w=i, y_l=j); zero diagonal; sums to 1
 
 
+MAX_TRIPLES = 1 << 27  # X·K² entries of a dense triple grid (1 GiB in float64)
+
+
 def population(problem: Problem) -> PreferenceData:
     """The exact population of labelled pairs (weights = probabilities of each triple).
 
@@ -34,11 +37,22 @@ def population(problem: Problem) -> PreferenceData:
     """
     import numpy as np
 
+    n = problem.n_contexts * problem.n_responses**2
+    if n > MAX_TRIPLES:
+        raise BanditError(f"pairwise data on {problem.n_contexts} context(s) × K = {problem.n_responses} responses needs a dense "
+                          f"X·K² = {n:.3g}-entry triple grid ({8 * n / 2**30:.1f} GiB per array; limit {MAX_TRIPLES:.3g}); "
+                          "use a whole-distribution objective (rlhf) or fewer responses")
+
     law = problem.pairs
     off = 1.0 - np.eye(problem.n_responses)
     distinct = (law * off).sum((-1, -2))
     w = problem.context_weight[:, None, None] * 2.0 * law * off * problem.pref / distinct[:, None, None]
     return PreferenceData(jnp.asarray(w / w.sum()))
+
+
+def no_pairs(problem: Problem) -> PreferenceData:
+    """Empty preference data (shape ``[X, 0, 0]``) for objectives that read none (RLHF)."""
+    return PreferenceData(jnp.zeros((problem.n_contexts, 0, 0)))
 
 
 def sample(data: PreferenceData, n_pairs: int, key: jax.Array) -> PreferenceData:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab import losses
-from bandit_lab.data import PreferenceData, population
+from bandit_lab.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
 from bandit_lab.params import Softmax
 from bandit_lab.problems import Problem
@@ -76,10 +76,36 @@ class Objective:
         who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", id(self.param))
         return ("objective", self.loss.name, tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
-    def inputs(self, params, data: PreferenceData | None = None, consts: dict | None = None) -> losses.LossInputs:
+    # ---- per-step loss state (on-policy samples, a moving reference; see LossSpec.state_init)
+    @property
+    def stateful(self) -> bool:
+        return self.loss.state_init is not None
+
+    def init_state(self, params, hp: dict, key=None, consts: dict | None = None) -> dict:
+        if not self.stateful:
+            return {}
+        st = self.loss.state_init(self, params, {**self.hp, **hp}, key, consts)
+        return jax.tree_util.tree_map(jax.lax.stop_gradient, st)
+
+    def update_state(self, params, hp: dict, key, state: dict, t, consts: dict | None = None) -> dict:
+        if not self.stateful:
+            return state
+        if self.loss.state_update is None:
+            return self.init_state(params, hp, key, consts)
+        st = self.loss.state_update(self, params, {**self.hp, **hp}, key, state, t, consts)
+        return jax.tree_util.tree_map(jax.lax.stop_gradient, st)
+
+    def data_of(self, consts: dict | None = None) -> PreferenceData:
+        return self.data if consts is None else consts["data"]
+
+    def inputs(self, params, data: PreferenceData | None = None, consts: dict | None = None, state: dict | None = None,
+               hp: dict | None = None) -> losses.LossInputs:
         c = self.consts() if consts is None else consts
         aux_fn = getattr(self.param, "aux", None)
+        if state is None and self.stateful:
+            state = self.init_state(params, hp or {}, None, consts)
         return losses.LossInputs(
+            state=state,
             aux=None if aux_fn is None else aux_fn(params, c["param"]),
             logp=self.param.log_probs(params, c["param"]),
             logp_ref=jnp.asarray(c["logp_ref"]),
@@ -95,10 +121,15 @@ class Objective:
         p = jnp.exp(self.param.log_probs(params, pc))
         return jnp.sum(p**2)
 
-    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: dict | None = None) -> jax.Array:
-        """Loss + weight decay — the one function every solver minimises."""
+    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: dict | None = None,
+              state: dict | None = None) -> jax.Array:
+        """Loss + weight decay — the one function every solver minimises.
+
+        For a loss with a per-step state (on-policy algorithms) the state defaults to the one
+        built from ``params`` itself, detached: then ``∇ value`` is the algorithm's expected update
+        at ``params`` (a field that is in general not the gradient of any function)."""
         fn = losses.bind(self.loss, self.static)
-        base = fn(self.inputs(params, data, consts), hp)
+        base = fn(self.inputs(params, data, consts, state, hp), hp)
         return base + hp.get("weight_decay", 0.0) * self.penalty_value(params, consts)
 
     def policy(self, params, consts: dict | None = None) -> jax.Array:
@@ -142,7 +173,10 @@ def make_objective(
     if penalty not in PENALTIES:
         raise BanditError(f"penalty must be one of {', '.join(PENALTIES)}; got {penalty!r}")
     hp["weight_decay"] = wd
-    obj = Objective(problem, spec, static, hp, param or Softmax(problem), data if data is not None else population(problem), penalty)
+    if data is None:
+        # whole-distribution objectives (RLHF) never read pair data: don't build the X·K² grid
+        data = no_pairs(problem) if spec.kind == "policy" else population(problem)
+    obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
     return obj
 
@@ -211,9 +245,28 @@ class Stack:
     def signature(self) -> tuple:
         return ("stack",) + tuple(o.signature() for o in self.objectives)
 
-    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: tuple | None = None) -> jax.Array:
+    @property
+    def stateful(self) -> bool:
+        return any(o.stateful for o in self.objectives)
+
+    def init_state(self, params, hp: dict, key=None, consts: tuple | None = None) -> tuple:
         c = (None,) * len(self.objectives) if consts is None else consts
-        return sum(o.value(p, {**o.hp, **hp}, data, co) for o, p, co in zip(self.objectives, params, c))
+        keys = [None if key is None else jax.random.fold_in(key, i) for i in range(len(self.objectives))]
+        return tuple(o.init_state(p, hp, k, co) for o, p, k, co in zip(self.objectives, params, keys, c))
+
+    def update_state(self, params, hp: dict, key, state: tuple, t, consts: tuple | None = None) -> tuple:
+        c = (None,) * len(self.objectives) if consts is None else consts
+        keys = [None if key is None else jax.random.fold_in(key, i) for i in range(len(self.objectives))]
+        return tuple(o.update_state(p, hp, k, s, t, co) for o, p, k, s, co in zip(self.objectives, params, keys, state, c))
+
+    def data_of(self, consts: tuple | None = None) -> PreferenceData:
+        return self.data if consts is None else consts[0]["data"]
+
+    def value(self, params, hp: dict, data: PreferenceData | None = None, consts: tuple | None = None,
+              state: tuple | None = None) -> jax.Array:
+        c = (None,) * len(self.objectives) if consts is None else consts
+        st = (None,) * len(self.objectives) if state is None else state
+        return sum(o.value(p, {**o.hp, **hp}, data, co, so) for o, p, co, so in zip(self.objectives, params, c, st))
 
     def policy(self, params, consts: tuple | None = None) -> jax.Array:
         c = (None,) * len(self.objectives) if consts is None else consts

@@ -19,6 +19,7 @@ Conventions (shared by the whole package):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -113,16 +114,32 @@ def _pair_law(pairs: Any, pi_ref: np.ndarray) -> tuple[np.ndarray, str]:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Problem:
-    """A validated preference bandit (see the module docstring for every convention)."""
+    """A validated preference bandit (see the module docstring for every convention).
+
+    The ``[X, K, K]`` arrays ``pref`` and ``pairs`` are built on first use when they follow from
+    the ``[X, K]`` data (a reward or π* and a named pair law): an objective that never reads them
+    (the RLHF objective on a token tree of 16,384 sequences, say) never allocates K² numbers."""
 
     pi_ref: np.ndarray  # [X, K], strictly positive, rows sum to 1
-    pref: np.ndarray  # [X, K, K], p(i ≻ j)
-    pairs: np.ndarray  # [X, K, K], law of the ordered pair shown
+    given_pref: np.ndarray | None  # [X, K, K] when given as a matrix, else derived lazily
+    given_pairs: np.ndarray | None  # [X, K, K] for explicit pairs, else derived lazily
     context_weight: np.ndarray  # [X], sums to 1
     reward: np.ndarray | None  # [X, K] Bradley–Terry reward, when one exists
     pi_star: np.ndarray | None = None  # [X, K] target policy, when given
     pair_kind: str = "uniform"
     preference_kind: str = "pi_star"
+
+    @functools.cached_property
+    def pref(self) -> np.ndarray:
+        """``[X, K, K]``, ``p(i ≻ j)``."""
+        if self.given_pref is not None:
+            return self.given_pref
+        return target_matrix(self.pi_star) if self.preference_kind == "pi_star" else bt_matrix(self.reward)
+
+    @functools.cached_property
+    def pairs(self) -> np.ndarray:
+        """``[X, K, K]``, the law of the ordered pair shown."""
+        return self.given_pairs if self.given_pairs is not None else _pair_law(self.pair_kind, self.pi_ref)[0]
 
     @property
     def n_contexts(self) -> int:
@@ -174,6 +191,7 @@ class Problem:
         if len(given) != 1:
             raise BanditError("give exactly one preference model: pi_star, reward or matrix")
         star = None
+        pref = None
         if pi_star is not None:
             star = _as_contexts(pi_star, "pi_star", 1)
             if star.shape != ref.shape:
@@ -181,13 +199,11 @@ class Problem:
             _check_distribution(star, "pi_star", strict=False)
             if not (0 < reward_floor < 1):
                 raise BanditError("reward_floor must lie in (0, 1)")
-            pref = target_matrix(star)
             r = np.log(np.maximum(star, reward_floor))
         elif reward is not None:
             r = _as_contexts(reward, "reward", 1)
             if r.shape != ref.shape:
                 raise BanditError(f"reward has {r.shape[-1]} responses, pi_ref has {K}")
-            pref = bt_matrix(r)
         else:
             pref = _as_contexts(matrix, "matrix", 2)
             if pref.shape != (X, K, K):
@@ -198,13 +214,18 @@ class Problem:
             if err > SUM_TOL:
                 raise BanditError(f"matrix must satisfy P + Pᵀ = 1 (off by {err:.3g})")
             r = bt_reward_of_matrix(pref)
-        law, kind = _pair_law(pairs, ref)
+        if isinstance(pairs, str):
+            if pairs not in ("uniform", "reference"):
+                raise BanditError(f"pairs must be 'uniform', 'reference' or a list of [i, j, weight]; got {pairs!r}")
+            law, kind = None, pairs  # built on first use; both put mass on distinct pairs (K ≥ 2, π_ref > 0)
+        else:
+            law, kind = _pair_law(pairs, ref)
+            if np.any(law.sum(-1).sum(-1) - np.einsum("xii->x", law) <= 0):
+                raise BanditError("the pair law puts no mass on distinct pairs")
         if context_weight is None:
             cw = np.full(X, 1.0 / X)
         else:
             cw = np.asarray(context_weight, dtype=np.float64).reshape(-1)
             if cw.shape != (X,) or np.any(cw <= 0) or abs(cw.sum() - 1) > SUM_TOL:
                 raise BanditError(f"context_weight must be {X} positive numbers summing to 1")
-        if np.any(law.sum(-1).sum(-1) - np.einsum("xii->x", law) <= 0):
-            raise BanditError("the pair law puts no mass on distinct pairs")
         return cls(ref, pref, law, cw, r, star, kind, given[0])

@@ -41,13 +41,20 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
     same α, β) are trained as one :class:`Stack`: one trace and one compile for all of them,
     each following exactly its own Adam trajectory. A point's ``hp["seed"]`` (default ``seed``)
     keys its resampled dataset: same seed ⇒ same data.
+
+    The problem's arrays and the initial parameters are *arguments* of the compiled program and
+    every hyperparameter is passed explicitly, so the executable is cached by the objectives'
+    signatures (loss, options, parameterization, shapes) and the config: a second call with
+    another problem of the same shapes, or other hyperparameter values, does not recompile.
     Returns ``trajectories[i]``, batched over the points of objective ``i``."""
     objectives = list(objectives)
-    hps = [[{"seed": seed, **h} for h in hs] for hs in hps]
+    hps = [[{**o.hp, "seed": seed, **h} for h in hs] for o, hs in zip(objectives, hps)]
     if len(objectives) > 1 and inits is None and _shared_hp(hps):
         st = Stack(tuple(objectives))
         merged = _merged(hps)
-        (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [train_mod.stack_hp(merged)])
+        hp = train_mod.stack_hp(merged)
+        key = ("train", st.signature(), config, tuple(sorted(hp)))
+        (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [hp], [(st.consts(), st.param.init())], cache_key=key)
         traj = jax.tree_util.tree_map(np.asarray, traj)
         guards.check_training([st], config, [merged], [traj])
         return [
@@ -55,8 +62,12 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
                                  loss=traj.loss, grad_norm=traj.grad_norm)
             for i in range(len(objectives))
         ]
-    trains = [train_mod.make_train(o, config, None if inits is None else inits[i]) for i, o in enumerate(objectives)]
-    out = train_mod.run_many(trains, [train_mod.stack_hp(h) for h in hps])
+    p0 = [o.param.init() if inits is None else inits[i] for i, o in enumerate(objectives)]
+    stacked = [train_mod.stack_hp(h) for h in hps]
+    key = ("train", tuple(o.signature() for o in objectives), config, tuple(tuple(sorted(h)) for h in stacked),
+           tuple(jax.tree_util.tree_structure(p) for p in p0))
+    trains = [train_mod.make_train(o, config) for o in objectives]
+    out = train_mod.run_many(trains, stacked, [(o.consts(), p) for o, p in zip(objectives, p0)], cache_key=key)
     guards.check_training(objectives, config, hps, out)
     return [jax.tree_util.tree_map(np.asarray, t) for t in out]
 

@@ -87,13 +87,16 @@ def load(path: str) -> dict:
 
 def cost(s: schema.Spec) -> budget.Cost:
     """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.budget`)."""
+    from bandit_lab import losses
+
     X, K = s.contexts, s.responses
-    c = budget.problem(X, K)
+    pairwise = losses.get(s.loss).kind != "policy" or not isinstance(s.data, str)
+    c = budget.problem(X, K, pairwise)
     if not isinstance(s.data, str):
         c = c + budget.sampling(s.data.sampled, K, X)
-    train = budget.training(steps=s.optimizer.steps, responses=K, contexts=X, params=s.n_params)
+    train = budget.training(steps=s.optimizer.steps, responses=K, contexts=X, params=s.n_params, pairwise=pairwise)
     constraint = "free" if s.parameterization.name in ("softmax", "loglinear") else "box"
-    return c + (train | budget.exact(constraint, params=s.n_params, responses=K, contexts=X))
+    return c + (train | budget.exact(constraint, params=s.n_params, responses=K, contexts=X, pairwise=pairwise))
 
 
 def _pairs(p):

@@ -100,8 +100,19 @@ def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.Gradi
 
 def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=None, *, refresh: Callable | None = None,
                refresh_every: int = 0) -> Callable:
-    """Return ``train(hp) -> Trajectory`` for one objective (pure; jit/vmap it).
+    """Return ``train(hp, consts=None, params0=None) -> Trajectory`` for one objective (pure;
+    jit/vmap it).
 
+    The problem's arrays reach the compiled program as *arguments*: ``consts`` (default
+    ``objective.consts()``) and the initial parameters ``params0`` (default ``init`` or the
+    parameterization's own init). Nothing data-dependent is closed over except through them and
+    the float defaults in ``objective.hp`` (pass every hyperparameter in ``hp`` to share one
+    compile across problems: :func:`run_many` with a ``cache_key`` does), so one executable
+    serves every problem of the same shape.
+
+    A loss with a per-step state (``LossSpec.state_init``, e.g. an on-policy algorithm's samples
+    of the current policy) has it built before the first step and renewed at the start of every
+    later step (``Objective.update_state``), carried through the scan and never differentiated.
     ``refresh`` (optional) is ``(params, key) -> dict`` of extra hyperparameter arrays that the
     objective reads, recomputed from the *current* parameters every ``refresh_every`` steps and
     carried in between — e.g. a Monte-Carlo sample of responses that an estimator reuses (SPO
@@ -109,49 +120,61 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     """
     config = config.validate()
     param = objective.param
-    params0 = param.init() if init is None else init
-    log_steps = jnp.asarray(config.logged())
-    n_log = int(log_steps.shape[0])
+    default_init = init
+    log_steps_np = config.logged()
+    n_log = int(log_steps_np.shape[0])
     if refresh is not None and int(refresh_every) < 1:
         raise BanditError("refresh_every must be ≥ 1 when a refresh function is given")
+    stateful = getattr(objective, "stateful", False)
 
-    def train(hp: dict) -> Trajectory:
+    def train(hp: dict, consts=None, params0=None) -> Trajectory:
         hp = {**objective.hp, **hp}
-        needs_key = bool(config.resample_pairs) or refresh is not None
+        c = objective.consts() if consts is None else consts
+        if params0 is None:
+            params0 = param.init() if default_init is None else default_init
+        log_steps = jnp.asarray(log_steps_np)
+        needs_key = bool(config.resample_pairs) or refresh is not None or stateful
         key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32)) if needs_key else None
-        data = objective.data
-        if config.resample_pairs:
-            data = sample(data, config.resample_pairs, key0)
-        f = lambda p, extra: objective.value(p, {**hp, **extra}, data)  # noqa: E731
+        # each objective reads its own data from ``c``; a resampled dataset overrides it for all
+        data = sample(objective.data_of(c), config.resample_pairs, key0) if config.resample_pairs else None
+        f = lambda p, extra, st: objective.value(p, {**hp, **extra}, data, c, st)  # noqa: E731
         opt = make_optimizer(config, hp["lr"], param.project)
         vg = jax.value_and_grad(f)
-        pol0 = objective.policy(params0)
+        pol0 = objective.policy(params0, c)
         buf0 = jnp.zeros((n_log,) + pol0.shape, pol0.dtype)
         buf0 = buf0.at[0].set(jnp.where(log_steps[0] == 0, pol0, buf0[0]))
         extra0 = {} if refresh is None else refresh(params0, jax.random.fold_in(key0, 0))
+        # loss state keys: a stream of its own (fold_in 1), so the refresh hook's draws are unchanged
+        skey = None if not stateful else jax.random.fold_in(key0, 1)
+        st0 = objective.init_state(params0, hp, None if skey is None else jax.random.fold_in(skey, 0), c) if stateful else None
 
         def step(carry, t):
-            params, state, buf, extra = carry
+            params, state, buf, extra, st = carry
             if refresh is not None:
                 extra = jax.lax.cond((t % refresh_every == 0) & (t > 0),
                                      lambda: refresh(params, jax.random.fold_in(key0, t)), lambda: extra)
-            val, g = vg(params, extra)
+            if stateful:
+                st = jax.lax.cond(t > 0, lambda: objective.update_state(params, hp, jax.random.fold_in(skey, t), st, t, c),
+                                  lambda: st)
+            val, g = vg(params, extra, st)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
             # record π after t+1 updates if t+1 is a logged step
             idx = jnp.searchsorted(log_steps, t + 1)
             hit = (idx < n_log) & (log_steps[jnp.minimum(idx, n_log - 1)] == t + 1)
-            pol = objective.policy(params)
+            pol = objective.policy(params, c)
             buf = buf.at[jnp.minimum(idx, n_log - 1)].set(jnp.where(hit, pol, buf[jnp.minimum(idx, n_log - 1)]))
-            return (params, state, buf, extra), val
+            return (params, state, buf, extra, st), val
 
         state0 = opt.init(params0)
-        (params, _, buf, extra), vals = jax.lax.scan(step, (params0, state0, buf0, extra0), jnp.arange(config.steps))
-        val_end, g_end = vg(params, extra)
+        (params, _, buf, extra, st), vals = jax.lax.scan(step, (params0, state0, buf0, extra0, st0), jnp.arange(config.steps))
+        if stateful:  # the field at the final parameters: state renewed there, as the next step would
+            st = objective.update_state(params, hp, jax.random.fold_in(skey, config.steps), st, config.steps, c)
+        val_end, g_end = vg(params, extra, st)
         # stationarity: the projected-gradient map ‖x − Π(x − g)‖ (= ‖g‖ when unconstrained)
         moved = param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g_end))
         gnorm = jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))))
-        return Trajectory(params, objective.policy(params), log_steps, buf, jnp.append(vals, val_end), gnorm)
+        return Trajectory(params, objective.policy(params, c), log_steps, buf, jnp.append(vals, val_end), gnorm)
 
     return train
 
@@ -162,12 +185,31 @@ def stack_hp(hps: Sequence[dict]) -> dict:
     return {k: np.asarray([float(h[k]) for h in hps]) for k in keys}
 
 
-def run_many(trains: Sequence[Callable], hps: Sequence[dict]) -> list:
-    """Run several ``fn(hp)`` functions (``train`` or anything shaped like it), each vmapped
-    over its batch, as one compiled program. ``hps[i]`` is a dict of equal-length arrays for
-    ``trains[i]``. Returns the vmapped outputs in order."""
+_COMPILED: dict = {}
+_COMPILED_MAX = 64
 
-    def fused(hps_):
-        return [jax.vmap(tr)(h) for tr, h in zip(trains, hps_)]
 
-    return jax.jit(fused)(list(hps))
+def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tuple] | None = None, *, cache_key=None) -> list:
+    """Run several ``fn(hp, *args[i])`` functions (``train`` or anything shaped like it), each
+    vmapped over its batch of hyperparameters, as one compiled program. ``hps[i]`` is a dict of
+    equal-length arrays for ``trains[i]``; ``args[i]`` (default none) are further arguments shared
+    by the whole batch — the problem's arrays and initial parameters, so they are data, not
+    compile-time constants. Returns the vmapped outputs in order.
+
+    With ``cache_key`` (everything static the trains depend on: objective signatures, the train
+    config, the hyperparameter names), the jitted program is kept and reused by later calls with
+    the same key — another problem of the same shapes, or other hyperparameter values, runs the
+    existing executable (jit retraces only if array shapes change)."""
+    args = [()] * len(trains) if args is None else list(args)
+
+    def fused(hps_, args_):
+        return [jax.vmap(tr, in_axes=(0,) + (None,) * len(a))(h, *a) for tr, h, a in zip(trains, hps_, args_)]
+
+    if cache_key is None:
+        return jax.jit(fused)(list(hps), args)
+    fn = _COMPILED.get(cache_key)
+    if fn is None:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        fn = _COMPILED[cache_key] = jax.jit(fused)
+    return fn(list(hps), args)

@@ -7,7 +7,7 @@ Layout:
   them (:func:`experiment_index`), so ``bandit-lab run --help`` needs no JAX and a cold
   ``bandit-lab run NAME`` imports exactly one experiment module;
 - the other commands (``solve``, ``schema``, ``verify``, ``reproduce``, ``fixed-points``, ``list``);
-- :data:`COMMAND_MODULES`: commands that live in their own ``cli/NAME.py`` register here;
+- "command modules": commands that live in their own ``cli/NAME.py`` are registered in one place;
 - :func:`main`: every exception a user can cause → one stderr line and its exit code (see
   :mod:`bandit_lab.errors`).
 """
@@ -49,11 +49,17 @@ def _bandit_error(msg: str):
 @app.callback()
 def _root(
     float32: bool = typer.Option(False, "--float32", help="float32 instead of float64 (speed option; not for checks)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="don't use JAX's persistent compilation cache "
+                                  "(default: on, in $BANDIT_LAB_CACHE_DIR or the user cache dir; BANDIT_LAB_NO_CACHE=1 also disables it)"),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", metavar="SIZE",
                                              help="refuse jobs estimated to need more memory (e.g. 16G) [default: a quarter of RAM]"),
     max_work: Optional[str] = typer.Option(None, "--max-work", metavar="DURATION",
                                            help="refuse jobs estimated to take longer (e.g. 30m, 2h) [default: 10m]"),
 ):
+    if not no_cache:
+        from bandit_lab import cache
+
+        cache.enable()
     if float32:
         import bandit_lab
 
@@ -438,12 +444,10 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
 
 
 # ----------------------------------------------------------------------------- command modules
-# Commands defined in their own module ``cli/NAME.py`` (which provides ``register(app)``) are
-# added here by name, one entry each, e.g. ``COMMAND_MODULES = ("explore",)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+# Commands defined in their own module ``cli/NAME.py`` are registered here, one line each.
+from cli.explore import explore as _explore  # noqa: E402  (the teaching page, issue 14)
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"cli.{_name}").register(app)
+app.command()(_explore)
 
 
 # ----------------------------------------------------------------------------- entry point

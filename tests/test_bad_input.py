@@ -314,7 +314,7 @@ SPECS = [  # (spec, expected text in the error line)
     ("dpo", r"must be an object"),
     ({**BASE, "optimizer": {"steps": 10**12}}, r"needs ≈ .* of memory .*--max-memory"),  # the budget, in < 1 s
     ({**BASE, "data": {"sampled": 10**12}}, r"needs ≈ .*sampling 1e\+12 pairs"),
-    ({"pi_ref": [1 / 5000] * 5000, "preference": {"reward": [0.0] * 5000}}, r"needs ≈ .* of memory"),
+    ({"pi_ref": [1 / 20000] * 20000, "preference": {"reward": [0.0] * 20000}}, r"needs ≈ .* of memory \(the triple grid X·K² = 4e\+08\)"),
     ({**BASE, "loss": "tdpo1"}, r"loss: tdpo1: token-level losses need the token_tree parameterization"),
 ]
 
@@ -361,6 +361,13 @@ def test_unreadable_spec_paths(cli, tmp_path):
         fh.truncate(100 * 2**20)
     cli(["solve", big], match="is 100 MB; a spec is limited to 64 MB")
     cli(["fixed-points", tmp_path / "missing.json"], match="spec file not found")
+
+
+def test_k_5000_needs_its_memory(cli):
+    """K = 5000 DPO: ≈ 5.6 GB estimated (matrix-free exact solver, 2.5e7-cell triple grid) — run on a
+    machine with ≥ 4× that RAM, refused below; here the limit is set to 1G to show the refusal."""
+    path = spec_file(cli.tmp, {"pi_ref": [1 / 5000] * 5000, "preference": {"reward": [0.0] * 5000}})
+    cli(["--max-memory", "1G", "solve", path], match=r"needs ≈ 5.59 GB of memory .* over the limit of 1 GB")
 
 
 def test_steps_1e12_refused_in_under_a_second(cli):

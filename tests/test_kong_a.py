@@ -179,6 +179,39 @@ def test_hinge_eta_breaks_prop_a1():
     assert eta(0.6, 0.4) == 0.0 and worse[0, 1] / worse[0, 0] > pi0[0, 1] / pi0[0, 0]
 
 
+def test_prop_a1_needs_reversed_monotonicity():
+    """With Eq. 24's monotonicity as printed (η increasing in π(y_w), decreasing in π(y_l)), e.g.
+    η = u − v, inf ℓ_η = −1 is approached at π(y_w) → 0, π(y_l) → 1, where DPO → +∞: every
+    sublevel set above the infimum holds policies with a *higher* DPO loss than π⁽⁰⁾, so no
+    ℓ̄ > inf ℓ_η satisfies Eq. 25 (only the vacuous ℓ̄ ≤ inf, whose sublevel set is empty)."""
+    eta = lambda u, v: u - v  # noqa: E731
+    ref, rho, w = np.array([[0.3, 0.3, 0.4]]), np.array([1.0]), np.array([[0, 1]])
+    pi0 = np.array([[0.4, 0.3, 0.3]])
+    d0 = float(kong.dpo_np(pi0, ref, rho, w, 1.0))
+    for delta in (1e-2, 1e-4, 1e-8):
+        pi = np.array([[delta, 1 - delta, 0.0]])
+        assert eta(pi[0, 0], pi[0, 1]) + 1.0 == pytest.approx(2 * delta)  # inside any sublevel set ℓ̄ > −1, for small δ
+        assert float(kong.dpo_np(pi, ref, rho, w, 1.0)) > d0
+
+
+def test_prop_a1_needs_a_start_that_is_not_dpo_optimal():
+    """The paper's condition ℓ_η(π⁽⁰⁾) > min ℓ_η does not suffice: π⁽⁰⁾ = (½, 0, ½) with y_w = 0,
+    y_l = 1 has ℓ_η(π⁽⁰⁾) = ¼ > 0 = inf for η = (1 − u)² + v², but DPO(π⁽⁰⁾) = 0 = inf DPO, so no
+    policy has a lower DPO loss, while policies with π(y_l) > 0 sit in every sublevel set."""
+    eta = lambda u, v: (1 - u) ** 2 + v**2  # noqa: E731
+    ref, rho, w = np.array([[0.3, 0.3, 0.4]]), np.array([1.0]), np.array([[0, 1]])
+    pi0 = np.array([[0.5, 0.0, 0.5]])
+    assert eta(0.5, 0.0) == 0.25 > eta(1.0, 0.0) == 0.0
+    with np.errstate(divide="ignore"):
+        assert float(kong.dpo_np(pi0, ref, rho, w, 1.0)) == 0.0
+    lbar, inf = kong.a1_level(pi0, rho, w, eta)
+    assert lbar - inf <= 1e-12  # the level construction collapses to the infimum
+    for delta in (1e-2, 1e-4, 1e-6):
+        pi = np.array([[1 - 2 * delta, delta, delta]])
+        assert eta(pi[0, 0], pi[0, 1]) == pytest.approx(5 * delta**2)
+        assert float(kong.dpo_np(pi, ref, rho, w, 1.0)) > 0.0
+
+
 # ----------------------------------------------------------------------------- property tests
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -282,6 +282,59 @@ def test_noise_adaptive_default_size():
     # tabular softmax: Eq. 21 is the same in every context and equals a plain-numpy Adam run
     delta = _numpy_adam_delta(0.1, 1e-3, 150, 4000)
     assert math.log(r["softmax"]["median_eq21_low"]) == pytest.approx(-delta, abs=1e-9)
+    # direct probabilities (simplex), no parameter shared between contexts: the effect is complete
+    # (U = 0: every low-ratio context below every high-ratio one) and already there at step 1,
+    # while no context sits on the boundary π(y_l) = 0 yet
+    sx = r["simplex"]
+    assert sx["U"] == 0.0 and sx["p_value"] < 1e-60 and sx["avg_rank_low"] < sx["avg_rank_high"]
+    assert sx["first_step_effect"] == 1 and sx["first_step_at_floor"] == 2
+    step1 = next(x for x in sx["timeline"] if x["step"] == 1)
+    assert step1["at_floor"] == 0 and step1["U"] == 0.0 and step1["min_pi_yl"] > 0
+    assert r["softmax"]["first_step_effect"] is None  # tabular logits: never, at any logged step
     # reproducible bit for bit from the seed (a separate compile: loglinear alone)
     again = {x["param"]: x for x in _run_na(param=("loglinear",))["records"]}
     assert again["loglinear"]["U"] == r["loglinear"]["U"] and again["loglinear"]["p_value"] == r["loglinear"]["p_value"]
+
+
+def _numpy_simplex_first_step(pi_ref, w, beta, lr, eps):
+    """One projected-Adam step on direct probabilities from π_ref, in plain NumPy: at π_ref the
+    DPO gradient is ∂L/∂π_w = −wβ/(2π_w), ∂L/∂π_l = +wβ/(2π_l) (σ(0) = ½); Adam's first update
+    is −lr·g/(|g| + eps); then the Euclidean projection of the 2-vector onto the simplex."""
+    g = np.stack([-w * beta / (2 * pi_ref[:, 0]), w * beta / (2 * pi_ref[:, 1])], 1)
+    q = pi_ref - lr * g / (np.abs(g) + eps)
+    q = q - (q.sum(1, keepdims=True) - 1.0) / 2.0
+    return np.where(q[:, 1:] < 0, [1.0, 0.0], np.where(q[:, :1] < 0, [0.0, 1.0], q))
+
+
+def test_noise_adaptive_simplex_shows_effect_without_sharing_and_without_the_boundary():
+    """The README's earlier reading of Kong §5.3, "the effect needs shared parameters", is refuted by
+    direct probabilities: with a step so small that no context ever reaches π(y_l) = 0, the simplex
+    parameterisation separates the groups completely (U = 0) while tabular logits show nothing (p = 1). Mechanism, checked
+    against plain NumPy: after one Adam step every context moved by ≈ lr in probability, so
+    log Eq. 21 ≈ −lr(1 + r)²/r, increasing in the ratio r below 1."""
+    res = _run_na(n_contexts=1000, lr=5e-6, param=("softmax", "simplex"))
+    r = {x["param"]: x for x in res["records"]}
+    assert r["softmax"]["p_value"] == 1.0 and r["softmax"]["U"] == r["softmax"]["n_low"] * r["softmax"]["n_high"] / 2
+    sx = r["simplex"]
+    assert sx["U"] == 0.0 and sx["p_value"] < 1e-15 and sx["first_step_effect"] == 1
+    assert all(x["at_floor"] == 0 for x in sx["timeline"]) and sx["first_step_at_floor"] is None
+    # independent reference for step 1, every context
+    s = make_settings(get("noise-adaptive"), {"n_contexts": 1000, "lr": 5e-6})
+    pb, log_r, _ = na.make_problem(s)
+    from bandit_lab.data import population
+
+    w = np.asarray(population(pb).weight)[:, 0, 1]
+    q = _numpy_simplex_first_step(pb.pi_ref, w, s.beta, s.lr, TrainConfig().eps)
+    o = make_objective(pb, "dpo", {"beta": s.beta}, param=na.Simplex(pb))
+    tr = jax.jit(make_train(o, TrainConfig(steps=1, schedule="constant", log_steps=(0, 1))))({**o.hp, "lr": s.lr})
+    e1 = na.eq21_log(np.asarray(tr.policy), pb)
+    assert np.allclose(e1, na.eq21_log(q, pb), rtol=0, atol=1e-10)
+    # to first order log Eq. 21 = −lr(1/π_ref(y_l) + 1/π_ref(y_w)) = −lr(1 + r)²/r: increasing in r
+    # below r = 1 (and symmetric under r ↔ 1/r); the default range is lopsided (10⁻³ … 10), so the
+    # low group is far more extreme and the groups cannot overlap
+    r_ = np.exp(log_r)
+    assert np.allclose(e1, -s.lr * (1 + r_) ** 2 / r_, rtol=1e-2, atol=0)
+    below = np.argsort(log_r)[: int(np.sum(r_ < 1))]
+    assert np.all(np.diff(e1[below]) > 0)
+    lo, hi = log_r <= np.percentile(log_r, s.low), log_r >= np.percentile(log_r, s.high)
+    assert e1[lo].max() < e1[hi].min()

@@ -236,6 +236,56 @@ def test_radpo1_optimum_is_lemma34_policy():
         assert metrics.tv(res.policy, np.exp(tp.tree.seq_logp(lp))) < 1e-9
 
 
+def _thm36_margins(rec_tail, d_tail):
+    """docs/tokens.md counterexample: V = 2, T = 2, uniform π_ref, R(root,·) = 0, R((0),·) = [1, 0],
+    R((1),·) = [0, 2], β = 1, μ = 0.5. Returns (u* − δ* per response, r per response, tree)."""
+    from bandit_lab.tokens.risk import cvar_np as cv
+
+    tp = make_tree_problem(2, 2, ref_logits=np.zeros((3, 2)), token_reward=np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
+    t = tp.tree
+    lp = lemma34_policy(t, tp.ref_logp, tp.token_reward, 1.0, 0.5, rec_tail)
+    g = t.seq_logp(lp) - t.seq_logp(tp.ref_logp) + cv(tp.ref_logp - lp, np.exp(tp.ref_logp), 0.5, d_tail) @ t.visits.T
+    return g[0], tp.problem.reward[0], t, lp
+
+
+def test_thm36_counterexample_pair_and_tail_condition():
+    """Hand-computed: Eq. 21's lower tail in the recursion, Lemma 3.4's π* = [½, ½], [σ(1), σ(−1)],
+    [σ(−2), σ(2)]; β log π*/π_ref + β D_SeqRR − r = 0 with D_SeqRR's upper tail and [−1, −1, −2, −2]
+    with the lower tail. So the literal formula gives P((1,1) ≻ (0,1)) = σ(1) where the truth is
+    σ(2), and P((1,1) ≻ (0,0)) = σ(0) where the truth is σ(1). The upper-tail recursion needs
+    D_SeqRR's lower tail (opposite tails), and fails with its own."""
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    g, r, t, lp = _thm36_margins("lower", "upper")
+    assert t.sequences == ((0, 0), (0, 1), (1, 0), (1, 1)) and np.allclose(r, [1, 0, 0, 2])
+    assert np.allclose(np.exp(lp[0]), [[0.5, 0.5], [sig(1), sig(-1)], [sig(-2), sig(2)]], atol=1e-15)
+    assert np.allclose(g - r, 0.0, atol=1e-14)
+    g, r, _, _ = _thm36_margins("lower", "lower")
+    assert np.allclose(g - r, [-1, -1, -2, -2], atol=1e-14)
+    i00, i01, i11 = 0, 1, 3
+    assert (r[i11] - r[i01], g[i11] - g[i01]) == pytest.approx((2.0, 1.0), abs=1e-14)  # σ(2) vs σ(1)
+    assert (r[i11] - r[i00], g[i11] - g[i00]) == pytest.approx((1.0, 0.0), abs=1e-14)  # σ(1) vs σ(0)
+    g, r, _, _ = _thm36_margins("upper", "lower")
+    assert np.allclose(g - (g[0] - r[0]) - r, 0.0, atol=1e-14)  # a constant offset cancels in every margin
+    g, r, _, _ = _thm36_margins("upper", "upper")
+    assert np.ptp(g - r) > 0.5
+
+
+def test_thm36_checks_cover_all_four_tail_pairings():
+    from bandit_lab.checks import tokens as tc
+
+    gaps = tc.thm36_gaps(6, 3)
+    assert set(gaps) == set(tc.OPPOSITE_TAILS + tc.SAME_TAILS)
+    assert max(max(gaps[c]) for c in tc.OPPOSITE_TAILS) < 1e-10
+    assert min(max(gaps[c]) for c in tc.SAME_TAILS) > 1e-2
+
+
+def test_radpo1_optimum_is_lemma34_policy_for_upper_recursion_with_lower_tail_loss():
+    _, tp, par = _instance(9, 3, 2, True, 1)
+    o = make_objective(tp.problem, "radpo1", {"beta": 0.7, "mu": 0.7, "tail": "lower"}, param=par)
+    lp = lemma34_policy(tp.tree, tp.ref_logp, tp.token_reward, 0.7, 0.7, "upper")
+    assert metrics.tv(solve_exact(o).policy, np.exp(tp.tree.seq_logp(lp))) < 1e-9
+
+
 def test_special_cases_reduce():
     rng, tp, par = _instance(1, 3, 2, True, 1)
     theta = jnp.asarray(rng.normal(0, 1, par.shape))
@@ -282,7 +332,7 @@ def test_tree_structure_counts_and_conditionals():
 
 def test_bad_input_raises():
     with pytest.raises(BanditError):
-        TokenTree.create(8, 5)  # 32768 responses
+        TokenTree.create(8, 6)  # 262144 responses > MAX_RESPONSES
     with pytest.raises(BanditError):
         TokenTree.create(1, 3)
     with pytest.raises(BanditError):
@@ -322,7 +372,8 @@ def test_v4_t4_trains_1000_steps_under_5s():
 
 def test_eq35_is_the_fixed_eta_partial_total_derivative_has_factor():
     """UE-DPO Eq. 35 is ∂log π*_a/∂λ_a at fixed η; with η re-solved the exact derivative is
-    Eq. 35 × (1 − w_a), w_a = (π_a/λ_a)/Σ_b π_b/λ_b — same sign, different size (docs/tokens.md)."""
+    Eq. 35 × (1 − w_a), w_a = (π_a/λ_a)/Σ_b π_b/λ_b ∈ (0, 1): a positive factor, consistent with the
+    printed ∝ (docs/tokens.md)."""
     from bandit_lab.tokens.dp import eq31_optimum
 
     rng = np.random.default_rng(7)

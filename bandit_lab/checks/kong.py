@@ -8,11 +8,20 @@ a second solver). Findings about the printed equations are in ``docs/kong-a.md``
 - Eq. 49 (RLHF's constrained ratio) as printed (a square root of π*₁π*₂k, k = π*₂/π*₁ + ε) does
   not hold; the KKT system Eq. 43–47 it comes from gives
   ``π₁/π₃ = (π*₁/π*₃)^{1/(1+k)} · (π*₂/(k·π*₃))^{k/(1+k)}`` — checked here;
-- at ε = 1 − π*₂/π*₁ (k = 1) the two constrained optima coincide exactly, so App. D's final
-  "comparing (49) and (53)" step does not hold for every ε; they differ whenever k ≠ 1;
-- Eq. 24 says η *increases* in its first argument (π(y_w)); a loss minimised at π(y_w) = 1, as
-  the proof (footnote 5) needs, must *decrease* in it — checked with the corrected direction,
-  and strictly: a flat-bottomed η (a hinge) breaks Prop. A.1.
+- Prop. 3.2 is an existence claim ("we can have ≠") and it holds: the constrained optima differ
+  for every k ≠ 1. What fails is the *last step of its proof*: at ε = 1 − π*₂/π*₁ (k = 1) the two
+  constrained optima coincide exactly, so App. D's final "comparing (49) and (53)" does not show
+  ≠ for every ε of the construction (Eq. 40) — it needs k ≠ 1;
+- Prop. A.1 read literally is vacuous: Eq. 25 only asks for *some* level ℓ̄, and any
+  ℓ̄ ≤ inf ℓ_η makes the sublevel set empty. Its content is a level ℓ̄ > inf ℓ_η, and that needs
+  three conditions the statement does not give: (i) Eq. 24's monotonicity reversed — η
+  *decreasing* in π(y_w) and increasing in π(y_l) (as printed, the infimum sits at π(y_w) = 0,
+  where DPO = +∞, contradicting footnote 5's "optimal policy π(y_w) = 1"); (ii) strictly (a
+  flat-bottomed η, a hinge, breaks it); (iii) a starting policy that is not already DPO-optimal
+  (π⁽⁰⁾(y_l|x) > 0; the paper's "ℓ_η(π⁽⁰⁾) > arg min ℓ_η", read as > min, does not exclude
+  π⁽⁰⁾(y_l|x) = 0, where DPO(π⁽⁰⁾) = 0 = inf DPO and no policy does better). The checks draw
+  π⁽⁰⁾ in the open simplex (every prompt not DPO-optimal, which the level construction of
+  :func:`a1_level` uses) and assert ℓ̄ > inf ℓ_η; tests/test_kong_a.py shows each condition failing.
 """
 from __future__ import annotations
 
@@ -221,9 +230,11 @@ def prop32_differ(n: int, seed: int) -> float:
 
 
 def prop32_coincide_at_k1(n: int, seed: int) -> float:
-    """Counterexample to App. D's "comparing (49) and (53)": with ε = 1 − π*₂/π*₁ (k = 1) the
-    constrained IPO and RLHF(r_IPO) optima are *equal* — both give π₁/π₃ = √(π*₁π*₂)/π*₃, because
-    π* = softmax(P) makes exp((P₁+P₂−2P₃)/2) = √(π*₁π*₂)/π*₃. Returns the largest TV."""
+    """Counterexample to the last step of App. D's proof ("comparing (49) and (53)"), not to
+    Prop. 3.2 (which only claims that the optima *can* differ, and they do for k ≠ 1,
+    :func:`prop32_differ`): with ε = 1 − π*₂/π*₁ (k = 1) the constrained IPO and RLHF(r_IPO)
+    optima are *equal* — both give π₁/π₃ = √(π*₁π*₂)/π*₃, because π* = softmax(P) makes
+    exp((P₁+P₂−2P₃)/2) = √(π*₁π*₂)/π*₃. Returns the largest TV."""
     return float(max(metrics.tv(a, b) for _, _, _, a, b, _, _ in _prop32(n, seed, k_one=True)))
 
 
@@ -293,8 +304,11 @@ def dpo_np(P: np.ndarray, ref: np.ndarray, rho: np.ndarray, w: np.ndarray, beta:
 
 
 def propA1_level(n: int, seed: int) -> float:
-    """Smallest (ℓ̄ − inf ℓ_η)/(ℓ_η(π⁽⁰⁾) − inf ℓ_η) over instances: > 0 means a level below the
-    initial η-loss exists under which every policy has a lower DPO loss (Prop. A.1, Eq. 25)."""
+    """Smallest (ℓ̄ − inf ℓ_η)/(ℓ_η(π⁽⁰⁾) − inf ℓ_η) over instances: > 0 means a level *above the
+    infimum* (so the sublevel set is not empty and Eq. 25 is not vacuous) and below the initial
+    η-loss exists under which every policy has a lower DPO loss (Prop. A.1, Eq. 25), for η
+    continuous and strictly decreasing in π(y_w), strictly increasing in π(y_l) (Eq. 24 reversed)
+    and π⁽⁰⁾ in the open simplex (not DPO-optimal in any prompt)."""
     rng = np.random.default_rng(seed)
     smallest = np.inf
     for _ in range(n):
@@ -306,7 +320,8 @@ def propA1_level(n: int, seed: int) -> float:
 
 
 def propA1_sublevel(n: int, seed: int, n_samples: int = 4000) -> float:
-    """max over instances and over random policies π with ℓ_η(π) < ℓ̄ of DPO(π) − DPO(π⁽⁰⁾)
+    """Same conditions as :func:`propA1_level`. max over instances and over random policies π
+    with ℓ_η(π) < ℓ̄ of DPO(π) − DPO(π⁽⁰⁾)
     (plain-NumPy DPO, :func:`dpo_np`): must be < 0. Policies are drawn close to the joint optimum (mass 1 − 10^−U
     on y_w, U ~ U(0.5, 10) per context) and kept if they lie in the sublevel set."""
     rng = np.random.default_rng(seed)
@@ -337,8 +352,11 @@ CHECKS = [
     Check("kong-prop32-active", "App. D Eq. 48: the ratio constraint π₂/π₁ ≥ π*₂/π*₁+ε is active for IPO and RLHF(r_IPO) (SLSQP on the simplex vs exact face solve, TV)", 1e-6, prop32_active),
     Check("kong-prop32-ipo-eq53", "App. D Eq. 53: constrained IPO ratio π₁/π₃ = k^{-1/2}·exp((P₁+P₂−2P₃)/2) (relative error)", 1e-9, prop32_ipo_eq53),
     Check("kong-prop32-rlhf-eq49", "App. D Eq. 49 (corrected; the printed form fails): constrained RLHF(r_IPO) π₁/π₃ = (π*₁/π*₃)^{1/(1+k)}(π*₂/kπ*₃)^{k/(1+k)}", 1e-9, prop32_rlhf_eq49),
-    Check("kong-prop32-differ", "Prop. 3.2 (Eq. 12): constrained IPO ≠ constrained RLHF(r_IPO) optimum for k = π*₂/π*₁+ε ≠ 1: smallest |log(ρ_RLHF/ρ_IPO)|/|log k|, ρ = π₁/π₃", 1e-3, prop32_differ, direction="≥"),
-    Check("kong-prop32-k1-equal", "App. D counterexample: at ε = 1 − π*₂/π*₁ (k = 1) constrained IPO and RLHF(r_IPO) optima coincide (max TV), so Prop. 3.2 needs k ≠ 1", 1e-12, prop32_coincide_at_k1),
-    Check("kong-propA1-level", "Prop. A.1 (Eq. 25, η strictly decreasing in π(y_w), increasing in π(y_l)): a level ℓ̄ > inf ℓ_η exists (relative margin)", 1e-6, propA1_level, direction="≥"),
-    Check("kong-propA1-sublevel", "Prop. A.1: every sampled π with ℓ_η(π) < ℓ̄ has DPO(π) < DPO(π⁽⁰⁾): max DPO(π) − DPO(π⁽⁰⁾) ≤ 0", 0.0, propA1_sublevel),
+    Check("kong-prop32-differ", "Prop. 3.2 (Eq. 12, an existence claim) holds: constrained IPO ≠ RLHF(r_IPO) optimum for k = π*₂/π*₁+ε ≠ 1 (random ε): min |log(ρ_RLHF/ρ_IPO)|/|log k|, ρ = π₁/π₃",
+          1e-3, prop32_differ, direction="≥"),
+    Check("kong-prop32-k1-equal", "Prop. 3.2's proof, last step (App. D, 49 vs 53) fails at k = 1 (ε = 1 − π*₂/π*₁): the constrained optima coincide (max TV); the proposition still holds",
+          1e-12, prop32_coincide_at_k1),
+    Check("kong-propA1-level", "Prop. A.1 non-vacuous (ℓ̄ > inf ℓ_η) needs Eq. 24 reversed and strict (η ↓ in π(y_w), ↑ in π(y_l)), π⁽⁰⁾ not DPO-optimal: such ℓ̄ exists (relative margin)",
+          1e-6, propA1_level, direction="≥"),
+    Check("kong-propA1-sublevel", "Prop. A.1 (same conditions): every sampled π with ℓ_η(π) < ℓ̄ has DPO(π) < DPO(π⁽⁰⁾): max DPO(π) − DPO(π⁽⁰⁾) ≤ 0", 0.0, propA1_sublevel),
 ]

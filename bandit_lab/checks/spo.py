@@ -16,7 +16,15 @@ distinct pairs (population data of a uniform or reference pair law), a tabular p
   boundary in finite time and stops at π ∝ max(c, 0), c(y) = Σ_y' D(y,y') − D(y',y) the net
   score (see :func:`borda_fixed_point`): the argmax vertex only when one response has c > 0.
   Value: largest TV between the end of the flow (projected Euler, 20 000 steps of 0.01) and
-  that point, on 20 random K = 3 instances (11 of which have two positive scores).
+  that point, on 20 random K = 3 instances.
+- ``spo-alpha0-rate``: how often that happens (:func:`alpha0_off_argmax_count`). On random
+  bandits (π_ref = :func:`~bandit_lab.random_problems.dirichlet`, r ~ N(0, 1.5²) i.i.d., uniform
+  or reference pair law) the fraction with ≥ 2 positive net scores is exactly ½ at K = 3 — the
+  middle response has c > 0 iff it is nearer the top reward than the bottom one, and r → −r swaps
+  the two gaps — and rises with K. Value: the two-sided binomial p-value of the K = 3 count under
+  ½ (must not be tiny), or 0 if the rates at K = 3, 4, 5, 6, 8 do not increase strictly.
+- L^0 itself has no minimiser: L^0(π) = −½ Σ_y c(y) log π(y) with Σ_y c(y) = 0, so a response
+  with c(y) < 0 sends L^0 to −∞ linearly as log π(y) → −∞ (tests/test_spo.py pins the slope).
 - ``spo-thm2-flow``: the projected flow π̇ = Π_simplex(−∇_π L^{α,μ}) (μ detached, re-evaluated
   at every point) for α ∈ [0.2, 3]. In the open simplex (which the flow never leaves for α > 0)
   the projection of the velocity is the tangent projection; the ODE is stiff (curvature ~ 1/π²)
@@ -239,6 +247,39 @@ def alpha0_flow(n: int, seed: int, *, return_details: bool = False):
     return (worst, details) if return_details else worst
 
 
+RATE_KS = (3, 4, 5, 6, 8)
+
+
+def alpha0_off_argmax_count(k: int, n: int, seed: int, pairs: str) -> int:
+    """Number of ``n`` random bandits (one context each; the distribution of
+    ``random_problem(k=k, contexts=1, preference="reward", pairs=pairs)``: π_ref from
+    ``dirichlet``, r ~ N(0, 1.5²) i.i.d.) on which the α = 0 flow stops off the argmax vertex, i.e.
+    ≥ 2 responses have a positive net score (:func:`borda_fixed_point`). Drawn as one problem with
+    ``n`` contexts (same per-context law, one vectorised pass)."""
+    from bandit_lab.problems import Problem
+
+    rng = np.random.default_rng(seed)
+    ref = dirichlet(rng, (n, k))
+    r = rng.normal(0.0, 1.5, (n, k))
+    pb = Problem.create(ref, reward=r, pairs=pairs, context_weight=np.full(n, 1.0 / n))
+    W = np.asarray(population(pb).weight)
+    c = (W - np.swapaxes(W, -1, -2)).sum(-1)
+    return int(np.sum(np.sum(c > 0, axis=-1) >= 2))
+
+
+def alpha0_rate(n: int, seed: int) -> float:
+    """``n × 250`` bandits per pair law and K (10 000 per K at n = 20): two-sided binomial p-value
+    of the K = 3 count under rate ½, or 0 when the rate does not rise strictly with K."""
+    from scipy import stats
+
+    m = n * 250
+    counts = [sum(alpha0_off_argmax_count(k, m, seed + 7919 * i + 104729 * j, pl) for i, pl in enumerate(("uniform", "reference")))
+              for j, k in enumerate(RATE_KS)]
+    if not all(a < b for a, b in zip(counts, counts[1:])):
+        return 0.0
+    return float(stats.binomtest(counts[0], 2 * m, 0.5).pvalue)
+
+
 def thm2_monotone(n: int, seed: int) -> float:
     """Smallest relative decrease ``1 − d_{t+1}/d_t`` of the distance to π^α between consecutive
     sampled times (while d_t > 1e-9): must stay positive."""
@@ -265,5 +306,7 @@ CHECKS = [
           1e-12, thm2_monotone, direction="≥"),
     Check("spo-alpha0-borda", "finding: α=0 (Eq. 9) projected flow stops at π ∝ max(c,0), c = net score, not at argmax r (cf. SPO Thm 1)",
           1e-8, alpha0_flow),
+    Check("spo-alpha0-rate", "α=0 flow ends off the argmax on a fraction of random bandits exactly ½ at K=3 (r→−r symmetry), rising with K: binomial p of the K=3 count under ½",
+          1e-3, alpha0_rate, direction="≥"),
     Check("spo-thm2-absorbing", "the same flows end within TV 1e-6 of softmax(r/α), α>0 (SPO Thm 2, globally absorbing)", 1e-6, thm2_absorbing),
 ]

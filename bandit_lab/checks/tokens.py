@@ -1,8 +1,12 @@
-"""Token-tree checks (issue 5): UE-DPO Eq. 28 and Eq. 34–39, the token/sequence optimum, TDPO1 ≡
-DPO at T = 1, Ra-DPO Lemma 3.1 and Thm 3.6. Every instance is a random float64 token tree
+"""Token-tree checks (issue 5): UE-DPO Eq. 28 and Eq. 34–39 (Eq. 35 with its exact factor), the
+token/sequence optimum, TDPO1 ≡ DPO at T = 1, Ra-DPO Lemma 3.1 and Thm 3.6 — exact when D_SeqRR
+takes the CVaR tail opposite to the value recursion's, broken when it takes the same one (all
+four pairings are evaluated). Every instance is a random float64 token tree
 (:func:`bandit_lab.tokens.random_tree_problem`); quantities are compared with references that
 are computed another way (closed forms over sequences, a second recursion, exact solvers)."""
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -135,6 +139,38 @@ def eq35_sign(n: int, seed: int) -> float:
     return float(bad) if compared >= n else float("inf")  # a vacuous comparison fails
 
 
+def eq35_factor(n: int, seed: int) -> float:
+    """UE-DPO Eq. 35 is printed with ∝. Exactly: Eq. 35 is ∂log π*_a/∂λ_a *at fixed η* (of the
+    Eq. 33 form log π_a = (Q_a + η + β log π_ref,a)/(βλ_a) − 1), and with η re-solved so that
+    Σπ* = 1 the total derivative is ``Eq. 35 × (1 − w_a)``, ``w_a = (π*_a/λ_a)/Σ_b π*_b/λ_b`` ∈ (0, 1)
+    (differentiate Σ_b π*_b = 1: dη/dλ_a = −βλ_a w_a·Eq. 35). Returns the largest relative error
+    of (i) a central difference of the Eq. 33 form at fixed η against Eq. 35 and (ii) a central
+    difference of the exact Eq. 31 maximiser (re-solved at λ_a ± h) against Eq. 35 × (1 − w_a);
+    also fails (inf) if some 1 − w_a leaves (0, 1)."""
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    h = 1e-4
+    for _ in range(n):
+        Q, lref, lam, b = _state_instance(rng)
+        lp = eq31_optimum(Q, lref, lam, b)
+        p = np.exp(lp)
+        eta = float(np.dot(p, b * lam * (1.0 + lp) - b * lref - Q))
+        w = (p / lam) / np.sum(p / lam)
+        if not np.all((w > 0) & (w < 1)):
+            return float("inf")
+        for a in range(lam.size):
+            eq35 = -lref[a] / lam[a] ** 2 - (Q[a] + eta) / (b * lam[a] ** 2)
+            fixed = lambda la: (Q[a] + eta + b * lref[a]) / (b * la) - 1.0  # noqa: E731  Eq. 33 at fixed η
+            fd_fixed = (fixed(lam[a] + h) - fixed(lam[a] - h)) / (2 * h)
+            up, dn = lam.copy(), lam.copy()
+            up[a] += h
+            dn[a] -= h
+            fd_total = (eq31_optimum(Q, lref, up, b)[a] - eq31_optimum(Q, lref, dn, b)[a]) / (2 * h)
+            scale = max(abs(eq35), 1e-3)
+            worst = max(worst, abs(fd_fixed - eq35) / scale, abs(fd_total - eq35 * (1.0 - w[a])) / scale)
+    return worst
+
+
 # ------------------------------------------------------------------ Ra-DPO
 
 def lemma31(n: int, seed: int) -> float:
@@ -153,49 +189,73 @@ def lemma31(n: int, seed: int) -> float:
     return worst
 
 
-def _thm36_gap(n: int, seed: int, seqrr_tail: str) -> list[float]:
+# (value-recursion tail, D_SeqRR tail). Eq. 21 read literally is the lower tail for both.
+OPPOSITE_TAILS = (("lower", "upper"), ("upper", "lower"))
+SAME_TAILS = (("lower", "lower"), ("upper", "upper"))
+
+
+@functools.lru_cache(maxsize=4)
+def thm36_gaps(n: int, seed: int) -> dict:
+    """For every pairing (recursion tail, D_SeqRR tail) of the four, the list over ``n`` random
+    trees of max over pairs |(u* − δ*) − (r(y1) − r(y2))| at the Lemma 3.4 policy of that
+    recursion (each instance is evaluated under all four pairings; cached: two checks use it).
+
+    Why only opposite tails work (Ra-DPO App. B.6 redone): with Φ the recursion's CVaR,
+    Lemma 3.4 gives Q̃(s, z) = β log π*/π_ref(z|s) + β log Z(s) and Ṽ(s) = Φ_{π_ref}(Q̃(s, ·)), so by
+    translation equivariance and positive homogeneity Ã(s, z) = β log π*/π_ref(z|s) −
+    β Φ(log π*/π_ref(·|s)). Summed along y the advantages telescope to r(y) − Ṽ(root), and
+    −Φ^tail(Z) = Φ^opposite(−Z), so Σ_t Ã = β log π*(y)/π_ref(y) + β Σ_t Φ^opposite(log π_ref/π*):
+    D_SeqRR must take the tail opposite to the recursion's. Eq. 42 drops that sign flip."""
     rng = np.random.default_rng(seed)
-    gaps = []
+    gaps = {c: [] for c in OPPOSITE_TAILS + SAME_TAILS}
     for _ in range(n):
         tp = random_tree_problem(rng, reward_scale=2.0, horizon=int(rng.choice([2, 3])))
         b = _beta(rng)
         mu = float(rng.uniform(0.5, 0.99))
         t = tp.tree
-        lp = lemma34_policy(t, tp.ref_logp, tp.token_reward, b, mu, "lower")  # Eq. 11, Φ of Eq. 21
-        h = t.seq_logp(lp) - t.seq_logp(tp.ref_logp)  # log π*(y)/π_ref(y)
-        rr_state = cvar_np(tp.ref_logp - lp, np.exp(tp.ref_logp), mu, seqrr_tail)
-        rr = rr_state @ t.visits.T  # D_SeqRR(x, y; π_ref‖π*)
-        g = b * h + b * rr
-        margin = g[:, :, None] - g[:, None, :]  # u* − δ*
         r = tp.problem.reward
-        gaps.append(float(np.abs(margin - (r[:, :, None] - r[:, None, :])).max()))
+        for rec_tail in ("lower", "upper"):
+            lp = lemma34_policy(t, tp.ref_logp, tp.token_reward, b, mu, rec_tail)  # Eq. 11 under that recursion
+            h = t.seq_logp(lp) - t.seq_logp(tp.ref_logp)  # log π*(y)/π_ref(y)
+            for d_tail in ("lower", "upper"):
+                rr = cvar_np(tp.ref_logp - lp, np.exp(tp.ref_logp), mu, d_tail) @ t.visits.T  # D_SeqRR(x, y; π_ref‖π*)
+                g = b * h + b * rr
+                margin = g[:, :, None] - g[:, None, :]  # u* − δ*
+                gaps[(rec_tail, d_tail)].append(float(np.abs(margin - (r[:, :, None] - r[:, None, :])).max()))
     return gaps
 
 
 def thm36(n: int, seed: int) -> float:
-    """Ra-DPO Thm 3.6 at the Lemma 3.4 policy (Q̃_{π_ref} by the Eq. 6 recursion with Eq. 21's
-    CVaR): max over pairs |(u* − δ*) − (r(y1) − r(y2))|, i.e. P_BT = σ(u* − δ*) exactly, when
-    D_SeqRR uses the UPPER-tail CVaR of log π_ref/π* (= −CVaR^low of log π*/π_ref, App. B.6 Eq. 42)."""
-    return max(_thm36_gap(n, seed, "upper"))
+    """Ra-DPO Thm 3.6 made exact: max over instances and over both *opposite* pairings (recursion
+    lower = Eq. 21 with D_SeqRR upper; recursion upper with D_SeqRR lower) of
+    max over pairs |(u* − δ*) − (r(y1) − r(y2))|, i.e. P_BT = σ(u* − δ*) exactly."""
+    g = thm36_gaps(n, seed)
+    return max(max(g[c]) for c in OPPOSITE_TAILS)
 
 
-def thm36_literal(n: int, seed: int) -> float:
-    """The same with D_SeqRR read literally (Eq. 21's lower tail applied to log π_ref/π*): the
-    identity breaks. Returns the largest gap over the instances (it must be far from 0)."""
-    return max(_thm36_gap(n, seed, "lower"))
+def thm36_same_tail(n: int, seed: int) -> float:
+    """The same with D_SeqRR on the *same* tail as the recursion (lower/lower is Eq. 21 taken
+    literally in both places; upper/upper): the identity breaks. Returns, over the two same-tail
+    pairings, the smaller of their largest gaps (each pairing must fail somewhere: ≥ 1e-2)."""
+    g = thm36_gaps(n, seed)
+    return min(max(g[c]) for c in SAME_TAILS)
 
 
 def radpo1_optimum(n: int, seed: int) -> float:
-    """Consequence of Thm 3.6: the Lemma 3.4 policy is the population optimum of Ra-DPO1 (upper
-    tail). max TV between the exact solver's Ra-DPO1 optimum (μ ∈ [0.5, 1]) and Lemma 3.4's policy."""
+    """Consequence of Thm 3.6: the Lemma 3.4 policy is the population optimum of Ra-DPO1 when
+    the loss's D_SeqRR takes the tail opposite to the recursion's. Instances alternate the two
+    pairings (even: Eq. 21's lower-tail recursion with the default ``tail="upper"`` loss; odd:
+    upper-tail recursion with ``tail="lower"``). max TV between the exact solver's Ra-DPO1
+    optimum (μ ∈ [0.5, 1]) and that Lemma 3.4 policy."""
     rng = np.random.default_rng(seed)
     worst = 0.0
-    for _ in range(n):
+    for i in range(n):
         tp = random_tree_problem(rng, pairs="uniform")
         b = _beta(rng)
         mu = float(rng.uniform(0.5, 1.0))
-        lp = lemma34_policy(tp.tree, tp.ref_logp, tp.token_reward, b, mu, "lower")
-        res = solve_exact(make_objective(tp.problem, "radpo1", {"beta": b, "mu": mu}, param=make_param(tp)))
+        rec_tail, d_tail = OPPOSITE_TAILS[i % 2]
+        lp = lemma34_policy(tp.tree, tp.ref_logp, tp.token_reward, b, mu, rec_tail)
+        res = solve_exact(make_objective(tp.problem, "radpo1", {"beta": b, "mu": mu, "tail": d_tail}, param=make_param(tp)))
         worst = max(worst, metrics.tv(res.policy, np.exp(tp.tree.seq_logp(lp)), tp.problem.context_weight))
     return worst
 
@@ -206,8 +266,12 @@ CHECKS = [
     Check("tdpo1-dpo-T1", "TDPO1 ≡ DPO at T = 1, values and gradients (Ra-DPO Fig. 1: D_SeqKL identical for every response)", 1e-12, tdpo1_is_dpo),
     Check("uedpo-eq34", "exact optimum of Eq. 31 has the Eq. 34 form with one η(s); Eq. 36, 38, 39 hold (UE-DPO App. C–D)", 1e-9, eq34_39),
     Check("uedpo-eq35-sign", "sign of ∂log π*/∂λ from Eq. 35 = sign of finite differences of the exact optimum (mismatches)", 0.0, eq35_sign),
+    Check("uedpo-eq35-factor", "Eq. 35 (printed with ∝) = ∂log π*_a/∂λ_a at fixed η; η re-solved: Eq. 35 × (1 − w_a), 0 < w_a < 1 — consistent with its ∝ (rel. error vs finite differences)",
+          1e-6, eq35_factor),
     Check("radpo-lemma31", "Ṽ(s_t) = V(s_t) + R_{1:t−1} on a tree under nested CVaR, both tails (Ra-DPO Lemma 3.1, Eq. 5–7)", 1e-12, lemma31),
-    Check("radpo-thm36", "P_BT = σ(u* − δ*) at the Lemma 3.4 policy, D_SeqRR with the upper-tail CVaR (Ra-DPO Thm 3.6, Eq. 14–16)", 1e-10, thm36),
-    Check("radpo-thm36-literal", "Thm 3.6 with Eq. 21's lower tail inside D_SeqRR FAILS: largest |(u*−δ*) − Δr| stays ≥ 1e-2", 1e-2, thm36_literal, direction="≥"),
-    Check("radpo1-optimum", "Ra-DPO1 population optimum (exact solver) = Lemma 3.4 policy π_ref·e^{Q̃_ref/β}/Z (Ra-DPO Eq. 11, 17)", 1e-8, radpo1_optimum),
+    Check("radpo-thm36", "Ra-DPO Thm 3.6 (Eq. 14–16) is exact when D_SeqRR's CVaR tail is opposite to the value recursion's: max |(u*−δ*) − Δr| over both opposite pairings",
+          1e-10, thm36),
+    Check("radpo-thm36-literal", "Thm 3.6 FAILS with D_SeqRR on the recursion's own tail (lower/lower = Eq. 21 literally; upper/upper): smaller of the two largest gaps ≥ 1e-2",
+          1e-2, thm36_same_tail, direction="≥"),
+    Check("radpo1-optimum", "Ra-DPO1 optimum (exact solver) = Lemma 3.4 policy π_ref·e^{Q̃_ref/β}/Z, D_SeqRR tail opposite to the recursion's, both pairings (Ra-DPO Eq. 11, 17)", 1e-8, radpo1_optimum),
 ]

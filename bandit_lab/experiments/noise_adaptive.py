@@ -24,11 +24,19 @@ Findings built into the defaults (see docs/kong-b.md):
 - tabular softmax: DPO depends on θ only through ``h_w − h_l = Δθ − Δθ_ref``, so every context
   follows the same trajectory in ``h_w − h_l`` and Eq. 21 is identical for all contexts — no
   noise-adaptive effect at all (p = 1);
+- direct probabilities (simplex): the effect appears without any shared parameter. At π_ref
+  Adam's first step moves π(y_w) up and π(y_l) down by ≈ lr in *every* context; in log-ratio
+  terms that is a change of ≈ lr/π_ref(y_l) + lr/π_ref(y_w), largest where π_ref(y_l) is small,
+  so Eq. 21 after one step is increasing in the ratio and the groups separate completely (U = 0)
+  at step 1, before any context reaches π(y_l) = 0 (the ``timeline`` records show both);
 - shared features: at init ``∂L/∂w₀ = (β/2)·mean_x log r_x``, so the weight on the reference
   log-probability grows iff π_ref prefers y_w on average, and Eq. 21 ≈ ``r^{Δw₀}`` is then
   smallest for the smallest ratios. The default range (log10 r ∈ [−3, 1], median ratio 0.01:
   an SFT reference trained on y_w mostly prefers it) gives the paper's direction; a range
   symmetric about 0 makes the sign of the effect depend on the seed (``--log10-ratio-max 3``).
+So the effect is a property of the coordinates the optimiser steps in, not of the DPO loss
+alone: it needs contexts that do not share one trajectory, which shared parameters give and
+direct probabilities give too; only tabular logits remove it.
 """
 from __future__ import annotations
 
@@ -127,6 +135,29 @@ def group_stats(values: np.ndarray, log_r: np.ndarray, low: float, high: float) 
     }
 
 
+def log_steps(steps: int) -> tuple[int, ...]:
+    """Steps at which the policy is recorded for the timeline: every step up to 5, then ~20
+    log-spaced ones, and the last."""
+    return tuple(int(t) for t in np.unique(np.r_[np.arange(min(steps, 5) + 1), np.geomspace(1, steps, 20).astype(int), steps]))
+
+
+def timeline(policies: np.ndarray, steps: np.ndarray, problem: Problem, log_r: np.ndarray, low: float, high: float) -> list[dict]:
+    """Per logged step: the group statistics of Eq. 21 and how many contexts sit on the boundary
+    (a probability ≤ 1e-250, i.e. set to 0 by the projection), in all and in the low group."""
+    lo_mask = log_r <= np.percentile(log_r, low)
+    out = []
+    for t, pol in zip(steps, policies):
+        g = group_stats(eq21_log(pol, problem), log_r, low, high)
+        at = pol.min(1) <= 1e-250
+        out.append({"step": int(t), "U": g["U"], "p_value": g["p_value"], "at_floor": int(at.sum()), "at_floor_low": int(at[lo_mask].sum()),
+                    "min_pi_yl": float(pol[:, 1].min())})
+    return out
+
+
+def _first(tl: list[dict], pred) -> int | None:
+    return next((r["step"] for r in tl if pred(r)), None)
+
+
 def run(s: Settings) -> dict:
     problem, log_r, feats = make_problem(s)
     objs, inits = [], []
@@ -143,7 +174,7 @@ def run(s: Settings) -> dict:
     import jax.numpy as jnp
 
     inits = [None if i is None else jnp.asarray(i) for i in inits]
-    config = TrainConfig(optimizer=s.optimizer, schedule="constant", steps=s.steps, log_steps=(0, s.steps))
+    config = TrainConfig(optimizer=s.optimizer, schedule="constant", steps=s.steps, log_steps=log_steps(s.steps))
     t0 = time.perf_counter()
     trajs = train_batch(objs, config, [[{**o.hp, "lr": s.lr}] for o in objs], seed=s.seed, inits=inits)
     seconds = time.perf_counter() - t0
@@ -153,6 +184,7 @@ def run(s: Settings) -> dict:
         pol = np.asarray(tr.policy[0])
         e21 = eq21_log(pol, problem)
         g = group_stats(e21, log_r, s.low, s.high)
+        tl = timeline(np.asarray(tr.policies[0]), np.atleast_2d(np.asarray(tr.steps))[0], problem, log_r, s.low, s.high)
         records.append(
             {
                 "param": name,
@@ -161,6 +193,10 @@ def run(s: Settings) -> dict:
                 "loss_start": float(tr.loss[0, 0]),
                 "loss_end": float(tr.loss[0, -1]),
                 "at_floor": int(np.sum(pol.min(1) <= 1e-250)),
+                "timeline": tl,
+                # first logged step with a significant effect (one-sided p < 1e-6), and with a context on the boundary
+                "first_step_effect": _first(tl, lambda r: r["p_value"] < 1e-6),
+                "first_step_at_floor": _first(tl, lambda r: r["at_floor"] > 0),
                 **g,
             }
         )
@@ -192,8 +228,13 @@ def report(res: dict) -> str:
     for r in res["records"]:
         if r["param"] == "softmax" and r["spearman_eq21_vs_ratio"] is None:
             lines.append("softmax: Eq. 21 is identical in every context (DPO sees only h_w − h_l; all contexts share one trajectory)")
+        if r["param"] == "simplex" and r["first_step_effect"] is not None:
+            fb = r["first_step_at_floor"]
+            e = next(x for x in r["timeline"] if x["step"] == r["first_step_effect"])
+            lines.append(f"simplex: effect from step {r['first_step_effect']} (U = {e['U']:.0f}, p = {e['p_value']:.2g}, {e['at_floor']} contexts on the boundary then); "
+                         + ("no context reaches π(y_l) = 0" if fb is None else f"first context on the boundary at step {fb}"))
         if r["at_floor"]:
-            lines.append(f"{r['param']}: {r['at_floor']} contexts reached π(y_l) = 0 (projection); their Eq. 21 is the floor, ranked lowest")
+            lines.append(f"{r['param']}: {r['at_floor']} contexts end at π(y_l) = 0 (projection); their Eq. 21 is the floor, ranked lowest")
     return "\n".join(lines)
 
 

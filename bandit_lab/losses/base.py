@@ -39,6 +39,9 @@ class LossInputs(NamedTuple):
     # Extra, parameterization-specific views of the policy (e.g. per-state log-probabilities of
     # a token tree), from ``param.aux(params, c)`` when the parameterization defines it.
     aux: dict | None = None
+    # The loss's own per-step state (``LossSpec.state_init``/``state_update``), detached: e.g. the
+    # behaviour policy and samples of an on-policy algorithm, or a moving reference.
+    state: dict | None = None
 
 
 def expect(data: PreferenceData, per_triple: jax.Array) -> jax.Array:
@@ -84,6 +87,16 @@ class LossSpec:
     # :func:`bandit_lab.solver.solve_exact` uses first (None = not applicable, use Newton)
     exact: Callable | None = None
     counterpart: Callable | None = None
+    # Optional per-step state the loss reads as ``inputs.state`` (never differentiated):
+    # ``state_init(objective, params, hp, key, consts) -> dict`` builds it from the current
+    # parameters (``key`` is None outside training, e.g. in the exact solver: exact mode);
+    # ``state_update(objective, params, hp, key, state, t, consts) -> dict`` renews it at the start
+    # of step ``t ≥ 1`` (default: ``state_init`` at every step, i.e. "samples of the current
+    # policy"). The trainer carries it through its scan; ``Objective.value`` without a state uses
+    # ``stop_gradient(state_init(params))``, so the gradient of the value *is* the algorithm's
+    # update direction and the exact solver can seek the zero of that field.
+    state_init: Callable | None = None
+    state_update: Callable | None = None
 
 
 REGISTRY: dict[str, LossSpec] = {}

@@ -1,9 +1,9 @@
 """Token-level preference losses on exact token trees: TDPO1/2, Ra-DPO1/2, UE-DPO.
 
 They read the per-state views of a :class:`~bandit_lab.tokens.param.TokenTreeParam` from
-``LossInputs.aux`` (``logp_state`` = log π_θ(·|s), ``ref_logp`` = log π_ref(·|s), the 0/1
-``path [K, S·V]`` and ``visits [K, S]`` matrices, the UE-DPO token arrays). Sequence-level DPO on
-a tree is the core ``dpo`` loss on that parameterization (UE-DPO Eq. 29). Notation (Ra-DPO §3):
+``LossInputs.aux`` (``logp_state`` = log π_θ(·|s), ``ref_logp`` = log π_ref(·|s), the tree's
+index arrays — sums along responses go through ``tokens.tree.along_tokens``/``along_states`` —
+and the UE-DPO token arrays). Sequence-level DPO on a tree is the core ``dpo`` loss on that parameterization (UE-DPO Eq. 29). Notation (Ra-DPO §3):
 ``u = β log π_θ(y_w)/π_ref(y_w) − β log π_θ(y_l)/π_ref(y_l)`` (Eq. 15); per-response
 ``D_SeqKL(x, y; π_ref‖π_θ) = Σ_t KL(π_ref(·|s_t) ‖ π_θ(·|s_t))`` and
 ``D_SeqRR(x, y; π_ref‖π_θ) = Σ_t Φ^μ_{z∼π_ref(·|s_t)}(log π_ref(z|s_t)/π_θ(z|s_t))`` (Thm 3.6),
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs, LossSpec, expect, log_ratios, pair_grid, register
 from bandit_lab.tokens.risk import TAILS, cvar
+from bandit_lab.tokens.tree import along_states, along_tokens
 
 
 def _aux(inputs: LossInputs) -> dict:
@@ -35,7 +36,7 @@ def _aux(inputs: LossInputs) -> dict:
 
 def _per_response(aux: dict, per_state):
     """``Σ_{t} f(s_t)`` over the states each response visits: ``[X, S]`` → ``[X, K]``."""
-    return per_state @ jnp.asarray(aux["visits"]).T
+    return along_states(per_state, aux)
 
 
 def seq_kl(inputs: LossInputs):
@@ -107,10 +108,8 @@ def uedpo(inputs: LossInputs, hp: dict) -> jax.Array:
     lp, lr = a["logp_state"], jnp.asarray(a["ref_logp"])
     lam_w = 1.0 + hp["alpha"] * a["ue_iw"] * a["ue_su"]
     lam_l = 1.0 - hp["alpha"] * a["ue_il"] * a["ue_su"]
-    X = lp.shape[0]
-    P = jnp.asarray(a["path"]).T
-    gw = (lam_w * lp - lr).reshape(X, -1) @ P  # [X, K]
-    gl = (lam_l * lp - lr).reshape(X, -1) @ P
+    gw = along_tokens(lam_w * lp - lr, a)  # [X, K]
+    gl = along_tokens(lam_l * lp - lr, a)
     return expect(inputs.data, -jax.nn.log_sigmoid(b * (gw[..., :, None] - gl[..., None, :])))
 
 

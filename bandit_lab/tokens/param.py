@@ -1,10 +1,12 @@
 """The token-tree parameterization: per-state logits ``θ ∈ R^{X×S×V}``.
 
-``π_θ(a|s) = softmax(θ[x, s])`` and ``log π_θ(y|x) = Σ_t log π_θ(y_t|s_t)`` — one dense matmul
-with the tree's 0/1 path matrix (``consts()["path"]``), so every core loss (sequence DPO is the
-core ``dpo`` loss on this parameterization), the trainer and the exact solver work unchanged.
-``aux(params, c)`` hands the per-state views to token-level losses through ``LossInputs.aux``:
-``logp_state`` (π_θ), ``ref_logp`` (π_ref), ``path``, ``visits`` and the UE-DPO token arrays.
+``π_θ(a|s) = softmax(θ[x, s])`` and ``log π_θ(y|x) = Σ_t log π_θ(y_t|s_t)`` — a gather along the
+tree's index arrays (:func:`~bandit_lab.tokens.tree.along_tokens`, O(K·T)), so every core loss
+(sequence DPO is the core ``dpo`` loss on this parameterization), the trainer and the exact
+solver work unchanged. ``aux(params, c)`` hands the per-state views to token-level losses
+through ``LossInputs.aux``: ``logp_state`` (π_θ), ``ref_logp`` (π_ref), the index arrays
+(``flat_index``, ``states_at``, ``mask``; use ``along_tokens``/``along_states``) and the UE-DPO
+token arrays.
 
 Gauge: adding a constant to all logits of one state leaves π unchanged, so the parameters have
 ``X·S`` flat directions. The exact solver's modified Newton ignores them (eigenvalues clamped,
@@ -30,7 +32,7 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.params import _init_array
-from bandit_lab.tokens.tree import TreeProblem
+from bandit_lab.tokens.tree import TreeProblem, along_tokens
 
 
 def _sigmoid(z):
@@ -77,6 +79,7 @@ class TokenTreeParam:
     ue: dict | None = None  # {"ue_iw", "ue_il", "ue_su"} [X, S, V], from ue_masks
     name: str = "token_tree"
     constraint: str = "free"
+    shareable = True  # log_probs and aux read every array from ``c``: compiled code is shared by shape
 
     @property
     def problem(self):
@@ -96,8 +99,9 @@ class TokenTreeParam:
         z = np.zeros(self.shape)
         ue = self.ue or {}
         return {
-            "path": t.path,
-            "visits": t.visits,
+            "flat_index": t.flat_index,
+            "states_at": t.states_at,
+            "mask": t.mask,
             "ref_logp": self.tree_problem.ref_logp,
             "ue_iw": ue.get("ue_iw", z),
             "ue_il": ue.get("ue_il", z),
@@ -109,8 +113,7 @@ class TokenTreeParam:
 
     def log_probs(self, params, c=None):
         c = self.consts() if c is None else c
-        lp = self.state_log_probs(params)
-        return lp.reshape(lp.shape[0], -1) @ jnp.asarray(c["path"]).T
+        return along_tokens(self.state_log_probs(params), c)
 
     def aux(self, params, c=None) -> dict:
         c = self.consts() if c is None else c

@@ -7,11 +7,14 @@ sequences, in depth-first order. Without an end token every response has exactly
 (``K = V^T``, ``S = (V^T − 1)/(V − 1)``); with ``eos=True`` the last vocabulary entry ``V − 1``
 ends a response early, and a response is cut at ``T`` tokens.
 
-Two dense 0/1 matrices link the views (the same for every prompt):
-- ``path[k, s·V + a] = 1`` when response ``k`` takes token ``a`` at state ``s``; so
-  ``log π(y|x) = Σ_t log π(y_t|s_t)`` is one matmul ``path @ logπ_state.reshape(-1)``;
-- ``visits[k, s] = 1`` when response ``k`` passes through state ``s``; so a sequential
-  per-state quantity (Ra-DPO's D_SeqKL, D_SeqRR) is ``visits @ f_state``.
+Index arrays link the views (the same for every prompt): response ``k`` takes token
+``a = tokens[k, t]`` at state ``s = states_at[k, t]`` for ``t < length[k]`` (``mask[k, t]``), so
+- ``log π(y|x) = Σ_t log π(y_t|s_t)`` is a gather and a masked sum over ``t``
+  (:func:`along_tokens`, the dense equivalent is ``path @ logπ_state.reshape(-1)``);
+- a sequential per-state quantity (Ra-DPO's D_SeqKL, D_SeqRR) summed over the states a response
+  visits is :func:`along_states` (dense: ``visits @ f_state``).
+Cost and memory are O(K·T), so trees of 10⁴–10⁵ sequences fit; the dense 0/1 matrices ``path
+[K, S·V]`` and ``visits [K, S]`` are still available (built on first use) for small trees.
 
 :class:`TreeProblem` wraps an ordinary core :class:`~bandit_lab.problems.Problem` whose
 ``pi_ref`` is the sequence probability under the per-state reference policy and whose
@@ -23,14 +26,16 @@ about the tree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.problems import Problem
 
-MAX_RESPONSES = 4096  # dense [K, K] triple grids: 4096² ≈ 1.7e7 entries per context
+MAX_RESPONSES = 1 << 17  # enumeration limit; pairwise losses are bounded separately (K² grids, data.population)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,8 +48,30 @@ class TokenTree:
     child: np.ndarray  # [S, V] index of the next state, −1 when (s, a) ends a response
     leaf: np.ndarray  # [S, V] index of the response (s, a) completes, −1 otherwise
     depth: np.ndarray  # [S] prefix length
-    path: np.ndarray  # [K, S·V] 0/1
-    visits: np.ndarray  # [K, S] 0/1
+    tokens: np.ndarray  # [K, T] token at each position (0 past the end)
+    states_at: np.ndarray  # [K, T] state at each position (0 past the end)
+    mask: np.ndarray  # [K, T] position t < len(y_k)
+
+    @property
+    def flat_index(self) -> np.ndarray:
+        """``[K, T]`` index ``s·V + a`` of every (state, token) step into a flattened ``[S·V]``."""
+        return self.states_at * self.vocab + self.tokens
+
+    @functools.cached_property
+    def path(self) -> np.ndarray:
+        """Dense ``[K, S·V]`` 0/1: response ``k`` takes token ``a`` at state ``s`` (small trees)."""
+        P = np.zeros((self.n_responses, self.n_states * self.vocab))
+        k, t = np.nonzero(self.mask)
+        P[k, self.flat_index[k, t]] = 1.0
+        return P
+
+    @functools.cached_property
+    def visits(self) -> np.ndarray:
+        """Dense ``[K, S]`` 0/1: response ``k`` passes through state ``s`` (small trees)."""
+        M = np.zeros((self.n_responses, self.n_states))
+        k, t = np.nonzero(self.mask)
+        M[k, self.states_at[k, t]] = 1.0
+        return M
 
     @property
     def n_states(self) -> int:
@@ -102,21 +129,23 @@ class TokenTree:
         dfs(0)
         K = len(seqs)
         assert K == n_seq
-        path = np.zeros((K, S * V))
-        visits = np.zeros((K, S))
+        tokens = np.zeros((K, T), dtype=np.int32)
+        states_at = np.zeros((K, T), dtype=np.int32)
+        mask = np.zeros((K, T), dtype=bool)
         for k, y in enumerate(seqs):
             for t, a in enumerate(y):
-                s = index[y[:t]]
-                path[k, s * V + a] = 1.0
-                visits[k, s] = 1.0
+                tokens[k, t] = a
+                states_at[k, t] = index[y[:t]]
+                mask[k, t] = True
         depth = np.array([len(s) for s in states], dtype=np.int64)
-        return cls(V, T, bool(eos), tuple(states), tuple(seqs), child, leaf, depth, path, visits)
+        return cls(V, T, bool(eos), tuple(states), tuple(seqs), child, leaf, depth, tokens, states_at, mask)
 
     # ---- views between sequence and per-state quantities (numpy, float64)
     def seq_logp(self, logp_state: np.ndarray) -> np.ndarray:
         """``[X, S, V]`` per-state log-probs → ``[X, K]`` sequence log-probs."""
         X = logp_state.shape[0]
-        return logp_state.reshape(X, -1) @ self.path.T
+        g = np.asarray(logp_state).reshape(X, -1)[:, self.flat_index]
+        return np.where(self.mask, g, 0.0).sum(-1)
 
     def seq_sum(self, token_values: np.ndarray) -> np.ndarray:
         """``Σ_t R(s_t, a_t)`` along every response: ``[X, S, V]`` → ``[X, K]``."""
@@ -127,9 +156,11 @@ class TokenTree:
         ``[X, K]`` (exact inverse of :meth:`seq_logp` for strictly positive policies)."""
         P = np.asarray(seq_policy, dtype=np.float64)
         X = P.shape[0]
-        mass_sa = (P @ self.path).reshape(X, self.n_states, self.vocab)
-        mass_s = P @ self.visits
-        return mass_sa / mass_s[..., None]
+        k, t = np.nonzero(self.mask)
+        sa, st = self.flat_index[k, t], self.states_at[k, t]
+        mass_sa = np.stack([np.bincount(sa, P[x, k], self.n_states * self.vocab) for x in range(X)])
+        mass_s = np.stack([np.bincount(st, P[x, k], self.n_states) for x in range(X)])
+        return mass_sa.reshape(X, self.n_states, self.vocab) / mass_s[..., None]
 
     def prefix_reward(self, token_reward: np.ndarray) -> np.ndarray:
         """``R_{1:t−1}`` of every state (the reward collected on the way to it): ``[X, S]``."""
@@ -141,6 +172,18 @@ class TokenTree:
                 if c >= 0:
                     out[:, c] = out[:, s] + token_reward[:, s, a]
         return out
+
+
+def along_tokens(per_step, c: dict):
+    """JAX: ``Σ_t f(s_t, a_t)`` along every response, ``[X, S·V]`` (or ``[X, S, V]``) → ``[X, K]``,
+    from the index arrays in a token-tree parameterization's ``consts()`` (``c``)."""
+    f = per_step.reshape(per_step.shape[0], -1)
+    return jnp.sum(jnp.where(c["mask"], f[:, c["flat_index"]], 0.0), -1)
+
+
+def along_states(per_state, c: dict):
+    """JAX: ``Σ_t f(s_t)`` over the states every response visits, ``[X, S]`` → ``[X, K]``."""
+    return jnp.sum(jnp.where(c["mask"], per_state[:, c["states_at"]], 0.0), -1)
 
 
 def _per_context(a: Any, name: str, X: int, shape: tuple) -> np.ndarray:

@@ -1,0 +1,68 @@
+"""``bandit-lab explore``: a self-contained interactive page where DPO and RLHF part ways.
+
+- :mod:`.build` — the numbers: one grid (α × β × step budget) of trained trajectories and exact
+  optima, computed by the library (:class:`~bandit_lab.explore.build.Settings`, :func:`build`);
+- :mod:`.page` — the HTML: ``template.html`` + the data as JSON + plotly.js, all inlined;
+- :func:`write` and :func:`serve` — a file (never over an existing one without ``overwrite``) or
+  a local URL (stdlib ``http.server`` on 127.0.0.1).
+
+plotly is imported only here (lazily, by :mod:`.page`), so no other command pays for it.
+"""
+from __future__ import annotations
+
+import os
+
+from bandit_lab.errors import BanditError
+from bandit_lab.explore.build import OBJECTIVES, Settings, build  # noqa: F401
+
+
+def check_out(path: str, overwrite: bool) -> None:
+    """Refuse an output path before any work is done: an existing file without ``overwrite``,
+    a directory, or a missing parent directory."""
+    if os.path.isdir(path):
+        raise BanditError(f"--out {path} is a directory; give a file name such as {os.path.join(path, 'explore.html')}")
+    if os.path.exists(path) and not overwrite:
+        raise BanditError(f"output file {path} exists; pass --overwrite to replace it or choose another --out")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise BanditError(f"--out {path}: directory {parent} does not exist")
+
+
+def write(html: str, path: str, overwrite: bool = False) -> int:
+    """Write the page; returns its size in bytes."""
+    check_out(path, overwrite)
+    data = html.encode("utf-8")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return len(data)
+
+
+def make_server(html: str, port: int = 0):
+    """An HTTP server on 127.0.0.1 (``port`` 0 = a free port) that serves the page at ``/``."""
+    import http.server
+
+    body = html.encode("utf-8")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404, "the explorer serves one page, at /")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):  # quiet: the CLI prints the URL once
+            pass
+
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+    except OSError as e:
+        raise BanditError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}") from None
+
+
+def url_of(server) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/"

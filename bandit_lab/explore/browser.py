@@ -1,0 +1,103 @@
+"""Open an explorer page in headless Chromium, offline (the browser test and the README screenshot).
+
+Uses Playwright's Python package (the optional ``browser`` extra) driving the system's Chromium
+(Debian's ``chromium``, ``/usr/bin/chromium``) — no browser download, never ``playwright install``.
+The context is offline and every request that is not a ``file:`` URL is aborted and recorded,
+so a page that tried to fetch anything shows up in :attr:`Session.requests`.
+
+Regenerate the README screenshot::
+
+    bandit-lab explore --out explore.html
+    python -m bandit_lab.explore.browser explore.html figures/explorer.png
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+def chromium_path() -> str | None:
+    """The system Chromium (``BANDIT_LAB_CHROMIUM`` overrides), or ``None``."""
+    env = os.environ.get("BANDIT_LAB_CHROMIUM")
+    for p in ((env,) if env else CANDIDATES):
+        if p and os.path.isfile(p) and os.access(p, os.X_OK):
+            return p
+    return None
+
+
+def missing() -> str | None:
+    """Why a browser session cannot start here (``None`` if it can)."""
+    if chromium_path() is None:
+        return "no system Chromium (apt-get install chromium chromium-driver)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright's Python package is not installed (pip install -e '.[browser]'; no browser download needed)"
+    return None
+
+
+class Session:
+    """A page loaded from a file URL; ``requests`` lists every non-file URL it asked for."""
+
+    def __init__(self, page, requests: list, errors: list):
+        self.page, self.requests, self.errors = page, requests, errors
+
+
+@contextlib.contextmanager
+def open_page(path: str, width: int = 1500, height: int = 1000, timeout_ms: int = 60000):
+    """Load ``path`` offline, wait until the page reports ready, yield a :class:`Session`."""
+    from playwright.sync_api import sync_playwright
+
+    exe = chromium_path()
+    if exe is None:
+        raise RuntimeError(missing())
+    profile = tempfile.mkdtemp(prefix="bandit-lab-chromium-")
+    requests: list = []
+    errors: list = []
+    try:
+        with sync_playwright() as pw:
+            ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, offline=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": width, "height": height})
+            try:
+                def route(r):
+                    if r.request.url.startswith("file:"):
+                        r.continue_()
+                    else:
+                        requests.append(r.request.url)
+                        r.abort()
+
+                ctx.route("**/*", route)
+                page = ctx.new_page()
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto("file://" + os.path.abspath(path))
+                page.wait_for_function("document.body.dataset.ready !== undefined", timeout=timeout_ms)
+                yield Session(page, requests, errors)
+            finally:
+                ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot(html_path: str, png_path: str) -> str:
+    """Full-page PNG of an explorer page (the README's figures/explorer.png)."""
+    with open_page(html_path) as s:
+        if s.page.evaluate("document.body.dataset.ready") != "1":
+            raise RuntimeError("the page did not draw its plot: " + s.page.inner_text("#plot"))
+        s.page.screenshot(path=png_path, full_page=True)
+    return png_path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png")
+    why = missing()
+    if why:
+        sys.exit(f"cannot take a screenshot: {why}")
+    print(screenshot(sys.argv[1], sys.argv[2]))
