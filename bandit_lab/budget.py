@@ -118,7 +118,7 @@ def parse_duration(text: str) -> float:
 
 
 def fmt_bytes(b: float) -> str:
-    for unit, size in (("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+    for unit, size in (("EB", 2**60), ("PB", 2**50), ("TB", 2**40), ("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
         if b >= size:
             v = b / size
             return f"{v:.3g} {unit}" if v < 1e4 else f"{v:.2e} {unit}"
@@ -265,7 +265,7 @@ def tree_responses(vocab: int, horizon: int, eos: bool = False, limit: int | Non
     log10 = T * math.log10(V) if not eos else (T - 1) * math.log10(V - 1) + math.log10(V)
     if log10 > math.log10(limit) + 1e-12:
         raise BudgetError(f"a token tree with V={V}, T={T}{' and an end token' if eos else ''} has ≈ 10^{log10:.3g} sequences; "
-                          f"exact enumeration is limited to {limit} (dense K×K triple grids)")
+                          f"exact enumeration is limited to {limit} sequences")
     if eos:  # T ≤ log(limit) here, so the sum is short
         return sum((V - 1) ** (t - 1) for t in range(1, T)) + V * (V - 1) ** (T - 1)
     return V**T

@@ -182,10 +182,11 @@ class Strict(BaseModel):
             return data
         if not isinstance(data, dict):
             fail(f"must be an object, got {got(data)}")
-        known = list(cls.model_fields)
+        known = [f.alias or n for n, f in cls.model_fields.items()]
         for k in data:
-            if k not in cls.model_fields:
-                fail(f"unknown key{suggest(k, known) if isinstance(k, str) and k.isprintable() else ''} (valid keys: {', '.join(known)})", k)
+            if k not in known:
+                what = "unknown spec key" if cls.__name__ == "Spec" else "unknown key"
+                fail(f"{what}{suggest(k, known) if isinstance(k, str) and k.isprintable() else ''} (valid keys: {', '.join(known)})", k)
         return data
 
 
@@ -425,6 +426,8 @@ class Spec(Strict):
 
     model_config = ConfigDict(title="bandit-lab solve spec")
 
+    schema_uri: Text = Field(None, alias="$schema", json_schema_extra=_no_default,
+                             description="where editors find this schema (ignored by bandit-lab)")
     name: Text = Field(None, json_schema_extra=_no_default)
     description: Text = Field(None, json_schema_extra=_no_default)
     pi_ref: PiRef

@@ -46,7 +46,7 @@ def test_bad_input_is_one_line_exit_2(argv, capsys):
         ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss": "nope"}', "loss: unknown loss 'nope'"),
         ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss_params": {"beta": -1}}', "loss_params.beta: must be a finite number in [1e-06, 1e+06], got -1"),
         ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "weight_decay": -0.1}', "weight_decay: must be a finite number in [0, 1e+06]"),
-        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "colour": "red"}', "colour: unknown key"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "colour": "red"}', "colour: unknown spec key"),
         ('{"pi_ref": [0.5, 0.6], "preference": {"reward": [0, 1]}}', "pi_ref: must sum to 1"),
         ('{"pi_ref": [0.3, 0.3, 0.4], "preference": {"matrix": [[0.5, 0.8, 0.3], [0.2, 0.5, 0.9], [0.7, 0.1, 0.5]]}, "loss": "rlhf"}', "loss: this preference matrix is not Bradley"),
     ],
