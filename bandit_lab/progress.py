@@ -68,5 +68,5 @@ def bar(description: str, total: int | None = None, *, stream=None):
         same_tty = sys.stdout.isatty()
     except (AttributeError, ValueError):
         same_tty = False
-    with Progress(*cols, console=Console(file=stream), transient=True, redirect_stdout=same_tty, redirect_stderr=False) as prog:
+    with Progress(*cols, console=Console(file=stream, soft_wrap=True), transient=True, redirect_stdout=same_tty, redirect_stderr=False) as prog:
         yield _Task(prog, prog.add_task(description, total=total))
