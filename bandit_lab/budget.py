@@ -93,28 +93,25 @@ _SIZE = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2
 _TIME = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
-def parse_size(text: str) -> float:
-    """``"512M"``, ``"16G"``, ``"2e9"`` (bytes) → bytes."""
+def _quantity(text: str, units: dict, flag: str, examples: str) -> float:
     m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
-    if not m or unit not in _SIZE:
-        raise BanditError(f"--max-memory: expected a size such as 512M, 16G or 2e9 (bytes), got {text!r}")
-    v = float(m.group(1)) * _SIZE[unit]
+    if not m or unit not in units:
+        raise BanditError(f"{flag}: expected {examples}, got {text!r}")
+    v = float(m.group(1)) * units[unit]
     if not (math.isfinite(v) and v > 0):
-        raise BanditError(f"--max-memory: must be a positive size, got {text!r}")
+        raise BanditError(f"{flag}: must be positive and finite, got {text!r}")
     return v
+
+
+def parse_size(text: str) -> float:
+    """``"512M"``, ``"16G"``, ``"2e9"`` (bytes) → bytes."""
+    return _quantity(text, _SIZE, "--max-memory", "a size such as 512M, 16G or 2e9 (bytes)")
 
 
 def parse_duration(text: str) -> float:
     """``"90s"``, ``"30m"``, ``"2h"``, ``"600"`` (seconds) → seconds."""
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(text))
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _TIME:
-        raise BanditError(f"--max-work: expected a duration such as 90s, 30m or 2h, got {text!r}")
-    v = float(m.group(1)) * _TIME[unit]
-    if not (math.isfinite(v) and v > 0):
-        raise BanditError(f"--max-work: must be a positive duration, got {text!r}")
-    return v
+    return _quantity(text, _TIME, "--max-work", "a duration such as 90s, 30m or 2h")
 
 
 def fmt_bytes(b: float) -> str:

@@ -65,24 +65,22 @@ def _no_default(schema: dict) -> None:
 
 # ----------------------------------------------------------------------------- scalar types
 
-def real(r: bounds.Real, description: str = ""):
+def _ranged(base: type, r, description: str):
     def check(v):
         e = r.error(v)
         if e:
             fail(e)
-        return float(v)
+        return base(v)
 
-    return Annotated[float, PlainValidator(check), WithJsonSchema({**r.json_schema(), **({"description": description} if description else {})})]
+    return Annotated[base, PlainValidator(check), WithJsonSchema({**r.json_schema(), **({"description": description} if description else {})})]
+
+
+def real(r: bounds.Real, description: str = ""):
+    return _ranged(float, r, description)
 
 
 def integer(r: bounds.Int, description: str = ""):
-    def check(v):
-        e = r.error(v)
-        if e:
-            fail(e)
-        return int(v)
-
-    return Annotated[int, PlainValidator(check), WithJsonSchema({**r.json_schema(), **({"description": description} if description else {})})]
+    return _ranged(int, r, description)
 
 
 def choice(values, description: str = ""):
