@@ -294,6 +294,12 @@ class ExperimentGroup(TyperGroup):
 
     def resolve_command(self, ctx, args):
         name = args[0]
+        # fast path, no index: the module named after the experiment (weight-decay → weight_decay.py)
+        guess = name.replace("-", "_")
+        if guess.isidentifier() and os.path.isfile(os.path.join(_experiments_dir(), guess + ".py")):
+            exp = getattr(importlib.import_module(f"bandit_lab.experiments.{guess}"), "EXPERIMENT", None)
+            if exp is not None and exp.name == name:
+                return name, experiment_command(exp), args[1:]
         index = experiment_index()
         if name not in index:
             m = difflib.get_close_matches(name, list(index), n=1, cutoff=0.5)
