@@ -369,6 +369,23 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     method = "newton"
     extra = ""
     hp = dict(obj.hp)
+    if obj.stateful:  # on-policy algorithm: the root of its expected-update field, not a minimum
+        from bandit_lab.onpolicy.stationary import solve
+
+        st = solve(obj)
+        r = st.result
+        method = "stationary"
+        policy = np.atleast_2d(np.asarray(r.policy, dtype=np.float64))
+        cf, note = closed_form(obj)
+        finite = st.status == "attracting" or (st.status == "not attracting" and r.converged)
+        tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
+        tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
+        return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+                   method=method, policy=policy.tolist(), entropy=float(np.sum(w * metrics.entropy(policy))), tv_rlhf=tv_r, tv_dpo=tv_d,
+                   shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and finite), finite=finite,
+                   status=f"stationary point ({st.status})" if finite else st.note, residual=float(r.residual),
+                   closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
+                   tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)))
     if name in _zoo_detached():
         if obj.param.constraint != "free":
             raise BanditError("the self-consistent solve of a detached statistic needs a free parameterization (softmax, loglinear)")

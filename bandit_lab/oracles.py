@@ -7,7 +7,9 @@
   with ``t = (r − λ)/β``; λ from normalisation (monotone: bracketing, then bisection to the last bit).
 - :func:`ipo_optimum` — ``π_ref·exp(r_IPO/β)/Z`` (Azar et al. 2024 Prop. 4; Kong et al. Eq. 9;
   Nguyen's notes Lemma 3.1).
-- :func:`loss_oracle` — the closed form a registered loss should reach, or ``None``.
+- :func:`loss_oracle` — the closed form a registered loss should reach, or ``None``; for on-policy
+  algorithms (``kind == "onpolicy"``) the stationary point of their expected update
+  (:mod:`bandit_lab.onpolicy.closed_forms`: Gibbs, forward-KL, Vojnovic–Yun, Nash-MD).
 """
 from __future__ import annotations
 
@@ -109,6 +111,12 @@ def loss_oracle(problem: Problem, loss: str, hp: dict, static: dict, *, populati
     """
     beta = hp.get("beta", 1.0)
     a = hp.get("f_alpha", 0.5)
+    from bandit_lab.losses.base import REGISTRY
+
+    if loss in REGISTRY and REGISTRY[loss].kind == "onpolicy":  # stationary points of on-policy algorithms
+        from bandit_lab.onpolicy.closed_forms import oracle
+
+        return oracle(problem, loss, hp, static)
     if loss == "rlhf":
         r = problem.r_ipo if static.get("reward") == "ipo" else problem.reward
         if r is None:

@@ -76,6 +76,8 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
     """Exact optimum of every objective at every point: unconstrained objectives that share
     the grid are solved together as one :class:`Stack` by the batched Newton method."""
     objectives = list(objectives)
+    if any(getattr(o, "stateful", False) for o in objectives):  # on-policy algorithms: roots of a field, not minima
+        return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)]
     free = all(o.param.constraint == "free" for o in objectives)
     # Stacking saves compiles but its Newton works on the joint parameter vector (Hessian cost
     # grows with the square of the total size): worth it for small problems only.
@@ -104,7 +106,11 @@ def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConf
 
 
 def exact_batch(objective: Objective, hps: Sequence[dict], init=None) -> list[ExactResult]:
-    """Exact optima of one objective over a grid (batched Newton when unconstrained)."""
+    """Exact optima of one objective over a grid (batched Newton when unconstrained; the loss's own
+    ``exact`` solver first for a stateful loss — the root of an on-policy algorithm's field, which
+    Newton on the value would only find by accident)."""
+    if getattr(objective, "stateful", False):
+        return [solve_exact(objective, h, init) for h in hps]
     if objective.param.constraint == "free":
         return newton_free(objective, list(hps), init)
     return [solve_exact(objective, h, init) for h in hps]

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, ValidationError, WithJsonSchema, model_validator
 
 from bandit_lab import bounds
-from bandit_lab.bounds import got, kind, show
+from bandit_lab.bounds import got, show
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import PENALTIES
 from bandit_lab.params import PARAMETERIZATIONS
@@ -190,6 +190,7 @@ class Strict(BaseModel):
 
 # field types (named, so each declaration reads as data)
 PopulationName = choice(("population",))
+ExactName = choice(("exact",))
 PiStar = array((1, 2), bounds.PROBABILITY, "a target policy: K probabilities (or X lists of K)")
 Reward = array((1, 2), bounds.SCALAR, "a Bradley–Terry reward: K numbers (or X lists of K)")
 Matrix = array((2, 3), bounds.PROBABILITY, "p(i ≻ j): a K×K matrix (or X of them) with P + Pᵀ = 1")
@@ -197,7 +198,7 @@ OptimizerName = choice(OPTIMIZERS, "adam (projected Adam) or sgd (projected grad
 Lr = real(bounds.LR, "peak learning rate")
 Steps = integer(bounds.STEPS, "optimizer steps")
 Schedule = choice(SCHEDULES, "learning-rate schedule")
-SampledPairs = integer(bounds.COUNT, "number of labelled pairs drawn from the population")
+SampledPairs = integer(bounds.COUNT, "a number of draws (pairs of a dataset; samples per context and step)")
 SoftmaxName = choice(("softmax",))
 SimplexName = choice(("simplex",))
 MixtureName = choice(("mixture",))
@@ -255,6 +256,19 @@ class Optimizer(Strict):
 
 class Sampled(Strict):
     sampled: SampledPairs
+
+
+class Samples(Strict):
+    samples: SampledPairs
+    seed: Seed = Field(None, json_schema_extra=_no_default)
+
+
+def _sampling_input(v):
+    if isinstance(v, str) and v != "exact":
+        fail(f"must be \"exact\" or {{\"samples\": N}}, got {show(v)}" + suggest(v, ["exact"]))
+    if not isinstance(v, (str, dict, BaseModel)):
+        fail(f"must be \"exact\" or {{\"samples\": N}}, got {got(v)}")
+    return v
 
 
 class Softmax(Strict):
@@ -327,6 +341,13 @@ Data = Annotated[
     Union[Annotated[PopulationName, Tag("<population>")], Annotated[Sampled, Tag("<sampled>")]],
     Discriminator(lambda v: "<population>" if isinstance(v, str) else "<sampled>"),
     BeforeValidator(_data_input),
+]
+
+
+Sampling = Annotated[
+    Union[Annotated[ExactName, Tag("<exact>")], Annotated[Samples, Tag("<samples>")]],
+    Discriminator(lambda v: "<exact>" if isinstance(v, str) else "<samples>"),
+    BeforeValidator(_sampling_input),
 ]
 
 
@@ -409,14 +430,44 @@ def _loss_params(v):
     if not isinstance(v, dict):
         fail(f"must be an object of loss parameters, got {got(v)}")
     for k, x in v.items():
-        if not (bounds.is_number(x) or isinstance(x, str)):
-            fail(f"must be a number or a string, got {got(x)}", k)
+        if not (bounds.is_number(x) or isinstance(x, (str, bool))):
+            fail(f"must be a number, a string or a boolean, got {got(x)}", k)
     return dict(v)
 
 
 LossParams = Annotated[Any, PlainValidator(_loss_params), WithJsonSchema({
-    "type": "object", "additionalProperties": {"type": ["number", "string"]},
+    "type": "object", "additionalProperties": {"type": ["number", "string", "boolean"]},
     "description": "the loss's hyperparameters and options (see `bandit-lab list losses`)"})]
+
+
+def _hp_range(spec, name: str) -> bounds.Real:
+    """The declared range of a loss's float hyperparameter: β of a preference loss in
+    :data:`bounds.BETA`; β of an on-policy algorithm may be 0 (KL off, TRL's GRPO default);
+    everything else :data:`bounds.SCALAR` (then the loss's own ``check``)."""
+    if name == "beta":
+        return bounds.BETA if spec.kind != "onpolicy" else bounds.NONNEGATIVE
+    return bounds.SCALAR
+
+
+def _static_error(default, v) -> str | None:
+    """A static option must have the type of its default (a bool is not an integer)."""
+    if isinstance(default, bool):
+        return None if isinstance(v, bool) else f"must be true or false, got {got(v)}"
+    if isinstance(default, int):
+        return None if isinstance(v, int) and not isinstance(v, bool) else f"must be an integer, got {got(v)}"
+    if isinstance(default, str):
+        return None if isinstance(v, str) else f"must be a string, got {got(v)}"
+    return None
+
+
+def _static_schema(default) -> dict:
+    if isinstance(default, bool):
+        return {"type": "boolean"}
+    if isinstance(default, int):
+        return {"type": "integer"}
+    if isinstance(default, str):
+        return {"type": "string"}
+    return {}
 
 
 class Spec(Strict):
@@ -440,6 +491,8 @@ class Spec(Strict):
     init: Init = Field(None, json_schema_extra=_no_default)
     data: Data = "population"
     optimizer: Optimizer = Field(default_factory=Optimizer)
+    sampling: Sampling = Field(None, json_schema_extra=_no_default,
+                               description="on-policy losses: the exact expected update (default) or N samples per context and step")
     seed: Seed = 0
     reward_floor: RewardFloor = Field(1e-12)
 
@@ -451,6 +504,14 @@ class Spec(Strict):
     @property
     def responses(self) -> int:
         return self.pi_ref.shape[-1]
+
+    @property
+    def all_loss_params(self) -> dict:
+        """``loss_params`` plus the top-level ``sampling`` (an option of the on-policy losses)."""
+        if self.sampling is None:
+            return dict(self.loss_params)
+        samp = self.sampling if isinstance(self.sampling, str) else {"samples": self.sampling.samples}
+        return {**self.loss_params, "sampling": samp}
 
     @property
     def n_params(self) -> int:
@@ -540,20 +601,23 @@ class Spec(Strict):
         if self.loss not in reg:
             fail(f"unknown loss {self.loss!r}{suggest(self.loss, reg)} (see `bandit-lab list losses`)", "loss")
         spec = reg[self.loss]
+        if self.sampling is not None and "sampling" not in spec.static:
+            fail(f"applies to on-policy losses only; {self.loss!r} is not one", "sampling")
         for k, v in self.loss_params.items():
             if k in spec.defaults:
-                e = (bounds.BETA if k == "beta" else bounds.SCALAR).error(v)
+                e = _hp_range(spec, k).error(v)
                 if e:
                     fail(e, "loss_params", k)
             elif k in spec.static:
-                if not isinstance(v, type(spec.static[k])):
-                    fail(f"must be {kind(spec.static[k])}, got {got(v)}", "loss_params", k)
+                e = _static_error(spec.static[k], v) if k != "sampling" else None  # sampling: checked by the loss
+                if e:
+                    fail(e, "loss_params", k)
             else:
                 allowed = sorted(set(spec.defaults) | set(spec.static))
                 fail(f"loss {self.loss!r} has no parameter {k!r}{suggest(k, allowed)} (it takes {', '.join(allowed) or 'none'})",
                      "loss_params", k)
         try:
-            losses.split_params(spec, self.loss_params)
+            losses.split_params(spec, self.all_loss_params)
         except BanditError as e:  # name the parameter when the message does
             named = [k for k in self.loss_params if k in str(e)]
             fail(str(e), "loss_params", *named[:1])
@@ -629,8 +693,10 @@ def json_schema() -> dict:
     props["loss"].pop("maxLength", None)
     rules = []
     for name, spec in sorted(reg.items()):
-        lp = {k: bounds.BETA.json_schema() if k == "beta" else bounds.SCALAR.json_schema() for k in spec.defaults}
-        lp.update({k: {"type": "string"} for k in spec.static})
+        lp = {k: _hp_range(spec, k).json_schema() for k in spec.defaults}
+        lp.update({k: _static_schema(v) for k, v in spec.static.items()})
+        if "sampling" in lp:
+            lp["sampling"] = {}
         cond = {"properties": {"loss": {"const": name}}} if name != "dpo" else {"anyOf": [{"properties": {"loss": {"const": name}}}, {"not": {"required": ["loss"]}}]}
         if name != "dpo":
             cond["required"] = ["loss"]

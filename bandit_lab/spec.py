@@ -15,6 +15,7 @@ nested lists = several contexts)::
      "init": "reference" | "uniform" | [...],
      "data": "population" | {"sampled": 500},
      "optimizer": {"name": "adam", "lr": 0.01, "steps": 3000, "schedule": "cosine"},
+     "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
 
 This module only reads files, checks the budget (:mod:`bandit_lab.budget`) and turns a
@@ -94,6 +95,11 @@ def cost(s: schema.Spec) -> budget.Cost:
     c = budget.problem(X, K, pairwise)
     if not isinstance(s.data, str):
         c = c + budget.sampling(s.data.sampled, K, X)
+    if s.sampling is not None and not isinstance(s.sampling, str):  # on-policy draws: N (groups of G) per context and step
+        G = int(s.loss_params.get("group_size", losses.get(s.loss).static.get("group_size", 1)))
+        draws = budget.array(2.0 * s.sampling.samples * G * X * K, f"the on-policy draws ({s.sampling.samples} × G = {G} per context and step)")
+        draws.work *= s.optimizer.steps
+        c = c + draws
     train = budget.training(steps=s.optimizer.steps, responses=K, contexts=X, params=s.n_params, pairwise=pairwise)
     constraint = "free" if s.parameterization.name in ("softmax", "loglinear") else "box"
     return c + (train | budget.exact(constraint, params=s.n_params, responses=K, contexts=X, pairwise=pairwise))
@@ -119,8 +125,12 @@ def build(spec):
     options = {k: getattr(par, k) for k in ("pi0", "pi1", "features") if hasattr(par, k)}
     param = params_mod.make(par.name, problem, **options)
     data = make_data(problem) if isinstance(s.data, str) else make_data(problem, "sampled", s.data.sampled, s.seed)
+    seed = s.seed
+    if s.sampling is not None:  # on-policy algorithms: exact expected update or N samples per context per step
+        if not isinstance(s.sampling, str) and s.sampling.seed is not None:
+            seed = s.sampling.seed  # keys the training draws
     try:
-        obj = make_objective(problem, s.loss, s.loss_params, weight_decay=s.weight_decay, penalty=s.penalty, param=param, data=data)
+        obj = make_objective(problem, s.loss, s.all_loss_params, weight_decay=s.weight_decay, penalty=s.penalty, param=param, data=data)
     except BanditError as e:
         raise BanditError(f"loss: {e}") from None
     opt = s.optimizer
@@ -133,7 +143,7 @@ def build(spec):
         jax.eval_shape(lambda p: obj.value(p, obj.hp), init_params)
     except BanditError as e:
         raise BanditError(f"loss: {s.loss}: {e}") from None
-    return obj, config, opt.lr, init_params, s.seed, isinstance(s.data, str)
+    return obj, config, opt.lr, init_params, seed, isinstance(s.data, str)
 
 
 def solve(spec) -> dict:
@@ -143,13 +153,24 @@ def solve(spec) -> dict:
         bar.update(f"solve: training {obj.label} ({config.optimizer}, {config.steps} steps)")
         (traj,) = train_batch([obj], config, [[hp]], seed=seed, inits=[init])
         bar.update(f"solve: exact solve of {obj.label}")
-        ex = solve_exact(obj, init=init)
+        w = obj.problem.context_weight
+        extra = {}
+        if obj.stateful:  # on-policy: the exact answer is a stationary point of the expected update
+            from bandit_lab.onpolicy.stationary import references, solve as stationary
+
+            st = stationary(obj, init=init)
+            ex = st.result
+            refs = references(obj)
+            extra = {"stationary_status": st.status, "stationary_note": st.note,
+                     "reference_policies": {k: to_list(v) for k, v in refs.items()},
+                     "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
+        else:
+            ex = solve_exact(obj, init=init)
         guards.check_exact([obj], [[obj.hp]], [[ex]])
     policy = traj.policy[0]
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
     unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
-    w = obj.problem.context_weight
-    res = {
+    res = {**extra,
         "loss": obj.label,
         "hp": obj.hp,
         "parameterization": obj.param.name,
@@ -174,23 +195,35 @@ def solve(spec) -> dict:
     return res
 
 
+def unconstrained_of(res: dict) -> bool:
+    return res["hp"].get("weight_decay", 0.0) == 0 and res["parameterization"] in ("softmax", "simplex")
+
+
 def report(res: dict) -> str:
     def fmt(p):
         a = np.asarray(p)
         rows = a if a.ndim == 2 else a[None]
         return "; ".join("[" + ", ".join(f"{v:.6f}" for v in r) + "]" for r in rows)
 
+    onp = "stationary_status" in res
+    residual = f"{res['exact_residual']:.1e}" if res["exact_residual"] is not None else None
     lines = [
         f"loss {res['loss']}  hp {', '.join(f'{k}={v:g}' for k, v in res['hp'].items())}  parameterization {res['parameterization']}",
         f"trained policy        {fmt(res['policy'])}",
-        f"exact constrained opt {fmt(res['exact'])}   "
-        + (f"(residual {res['exact_residual']:.1e})" if res["exact_residual"] is not None else "(this solver has no first-order residual)"),
+        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {residual or '—'}; {res['stationary_status']})" if onp else
+         f"exact constrained opt {fmt(res['exact'])}   " + (f"(residual {residual})" if residual else "(this solver has no first-order residual)")),
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]
     if res["oracle"] is not None:
         tag = "" if res["oracle_applies"] else "  (constrained run: the oracle is the unconstrained answer, a gap is expected)"
         lines.append(f"TV(exact, oracle)     {res['exact_vs_oracle_tv']:.3e}{tag}")
+    if onp:
+        if res["stationary_status"] != "attracting":
+            lines.append(f"NOTE                  {res['stationary_note']}")
+        for k, v in res["exact_vs_reference_tv"].items():
+            lab = {"gibbs": "TV(stationary, RLHF optimum π_ref·e^(r/β)/Z)", "dpo": "TV(stationary, DPO's optimum)"}[k]
+            lines.append(f"{lab:<44} {v:.3e}" + ("" if unconstrained_of(res) else "  (same constraint)"))
     lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final ‖projected grad‖ {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
     if not res["converged"] and res["parameterization"] == "simplex" and res["optimizer"] == "adam":
         lines.append("note: projected Adam stalls on the simplex — its per-coordinate step sizes and the Euclidean projection "

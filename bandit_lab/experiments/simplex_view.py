@@ -38,6 +38,15 @@ STYLE = {
     "rlhf[forward_kl]": ("C5", "f-RLHF (forward KL)"),
     "ipo": ("C2", "IPO"),
     "rlhf[reverse_kl,ipo]": ("C4", "RLHF with r_IPO"),
+    # on-policy algorithms (--algorithms): dotted, see bandit_lab/losses/onpolicy.py
+    "reinforce": ("C6", "REINFORCE (k1 in reward)"),
+    "rloo": ("C7", "RLOO"),
+    "ppo": ("C8", "PPO"),
+    "grpo": ("C9", "GRPO (k3 in loss)"),
+    "dr_grpo": ("#8c564b", "Dr. GRPO"),
+    "dapo": ("#17becf", "DAPO"),
+    "online_dpo": ("#bcbd22", "online DPO"),
+    "nash_md": ("#7f7f7f", "Nash-MD"),
 }
 
 
@@ -51,16 +60,29 @@ class Settings:
     mode_seeking: bool = dataclasses.field(default=True, metadata=meta("add the §3.3 mode-seeking segment panel"))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (3 responses)", bounds.PROBABILITY))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)", bounds.PROBABILITY))
+    algorithms: str = dataclasses.field(default="", metadata=meta(
+        "on-policy algorithms to add (comma list, e.g. grpo,nash_md): exact-mode trajectories and stationary points at β"))
+
+    def algorithm_list(self) -> list[str]:
+        return [a.strip() for a in self.algorithms.split(",") if a.strip()]
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
         if len(self.pi_ref) != 3:
             raise BanditError(f"--pi-ref, --pi-star: the simplex view needs a 3-response bandit; got {len(self.pi_ref)} responses")
+        from bandit_lab.losses.onpolicy import ALGORITHMS
+
+        bad = [a for a in self.algorithm_list() if a not in ALGORITHMS]
+        if bad:
+            raise BanditError(f"--algorithms: unknown on-policy algorithm(s) {', '.join(map(str, bad))}; choose from {', '.join(ALGORITHMS)}")
 
     def cost(self) -> budget.Cost:
-        P = len(self.alpha)
+        P = len(self.alpha) + len(self.algorithm_list())
         train = budget.training(steps=self.steps, responses=3, runs=6 * P, logged=200)
         return budget.problem(1, 3) + (train | budget.newton(params=3, responses=3, points=6 * P))
+
+
+ONPOLICY_STYLE = ("reinforce", "rloo", "ppo", "grpo", "dr_grpo", "dapo", "online_dpo", "nash_md")
 
 
 def to_xy(p) -> np.ndarray:
@@ -88,6 +110,19 @@ def run(s: Settings) -> dict:
                             "steps": np.asarray(trajs[i].steps[j]).tolist(), "policies": to_list(trajs[i].policies[j])})
             records.append({"kind": "constrained", "objective": o.label, "alpha": a, "policy": to_list(exact[i][j].policy),
                             "residual": float(exact[i][j].residual)})
+    for name in s.algorithm_list():  # on-policy algorithms: the trainer in exact mode, the root of the expected update
+        from bandit_lab.onpolicy.stationary import solve_batch as stationary_batch
+
+        o = make_objective(problem, name, {"beta": s.beta})
+        (tr,) = train_batch([o], config, [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas]])
+        st = stationary_batch(o, [{"weight_decay": a} for a in alphas])
+        closed, note = loss_oracle(problem, name, o.hp, o.static)
+        records.append({"kind": "unconstrained", "objective": name, "policy": None if closed is None else to_list(closed), "note": note})
+        for j, a in enumerate(alphas):
+            records.append({"kind": "trajectory", "objective": name, "alpha": a, "steps": np.asarray(tr.steps[j]).tolist(),
+                            "policies": to_list(tr.policies[j])})
+            records.append({"kind": "constrained", "objective": name, "alpha": a, "policy": to_list(st[j].result.policy),
+                            "residual": float(st[j].result.residual), "status": st[j].status})
     out = {"command": command_line("simplex", s) + " --out DIR", "alphas": alphas, "beta": s.beta, "pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}
     if s.mode_seeking:
         dpo, rlhf = ms.objectives(s.beta)
@@ -172,9 +207,10 @@ def plot(res: dict, out_dir: str) -> list[str]:
         for lab in labels:
             col, _ = STYLE.get(lab, ("k", lab))
             rlhf = lab.startswith("rlhf")
+            onp = lab in ONPOLICY_STYLE
             tr = next(r for r in recs if r["kind"] == "trajectory" and r["objective"] == lab and r["alpha"] == a)
             xy = to_xy(tr["policies"])
-            ax.plot(xy[:, 0], xy[:, 1], "--" if rlhf else "-", color=col, lw=1.6, alpha=0.9)
+            ax.plot(xy[:, 0], xy[:, 1], ":" if onp else ("--" if rlhf else "-"), color=col, lw=1.6, alpha=0.9)
             c = next(r for r in recs if r["kind"] == "constrained" and r["objective"] == lab and r["alpha"] == a)
             ax.plot(*to_xy(c["policy"]), "o" if not rlhf else "D", color=col, mec="k", ms=10 if lab == "rlhf[reverse_kl]" else 7,
                     zorder=5 if lab == "rlhf[reverse_kl]" else 6)
@@ -228,7 +264,8 @@ def plot(res: dict, out_dir: str) -> list[str]:
                     xytext=(-20, 22), textcoords="offset points", fontsize=8, color=STYLE["rlhf[reverse_kl]"][0])
         ax.plot(*at(0.5), "s", color="k", mfc="white", ms=6, zorder=5)
         ax.annotate("start θ = 0.5", at(0.5), xytext=(-5, -16), textcoords="offset points", fontsize=7)
-    handles = [Line2D([], [], color=STYLE.get(lab, ("k", lab))[0], ls="--" if lab.startswith("rlhf") else "-", lw=1.8, label=STYLE.get(lab, ("k", lab))[1])
+    handles = [Line2D([], [], color=STYLE.get(lab, ("k", lab))[0], ls=":" if lab in ONPOLICY_STYLE else ("--" if lab.startswith("rlhf") else "-"),
+                      lw=1.8, label=STYLE.get(lab, ("k", lab))[1])
                for lab in labels]
     handles += [
         Line2D([], [], ls="", marker="o", color="0.5", mec="k", label="exact optimum of a preference loss (under the panel's α)"),

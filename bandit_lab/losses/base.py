@@ -151,8 +151,11 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
         else:
             allowed = sorted(set(hp) | set(static))
             raise BanditError(f"loss {spec.name!r} has no parameter {k!r}; it takes {', '.join(allowed)}")
-    if "beta" in hp and not (np.isfinite(hp["beta"]) and hp["beta"] > 0):
-        raise BanditError(f"beta must be > 0; got {hp['beta']}")
+    # on-policy algorithms may switch their KL penalty off (β = 0, TRL's GRPO default); a
+    # preference loss's β is a temperature and must be > 0
+    zero_ok = spec.kind == "onpolicy"
+    if "beta" in hp and not (np.isfinite(hp["beta"]) and (hp["beta"] > 0 or (zero_ok and hp["beta"] == 0))):
+        raise BanditError(f"beta must be {'≥' if zero_ok else '>'} 0; got {hp['beta']}")
     if "divergence" in static:
         divergences.check(static["divergence"], hp.get("f_alpha"))
     if "reward" in static and static["reward"] not in ("bt", "ipo"):

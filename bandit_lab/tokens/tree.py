@@ -181,6 +181,14 @@ def along_tokens(per_step, c: dict):
     return jnp.sum(jnp.where(c["mask"], f[:, c["flat_index"]], 0.0), -1)
 
 
+def to_slots(per_response, c: dict, n_slots: int):
+    """JAX, the transpose of :func:`along_tokens`: per-response values ``[X, K]`` added onto the
+    (state, token) slots each response takes, ``[X, S·V]`` (dense: ``values @ path``)."""
+    vals = jnp.where(c["mask"], per_response[:, :, None], 0.0)  # [X, K, T]
+    out = jnp.zeros((per_response.shape[0], n_slots), per_response.dtype)
+    return out.at[:, c["flat_index"]].add(vals)
+
+
 def along_states(per_state, c: dict):
     """JAX: ``Σ_t f(s_t)`` over the states every response visits, ``[X, S]`` → ``[X, K]``."""
     return jnp.sum(jnp.where(c["mask"], per_state[:, c["states_at"]], 0.0), -1)

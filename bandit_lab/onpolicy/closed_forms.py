@@ -1,0 +1,265 @@
+"""Closed forms and characterisations of on-policy stationary points (NumPy float64, independent
+of the JAX losses: own enumeration, own root finding).
+
+Notation per context: π the policy, π_ref, rewards r, β the KL coefficient. A policy-gradient
+update with per-response weights ``W_k = π_k ā_k`` (``ā_k`` = the expected advantage a response k
+receives) and a KL term has, in softmax logits, the field ``F_k = −π_k(ā_k − Σ_j π_j ā_j) + β·∇_k D``.
+
+- **Gibbs** ``π_ref·e^{r/β}/Z``: REINFORCE / RLOO / PPO with the KL as k1 in the reward, k2 in the
+  loss or exact (the expected update is ∇ of −E_π r + β KL(π‖π_ref)); GRPO and Dr. GRPO with k1 *in
+  the reward* too — their advantages vanish in expectation for every response iff the shaped
+  rewards ``r − β log(π/π_ref)`` are equal (the normalised advantage is monotone), which is Gibbs.
+- **forward-KL RLHF optimum** ``β·π_ref/(λ − r)``: the same with k3 in the loss (its expected
+  gradient is ∇KL(π_ref‖π), Tang & Munos 2025).
+- **Dr. GRPO** (group mean, no std): ``ā_k = (1 − 1/G)(r_k − E_π r)``, so Gibbs / forward-KL at
+  ``β·G/(G−1)`` with the KL in the loss (Liu et al. 2025's unbiased advantage up to the factor).
+- **GRPO** (group std): Vojnovic & Yun 2025 — with the KL gradient of k3 (their "reverse KL"
+  penalty in their naming of GRPO's estimator, which differentiates KL(π_ref‖π)) the stationary
+  policy solves ``π_k = π_ref,k / (1 − ā_k(π)/β)`` (Σ_k π_k ā_k = 0 for group-normalised
+  advantages); with an exact reverse-KL gradient, ``π ∝ π_ref·exp(ā(π)/β)``. ``ā(π)`` is the
+  reward preference model ``P_G(o|π)``: the expected normalised advantage of o in a group of G
+  with G−1 i.i.d. companions. Closed forms: G = 2, ``ā_k = Σ_j π_j a(r_k − r_j)`` with
+  ``a(Δ) = (Δ/2)/(|Δ|/√2 + ε)`` (ddof 1; ``sign(Δ)/√2`` at ε = 0: pairwise comparisons); binary
+  rewards, one scalar equation in the success probability p with binomial sums
+  (:func:`binary_abar`).
+- **Mroueh 2025** (binary rewards, population mean/variance, exact KL): ``p_n = h(p_{n−1})``,
+  ``h(p) = 1/(1 + (1 − p_ref)/p_ref · exp(−1/(β√(p(1−p)+ε))))``; its fixed point is GRPO's
+  stationary success probability in that model, and exceeds p_ref (success amplification).
+- **Nash-MD** (Munos et al. 2023): the expected Nash-MD-PG update with mixture m has zeros
+  ``π ∝ π_ref·exp(P(y ≻ π^μ)/β)``, ``π^μ ∝ π^{1−m}π_ref^m``; m = 0 is the regularised Nash
+  equilibrium — also online IPO's stationary point — and m = 1 is IPO's optimum with the
+  π_ref⊗π_ref pair law (``r_IPO(y) = P(y ≻ π_ref)``).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from bandit_lab.oracles import rlhf_optimum, softmax_np
+
+
+def kl_kind(static: dict, beta: float) -> str:
+    """Which divergence the expected KL gradient differentiates (docs/onpolicy.md, Table 1):
+    ``reverse`` (KL(π‖π_ref), in the loss), ``reverse_reward`` (k1 in the reward), ``forward``
+    (KL(π_ref‖π)), ``none`` (β = 0 or k1 in the loss), ``other`` (k2/k3 in the reward)."""
+    est, place = static.get("kl_estimator", "exact"), static.get("kl_placement", "loss")
+    if beta == 0:
+        return "none"
+    if est == "exact" or (est, place) == ("k2", "loss"):
+        return "reverse"
+    if (est, place) == ("k1", "reward"):
+        return "reverse_reward"
+    if (est, place) == ("k3", "loss"):
+        return "forward"
+    if (est, place) == ("k1", "loss"):
+        return "none"
+    return "other"
+
+
+# --------------------------------------------------------------------------- group advantages
+
+def group_advantages(rewards: np.ndarray, normalize: str, ddof: int = 1, eps: float = 1e-4) -> np.ndarray:
+    """Advantages of one group (NumPy, as TRL computes them: ``(r − mean)/(std + ε)``)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    G = r.size
+    if normalize == "group_mean":
+        return r - r.mean()
+    if normalize == "loo":
+        return r - (r.sum() - r) / (G - 1)
+    if normalize == "none":
+        return r.copy()
+    if np.all(r == r[0]):
+        return np.zeros_like(r)
+    return (r - r.mean()) / (np.std(r, ddof=ddof) + eps)
+
+
+def abar(pi: np.ndarray, r: np.ndarray, G: int, normalize: str, ddof: int = 1, eps: float = 1e-4) -> np.ndarray:
+    """``ā_k`` = E[advantage of a response k | it is in a group with G−1 i.i.d. π-draws], by
+    brute-force enumeration of the companions' multisets (one context)."""
+    K = r.size
+    out = np.zeros(K)
+    for combo in itertools.combinations_with_replacement(range(K), G - 1):
+        counts = np.bincount(combo, minlength=K) if combo else np.zeros(K, int)
+        prob = math.factorial(G - 1) / np.prod([math.factorial(int(c)) for c in counts]) * np.prod(pi ** counts)
+        for k in range(K):
+            A = group_advantages(np.concatenate([[r[k]], r[list(combo)]]), normalize, ddof, eps)
+            out[k] += prob * A[0]
+    return out
+
+
+def abar_pairs(pi: np.ndarray, r: np.ndarray, ddof: int = 1, eps: float = 1e-4) -> np.ndarray:
+    """G = 2 closed form (Vojnovic & Yun §groups of two): ``ā_k = Σ_j π_j a(r_k − r_j)``,
+    ``a(Δ) = (Δ/2)/(|Δ|/s + ε)``, ``s = √2`` (ddof 1) or 2 (ddof 0); a(0) = 0."""
+    s = np.sqrt(2.0) if ddof == 1 else 2.0
+    d = r[:, None] - r[None, :]
+    a = np.where(d != 0, (d / 2) / (np.abs(d) / s + eps + (d == 0)), 0.0)
+    return a @ pi
+
+
+def binary_abar(p: float, G: int, ddof: int = 1, eps: float = 1e-4) -> tuple[float, float]:
+    """Binary rewards (success 1, failure 0), success probability p: ``(ā_success, ā_failure)``
+    from binomial sums over the number s of successes among the G−1 companions."""
+    a1 = a0 = 0.0
+    for s in range(G):
+        w = math.comb(G - 1, s) * p**s * (1 - p) ** (G - 1 - s)
+        for focal, succ in ((1.0, s + 1), (0.0, s)):
+            m = succ / G
+            ss = succ * (1 - m) ** 2 + (G - succ) * m**2
+            std = math.sqrt(ss / (G - ddof))
+            A = 0.0 if succ in (0, G) else (focal - m) / (std + eps)
+            if focal == 1.0:
+                a1 += w * A
+            else:
+                a0 += w * A
+    return a1, a0
+
+
+# --------------------------------------------------------------------------- fixed points
+
+def _solve_logits(residual, z0: np.ndarray) -> tuple[np.ndarray, float]:
+    """Root of ``residual(z) = 0`` in logits (one context), SciPy's hybrid Powell method."""
+    from scipy import optimize
+
+    sol = optimize.root(residual, z0, method="hybr", options={"xtol": 1e-15, "maxfev": 20000})
+    z = sol.x
+    return softmax_np(z[None])[0], float(np.linalg.norm(residual(z)))
+
+
+def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, normalize: str = "group_std", ddof: int = 1,
+                     eps: float = 1e-4, penalty: str = "forward", start: np.ndarray | None = None) -> tuple[np.ndarray, float, str]:
+    """Vojnovic–Yun stationary policy of GRPO in one context: ``π = π_ref/(1 − ā(π)/β)``
+    (penalty ``forward``, GRPO's k3 in the loss) or ``π ∝ π_ref·e^{ā(π)/β}`` (``reverse``).
+    Uses the G = 2 and binary closed forms of ā where they apply. Returns (π, residual, method)."""
+    ref, r = np.asarray(ref, float), np.asarray(r, float)
+    vals = np.unique(r)
+    if normalize == "population":
+        def ab(pi):
+            m = pi @ r
+            return (r - m) / np.sqrt(pi @ (r - m) ** 2 + eps)
+        method = "population moments (Mroueh 2025)"
+    elif normalize == "group_std" and vals.size == 2:
+        succ = r == vals[1]
+
+        def ab(pi):
+            a1, a0 = binary_abar(float(pi[succ].sum()), G, ddof, eps)
+            return np.where(succ, a1, a0)
+        method = "binary-reward closed form (binomial sums)"
+    elif normalize == "group_std" and G == 2:
+        ab = lambda pi: abar_pairs(pi, r, ddof, eps)  # noqa: E731
+        method = "groups-of-two closed form"
+    else:
+        ab = lambda pi: abar(pi, r, G, normalize, ddof, eps)  # noqa: E731
+        method = f"enumeration of the G−1 = {G - 1} companions"
+
+    def residual(z):
+        pi = softmax_np(z[None])[0]
+        a = ab(pi)
+        if penalty == "forward":
+            tgt = ref / np.maximum(1.0 - a / beta, 1e-300)
+            tgt = tgt / tgt.sum()
+            return np.log(pi) - np.log(tgt)
+        return np.log(pi) - np.log(softmax_np((np.log(ref) + a / beta)[None])[0])
+
+    z0 = np.log(ref if start is None else start)
+    pi, res = _solve_logits(lambda z: residual(z) - residual(z).mean() + (z.mean() - z0.mean()), z0)
+    return pi, res, method
+
+
+def mroueh_h(p: float, p_ref: float, beta: float, eps: float = 1e-4) -> float:
+    """Mroueh 2025's success-probability map ``h_{ε,p_ref}(p)``."""
+    return 1.0 / (1.0 + (1.0 - p_ref) / p_ref * math.exp(-1.0 / (beta * math.sqrt(p * (1 - p) + eps))))
+
+
+def mroueh_fixed_point(p_ref: float, beta: float, eps: float = 1e-4, iters: int = 10000) -> tuple[float, list[float]]:
+    """Iterate ``p_n = h(p_{n−1})`` from p_ref; returns (limit, iterates). The limit is refined
+    by bisection on ``h(p) − p`` around the last iterate."""
+    ps = [p_ref]
+    for _ in range(iters):
+        nxt = mroueh_h(ps[-1], p_ref, beta, eps)
+        ps.append(nxt)
+        if abs(nxt - ps[-2]) < 1e-16:
+            break
+    from scipy import optimize
+
+    g = lambda p: mroueh_h(p, p_ref, beta, eps) - p  # noqa: E731
+    lo, hi = max(ps[-1] - 1e-3, 1e-15), min(ps[-1] + 1e-3, 1 - 1e-15)
+    p_star = optimize.brentq(g, lo, hi, xtol=1e-16) if g(lo) * g(hi) < 0 else ps[-1]
+    return p_star, ps
+
+
+def nash_fixed_point(ref: np.ndarray, P: np.ndarray, beta: float, mixture: float = 0.0) -> tuple[np.ndarray, float]:
+    """Zero of Nash-MD's expected update in one context: ``π ∝ π_ref·exp(P(y ≻ π^μ)/β)`` with
+    ``π^μ ∝ π^{1−m}π_ref^m`` (m = 0: the regularised Nash equilibrium, Munos et al. 2023)."""
+    lref = np.log(ref)
+
+    def residual(z):
+        pi = softmax_np(z[None])[0]
+        mu = softmax_np(((1 - mixture) * np.log(pi) + mixture * lref)[None])[0]
+        t = lref + P @ mu / beta
+        out = np.log(pi) - (t - np.log(np.exp(t - t.max()).sum()) - t.max())
+        return out - out.mean() + z.mean() - lref.mean()
+
+    return _solve_logits(residual, lref.copy())
+
+
+# --------------------------------------------------------------------------- dispatch
+
+def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | None, str]:
+    """The closed form (or characterisation, solved independently) of an on-policy algorithm's
+    unconstrained stationary point, with a one-line note; ``(None, why)`` when none is known."""
+    beta = float(hp.get("beta", 0.0))
+    kind = kl_kind(static, beta) if loss not in ("online_dpo",) else None
+    ref, X = problem.pi_ref, problem.n_contexts
+    r = problem.r_ipo if static.get("reward") == "ipo" else problem.reward
+    if loss == "online_dpo":
+        if static.get("loss_type") == "ipo":
+            pol = np.stack([nash_fixed_point(ref[x], problem.pref[x], beta, 0.0)[0] for x in range(X)])
+            return pol, "regularised Nash equilibrium π ∝ π_ref·e^{P(y≻π)/β} (online IPO = Nash-MD with m = 0)"
+        if static.get("labels") == "argmax":
+            return None, "deterministic (argmax) labels: no finite stationary point; π collapses onto the preferred responses"
+        if problem.reward is None:
+            return None, "preferences are not Bradley–Terry: no closed form"
+        return rlhf_optimum(ref, problem.reward, beta), "Gibbs π_ref·e^{r/β}/Z (on-policy pairs, BT labels: DPO's optimum)"
+    if loss == "nash_md":
+        if kind != "reverse_reward":
+            return None, "closed form needs the KL as k1 in the reward (TRL's Nash-MD)"
+        m = float(hp.get("mixture", 0.5))
+        pol = np.stack([nash_fixed_point(ref[x], problem.pref[x], beta, m)[0] for x in range(X)])
+        tag = "regularised Nash equilibrium" if m == 0 else ("IPO's optimum with π_ref⊗π_ref pairs" if m == 1 else f"mixture m = {m:g}")
+        return pol, f"π ∝ π_ref·e^{{P(y≻π^μ)/β}}, π^μ ∝ π^{{1−m}}π_ref^m ({tag})"
+    if r is None:
+        return None, "no reward for this preference matrix (not Bradley–Terry)"
+    if kind == "none":
+        return None, "no KL penalty (β = 0 or k1 in the loss, whose expected gradient is 0): no finite stationary point; π → argmax r"
+    if kind == "other":
+        return None, f"{static['kl_estimator']} in the reward differentiates a non-convex functional (docs/onpolicy.md): no closed form"
+    fwd = kind == "forward"
+
+    def rlhf(b, tag):
+        return rlhf_optimum(ref, r, b, "forward_kl" if fwd else "reverse_kl"), tag + (" (forward-KL RLHF optimum β·π_ref/(λ−r))" if fwd else " (Gibbs π_ref·e^{r/β}/Z)")
+
+    if loss in ("reinforce", "rloo") or (loss == "ppo" and (kind == "reverse_reward" or not static.get("whiten", False))):
+        return rlhf(beta, f"{loss}: unbiased policy gradient of −E[r] + β·D")
+    if loss == "ppo":
+        return None, "PPO with whitened advantages and the KL in the loss: the batch std rescales β (no closed form)"
+    norm, G = static["normalize"], int(static["group_size"])
+    if kind == "reverse_reward":
+        return rlhf_optimum(ref, r, beta), f"{loss} with k1 in the reward: advantages vanish iff shaped rewards agree (Gibbs π_ref·e^{{r/β}}/Z)"
+    if static.get("dynamic_sampling", False):
+        return None, "dynamic sampling rescales each context's update by 1/P(non-degenerate group): no closed form"
+    if norm == "group_mean":
+        return rlhf(beta * G / (G - 1), f"Dr. GRPO: ā = (1 − 1/G)(r − E r) ⇒ effective β·G/(G−1) = {beta * G / (G - 1):.6g}")
+    if norm in ("loo", "none"):
+        return rlhf(beta, f"{norm} advantage: unbiased")
+    eps, ddof = float(hp.get("std_eps", 1e-4)), int(static.get("std_ddof", 1))
+    rows, notes = [], set()
+    for x in range(X):
+        pi, res, method = grpo_fixed_point(ref[x], r[x], beta, G, normalize=norm, ddof=ddof, eps=eps, penalty="forward" if fwd else "reverse")
+        if res > 1e-9:
+            return None, f"Vojnovic–Yun characterisation: no solution found (residual {res:.1e})"
+        rows.append(pi)
+        notes.add(method)
+    form = "π = π_ref/(1 − ā(π)/β)" if fwd else "π ∝ π_ref·e^{ā(π)/β}"
+    return np.stack(rows), f"Vojnovic–Yun: {form}, ā = expected normalised advantage ({', '.join(sorted(notes))})"

@@ -1,0 +1,148 @@
+"""Performance and scale machinery (issue 13): blocked and sharded sweeps, the matrix-free exact
+solver, index-array token trees, the persistent compilation cache."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bandit_lab import cache, solver
+from bandit_lab.objective import make_objective
+from bandit_lab.oracles import rlhf_optimum
+from bandit_lab.problems import Problem
+from bandit_lab.runner import train_batch
+from bandit_lab.tokens.param import make_param
+from bandit_lab.tokens.tree import TokenTree, make_tree_problem
+from bandit_lab.train import TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SWEEP = r"""
+import json, sys
+import bandit_lab
+from bandit_lab.experiments import weight_decay as wd
+import jax
+r = wd.run(wd.Settings(n_alphas=20, steps=400))
+print(json.dumps({"devices": len(jax.devices()), "records": [[x["policy"], x["counterpart_policy"], x["exact"]] for x in r["records"]]}))
+"""
+
+
+def _sweep(env_extra: dict) -> dict:
+    env = {**os.environ, **env_extra}
+    out = subprocess.run([sys.executable, "-c", _SWEEP], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_sweep_is_bit_identical_to_one_device():
+    """A 20-point α sweep (2 blocks of 16 points, padded to 4 blocks) on 4 forced host devices
+    gives the very bits of the one-device sweep; the SPMD mode runs and agrees to rounding."""
+    one = _sweep({"XLA_FLAGS": ""})
+    four = _sweep({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert one["devices"] == 1 and four["devices"] == 4
+    assert one["records"] == four["records"]  # exact equality of every float
+    spmd = _sweep({"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "BANDIT_LAB_SHARDING": "spmd"})
+    np.testing.assert_allclose(np.array(spmd["records"]), np.array(one["records"]), rtol=0, atol=1e-14)
+
+
+def test_a_point_does_not_depend_on_the_rest_of_the_sweep():
+    """Blocks of CHUNK = 16 points: the first 20 points of a 37-point sweep are bit-identical to
+    a 20-point sweep (XLA's CPU code for a vmapped batch otherwise depends on the batch size).
+    A sweep shorter than a block is one smaller block, so it is not covered by this claim."""
+    pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
+    objs = [make_objective(pb, "dpo"), make_objective(pb, "rlhf")]
+    alphas = list(np.geomspace(1e-3, 10, 37))
+    cfg = TrainConfig(steps=500, log_steps=(0, 500))
+    full = train_batch(objs, cfg, [[{"weight_decay": a, "lr": 0.05} for a in alphas]] * 2)
+    part = train_batch(objs, cfg, [[{"weight_decay": a, "lr": 0.05} for a in alphas[:20]]] * 2)
+    for f, p in zip(full, part):
+        assert np.array_equal(f.policy[:20], p.policy)
+        assert np.array_equal(f.loss[:20], p.loss)
+
+
+def test_matrix_free_newton_matches_dense_newton(monkeypatch):
+    """newton_krylov (Hessian-vector products, MINRES) lands where the dense modified Newton
+    does, and on the closed form, on a 3-context K = 8 bandit under weight decay and without."""
+    rng = np.random.default_rng(3)
+    ref = rng.dirichlet(np.ones(8), size=3)
+    pb = Problem.create(ref, reward=rng.normal(0, 1, (3, 8)))
+    for loss in ("dpo", "rlhf", "ipo"):
+        o = make_objective(pb, loss, {"beta": 0.7})
+        for wd in (0.0, 0.05):
+            dense = solver.newton_free(o, [{"weight_decay": wd}])[0]
+            free = solver.newton_krylov(o, {"weight_decay": wd})
+            assert dense.converged and free.converged, (loss, wd, free.residual)
+            np.testing.assert_allclose(free.policy, dense.policy, atol=1e-10)
+        if loss != "ipo":
+            np.testing.assert_allclose(free.policy if wd == 0 else solver.newton_krylov(o, {}).policy,
+                                       rlhf_optimum(pb.pi_ref, pb.reward, 0.7), atol=1e-10)
+    monkeypatch.setattr(solver, "DENSE_MAX", 4)  # newton_free dispatches to the matrix-free path
+    o = make_objective(pb, "dpo", {"beta": 0.7})
+    r = solver.newton_free(o, [{}])[0]
+    np.testing.assert_allclose(r.policy, rlhf_optimum(pb.pi_ref, pb.reward, 0.7), atol=1e-10)
+
+
+def test_token_tree_of_16384_sequences_builds_without_dense_matrices():
+    """V = 4, T = 7: K = 16,384 sequences, 5,461 states; index arrays only (O(K·T)); a
+    per-state policy's sequence law sums to 1 and its conditionals invert it."""
+    t = TokenTree.create(4, 7)
+    assert (t.n_responses, t.n_states) == (16384, 5461)
+    assert "path" not in t.__dict__ and t.flat_index.shape == (16384, 7)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(1, t.n_states, 4))
+    lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    seq = np.exp(t.seq_logp(lp))
+    assert abs(seq.sum() - 1) < 1e-12
+    assert np.abs(t.conditionals(seq) - np.exp(lp)).max() < 1e-10
+    tp = make_tree_problem(4, 7, tree=t, token_reward=rng.normal(size=(t.n_states, 4)))
+    o = make_objective(tp.problem, "rlhf", {"beta": 1.0}, param=make_param(tp))
+    assert o.data.weight.size == 0  # no K² pair grid for a whole-distribution objective
+    assert "pref" not in tp.problem.__dict__  # nor a K² preference matrix
+
+
+def test_pairwise_data_beyond_the_grid_limit_is_refused():
+    from bandit_lab.errors import BanditError
+
+    t = TokenTree.create(4, 7)
+    tp = make_tree_problem(4, 7, tree=t, token_reward=np.zeros((t.n_states, 4)))
+    with pytest.raises(BanditError, match="triple grid"):
+        make_objective(tp.problem, "dpo", {"beta": 1.0}, param=make_param(tp))
+
+
+def test_compilation_cache_directory_rules(tmp_path, monkeypatch):
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv(cache.ENV_OFF, "1")
+        assert cache.enable(str(tmp_path / "c")) is None
+        monkeypatch.delenv(cache.ENV_OFF)
+        monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "env"))
+        assert cache.default_dir() == str(tmp_path / "env")
+        d = cache.enable()
+        assert d == str(tmp_path / "env") and os.path.isdir(d) and jax.config.jax_compilation_cache_dir == d
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        assert cache.enable(str(blocker / "sub")) is None  # cannot be created: no cache, no error
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_cli_fills_the_cache_and_runs_read_only(tmp_path):
+    """A first run writes compiled programs; a second run from a read-only cache succeeds with
+    the same output."""
+    d = tmp_path / "jaxcache"
+    env = {**os.environ, cache.ENV_DIR: str(d)}
+    env.pop(cache.ENV_OFF, None)
+    cmd = [sys.executable, "-m", "cli.main", "run", "weight-decay", "--alpha", "0.1", "--steps", "300", "--json"]
+    a = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert a.returncode == 0, a.stderr
+    assert len(os.listdir(d)) > 0
+    os.chmod(d, 0o555)
+    try:
+        b = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    finally:
+        os.chmod(d, 0o755)
+    assert b.returncode == 0, b.stderr
+    assert json.loads(a.stdout)["records"] == json.loads(b.stdout)["records"]
