@@ -7,13 +7,12 @@ number the paper prints — paper value | measured | command | note — from the
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Iterator
 
 
-from bandit_lab import experiments
+from bandit_lab import experiments, files, guards, progress
 from bandit_lab.runner import jsonable
 
 # experiment name, the paper item it regenerates
@@ -207,27 +206,31 @@ def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
 
 
 def reproduce(out: str, quick: bool = False) -> Iterator[str]:
-    """Run the plan; yield one progress line per experiment; write RESULTS.md last."""
+    """Run the plan; yield one progress line per experiment; write RESULTS.md last. ``out`` must
+    exist (the CLI prepares and probes it); every file goes through :mod:`bandit_lab.files`."""
     os.makedirs(out, exist_ok=True)
     results, timings, figures = {}, {}, {}
     reg = experiments.registry()
-    for name, item in PLAN:
-        if name not in reg:
-            yield f"{name:<16} missing (experiment not registered)"
-            continue
-        exp = reg[name]
-        settings = experiments.make_settings(exp, exp.quick if quick else {})
-        t0 = time.perf_counter()
-        res = exp.run(settings)
-        figs = exp.plot(res, out) if exp.plot is not None else []
-        timings[name] = time.perf_counter() - t0
-        with open(os.path.join(out, f"{name}.json"), "w") as fh:
-            json.dump(jsonable({"experiment": name, "settings": dataclasses.asdict(settings), **res}), fh, indent=1)
-        results[name], figures[name] = res, figs
-        yield f"{name:<16} {timings[name]:6.1f} s  {item:<28} " + ", ".join(os.path.basename(f) for f in figs)
-    path = os.path.join(out, "RESULTS.md")
-    with open(path, "w") as fh:
-        fh.write(results_markdown(results, figures, timings, quick))
+    with progress.bar("reproduce", total=len(PLAN)) as bar:
+        for name, item in PLAN:
+            bar.update(f"reproduce: {name}")
+            if name not in reg:
+                bar.advance()
+                yield f"{name:<16} missing (experiment not registered)"
+                continue
+            exp = reg[name]
+            settings = experiments.make_settings(exp, exp.quick if quick else {})
+            t0 = time.perf_counter()
+            res = exp.run(settings)
+            record = {"experiment": name, "settings": dataclasses.asdict(settings), **res}
+            guards.check_result(record, f"reproduce: {name}")
+            figs = exp.plot(res, out) if exp.plot is not None else []
+            timings[name] = time.perf_counter() - t0
+            files.write_json(os.path.join(out, f"{name}.json"), jsonable(record))
+            results[name], figures[name] = res, figs
+            bar.advance()
+            yield f"{name:<16} {timings[name]:6.1f} s  {item:<28} " + ", ".join(os.path.basename(f) for f in figs)
+    path = files.write_text(os.path.join(out, "RESULTS.md"), results_markdown(results, figures, timings, quick))
     yield f"wrote {path}"
 
 

@@ -8,6 +8,7 @@ import jax
 import jax.flatten_util
 import numpy as np
 
+from bandit_lab import guards
 from bandit_lab import train as train_mod
 from bandit_lab.objective import Objective, Stack
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
@@ -55,6 +56,7 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
         key = ("train", st.signature(), config, tuple(sorted(hp)))
         (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [hp], [(st.consts(), st.param.init())], cache_key=key)
         traj = jax.tree_util.tree_map(np.asarray, traj)
+        guards.check_training([st], config, [merged], [traj])
         return [
             train_mod.Trajectory(params=traj.params[i], policy=traj.policy[:, i], steps=traj.steps, policies=traj.policies[:, :, i],
                                  loss=traj.loss, grad_norm=traj.grad_norm)
@@ -66,6 +68,7 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
            tuple(jax.tree_util.tree_structure(p) for p in p0))
     trains = [train_mod.make_train(o, config) for o in objectives]
     out = train_mod.run_many(trains, stacked, [(o.consts(), p) for o, p in zip(objectives, p0)], cache_key=key)
+    guards.check_training(objectives, config, hps, out)
     return [jax.tree_util.tree_map(np.asarray, t) for t in out]
 
 
@@ -91,8 +94,9 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
                 # the stacked value is a sum over objectives; per objective it is not kept
                 per.append(ExactResult(p, r.policy[i], float("nan"), res, bool(res <= 1e-10), r.iterations, g))
             out.append(per)
+        guards.check_exact(objectives, hps, out)
         return out
-    return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)]
+    return guards.check_exact(objectives, hps, [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)])
 
 
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],

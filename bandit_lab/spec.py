@@ -1,6 +1,8 @@
 """User-defined bandits from a JSON/TOML spec (``bandit-lab solve SPEC``).
 
-Format (all keys but ``pi_ref`` and ``preference`` optional; nested lists = several contexts)::
+The format is defined once, by the typed schema :class:`bandit_lab.schema.Spec` (``bandit-lab
+schema`` prints it as JSON Schema). Sketch (all keys but ``pi_ref`` and ``preference`` optional;
+nested lists = several contexts)::
 
     {"pi_ref": [0.4, 0.4, 0.2],
      "preference": {"pi_star": [...]} | {"reward": [...]} | {"matrix": [[...]]},
@@ -15,6 +17,10 @@ Format (all keys but ``pi_ref`` and ``preference`` optional; nested lists = seve
      "optimizer": {"name": "adam", "lr": 0.01, "steps": 3000, "schedule": "cosine"},
      "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
+
+This module only reads files, checks the budget (:mod:`bandit_lab.budget`) and turns a
+validated spec into library objects; :func:`solve` trains, solves exactly and guards both
+(:mod:`bandit_lab.guards`).
 """
 from __future__ import annotations
 
@@ -22,9 +28,10 @@ import json
 import os
 import tomllib
 
+import jax
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import budget, guards, metrics, progress, schema
 from bandit_lab import params as params_mod
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
@@ -35,109 +42,135 @@ from bandit_lab.runner import to_list, train_batch
 from bandit_lab.solver import solve_exact
 from bandit_lab.train import TrainConfig
 
-KEYS = {
-    "pi_ref", "preference", "pairs", "context_weight", "loss", "loss_params", "weight_decay", "penalty",
-    "parameterization", "init", "data", "optimizer", "seed", "reward_floor", "name", "description", "sampling",
-}
 CONVERGED_GRAD = 1e-6
+MAX_SPEC_BYTES = 64 * 2**20
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise BanditError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def read(path: str) -> object:
+    """Decode a spec file (JSON, or TOML by extension) without validating it."""
+    if not os.path.isfile(path):
+        raise BanditError(f"spec file not found: {path}" if not os.path.exists(path) else f"spec {path} is not a regular file")
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_SPEC_BYTES:
+            raise BanditError(f"spec {path} is {budget.fmt_bytes(size)}; a spec is limited to {budget.fmt_bytes(MAX_SPEC_BYTES)}")
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as e:
+        raise BanditError(f"cannot read spec {path}: {e.strerror or e}") from None
+    try:
+        if path.endswith(".toml"):
+            return tomllib.loads(raw.decode())
+        return json.loads(raw, object_pairs_hook=_no_duplicates)
+    except BanditError as e:
+        raise BanditError(f"malformed spec {path}: {e}") from None
+    except RecursionError:
+        raise BanditError(f"malformed spec {path}: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, TOMLDecodeError, a 5000-digit integer
+        raise BanditError(f"malformed spec {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def load(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise BanditError(f"spec file not found: {path}")
+    """Read and validate a spec file; return the decoded object (errors name the file and field)."""
+    raw = read(path)
+    schema.parse(raw, path)
+    return raw
+
+
+def cost(s: schema.Spec) -> budget.Cost:
+    """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.budget`)."""
+    from bandit_lab import losses
+
+    X, K = s.contexts, s.responses
+    pairwise = losses.get(s.loss).kind != "policy" or not isinstance(s.data, str)
+    c = budget.problem(X, K, pairwise)
+    if not isinstance(s.data, str):
+        c = c + budget.sampling(s.data.sampled, K, X)
+    if s.sampling is not None and not isinstance(s.sampling, str):  # on-policy draws: N (groups of G) per context and step
+        G = int(s.loss_params.get("group_size", losses.get(s.loss).static.get("group_size", 1)))
+        draws = budget.array(2.0 * s.sampling.samples * G * X * K, f"the on-policy draws ({s.sampling.samples} × G = {G} per context and step)")
+        draws.work *= s.optimizer.steps
+        c = c + draws
+    train = budget.training(steps=s.optimizer.steps, responses=K, contexts=X, params=s.n_params, pairwise=pairwise)
+    constraint = "free" if s.parameterization.name in ("softmax", "loglinear") else "box"
+    return c + (train | budget.exact(constraint, params=s.n_params, responses=K, contexts=X, pairwise=pairwise))
+
+
+def _pairs(p):
+    if isinstance(p, str):
+        return p
+    _, per_context, lists = p
+    rows = [[[i, j, w] for i, j, w in lst] for lst in lists]
+    return rows if per_context else rows[0]
+
+
+def build(spec):
+    """Spec (a dict or a validated :class:`~bandit_lab.schema.Spec`) → (objective, TrainConfig,
+    lr, init, seed, population?)."""
+    s = schema.parse(spec)
+    budget.check(cost(s), "this spec")
+    pref = s.preference
+    problem = Problem.create(s.pi_ref, **{pref.kind: getattr(pref, pref.kind)}, pairs=_pairs(s.pairs),
+                             context_weight=s.context_weight, reward_floor=s.reward_floor)
+    par = s.parameterization
+    options = {k: getattr(par, k) for k in ("pi0", "pi1", "features") if hasattr(par, k)}
+    param = params_mod.make(par.name, problem, **options)
+    data = make_data(problem) if isinstance(s.data, str) else make_data(problem, "sampled", s.data.sampled, s.seed)
+    seed = s.seed
+    if s.sampling is not None:  # on-policy algorithms: exact expected update or N samples per context per step
+        if not isinstance(s.sampling, str) and s.sampling.seed is not None:
+            seed = s.sampling.seed  # keys the training draws
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        spec = tomllib.loads(raw.decode()) if path.endswith(".toml") else json.loads(raw)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BanditError(f"malformed spec {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(spec, dict):
-        raise BanditError(f"malformed spec {path}: the top level must be an object")
-    return spec
-
-
-def build(spec: dict):
-    """Spec → (objective, TrainConfig, lr, init, seed, population?)."""
-    unknown = set(spec) - KEYS
-    if unknown:
-        raise BanditError(f"unknown spec key(s): {', '.join(sorted(unknown))}")
-    if "pi_ref" not in spec or "preference" not in spec:
-        raise BanditError("a spec needs 'pi_ref' and 'preference'")
-    pref = spec["preference"]
-    if not isinstance(pref, dict) or len(pref) != 1 or next(iter(pref)) not in ("pi_star", "reward", "matrix"):
-        raise BanditError("preference must be one of {\"pi_star\": ...}, {\"reward\": ...}, {\"matrix\": ...}")
-    kw = {"reward_floor": float(spec["reward_floor"])} if "reward_floor" in spec else {}
-    problem = Problem.create(spec["pi_ref"], **pref, pairs=spec.get("pairs", "uniform"), context_weight=spec.get("context_weight"), **kw)
-    par = spec.get("parameterization", "softmax")
-    if isinstance(par, str):
-        par = {"name": par}
-    if not isinstance(par, dict) or "name" not in par:
-        raise BanditError("parameterization must be a name or an object with 'name'")
-    param = params_mod.make(par["name"], problem, **{k: v for k, v in par.items() if k != "name"})
-    d = spec.get("data", "population")
-    seed = spec.get("seed", 0)
-    if not isinstance(seed, int) or seed < 0:
-        raise BanditError(f"seed must be a non-negative integer; got {seed!r}")
-    if d == "population":
-        data = make_data(problem)
-    elif isinstance(d, dict) and set(d) == {"sampled"}:
-        data = make_data(problem, "sampled", int(d["sampled"]), seed)
-    else:
-        raise BanditError("data must be 'population' or {\"sampled\": n}")
-    lp = spec.get("loss_params", {})
-    if not isinstance(lp, dict):
-        raise BanditError("loss_params must be an object")
-    if "sampling" in spec:  # on-policy algorithms: exact expected update or N samples per context per step
-        from bandit_lab import losses
-
-        if "sampling" not in losses.get(spec.get("loss", "dpo")).static:
-            raise BanditError(f"sampling applies to on-policy losses only; {spec.get('loss', 'dpo')!r} is not one")
-        samp = spec["sampling"]
-        lp = {**lp, "sampling": samp}
-        if isinstance(samp, dict) and "seed" in samp:
-            seed = samp["seed"]
-            if not isinstance(seed, int) or seed < 0:
-                raise BanditError(f"sampling seed must be a non-negative integer; got {seed!r}")
-    obj = make_objective(
-        problem, spec.get("loss", "dpo"), lp, weight_decay=spec.get("weight_decay", 0.0),
-        penalty=spec.get("penalty", "params"), param=param, data=data,
-    )
-    opt = dict(spec.get("optimizer", {}))
-    lr = float(opt.pop("lr", 0.05))
-    if not lr > 0:
-        raise BanditError(f"optimizer lr must be > 0; got {lr}")
-    name = opt.pop("name", "adam")
-    steps = int(opt.pop("steps", 3000))
-    schedule = opt.pop("schedule", "cosine")
-    if opt:
-        raise BanditError(f"unknown optimizer key(s): {', '.join(sorted(opt))}")
-    config = TrainConfig(optimizer=name, steps=steps, schedule=schedule, log_steps=(0, steps)).validate()
-    init = spec.get("init")
-    if init is None and par["name"] == "mixture":
+        obj = make_objective(problem, s.loss, s.all_loss_params, weight_decay=s.weight_decay, penalty=s.penalty, param=param, data=data)
+    except BanditError as e:
+        raise BanditError(f"loss: {e}") from None
+    opt = s.optimizer
+    config = TrainConfig(optimizer=opt.name, steps=opt.steps, schedule=opt.schedule, log_steps=(0, opt.steps)).validate()
+    init = s.init
+    if init is None and par.name == "mixture":
         init = 0.5
     init_params = param.init() if init is None else param.init(init)
-    return obj, config, lr, init_params, seed, d == "population"
+    try:  # trace the objective once (shapes only, no arithmetic): a loss that cannot run on this spec says so now
+        jax.eval_shape(lambda p: obj.value(p, obj.hp), init_params)
+    except BanditError as e:
+        raise BanditError(f"loss: {s.loss}: {e}") from None
+    return obj, config, opt.lr, init_params, seed, isinstance(s.data, str)
 
 
-def solve(spec: dict) -> dict:
-    obj, config, lr, init, seed, pop = build(spec)
-    (traj,) = train_batch([obj], config, [[{**obj.hp, "lr": lr}]], seed=seed, inits=[init])
-    ex = solve_exact(obj, init=init)
+def solve(spec) -> dict:
+    with progress.bar("solve: building the problem") as bar:
+        obj, config, lr, init, seed, pop = build(spec)
+        hp = {**obj.hp, "lr": lr}
+        bar.update(f"solve: training {obj.label} ({config.optimizer}, {config.steps} steps)")
+        (traj,) = train_batch([obj], config, [[hp]], seed=seed, inits=[init])
+        bar.update(f"solve: exact solve of {obj.label}")
+        w = obj.problem.context_weight
+        extra = {}
+        if obj.stateful:  # on-policy: the exact answer is a stationary point of the expected update
+            from bandit_lab.onpolicy.stationary import references, solve as stationary
+
+            st = stationary(obj, init=init)
+            ex = st.result
+            refs = references(obj)
+            extra = {"stationary_status": st.status, "stationary_note": st.note,
+                     "reference_policies": {k: to_list(v) for k, v in refs.items()},
+                     "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
+        else:
+            ex = solve_exact(obj, init=init)
+        guards.check_exact([obj], [[obj.hp]], [[ex]])
     policy = traj.policy[0]
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
     unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
-    w = obj.problem.context_weight
-    extra = {}
-    if obj.stateful:  # on-policy: the exact answer is a stationary point of the expected update
-        from bandit_lab.onpolicy.stationary import references, solve as stationary
-
-        st = stationary(obj, init=init)
-        ex = st.result
-        refs = references(obj)
-        extra = {"stationary_status": st.status, "stationary_note": st.note,
-                 "reference_policies": {k: to_list(v) for k, v in refs.items()},
-                 "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
-    return {**extra,
+    res = {**extra,
         "loss": obj.label,
         "hp": obj.hp,
         "parameterization": obj.param.name,
@@ -152,11 +185,14 @@ def solve(spec: dict) -> dict:
         "final_objective": float(traj.loss[0, -1]),
         "exact_objective": ex.value,
         "grad_norm": float(traj.grad_norm[0]),
-        "exact_residual": ex.residual,
+        # None where a first-order residual is undefined (the LP solver of a piecewise-linear loss)
+        "exact_residual": ex.residual if np.isfinite(ex.residual) else None,
         "converged": bool(traj.grad_norm[0] <= CONVERGED_GRAD),
         "optimizer": config.optimizer,
         "exact_converged": ex.converged,
     }
+    guards.check_result(res, "solve")
+    return res
 
 
 def unconstrained_of(res: dict) -> bool:
@@ -170,11 +206,12 @@ def report(res: dict) -> str:
         return "; ".join("[" + ", ".join(f"{v:.6f}" for v in r) + "]" for r in rows)
 
     onp = "stationary_status" in res
+    residual = f"{res['exact_residual']:.1e}" if res["exact_residual"] is not None else None
     lines = [
         f"loss {res['loss']}  hp {', '.join(f'{k}={v:g}' for k, v in res['hp'].items())}  parameterization {res['parameterization']}",
         f"trained policy        {fmt(res['policy'])}",
-        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {res['exact_residual']:.1e}; {res['stationary_status']})" if onp else
-         f"exact constrained opt {fmt(res['exact'])}   (residual {res['exact_residual']:.1e})"),
+        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {residual or '—'}; {res['stationary_status']})" if onp else
+         f"exact constrained opt {fmt(res['exact'])}   " + (f"(residual {residual})" if residual else "(this solver has no first-order residual)")),
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]

@@ -1,34 +1,61 @@
-"""The ``bandit-lab`` command: a thin typer layer over :mod:`bandit_lab` (no numerics here)."""
+"""The ``bandit-lab`` command: a thin typer layer over :mod:`bandit_lab` (no numerics here).
+
+Layout:
+- the root callback (``--float32``, ``--max-memory``, ``--max-work``);
+- ``run NAME``: one typer command per experiment, generated from its settings dataclass
+  (:func:`experiment_command`); experiments are discovered from their files without importing
+  them (:func:`experiment_index`), so ``bandit-lab run --help`` needs no JAX and a cold
+  ``bandit-lab run NAME`` imports exactly one experiment module;
+- the other commands (``solve``, ``schema``, ``verify``, ``reproduce``, ``fixed-points``, ``list``);
+- "command modules": commands that live in their own ``cli/NAME.py`` are registered in one place;
+- :func:`main`: every exception a user can cause → one stderr line and its exit code (see
+  :mod:`bandit_lab.errors`).
+"""
 from __future__ import annotations
 
+import ast
 import dataclasses
+import decimal
+import difflib
+import importlib
+import importlib.util
+import inspect
 import json
 import os
 import sys
 import time
-import typing
+import warnings
 from typing import Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 4, 130  # = bandit_lab.errors (tested equal)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Exact preference-optimisation bandits: DPO, IPO, f-DPO, RLHF and friends.")
 
 
-class UserError(Exception):
-    pass
+def _errors():
+    from bandit_lab import errors
+
+    return errors
 
 
-def _bandit_error():
-    from bandit_lab.errors import BanditError
-
-    return BanditError
+def _bandit_error(msg: str):
+    return _errors().BanditError(msg)
 
 
 @app.callback()
-def _root(float32: bool = typer.Option(False, "--float32", help="float32 instead of float64 (speed option; not for checks)"),
-          no_cache: bool = typer.Option(False, "--no-cache", help="don't use JAX's persistent compilation cache "
-                                        "(default: on, in $BANDIT_LAB_CACHE_DIR or the user cache dir; BANDIT_LAB_NO_CACHE=1 also disables it)")):
+def _root(
+    float32: bool = typer.Option(False, "--float32", help="float32 instead of float64 (speed option; not for checks)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="don't use JAX's persistent compilation cache "
+                                  "(default: on, in $BANDIT_LAB_CACHE_DIR or the user cache dir; BANDIT_LAB_NO_CACHE=1 also disables it)"),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", metavar="SIZE",
+                                             help="refuse jobs estimated to need more memory (e.g. 16G) [default: a quarter of RAM]"),
+    max_work: Optional[str] = typer.Option(None, "--max-work", metavar="DURATION",
+                                           help="refuse jobs estimated to take longer (e.g. 30m, 2h) [default: 10m]"),
+):
     if not no_cache:
         from bandit_lab import cache
 
@@ -37,190 +64,321 @@ def _root(float32: bool = typer.Option(False, "--float32", help="float32 instead
         import bandit_lab
 
         bandit_lab.use_float32()
+    if max_memory is not None or max_work is not None:
+        from bandit_lab import budget
+
+        budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
+                          None if max_work is None else budget.parse_duration(max_work))
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def _clean(obj):
+def _clean(obj, what: str):
+    """JSON-ready result; a non-finite number is a divergence, never printed (nor a ``null``)."""
+    from bandit_lab import guards
     from bandit_lab.runner import jsonable
 
+    guards.check_result(obj, what)
     return jsonable(obj)
 
 
-def _prepare_out(path: str, overwrite: bool) -> str:
-    from bandit_lab.errors import BanditError
+def _prepare_out(path: str, overwrite: bool):
+    from bandit_lab import files
 
-    if os.path.exists(path):
-        if not os.path.isdir(path):
-            raise BanditError(f"output path {path} exists and is not a directory")
-        if os.listdir(path) and not overwrite:
-            raise BanditError(f"output directory {path} exists; pass --overwrite to replace its files or choose another --out")
-    return path
+    return files.prepare_out(path, overwrite)
 
 
-def _parse_options(settings_cls, tokens: list[str]) -> dict:
-    """``--field value`` / ``--flag`` / ``--no-flag`` / repeated ``--item v`` for tuple fields."""
-    from bandit_lab.errors import BanditError
-
-    hints = typing.get_type_hints(settings_cls)
-    fields = {f.name: f for f in dataclasses.fields(settings_cls)}
-    out: dict = {}
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if not tok.startswith("--"):
-            raise BanditError(f"unexpected argument {tok!r}")
-        name, _, val = tok[2:].partition("=")
-        key = name.replace("-", "_")
-        neg = key.startswith("no_") and key[3:] in fields and hints[key[3:]] is bool
-        if neg:
-            key = key[3:]
-        if key not in fields:
-            raise BanditError(f"unknown option --{name} (see --help)")
-        typ = hints[key]
-        if typ is bool:
-            out[key] = not neg
-            i += 1
-            continue
-        if not val:
-            if i + 1 >= len(tokens):
-                raise BanditError(f"option --{name} needs a value")
-            val = tokens[i + 1]
-            i += 1
-        i += 1
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
-        base = args[0] if args else typ
-        try:
-            if base is tuple or typing.get_origin(typ) is tuple or typing.get_origin(base) is tuple:
-                default = fields[key].default
-                elem = type(default[0]) if isinstance(default, tuple) and default else float
-                parts = [elem(v) for v in val.split(",") if v != ""]
-                out[key] = tuple(out.get(key, ())) + tuple(parts) if key in out else tuple(parts)
-            else:
-                out[key] = base(val)
-        except (TypeError, ValueError):
-            raise BanditError(f"option --{name} expects {getattr(base, '__name__', base)}; got {val!r}") from None
-    return out
+def _bad_value(msg: str) -> Exception:
+    return typer.BadParameter(msg)
 
 
-def _experiment_help(exp) -> str:
-    hints = typing.get_type_hints(exp.settings)
-    lines = [f"bandit-lab run {exp.name} [OPTIONS]", "", exp.summary + (f"  ({exp.reference})" if exp.reference else ""), "", "Options:"]
-    for f in dataclasses.fields(exp.settings):
-        t = hints[f.name]
-        flag = f"--{f.name.replace('_', '-')}" + ("" if t is bool else " VALUE")
-        lines.append(f"  {flag:<28} {f.metadata.get('help', '')} [default: {f.default}]")
-    lines += [
-        f"  {'--out DIR':<28} write records.json and figures to DIR (sweeps default to runs/NAME-TIMESTAMP/)",
-        f"  {'--overwrite':<28} allow replacing files in an existing --out",
-        f"  {'--json':<28} print one JSON object to stdout",
-        f"  {'--no-plot':<28} skip figures",
-    ]
-    return "\n".join(lines)
+def _int_text(text) -> int:
+    """``12``, ``1_000`` or an integral ``1e8`` → int (never ``2.5`` or ``true``); ValueError otherwise."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        pass
+    try:
+        d = decimal.Decimal(str(text).strip())
+    except decimal.InvalidOperation:
+        raise ValueError(text) from None
+    if not d.is_finite() or d != d.to_integral_value():
+        raise ValueError(text)
+    return int(d)
 
 
-# ----------------------------------------------------------------------------- commands
+def _parse_int(text) -> int:
+    """An integer option (see :func:`_int_text`)."""
+    try:
+        return _int_text(text)
+    except ValueError:
+        raise _bad_value(f"must be an integer, got {str(text)!r}") from None
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
-def run(ctx: typer.Context, name: str = typer.Argument(..., help="experiment name (see `bandit-lab list`)")):
-    """Run an experiment: `bandit-lab run NAME --help` lists its options."""
+
+def _parse_float(text) -> float:
+    """A number option (``inf``/``nan`` parse; the option's range then refuses them by name)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise _bad_value(f"must be a number, got {str(text)!r}") from None
+
+
+# ----------------------------------------------------------------------------- experiments
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentInfo:
+    name: str
+    module: str
+    summary: str
+    reference: str
+
+
+def _experiments_dir() -> str:
+    spec = importlib.util.find_spec("bandit_lab")  # locates the package without importing it (no JAX)
+    return os.path.join(list(spec.submodule_search_locations)[0], "experiments")
+
+
+_INDEX: dict[str, ExperimentInfo] = {}
+
+
+def experiment_index() -> dict[str, ExperimentInfo]:
+    """Every experiment's name, module, summary and reference, read from the literal
+    ``EXPERIMENT = Experiment(name=..., summary=...)`` of each file in ``bandit_lab/experiments/``
+    (``ast``, no import). A test checks it equals :func:`bandit_lab.experiments.registry`."""
+    if not _INDEX:
+        d = _experiments_dir()
+        for fn in sorted(os.listdir(d)):
+            if not fn.endswith(".py") or fn.startswith("_"):
+                continue
+            try:
+                tree = ast.parse(open(os.path.join(d, fn), encoding="utf-8").read())
+            except (OSError, SyntaxError):
+                continue
+            for node in tree.body:
+                if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "EXPERIMENT" for t in node.targets)
+                        and isinstance(node.value, ast.Call)):
+                    kw = {k.arg: k.value for k in node.value.keywords}
+                    lit = {k: v.value for k, v in kw.items() if isinstance(v, ast.Constant) and isinstance(v.value, str)}
+                    if "name" in lit:
+                        _INDEX[lit["name"]] = ExperimentInfo(lit["name"], fn[:-3], lit.get("summary", ""), lit.get("reference", ""))
+    return dict(sorted(_INDEX.items()))
+
+
+def _load_experiment(info: ExperimentInfo):
+    return importlib.import_module(f"bandit_lab.experiments.{info.module}").EXPERIMENT
+
+
+COMMON = ("out", "overwrite", "json", "plot")
+
+
+def experiment_command(exp, action=None) -> TyperCommand:
+    """A typer command for one experiment, generated from its settings' typed fields:
+    ``--field VALUE`` for numbers and strings (type, range or choices and default in
+    ``--help``), ``--flag/--no-flag`` for booleans, comma lists (``--betas 0.1,1``, or the
+    option repeated) for tuples; plus ``--out``, ``--overwrite``, ``--json``, ``--no-plot``.
+    ``action(exp, overrides, common)`` runs it (default :func:`run_experiment`)."""
     from bandit_lab import experiments
 
-    exp = experiments.get(name)
-    tokens = list(ctx.args)
-    common = {"out": None, "overwrite": False, "json": False, "plot": True}
-    rest = []
-    i = 0
-    while i < len(tokens):
-        t = tokens[i]
-        if t in ("--help", "-h"):
-            print(_experiment_help(exp))
-            return 0
-        if t == "--out" or t.startswith("--out="):
-            if "=" in t:
-                common["out"] = t.split("=", 1)[1]
-            else:
-                if i + 1 >= len(tokens):
-                    raise _bandit_error()("option --out needs a directory")
-                common["out"] = tokens[i + 1]
-                i += 1
-        elif t == "--overwrite":
-            common["overwrite"] = True
-        elif t == "--json":
-            common["json"] = True
-        elif t == "--no-plot":
-            common["plot"] = False
+    action = action or run_experiment
+    opts = experiments.options(exp.settings)
+    params = []
+    for o in opts:
+        if o.flag[2:] in COMMON:
+            raise TypeError(f"{exp.name}: option {o.flag} collides with a common option")
+        rng = o.describe()
+        text = o.help + (f"; {rng}" if rng and not o.choices else "")
+        if o.many:
+            kind = {float: "number", int: "integer", str: "name"}[o.kind]
+            default = ",".join(experiments.format_value(x) for x in o.default) if o.default else "none"
+            opt = typer.Option(None, o.flag, metavar=f"{kind.upper()},…", show_default=default,
+                               help=f"{text} (comma-separated {kind}s, or repeat the option)")
+            ann = Optional[list[str]]
+        elif o.kind is bool:
+            opt = typer.Option(o.default, f"{o.flag}/--no-{o.flag[2:]}", help=text)
+            ann = bool
+        elif o.kind is int:
+            opt = typer.Option(o.default, o.flag, parser=_parse_int, metavar="INTEGER", help=text)
+            ann = Optional[int] if o.optional else int
+        elif o.kind is float:
+            opt = typer.Option(o.default, o.flag, parser=_parse_float, metavar="NUMBER", help=text)
+            ann = Optional[float] if o.optional else float
         else:
-            rest.append(t)
-        i += 1
-    settings = experiments.make_settings(exp, _parse_options(exp.settings, rest))
+            opt = typer.Option(o.default, o.flag, metavar="|".join(o.choices) if o.choices else "TEXT", help=text)
+            ann = Optional[str] if o.optional else str
+        params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+    params += [
+        inspect.Parameter("cli_out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--out", metavar="DIR",
+                                               help="write records.json and figures to DIR (sweeps default to runs/NAME-TIMESTAMP/)")),
+        inspect.Parameter("cli_overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--overwrite", help="allow replacing files in an existing --out")),
+        inspect.Parameter("cli_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(False, "--json", help="print one JSON object to stdout")),
+        inspect.Parameter("cli_plot", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                          default=typer.Option(True, "--plot/--no-plot", help="draw figures (with --out or a sweep)")),
+    ]
+
+    def callback(**kw):
+        overrides = {}
+        for o in opts:
+            v = kw[o.name]
+            if o.many:
+                if v is None:
+                    continue
+                items = [x.strip() for part in v for x in part.split(",") if x.strip()]
+                conv = {float: float, int: _int_text, str: str}[o.kind]
+                try:
+                    overrides[o.name] = tuple(conv(x) for x in items)
+                except ValueError:
+                    kind = {float: "number", int: "integer", str: "name"}[o.kind]
+                    raise _bandit_error(f"{o.flag}: must be comma-separated {kind}s, got {','.join(v)!r}") from None
+            else:
+                overrides[o.name] = v
+        common = {"out": kw["cli_out"], "overwrite": kw["cli_overwrite"], "json": kw["cli_json"], "plot": kw["cli_plot"]}
+        return action(exp, overrides, common)
+
+    callback.__signature__ = inspect.Signature(params)
+    callback.__name__ = exp.name.replace("-", "_")
+    sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    sub.command(name=exp.name, help=exp.summary + (f" ({exp.reference})" if exp.reference else ""))(callback)
+    return typer.main.get_command(sub)
+
+
+def run_experiment(exp, overrides: dict, common: dict) -> int:
+    from bandit_lab import experiments, files, progress
+
+    settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
     # Without --out, a sweep writes to a fresh runs/NAME-YYYYmmdd-HHMMSS/: never over earlier results.
     out = common["out"] or (os.path.join("runs", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}") if writes else None)
-    if out:
-        _prepare_out(out, common["overwrite"])
-    result = exp.run(settings)
-    files = []
-    if out:
-        os.makedirs(out, exist_ok=True)
-        rec_path = os.path.join(out, "records.json")
-        with open(rec_path, "w") as fh:
-            json.dump(_clean({"experiment": exp.name, "settings": dataclasses.asdict(settings), **result}), fh, indent=1)
-        files.append(rec_path)
-        if common["plot"] and exp.plot is not None:
-            files += exp.plot(result, out)
+    outdir = _prepare_out(out, common["overwrite"]) if out else None
+    try:
+        with progress.bar(f"run {exp.name}"):
+            result = exp.run(settings)
+        record = _clean({"experiment": exp.name, "settings": dataclasses.asdict(settings), **result}, f"run {exp.name}")
+        written = []
+        if outdir is not None:
+            written.append(files.write_json(os.path.join(outdir, "records.json"), record))
+            if common["plot"] and exp.plot is not None:
+                written += exp.plot(result, outdir)
+    except BaseException:
+        if outdir is not None:
+            outdir.discard()
+        raise
     if common["json"]:
-        print(json.dumps(_clean({"experiment": exp.name, "settings": dataclasses.asdict(settings), **result, "files": files})))
+        print(json.dumps({**record, "files": written}, allow_nan=False))
     else:
         print(exp.report(result))
-        for f in files:
+        for f in written:
             print(f"wrote {f}")
     return 0
 
 
+class ExperimentGroup(TyperGroup):
+    """``bandit-lab run``: lists experiments from :func:`experiment_index` (no imports) and
+    builds the command of the one invoked."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(experiment_index())
+
+    def get_command(self, ctx, name):
+        info = experiment_index().get(name)
+        if info is None:
+            return None
+        # for the listing only: the summary, without importing the experiment
+        return TyperCommand(name, help=info.summary + (f" [{info.reference}]" if info.reference else ""), callback=lambda: None)
+
+    def resolve_command(self, ctx, args):
+        name = args[0]
+        # fast path, no index: the module named after the experiment (weight-decay → weight_decay.py)
+        guess = name.replace("-", "_")
+        if guess.isidentifier() and os.path.isfile(os.path.join(_experiments_dir(), guess + ".py")):
+            exp = getattr(importlib.import_module(f"bandit_lab.experiments.{guess}"), "EXPERIMENT", None)
+            if exp is not None and exp.name == name:
+                return name, experiment_command(exp), args[1:]
+        index = experiment_index()
+        if name not in index:
+            m = difflib.get_close_matches(name, list(index), n=1, cutoff=0.5)
+            raise _bandit_error(f"unknown experiment {name!r}" + (f"; did you mean {m[0]!r}?" if m else "")
+                                + f" (choose one of {', '.join(index)})")
+        return name, experiment_command(_load_experiment(index[name])), args[1:]
+
+
+run_app = typer.Typer(cls=ExperimentGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      help="Run an experiment: `bandit-lab run NAME --help` lists its typed options.")
+app.add_typer(run_app, name="run")
+
+
+# ----------------------------------------------------------------------------- commands
+
 @app.command()
 def solve(
-    spec: str = typer.Argument(..., help="a JSON (or .toml) spec; see examples/"),
+    spec: str = typer.Argument(..., help="a JSON (or .toml) spec; see examples/ and `bandit-lab schema`"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
     """Train and exactly solve a user-defined bandit; compare with the closed form."""
     from bandit_lab import spec as spec_mod
 
     res = spec_mod.solve(spec_mod.load(spec))
-    print(json.dumps(_clean(res)) if as_json else spec_mod.report(res))
+    print(json.dumps(_clean(res, "solve"), allow_nan=False) if as_json else spec_mod.report(res))
+    return 0
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of a `solve` spec (for editors: validate spec files as you type)."""
+    from bandit_lab import schema as schema_mod
+
+    print(json.dumps(schema_mod.json_schema(), indent=1, ensure_ascii=False))
     return 0
 
 
 @app.command()
 def verify(
     only: Optional[list[str]] = typer.Option(None, "--only", help="run only these checks (repeatable)"),
-    instances: Optional[int] = typer.Option(None, "--instances", help="random instances per check"),
-    seed: int = typer.Option(0, "--seed"),
+    instances: Optional[int] = typer.Option(None, "--instances", parser=_parse_int, metavar="INTEGER",
+                                            help="random instances per check; ≥ 1"),
+    seed: int = typer.Option(0, "--seed", parser=_parse_int, metavar="INTEGER", help="seed of the random instances; in [0, 2^32 − 1]"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Run the registered theorem checks; non-zero exit on any failure."""
-    from bandit_lab import checks
+    """Run the registered theorem checks; exit 1 on any failure."""
+    from bandit_lab import bounds, budget, checks, progress
 
+    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED)):
+        e = None if value is None else rng.error(value)
+        if e:
+            raise _bandit_error(f"{flag}: {e}")
     reg = checks.registry()
-    names = list(only) if only else list(reg)
+    names = list(dict.fromkeys(only)) if only else list(reg)
     unknown = [n for n in names if n not in reg]
     if unknown:
-        raise _bandit_error()(f"unknown check(s) {', '.join(unknown)}; see `bandit-lab list`")
-    if instances is not None and instances < 1:
-        raise _bandit_error()("--instances must be ≥ 1")
+        m = difflib.get_close_matches(unknown[0], list(reg), n=1, cutoff=0.5)
+        raise _bandit_error(f"unknown check(s) {', '.join(unknown)}" + (f"; did you mean {m[0]!r}?" if m else "") + "; see `bandit-lab list checks`")
+    n_inst = sum(instances or reg[n].n_instances for n in names)
+    budget.check(budget.instances(n_inst, 1), "`bandit-lab verify`")
     results = []
     if not as_json:
         print(f"{'check':<24}{'claim':<92}{'value':>11}{'tol':>10}  pass")
-    for n in names:
-        r = checks.run_check(reg[n], instances, seed)
-        results.append(r)
-        if not as_json:
-            sign = "≥" if r.check.direction == "≥" else "≤"
-            print(f"{n:<24}{r.check.claim[:90]:<92}{r.value:>11.2e}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
+    with progress.bar("verify", total=len(names)) as bar:
+        for n in names:
+            bar.update(f"verify {n}")
+            r = checks.run_check(reg[n], instances, seed)
+            bar.advance()
+            results.append(r)
+            if not as_json:
+                sign = "≥" if r.check.direction == "≥" else "≤"
+                value = f"{r.value:>11.2e}" if r.value == r.value else f"{'—':>11}"  # NaN: the check could not evaluate
+                print(f"{n:<24}{r.check.claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
     if as_json:
-        print(json.dumps(_clean([{"check": r.check.name, "claim": r.check.claim, "value": r.value, "tolerance": r.check.tolerance,
-                                  "direction": r.check.direction, "passed": r.passed, "instances": instances or r.check.n_instances,
-                                  "seconds": r.seconds} for r in results])))
+        from bandit_lab.runner import jsonable
+
+        print(json.dumps(jsonable([{"check": r.check.name, "claim": r.check.claim, "value": r.value, "tolerance": r.check.tolerance,
+                                    "direction": r.check.direction, "passed": r.passed, "instances": instances or r.check.n_instances,
+                                    "seconds": r.seconds} for r in results]), allow_nan=False))
     failed = [r.check.name for r in results if not r.passed]
     if failed:
         print(f"bandit-lab: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -237,9 +395,13 @@ def reproduce(
     """Regenerate every figure of Kong et al. and write RESULTS.md (paper | measured | command)."""
     from bandit_lab import reproduce as reproduce_mod
 
-    _prepare_out(out, overwrite)
-    for line in reproduce_mod.reproduce(out, quick=quick):
-        print(line, flush=True)
+    outdir = _prepare_out(out, overwrite)
+    try:
+        for line in reproduce_mod.reproduce(outdir, quick=quick):
+            print(line, flush=True)
+    except BaseException:
+        outdir.discard()
+        raise
     return 0
 
 
@@ -250,39 +412,51 @@ def fixed_points(
 ):
     """The exact population optimum of every registered loss on one bandit."""
     from bandit_lab import fixed_points as fp
+    from bandit_lab import spec as spec_mod
 
-    res = fp.fixed_points(None if spec is None else __import__("bandit_lab.spec", fromlist=["load"]).load(spec))
-    print(json.dumps(_clean(res)) if as_json else fp.report(res))
+    res = fp.fixed_points(None if spec is None else spec_mod.load(spec))
+    if as_json:
+        from bandit_lab.runner import jsonable
+
+        print(json.dumps(jsonable(res)))  # NaN/∞ here mean "no finite minimiser", reported as such
+    else:
+        print(fp.report(res))
     return 0
 
 
 @app.command("list")
 def list_(what: str = typer.Argument("all", help="all | experiments | losses | checks")):
     """List experiments, losses and theorem checks."""
-    from bandit_lab import checks, experiments, losses
-
     if what not in ("all", "experiments", "losses", "checks"):
-        raise _bandit_error()(f"list what? choose all, experiments, losses or checks; got {what!r}")
+        raise _bandit_error(f"list what? choose all, experiments, losses or checks; got {what!r}")
     if what in ("all", "experiments"):
         print("experiments:")
-        for n, e in experiments.registry().items():
+        for n, e in experiment_index().items():
             print(f"  {n:<22} {e.summary}" + (f"  [{e.reference}]" if e.reference else ""))
     if what in ("all", "losses"):
+        from bandit_lab import losses
+
         print("losses:")
         for n, s in sorted(losses.registry().items()):
             params = ", ".join([f"{k}={v}" for k, v in s.defaults.items()] + [f"{k}={v}" for k, v in s.static.items()])
             print(f"  {n:<22} {s.summary} ({params})  [{s.citation}]")
     if what in ("all", "checks"):
+        from bandit_lab import checks
+
         print("checks:")
         for n, c in checks.registry().items():
             print(f"  {n:<22} {c.claim}")
     return 0
 
 
+# ----------------------------------------------------------------------------- command modules
+# Commands defined in their own module ``cli/NAME.py`` are registered here, one line each.
 from cli.explore import explore as _explore  # noqa: E402  (the teaching page, issue 14)
 
 app.command()(_explore)
 
+
+# ----------------------------------------------------------------------------- entry point
 
 def _usage_error(e: BaseException) -> bool:
     """A typer usage error (unknown option, missing argument, bad value). Matched by shape: typer
@@ -291,27 +465,48 @@ def _usage_error(e: BaseException) -> bool:
     return hasattr(e, "format_message") and getattr(e, "exit_code", None) == 2
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> None:
-    BanditError = _bandit_error()
+    """Run the CLI; exit codes: 0 ok, 1 a check failed, 2 bad input, 3 internal error,
+    4 divergence, 130 interrupted (see :mod:`bandit_lab.errors`)."""
+    if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
+        sys.modules["bandit_lab.budget"].set_limits()
     try:
-        rv = app(args=argv, standalone_mode=False)
-    except BanditError as e:
-        print(f"bandit-lab: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        with warnings.catch_warnings():
+            # NumPy's RuntimeWarnings (overflow, invalid value) are not for the user's terminal: a
+            # non-finite result is reported by the guards as one line, so these would only precede it.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rv = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
         sys.exit(getattr(e, "exit_code", 0))
     except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
+        print("bandit-lab: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as e:
+        errors = sys.modules.get("bandit_lab.errors")
+        if errors is not None and isinstance(e, errors.BanditError):
+            print(f"bandit-lab: error: {_one_line(e)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        if errors is not None and isinstance(e, errors.DivergenceError):
+            print(f"bandit-lab: diverged: {_one_line(e)}", file=sys.stderr)
+            sys.exit(EXIT_DIVERGED)
         if _usage_error(e):
-            print(f"bandit-lab: error: {e.format_message()}", file=sys.stderr)
-            sys.exit(2)
+            msg = _one_line(e.format_message())
+            if msg:  # empty: a command given no arguments has printed its help
+                print(f"bandit-lab: error: {msg}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(e, MemoryError):
+            print("bandit-lab: error: out of memory (the job's estimate missed it); make it smaller", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
         if os.environ.get("BANDIT_LAB_DEBUG"):  # a bug, not bad input: one line, traceback on request
             raise
         msg = str(e).splitlines()[0] if str(e) else ""
         print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
-        sys.exit(3)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -42,13 +42,13 @@ def test_bad_input_is_one_line_exit_2(argv, capsys):
     "spec, msg",
     [
         ("{not json", "malformed spec"),
-        ('{"pi_ref": [0.5, 0.5]}', "needs 'pi_ref' and 'preference'"),
-        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss": "nope"}', "unknown loss"),
-        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss_params": {"beta": -1}}', "beta must be > 0"),
-        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "weight_decay": -0.1}', "≥ 0"),
-        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "colour": "red"}', "unknown spec key"),
-        ('{"pi_ref": [0.5, 0.6], "preference": {"reward": [0, 1]}}', "sum to 1"),
-        ('{"pi_ref": [0.3, 0.3, 0.4], "preference": {"matrix": [[0.5, 0.8, 0.3], [0.2, 0.5, 0.9], [0.7, 0.1, 0.5]]}, "loss": "rlhf"}', "not Bradley"),
+        ('{"pi_ref": [0.5, 0.5]}', "preference: is required"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss": "nope"}', "loss: unknown loss 'nope'"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "loss_params": {"beta": -1}}', "loss_params.beta: must be a finite number in [1e-06, 1e+06], got -1"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "weight_decay": -0.1}', "weight_decay: must be a finite number in [0, 1e+06]"),
+        ('{"pi_ref": [0.5, 0.5], "preference": {"reward": [0, 1]}, "colour": "red"}', "colour: unknown spec key"),
+        ('{"pi_ref": [0.5, 0.6], "preference": {"reward": [0, 1]}}', "pi_ref: must sum to 1"),
+        ('{"pi_ref": [0.3, 0.3, 0.4], "preference": {"matrix": [[0.5, 0.8, 0.3], [0.2, 0.5, 0.9], [0.7, 0.1, 0.5]]}, "loss": "rlhf"}', "loss: this preference matrix is not Bradley"),
     ],
 )
 def test_malformed_specs(tmp_path, spec, msg, capsys):
@@ -78,9 +78,9 @@ def test_out_dir_needs_overwrite(tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "--overwrite" in err
     assert os.path.getmtime(out / "records.json") == mtime
-    from cli.main import _prepare_out  # --overwrite lets the same directory through
+    from bandit_lab.files import prepare_out  # --overwrite lets the same directory through
 
-    assert _prepare_out(str(out), True) == str(out)
+    assert prepare_out(str(out), True) == str(out)
 
 
 def test_solve_examples_json(capsys):

@@ -23,9 +23,9 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
-from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
+from bandit_lab import bounds, budget, metrics
+from bandit_lab.divergences import DIVERGENCES
+from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -36,32 +36,27 @@ from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate"))
-    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps (the last logged 'epoch')"))
-    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam | sgd"))
-    schedule: str = dataclasses.field(default="exponential", metadata=meta("exponential (default: converges and stays) | constant | cosine"))
-    distance: str = dataclasses.field(default="tv", metadata=meta("tv | l2 | kl | reverse_kl"))
-    n_log: int = dataclasses.field(default=40, metadata=meta("number of log-spaced logged steps"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)", bounds.BETA))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate", bounds.LR))
+    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps (the last logged 'epoch')", bounds.STEPS))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("optimizer", choices=OPTIMIZERS))
+    schedule: str = dataclasses.field(default="exponential", metadata=meta("exponential (default: converges and stays) | constant | cosine", choices=SCHEDULES))
+    distance: str = dataclasses.field(default="tv", metadata=meta("distance between the two policies", choices=tuple(metrics.DISTANCES)))
+    n_log: int = dataclasses.field(default=40, metadata=meta("number of log-spaced logged steps", bounds.Int(ge=2, le=bounds.INT64_MAX)))
     compare_constant: bool = dataclasses.field(default=True, metadata=meta("also run constant-lr Adam (the paper's plain Adam) for comparison"))
-    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)"))
+    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence", choices=DIVERGENCES))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
 
     def validate(self) -> None:
-        if not (np.isfinite(self.beta) and self.beta > 0):
-            raise BanditError(f"beta must be > 0; got {self.beta}")
-        if not self.lr > 0:
-            raise BanditError(f"lr must be > 0; got {self.lr}")
-        if self.steps < 1:
-            raise BanditError(f"steps must be ≥ 1; got {self.steps}")
-        if self.n_log < 2:
-            raise BanditError("n_log must be ≥ 2")
-        if self.optimizer not in OPTIMIZERS:
-            raise BanditError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise BanditError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
-        metrics.distance(self.distance)
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+
+    def cost(self) -> budget.Cost:
+        K = len(self.pi_ref)
+        logged = min(self.n_log, self.steps) + 1
+        runs = 1 + (self.compare_constant and self.schedule != "constant")
+        train = budget.training(steps=self.steps, responses=K, runs=6, logged=logged).times(runs, "schedules")
+        return budget.problem(1, K) + budget.array(self.n_log, "the logged steps") + (train | budget.newton(params=K, responses=K, points=6))
 
     def log_steps(self) -> tuple:
         s = np.unique(np.round(np.geomspace(1, self.steps, self.n_log)).astype(int))

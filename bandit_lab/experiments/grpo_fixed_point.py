@@ -15,9 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
-from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
+from bandit_lab import bounds, budget, metrics
+from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.problems import Problem
@@ -25,16 +24,28 @@ from bandit_lab.problems import Problem
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    groups: tuple = dataclasses.field(default=tuple(range(2, 17)), metadata=meta("group sizes G (comma list)"))
-    betas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0, 4.0), metadata=meta("KL strengths β (comma list)"))
-    solver_g: tuple = dataclasses.field(default=(2, 4, 8), metadata=meta("group sizes also solved by the exact root solver"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("graded reward r = log π*"))
-    std_eps: float = dataclasses.field(default=1e-4, metadata=meta("ε in (r − mean)/(std + ε) (TRL 1e-4)"))
+    groups: tuple[int, ...] = dataclasses.field(default=tuple(range(2, 17)), metadata=meta("group sizes G (comma list)", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    betas: tuple[float, ...] = dataclasses.field(default=(0.5, 1.0, 2.0, 4.0), metadata=meta("KL strengths β (comma list)", bounds.BETA))
+    solver_g: tuple[int, ...] = dataclasses.field(default=(2, 4, 8), metadata=meta("group sizes also solved by the exact root solver", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)", bounds.PROBABILITY))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("graded reward r = log π*", bounds.PROBABILITY))
+    std_eps: float = dataclasses.field(default=1e-4, metadata=meta("ε in (r − mean)/(std + ε) (TRL 1e-4)", bounds.NONNEGATIVE))
 
     def validate(self) -> None:
-        if not self.groups or min(self.groups) < 2 or any(b <= 0 for b in self.betas) or self.std_eps < 0:
-            raise BanditError("need group sizes ≥ 2, β > 0 and std_eps ≥ 0")
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        from bandit_lab.losses.onpolicy import check_enumeration
+
+        for G in set(self.groups) | set(self.solver_g):
+            check_enumeration(G, len(self.pi_ref))
+
+    def cost(self) -> budget.Cost:
+        from bandit_lab.losses.onpolicy import n_compositions
+
+        K = len(self.pi_ref)
+        entries = sum(n_compositions(G - 1, K) * K for G in self.groups)
+        c = budget.array(entries * len(self.betas) * 4, "the group compositions of every G")
+        c.work = entries * len(self.betas) * 2 * 1e4 + len(self.solver_g) * len(self.betas) * 1e8  # closed forms + root solves
+        return c
 
 
 def rewards(s: Settings) -> dict:

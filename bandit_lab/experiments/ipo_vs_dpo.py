@@ -19,8 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from bandit_lab import bounds, budget
 from bandit_lab.data import make_data
-from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
@@ -31,25 +31,20 @@ from bandit_lab.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_responses: int = dataclasses.field(default=3, metadata=meta("K; response 0 beats 1 beats 2 ... with probability 1"))
-    n_pairs: int = dataclasses.field(default=30, metadata=meta("labelled pairs in the finite dataset"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the dataset"))
-    betas: tuple = dataclasses.field(default=(0.1, 0.3, 1.0, 3.0), metadata=meta("β values"))
-    steps: int = dataclasses.field(default=20000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("constant learning rate"))
-
-    def validate(self) -> None:
-        if self.n_responses < 2:
-            raise BanditError("n_responses must be ≥ 2")
-        if self.n_pairs < 1 or self.steps < 1:
-            raise BanditError("n_pairs and steps must be ≥ 1")
-        if not self.betas or any(not b > 0 for b in self.betas):
-            raise BanditError("betas must be > 0")
-        if not self.lr > 0:
-            raise BanditError("lr must be > 0")
+    n_responses: int = dataclasses.field(default=3, metadata=meta("K; response 0 beats 1 beats 2 ... with probability 1", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    n_pairs: int = dataclasses.field(default=30, metadata=meta("labelled pairs in the finite dataset", bounds.COUNT))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the dataset", bounds.SEED))
+    betas: tuple[float, ...] = dataclasses.field(default=(0.1, 0.3, 1.0, 3.0), metadata=meta("β values", bounds.BETA))
+    steps: int = dataclasses.field(default=20000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("constant learning rate", bounds.LR))
 
     def saves(self) -> bool:
         return True
+
+    def cost(self) -> budget.Cost:
+        K, P = self.n_responses, len(self.betas)
+        c = budget.problem(1, K) + budget.sampling(self.n_pairs, K)
+        return c + (budget.training(steps=self.steps, responses=K, runs=2 * P) | budget.newton(params=K, responses=K, points=P))
 
 
 def _margins(logp, logp_ref, shown):

@@ -14,9 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
-from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
+from bandit_lab import bounds, budget, metrics
+from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.problems import Problem
@@ -25,15 +24,19 @@ from bandit_lab.random_problems import random_problem
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β"))
-    points: int = dataclasses.field(default=20, metadata=meta("random (bandit, policy) pairs for the bias table"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the random pairs"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (reward log π*)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β", bounds.BETA))
+    points: int = dataclasses.field(default=20, metadata=meta("random (bandit, policy) pairs for the bias table", bounds.COUNT))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the random pairs", bounds.SEED))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (reward log π*)", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy", bounds.PROBABILITY))
 
     def validate(self) -> None:
-        if not self.beta > 0 or self.points < 1:
-            raise BanditError("need beta > 0 and points ≥ 1")
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+
+    def cost(self) -> budget.Cost:
+        c = budget.array(100 * self.points, "the bias table")
+        c.work = self.points * 1e7 + 8 * 1e8  # one table row per random pair; eight stationary solves
+        return c
 
 
 def run(s: Settings) -> dict:

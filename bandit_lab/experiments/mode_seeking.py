@@ -29,14 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab.errors import BanditError
+from bandit_lab import bounds, budget
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.params import Mixture
 from bandit_lab.problems import Problem
 from bandit_lab.runner import train_batch
 from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.train import SCHEDULES, TrainConfig
 
 PAPER = {"theta_rlhf": 1.00, "theta_dpo": 0.44}
 PI_STAR = (0.5, 0.0, 0.5)
@@ -47,32 +47,28 @@ PI1 = (1.0, 0.0, 0.0)
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
-    lr: float = dataclasses.field(default=0.01, metadata=meta("peak learning rate of projected Adam"))
-    steps: int = dataclasses.field(default=2000, metadata=meta("projected Adam steps"))
-    init: float = dataclasses.field(default=0.5, metadata=meta("initial θ ∈ [0, 1] (paper: 0.5)"))
-    schedule: str = dataclasses.field(default="cosine", metadata=meta("constant | cosine | exponential"))
-    reward_floor: float = dataclasses.field(default=1e-12, metadata=meta("ε: RLHF reward log max(π*, ε) (π*(b) = 0)"))
-    floors: tuple = dataclasses.field(default=(1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-14, 1e-16),
-                                      metadata=meta("floors ε of the RLHF limit study"))
-    grid_lrs: tuple = dataclasses.field(default=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
-                                        metadata=meta("constant learning rates of the (lr, steps) study"))
-    grid_steps: int = dataclasses.field(default=10000, metadata=meta("longest run of the (lr, steps) study"))
-    sample_sizes: tuple = dataclasses.field(default=(30, 100, 1000), metadata=meta("dataset sizes of the finite-sample study"))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)", bounds.BETA))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("peak learning rate of projected Adam", bounds.LR))
+    steps: int = dataclasses.field(default=2000, metadata=meta("projected Adam steps", bounds.STEPS))
+    init: float = dataclasses.field(default=0.5, metadata=meta("initial θ (paper: 0.5)", bounds.PROBABILITY))
+    schedule: str = dataclasses.field(default="cosine", metadata=meta("learning-rate schedule", choices=SCHEDULES))
+    reward_floor: float = dataclasses.field(default=1e-12, metadata=meta("ε: RLHF reward log max(π*, ε) (π*(b) = 0)", bounds.OPEN_UNIT))
+    floors: tuple[float, ...] = dataclasses.field(default=(1e-2, 1e-4, 1e-6, 1e-8, 1e-10, 1e-12, 1e-14, 1e-16),
+                                                  metadata=meta("floors ε of the RLHF limit study", bounds.OPEN_UNIT))
+    grid_lrs: tuple[float, ...] = dataclasses.field(default=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                                                    metadata=meta("constant learning rates of the (lr, steps) study", bounds.LR))
+    grid_steps: int = dataclasses.field(default=10000, metadata=meta("longest run of the (lr, steps) study", bounds.STEPS))
+    sample_sizes: tuple[int, ...] = dataclasses.field(default=(30, 100, 1000), metadata=meta("dataset sizes of the finite-sample study", bounds.COUNT))
 
-    def validate(self) -> None:
-        if not (np.isfinite(self.beta) and self.beta > 0):
-            raise BanditError(f"beta must be > 0; got {self.beta}")
-        if not self.lr > 0:
-            raise BanditError(f"lr must be > 0; got {self.lr}")
-        if self.steps < 1 or self.grid_steps < 1:
-            raise BanditError("steps must be ≥ 1")
-        if not 0.0 <= self.init <= 1.0:
-            raise BanditError(f"init θ must lie in [0, 1]; got {self.init}")
-        if not 0.0 < self.reward_floor < 1.0 or any(not 0.0 < f < 1.0 for f in self.floors):
-            raise BanditError("reward floors must lie in (0, 1)")
-        if any(not lr > 0 for lr in self.grid_lrs) or any(int(n) < 1 for n in self.sample_sizes):
-            raise BanditError("grid learning rates and sample sizes must be positive")
+    def cost(self) -> budget.Cost:
+        train = budget.training(steps=self.steps, responses=3, runs=2, params=1)
+        grid = budget.training(steps=self.grid_steps, responses=3, runs=2 * len(self.grid_lrs), params=1, logged=8)
+        solves = budget.constrained(params=1, responses=3, points=2 + len(self.floors))
+        # the exact finite-sample law enumerates (A, C) on an (n+1)² grid, ≈ 10 arrays of it
+        law = max((budget.array(10 * (n + 1) ** 2, f"the finite-sample law of n = {n} pairs ((n+1)² grid)") for n in self.sample_sizes),
+                  key=lambda c: c.memory)
+        law.work = sum(50.0 * (n + 1) ** 2 for n in self.sample_sizes)
+        return budget.problem(1, 3) + (train | grid | solves | law)
 
 
 # ----------------------------------------------------------------------------- closed forms

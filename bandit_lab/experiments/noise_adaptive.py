@@ -46,6 +46,7 @@ import time
 import numpy as np
 from scipy import stats
 
+from bandit_lab import bounds, budget
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
@@ -60,41 +61,35 @@ PARAMS = ("softmax", "loglinear", "simplex")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_contexts: int = dataclasses.field(default=4000, metadata=meta("number of contexts X"))
-    log10_ratio_min: float = dataclasses.field(default=-3.0, metadata=meta("log10 of the smallest π_ref(y_l)/π_ref(y_w)"))
-    log10_ratio_max: float = dataclasses.field(default=1.0, metadata=meta("log10 of the largest π_ref(y_l)/π_ref(y_w)"))
-    param: tuple = dataclasses.field(default=PARAMS, metadata=meta("parameterizations: softmax | loglinear | simplex (repeatable)"))
-    beta: float = dataclasses.field(default=0.1, metadata=meta("DPO β (Kong et al.'s λ)"))
-    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam (paper, App. B.3) | sgd"))
-    lr: float = dataclasses.field(default=1e-3, metadata=meta("learning rate (constant schedule)"))
-    steps: int = dataclasses.field(default=150, metadata=meta("full-batch steps on the population data (a few epochs' worth)"))
-    features: int = dataclasses.field(default=8, metadata=meta("random features D of the log-linear policy (plus the log π_ref feature)"))
-    feature_scale: float = dataclasses.field(default=1.0, metadata=meta("standard deviation of the random features"))
-    low: float = dataclasses.field(default=5.0, metadata=meta("percentile below which a context is in the low-ratio group (paper: 0.5)"))
-    high: float = dataclasses.field(default=95.0, metadata=meta("percentile above which a context is in the high-ratio group (paper: 99.5)"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the ratios and features"))
+    n_contexts: int = dataclasses.field(default=4000, metadata=meta("number of contexts X", bounds.Int(ge=4, le=bounds.INT64_MAX)))
+    log10_ratio_min: float = dataclasses.field(default=-3.0, metadata=meta("log10 of the smallest π_ref(y_l)/π_ref(y_w)", bounds.Real(ge=-12, le=12)))
+    log10_ratio_max: float = dataclasses.field(default=1.0, metadata=meta("log10 of the largest π_ref(y_l)/π_ref(y_w)", bounds.Real(ge=-12, le=12)))
+    param: tuple[str, ...] = dataclasses.field(default=PARAMS, metadata=meta("parameterizations (comma list or repeated)", choices=PARAMS))
+    beta: float = dataclasses.field(default=0.1, metadata=meta("DPO β (Kong et al.'s λ)", bounds.BETA))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam (paper, App. B.3) | sgd", choices=("adam", "sgd")))
+    lr: float = dataclasses.field(default=1e-3, metadata=meta("learning rate (constant schedule)", bounds.LR))
+    steps: int = dataclasses.field(default=150, metadata=meta("full-batch steps on the population data (a few epochs' worth)", bounds.STEPS))
+    features: int = dataclasses.field(default=8, metadata=meta("random features D of the log-linear policy (plus the log π_ref feature)", bounds.Int(ge=0, le=bounds.INT64_MAX)))
+    feature_scale: float = dataclasses.field(default=1.0, metadata=meta("standard deviation of the random features", bounds.POSITIVE))
+    low: float = dataclasses.field(default=5.0, metadata=meta("percentile below which a context is in the low-ratio group (paper: 0.5)", bounds.Real(gt=0, lt=100)))
+    high: float = dataclasses.field(default=95.0, metadata=meta("percentile above which a context is in the high-ratio group (paper: 99.5)", bounds.Real(gt=0, lt=100)))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the ratios and features", bounds.SEED))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
         return False
 
     def validate(self) -> None:
-        if self.n_contexts < 4:
-            raise BanditError(f"n-contexts must be ≥ 4; got {self.n_contexts}")
-        if not (self.log10_ratio_min < self.log10_ratio_max) or max(abs(self.log10_ratio_min), abs(self.log10_ratio_max)) > 12:
-            raise BanditError("need log10-ratio-min < log10-ratio-max, both within ±12")
-        bad = [p for p in self.param if p not in PARAMS]
-        if bad or not self.param:
-            raise BanditError(f"param must be among {', '.join(PARAMS)}; got {', '.join(bad) or 'none'}")
-        if not (0 < self.low < self.high < 100):
-            raise BanditError(f"need 0 < low < high < 100 (percentiles); got {self.low}, {self.high}")
-        for n in ("beta", "lr", "feature_scale"):
-            if not (np.isfinite(getattr(self, n)) and getattr(self, n) > 0):
-                raise BanditError(f"{n.replace('_', '-')} must be > 0")
-        if self.steps < 1 or self.features < 0:
-            raise BanditError("steps must be ≥ 1 and features ≥ 0")
-        if self.optimizer not in ("adam", "sgd"):
-            raise BanditError(f"optimizer must be adam or sgd; got {self.optimizer!r}")
+        if not self.log10_ratio_min < self.log10_ratio_max:
+            raise BanditError(f"--log10-ratio-min must be < --log10-ratio-max; got {self.log10_ratio_min:g} ≥ {self.log10_ratio_max:g}")
+        if not self.low < self.high:
+            raise BanditError(f"--low must be < --high (percentiles); got {self.low:g} ≥ {self.high:g}")
+
+    def cost(self) -> budget.Cost:
+        X, D = self.n_contexts, self.features + 1
+        params = sum(D if p == "loglinear" else 2 * X for p in self.param)
+        c = budget.problem(X, 2) + budget.array(X * 2 * D, "the features")
+        return c + budget.training(steps=self.steps, responses=2, contexts=X, runs=len(self.param), params=params)
 
 
 def make_problem(s: Settings):

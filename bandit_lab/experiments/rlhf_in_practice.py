@@ -17,9 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
-from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
+from bandit_lab import bounds, budget, metrics
+from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
 from bandit_lab.runner import exact_batch, to_list, train_batch
@@ -35,19 +34,29 @@ def label(name: str, lp: dict) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    alpha: tuple = dataclasses.field(default=(0.0, 0.1), metadata=meta("weight decays α (comma list)"))
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β of every algorithm"))
-    group_size: int = dataclasses.field(default=8, metadata=meta("group size G of the group methods (DAPO keeps 16)"))
-    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps of the exact-mode training runs"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine)"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)"))
+    alpha: tuple[float, ...] = dataclasses.field(default=(0.0, 0.1), metadata=meta("weight decays α (comma list)", bounds.WEIGHT_DECAY))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β of every algorithm", bounds.BETA))
+    group_size: int = dataclasses.field(default=8, metadata=meta("group size G of the group methods (DAPO keeps 16)", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps of the exact-mode training runs", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine)", bounds.LR))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
 
     def validate(self) -> None:
-        if not self.alpha or any(not (np.isfinite(a) and a >= 0) for a in self.alpha):
-            raise BanditError(f"weight decays α must be ≥ 0; got {self.alpha}")
-        if not self.beta > 0 or not self.lr > 0 or self.steps < 1 or self.group_size < 2:
-            raise BanditError("need beta > 0, lr > 0, steps ≥ 1, group_size ≥ 2")
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        from bandit_lab.losses.onpolicy import check_enumeration
+
+        check_enumeration(self.group_size, len(self.pi_ref))
+
+    def cost(self) -> budget.Cost:
+        from bandit_lab.losses.onpolicy import n_compositions
+
+        K, P = len(self.pi_ref), len(self.alpha)
+        per_step = n_compositions(max(self.group_size, 16) - 1, K) * K  # the largest group's expected update
+        train = budget.training(steps=self.steps, responses=K, runs=P, logged=60)
+        train = train.times(len(ALGOS), "algorithms")
+        train.work += len(ALGOS) * per_step * self.steps * P * budget.GRID_NS
+        return budget.problem(1, K) + (train | budget.newton(params=K, responses=K, points=2 * P))
 
 
 def objectives(s: Settings, problem) -> list:

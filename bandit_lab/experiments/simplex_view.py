@@ -18,8 +18,9 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab import bounds, budget
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, command_line, meta, save_figure
+from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, save_figure
 from bandit_lab.experiments import mode_seeking as ms
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
@@ -52,13 +53,13 @@ STYLE = {
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    alpha: tuple = dataclasses.field(default=(0.0, 0.1), metadata=meta("weight decays α (repeatable): one panel each"))
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β"))
-    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
+    alpha: tuple[float, ...] = dataclasses.field(default=(0.0, 0.1), metadata=meta("weight decays α (comma list or repeated): one panel each", bounds.WEIGHT_DECAY))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β", bounds.BETA))
+    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)", bounds.LR))
     mode_seeking: bool = dataclasses.field(default=True, metadata=meta("add the §3.3 mode-seeking segment panel"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (3 responses)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)"))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (3 responses)", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)", bounds.PROBABILITY))
     algorithms: str = dataclasses.field(default="", metadata=meta(
         "on-policy algorithms to add (comma list, e.g. grpo,nash_md): exact-mode trajectories and stationary points at β"))
 
@@ -66,19 +67,19 @@ class Settings:
         return [a.strip() for a in self.algorithms.split(",") if a.strip()]
 
     def validate(self) -> None:
-        if not self.alpha or any(not (np.isfinite(a) and a >= 0) for a in self.alpha):
-            raise BanditError(f"weight decays α must be ≥ 0; got {self.alpha}")
-        if not (np.isfinite(self.beta) and self.beta > 0):
-            raise BanditError(f"beta must be > 0; got {self.beta}")
-        if not self.lr > 0 or self.steps < 1:
-            raise BanditError("lr must be > 0 and steps ≥ 1")
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        if len(self.pi_ref) != 3:
+            raise BanditError(f"--pi-ref, --pi-star: the simplex view needs a 3-response bandit; got {len(self.pi_ref)} responses")
         from bandit_lab.losses.onpolicy import ALGORITHMS
 
         bad = [a for a in self.algorithm_list() if a not in ALGORITHMS]
         if bad:
-            raise BanditError(f"unknown on-policy algorithm(s) {', '.join(map(str, bad))}; choose from {', '.join(ALGORITHMS)}")
-        if len(self.pi_star) != 3 or len(self.pi_ref) != 3:
-            raise BanditError("the simplex view needs a 3-response bandit (π* and π_ref with 3 entries)")
+            raise BanditError(f"--algorithms: unknown on-policy algorithm(s) {', '.join(map(str, bad))}; choose from {', '.join(ALGORITHMS)}")
+
+    def cost(self) -> budget.Cost:
+        P = len(self.alpha) + len(self.algorithm_list())
+        train = budget.training(steps=self.steps, responses=3, runs=6 * P, logged=200)
+        return budget.problem(1, 3) + (train | budget.newton(params=3, responses=3, points=6 * P))
 
 
 ONPOLICY_STYLE = ("reinforce", "rloo", "ppo", "grpo", "dr_grpo", "dapo", "online_dpo", "nash_md")

@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import thresholding_loss
+from bandit_lab import bounds, budget, thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
@@ -26,22 +26,21 @@ from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    lr: float = dataclasses.field(default=1e-3, metadata=meta("step size of the single gradient step (not stated in the paper)"))
-    ratio_min: float = dataclasses.field(default=0.01, metadata=meta("smallest π_ref ratio c of the log grid"))
-    ratio_max: float = dataclasses.field(default=10.0, metadata=meta("largest π_ref ratio c of the log grid"))
-    n_ratios: int = dataclasses.field(default=61, metadata=meta("points of the log grid"))
+    lr: float = dataclasses.field(default=1e-3, metadata=meta("step size of the single gradient step (not stated in the paper)", bounds.LR))
+    ratio_min: float = dataclasses.field(default=0.01, metadata=meta("smallest π_ref ratio c of the log grid", bounds.POSITIVE))
+    ratio_max: float = dataclasses.field(default=10.0, metadata=meta("largest π_ref ratio c of the log grid", bounds.POSITIVE))
+    n_ratios: int = dataclasses.field(default=61, metadata=meta("points of the log grid", bounds.Int(ge=2, le=bounds.INT64_MAX)))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
         return False
 
     def validate(self) -> None:
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise BanditError(f"lr must be > 0; got {self.lr}")
-        if not (0 < self.ratio_min < self.ratio_max and np.isfinite(self.ratio_max)):
-            raise BanditError("need 0 < ratio-min < ratio-max")
-        if self.n_ratios < 2:
-            raise BanditError("n-ratios must be ≥ 2")
+        if not self.ratio_min < self.ratio_max:
+            raise BanditError(f"--ratio-min must be < --ratio-max; got {self.ratio_min:g} ≥ {self.ratio_max:g}")
+
+    def cost(self) -> budget.Cost:
+        return budget.array(40 * self.n_ratios, "the ratio grid and its records")
 
 
 def run(s: Settings) -> dict:

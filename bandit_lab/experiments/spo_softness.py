@@ -20,9 +20,9 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import bounds, budget, metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, check_distributions, meta, pyplot, save_figure
 from bandit_lab.losses.spo import softmax_r_over_alpha
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
@@ -34,25 +34,26 @@ from bandit_lab.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    pi_star: tuple = dataclasses.field(default=(0.5, 0.25, 0.15, 0.07, 0.03), metadata=meta("target policy π*; BT reward r = log π*"))
-    pi_ref: tuple = dataclasses.field(default=(0.1, 0.15, 0.2, 0.25, 0.3), metadata=meta("reference policy"))
-    grid_min: float = dataclasses.field(default=0.03, metadata=meta("smallest β (DPO/RLHF, SPO) and α (SPO pref) of the grid"))
-    grid_max: float = dataclasses.field(default=10.0, metadata=meta("largest grid value"))
-    n_grid: int = dataclasses.field(default=25, metadata=meta("grid points (log-spaced)"))
-    spo_alphas: tuple = dataclasses.field(default=(0.5, 1.0, 2.0), metadata=meta("α of the full SPO loss swept over β"))
-    steps: int = dataclasses.field(default=4000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.1, metadata=meta("peak learning rate (cosine schedule)"))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.5, 0.25, 0.15, 0.07, 0.03), metadata=meta("target policy π*; BT reward r = log π*", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.1, 0.15, 0.2, 0.25, 0.3), metadata=meta("reference policy", bounds.PROBABILITY))
+    grid_min: float = dataclasses.field(default=0.03, metadata=meta("smallest β (DPO/RLHF, SPO) and α (SPO pref) of the grid", bounds.BETA))
+    grid_max: float = dataclasses.field(default=10.0, metadata=meta("largest grid value", bounds.BETA))
+    n_grid: int = dataclasses.field(default=25, metadata=meta("grid points (log-spaced)", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    spo_alphas: tuple[float, ...] = dataclasses.field(default=(0.5, 1.0, 2.0), metadata=meta("α of the full SPO loss swept over β", bounds.POSITIVE))
+    steps: int = dataclasses.field(default=4000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.1, metadata=meta("peak learning rate (cosine schedule)", bounds.LR))
 
     def validate(self) -> None:
-        if not (0 < self.grid_min < self.grid_max) or self.n_grid < 2:
-            raise BanditError("need 0 < grid_min < grid_max and n_grid ≥ 2")
-        if any(not a > 0 for a in self.spo_alphas):
-            raise BanditError("spo_alphas must be > 0")
-        if not self.lr > 0 or self.steps < 1:
-            raise BanditError("lr must be > 0 and steps ≥ 1")
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        if not self.grid_min < self.grid_max:
+            raise BanditError(f"--grid-min must be < --grid-max; got {self.grid_min:g} ≥ {self.grid_max:g}")
 
     def saves(self) -> bool:
         return True
+
+    def cost(self) -> budget.Cost:
+        K, runs = len(self.pi_ref), (3 + len(self.spo_alphas)) * self.n_grid
+        return budget.problem(1, K) + (budget.training(steps=self.steps, responses=K, runs=runs) | budget.newton(params=K, responses=K, points=runs))
 
 
 def run(s: Settings) -> dict:

@@ -18,38 +18,33 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import thresholding_loss
-from bandit_lab.errors import BanditError
+from bandit_lab import bounds, budget, thresholding_loss
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    ratio: tuple = dataclasses.field(default=thresholding_loss.PAPER_RATIOS, metadata=meta("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (repeatable; Table 1's by default)"))
-    lr: float = dataclasses.field(default=0.01, metadata=meta("step size of projected gradient descent (not stated in the paper)"))
-    steps: int = dataclasses.field(default=500, metadata=meta("iterations (App. B.2: 500)"))
+    ratio: tuple[float, ...] = dataclasses.field(default=thresholding_loss.PAPER_RATIOS, metadata=meta("π_ref ratios c = π_ref(y_b)/π_ref(y_a) (comma list or repeated; Table 1's by default)", bounds.POSITIVE))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("step size of projected gradient descent (not stated in the paper)", bounds.LR))
+    steps: int = dataclasses.field(default=500, metadata=meta("iterations (App. B.2: 500)", bounds.STEPS))
     init: str = dataclasses.field(default="ratio", metadata=meta("θ₀: ratio ((1−θ₀)/θ₀ = c, the paper's text) | mirrored (θ₀/(1−θ₀) = c) | a number in (0, 1]"))
-    weight_decay: float = dataclasses.field(default=1.0, metadata=meta("α of the α θ² penalty (Table 1: 1)"))
-    diag_lr: float = dataclasses.field(default=0.0027, metadata=meta("step size of the labelled diagnostic run (mirrored init, same steps)"))
-    tol: float = dataclasses.field(default=1e-6, metadata=meta("a run counts as converged if |θ − nearest local minimiser| ≤ tol"))
+    weight_decay: float = dataclasses.field(default=1.0, metadata=meta("α of the α θ² penalty (Table 1: 1)", bounds.POSITIVE))
+    diag_lr: float = dataclasses.field(default=0.0027, metadata=meta("step size of the labelled diagnostic run (mirrored init, same steps)", bounds.LR))
+    tol: float = dataclasses.field(default=1e-6, metadata=meta("a run counts as converged if |θ − nearest local minimiser| ≤ tol", bounds.POSITIVE))
 
     def saves(self) -> bool:
         """Print only; records and figures are written with ``--out DIR``."""
         return False
 
     def validate(self) -> None:
-        rs = np.asarray([float(r) for r in self.ratio]) if len(self.ratio) else np.zeros(0)
-        if rs.size == 0:
-            raise BanditError("give at least one --ratio")
-        thresholding_loss.check_ratio(rs)
-        for name in ("lr", "diag_lr", "weight_decay", "tol"):
-            v = getattr(self, name)
-            if not (np.isfinite(v) and v > 0):
-                raise BanditError(f"{name.replace('_', '-')} must be > 0; got {v}")
-        if self.steps < 1:
-            raise BanditError(f"steps must be ≥ 1; got {self.steps}")
         thresholding_loss.init_theta(np.ones(1), self.init)
+
+    def cost(self) -> budget.Cost:
+        R = len(self.ratio)
+        c = budget.array(2 * 2 * R * (self.steps + 1.0), "the θ trajectories (one value per step and ratio)")
+        c.work = 2 * self.steps * (budget.STEP_NS + R * budget.RUN_NS)
+        return c
 
 
 def _paper(c: float):

@@ -16,9 +16,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import bounds, budget, metrics
 from bandit_lab.data import make_data
-from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
 from bandit_lab.runner import train_batch
@@ -31,35 +30,38 @@ from bandit_lab.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V"))
-    horizon: int = dataclasses.field(default=3, metadata=meta("horizon T (tokens per response)"))
+    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    horizon: int = dataclasses.field(default=3, metadata=meta("horizon T (tokens per response)", bounds.Int(ge=1, le=bounds.INT64_MAX)))
     eos: bool = dataclasses.field(default=False, metadata=meta("last token ends a response early"))
-    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β"))
-    alpha: float = dataclasses.field(default=0.5, metadata=meta("TDPO2 / Ra-DPO2 coefficient α"))
-    mus: tuple = dataclasses.field(default=(0.99, 0.95, 0.9, 0.7), metadata=meta("CVaR levels μ for Ra-DPO1/2"))
-    tail: str = dataclasses.field(default="upper", metadata=meta("CVaR tail in D_SeqRR: upper (default) | lower"))
-    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
-    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the token rewards R(s, a)"))
-    ref_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the reference logits"))
-    data: str = dataclasses.field(default="population", metadata=meta("population | sampled"))
-    n_pairs: int = dataclasses.field(default=200, metadata=meta("pairs in the sampled dataset"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree (and of the sampled data)"))
+    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β", bounds.BETA))
+    alpha: float = dataclasses.field(default=0.5, metadata=meta("TDPO2 / Ra-DPO2 coefficient α", bounds.NONNEGATIVE))
+    mus: tuple[float, ...] = dataclasses.field(default=(0.99, 0.95, 0.9, 0.7), metadata=meta("CVaR levels μ for Ra-DPO1/2", bounds.Real(gt=0, le=1)))
+    tail: str = dataclasses.field(default="upper", metadata=meta("CVaR tail in D_SeqRR: upper (default) | lower", choices=("upper", "lower")))
+    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)", bounds.LR))
+    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the token rewards R(s, a)", bounds.NONNEGATIVE))
+    ref_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the reference logits", bounds.NONNEGATIVE))
+    data: str = dataclasses.field(default="population", metadata=meta("population or a sampled dataset", choices=("population", "sampled")))
+    n_pairs: int = dataclasses.field(default=200, metadata=meta("pairs in the sampled dataset", bounds.COUNT))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree (and of the sampled data)", bounds.SEED))
     exact: bool = dataclasses.field(default=True, metadata=meta("also solve every final point exactly"))
 
     def validate(self) -> None:
-        if not self.beta > 0 or not self.lr > 0:
-            raise BanditError("beta and lr must be > 0")
-        if not self.mus or any(not (0 < float(m) <= 1) for m in self.mus):
-            raise BanditError(f"every μ must lie in (0, 1]; got {self.mus}")
-        if self.tail not in ("upper", "lower"):
-            raise BanditError(f"tail must be upper or lower; got {self.tail!r}")
-        if self.alpha < 0:
-            raise BanditError("alpha must be ≥ 0")
-        TokenTree.create(self.vocab, self.horizon, self.eos)  # size check
+        budget.tree_responses(self.vocab, self.horizon, self.eos)  # size first, in log space (never V**T)
+        TokenTree.create(self.vocab, self.horizon, self.eos)
 
     def saves(self) -> bool:
         return True
+
+    def cost(self) -> budget.Cost:
+        K = budget.tree_responses(self.vocab, self.horizon, self.eos)
+        n = self.vocab * max(1, round((K - 1) / max(self.vocab - 1, 1)))  # per-state logits S·V
+        runs = 3 + 2 * len(self.mus)
+        c = budget.problem(1, K) + budget.array(K * n, "the tree's path matrix")
+        if self.data == "sampled":
+            c = c + budget.sampling(self.n_pairs, K)
+        c = c + budget.training(steps=self.steps, responses=K, runs=runs, params=n, logged=42)
+        return c | budget.newton(params=n, responses=K, points=runs) if self.exact else c
 
 
 def _problem(s: Settings):

@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import bounds, budget, metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
 from bandit_lab.objective import make_objective
@@ -34,38 +34,40 @@ from bandit_lab.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V (token 0 is the forgotten token)"))
-    horizon: int = dataclasses.field(default=2, metadata=meta("horizon T"))
-    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β"))
-    forgotten_ref: float = dataclasses.field(default=0.03, metadata=meta("π_ref(a_f | root)"))
-    forgotten_reward: float = dataclasses.field(default=1.5, metadata=meta("token reward R(root, a_f)"))
-    reward_scale: float = dataclasses.field(default=0.5, metadata=meta("std of the other token rewards"))
-    alphas: tuple = dataclasses.field(default=(0.0, 0.25, 0.5, 1.0), metadata=meta("UE-DPO intensity scales α (0 = DPO)"))
-    tau: float = dataclasses.field(default=0.3, metadata=meta("quantile τ of the Δ masks (Algorithm 1 lines 9, 12)"))
-    ue_source: str = dataclasses.field(default="given", metadata=meta("given | perturbed: where Δ and u come from"))
-    noise: float = dataclasses.field(default=1.0, metadata=meta("std of the logit perturbation (ue-source perturbed)"))
-    lam_min: float = dataclasses.field(default=0.4, metadata=meta("smallest λ of the Eq. 34 curve"))
-    lam_max: float = dataclasses.field(default=3.0, metadata=meta("largest λ of the Eq. 34 curve"))
-    n_lambdas: int = dataclasses.field(default=27, metadata=meta("points of the Eq. 34 curve"))
-    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree and the arrays"))
+    vocab: int = dataclasses.field(default=3, metadata=meta("vocabulary size V (token 0 is the forgotten token)", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    horizon: int = dataclasses.field(default=2, metadata=meta("horizon T", bounds.Int(ge=1, le=bounds.INT64_MAX)))
+    beta: float = dataclasses.field(default=0.5, metadata=meta("KL strength β", bounds.BETA))
+    forgotten_ref: float = dataclasses.field(default=0.03, metadata=meta("π_ref(a_f | root)", bounds.OPEN_UNIT))
+    forgotten_reward: float = dataclasses.field(default=1.5, metadata=meta("token reward R(root, a_f)", bounds.SCALAR))
+    reward_scale: float = dataclasses.field(default=0.5, metadata=meta("std of the other token rewards", bounds.NONNEGATIVE))
+    alphas: tuple[float, ...] = dataclasses.field(default=(0.0, 0.25, 0.5, 1.0), metadata=meta("UE-DPO intensity scales α (0 = DPO; λ_l = 1 − α·I·σ(·) must stay > 0)", bounds.PROBABILITY))
+    tau: float = dataclasses.field(default=0.3, metadata=meta("quantile τ of the Δ masks (Algorithm 1 lines 9, 12)", bounds.PROBABILITY))
+    ue_source: str = dataclasses.field(default="given", metadata=meta("where Δ and u come from", choices=("given", "perturbed")))
+    noise: float = dataclasses.field(default=1.0, metadata=meta("std of the logit perturbation (ue-source perturbed)", bounds.NONNEGATIVE))
+    lam_min: float = dataclasses.field(default=0.4, metadata=meta("smallest λ of the Eq. 34 curve", bounds.POSITIVE))
+    lam_max: float = dataclasses.field(default=3.0, metadata=meta("largest λ of the Eq. 34 curve", bounds.POSITIVE))
+    n_lambdas: int = dataclasses.field(default=27, metadata=meta("points of the Eq. 34 curve", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    steps: int = dataclasses.field(default=2000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine schedule)", bounds.LR))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the tree and the arrays", bounds.SEED))
 
     def validate(self) -> None:
-        if not (0 < self.forgotten_ref < 1):
-            raise BanditError("forgotten-ref must lie in (0, 1)")
-        if not self.beta > 0 or not self.lr > 0:
-            raise BanditError("beta and lr must be > 0")
-        if self.ue_source not in ("given", "perturbed"):
-            raise BanditError(f"ue-source must be given or perturbed; got {self.ue_source!r}")
-        if not (0 < self.lam_min < self.lam_max) or self.n_lambdas < 2:
-            raise BanditError("the λ curve needs 0 < lam-min < lam-max and n-lambdas ≥ 2")
-        if not self.alphas or any(not (0 <= float(a) <= 1) for a in self.alphas):
-            raise BanditError("every α must lie in [0, 1] (λ_l = 1 − α·I·σ(·) must stay > 0)")
+        if not self.lam_min < self.lam_max:
+            raise BanditError(f"--lam-min must be < --lam-max; got {self.lam_min:g} ≥ {self.lam_max:g}")
+        budget.tree_responses(self.vocab, self.horizon)  # size first, in log space (never V**T)
         TokenTree.create(self.vocab, self.horizon)
 
     def saves(self) -> bool:
         return True
+
+    def cost(self) -> budget.Cost:
+        K = budget.tree_responses(self.vocab, self.horizon)
+        n = self.vocab * max(1, round((K - 1) / max(self.vocab - 1, 1)))
+        P = len(self.alphas)
+        curve = budget.array(self.n_lambdas * 3 * n, "the Eq. 34 curve")
+        curve.work = self.n_lambdas * 3 * n * 1000.0
+        c = budget.problem(1, K) + budget.array(K * n, "the tree's path matrix") + curve
+        return c + (budget.training(steps=self.steps, responses=K, runs=P, params=n, logged=42) | budget.newton(params=n, responses=K, points=P))
 
 
 def build(s: Settings):

@@ -15,53 +15,60 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import bounds, budget, metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
+from bandit_lab.divergences import DIVERGENCES
+from bandit_lab.experiments import Experiment, check_distributions, meta, pyplot, save_figure
+from bandit_lab.objective import PENALTIES, make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
 from bandit_lab.runner import to_list, train_and_solve
-from bandit_lab.train import TrainConfig
+from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    alpha: float | None = dataclasses.field(default=None, metadata=meta("weight decay α; omit to sweep a grid (Fig. 2)"))
-    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)"))
-    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps"))
-    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate"))
-    optimizer: str = dataclasses.field(default="adam", metadata=meta("adam | sgd"))
-    schedule: str = dataclasses.field(default="cosine", metadata=meta("constant | cosine | exponential"))
-    distance: str = dataclasses.field(default="tv", metadata=meta("tv | l2 | kl | reverse_kl"))
-    data: str = dataclasses.field(default="population", metadata=meta("population | sampled"))
-    n_pairs: int = dataclasses.field(default=1000, metadata=meta("pairs in the sampled dataset"))
-    seed: int = dataclasses.field(default=0, metadata=meta("seed of the sampled dataset"))
-    penalty: str = dataclasses.field(default="params", metadata=meta("params: α‖θ‖² (default) | policy: α‖π‖²"))
-    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence: forward_kl | js | alpha | reverse_kl"))
+    alpha: float | None = dataclasses.field(default=None, metadata=meta("weight decay α; omit to sweep a grid (Fig. 2)", bounds.WEIGHT_DECAY))
+    beta: float = dataclasses.field(default=1.0, metadata=meta("KL strength β (Kong et al.'s λ)", bounds.BETA))
+    steps: int = dataclasses.field(default=3000, metadata=meta("optimizer steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate", bounds.LR))
+    optimizer: str = dataclasses.field(default="adam", metadata=meta("optimizer", choices=OPTIMIZERS))
+    schedule: str = dataclasses.field(default="cosine", metadata=meta("learning-rate schedule", choices=SCHEDULES))
+    distance: str = dataclasses.field(default="tv", metadata=meta("distance between the two policies", choices=tuple(metrics.DISTANCES)))
+    data: str = dataclasses.field(default="population", metadata=meta("population or a sampled dataset", choices=("population", "sampled")))
+    n_pairs: int = dataclasses.field(default=1000, metadata=meta("pairs in the sampled dataset", bounds.COUNT))
+    seed: int = dataclasses.field(default=0, metadata=meta("seed of the sampled dataset", bounds.SEED))
+    penalty: str = dataclasses.field(default="params", metadata=meta("params: α‖θ‖² (default) | policy: α‖π‖²", choices=PENALTIES))
+    fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence", choices=DIVERGENCES))
     with_js: bool = dataclasses.field(default=False, metadata=meta("also train f-DPO with Jensen–Shannon"))
-    n_alphas: int = dataclasses.field(default=64, metadata=meta("grid size of the sweep (α = 0 plus a log grid)"))
-    alpha_min: float = dataclasses.field(default=1e-3, metadata=meta("smallest positive α of the sweep"))
-    alpha_max: float = dataclasses.field(default=10.0, metadata=meta("largest α of the sweep"))
-    pi_star: tuple = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)"))
-    pi_ref: tuple = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)"))
+    n_alphas: int = dataclasses.field(default=64, metadata=meta("grid size of the sweep (α = 0 plus a log grid)", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    alpha_min: float = dataclasses.field(default=1e-3, metadata=meta("smallest positive α of the sweep", bounds.POSITIVE))
+    alpha_max: float = dataclasses.field(default=10.0, metadata=meta("largest α of the sweep", bounds.POSITIVE))
+    pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
+    pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
 
     def validate(self) -> None:
-        if self.alpha is not None and not (np.isfinite(self.alpha) and self.alpha >= 0):
-            raise BanditError(f"weight decay α must be ≥ 0; got {self.alpha}")
-        if not self.beta > 0:
-            raise BanditError(f"beta must be > 0; got {self.beta}")
-        if not self.lr > 0:
-            raise BanditError(f"lr must be > 0; got {self.lr}")
-        if self.n_alphas < 2 or not (0 < self.alpha_min < self.alpha_max):
-            raise BanditError("the sweep needs n_alphas ≥ 2 and 0 < alpha_min < alpha_max")
-        metrics.distance(self.distance)
+        check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        if not self.alpha_min < self.alpha_max:
+            raise BanditError(f"--alpha-min must be < --alpha-max; got {self.alpha_min:g} ≥ {self.alpha_max:g}")
 
     def saves(self) -> bool:
         """A sweep writes its figure and records (default ``runs/weight-decay-TIMESTAMP/``)."""
         return self.alpha is None
+
+    def n_points(self) -> int:
+        return 1 if self.alpha is not None else self.n_alphas
+
+    def cost(self) -> budget.Cost:
+        K, P = len(self.pi_ref), self.n_points()
+        runs = 2 * (4 if self.with_js and self.fdpo_divergence != "js" else 3)
+        c = budget.problem(1, K) + budget.array(P, "the α grid")
+        if self.data == "sampled":
+            c = c + budget.sampling(self.n_pairs, K)
+        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P)
+                    | budget.newton(params=K, responses=K, points=runs * P))
 
     def alphas(self) -> list[float]:
         if self.alpha is not None:

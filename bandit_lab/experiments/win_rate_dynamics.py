@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab.errors import BanditError
+from bandit_lab import bounds, budget
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.losses.spo import WEIGHTS
 from bandit_lab.objective import make_objective
@@ -32,30 +32,29 @@ from bandit_lab.train import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    n_responses: int = dataclasses.field(default=12, metadata=meta("K responses"))
-    problem_seed: int = dataclasses.field(default=0, metadata=meta("seed of the bandit (π_ref, reward)"))
-    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the BT reward"))
-    n_pairs: int = dataclasses.field(default=20, metadata=meta("labelled pairs per dataset (one dataset per seed)"))
-    seeds: int = dataclasses.field(default=32, metadata=meta("number of training seeds (datasets)"))
-    dpo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of DPO"))
-    spo_alpha: float = dataclasses.field(default=0.5, metadata=meta("α of SPO"))
-    spo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of SPO's KL(π‖π_ref) over all responses"))
-    spo_weight: str = dataclasses.field(default="uniform", metadata=meta("SPO weighting μ: " + " | ".join(WEIGHTS)))
-    spo_gamma: float = dataclasses.field(default=0.5, metadata=meta("γ of the power / SoftImportance weighting"))
-    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps"))
-    lr: float = dataclasses.field(default=0.01, metadata=meta("constant learning rate"))
-    n_log: int = dataclasses.field(default=151, metadata=meta("evenly spaced logged steps"))
-
-    def validate(self) -> None:
-        if self.n_responses < 2 or self.n_pairs < 1 or self.seeds < 1 or self.steps < 1 or self.n_log < 2:
-            raise BanditError("n_responses ≥ 2, n_pairs, seeds, steps ≥ 1 and n_log ≥ 2 required")
-        if not (self.dpo_beta > 0 and self.spo_beta > 0 and self.spo_alpha >= 0 and self.lr > 0 and self.reward_scale > 0):
-            raise BanditError("dpo_beta, spo_beta, lr, reward_scale must be > 0 and spo_alpha ≥ 0")
-        if self.spo_weight not in WEIGHTS:
-            raise BanditError(f"spo_weight must be one of {', '.join(WEIGHTS)}")
+    n_responses: int = dataclasses.field(default=12, metadata=meta("K responses", bounds.Int(ge=2, le=bounds.INT64_MAX)))
+    problem_seed: int = dataclasses.field(default=0, metadata=meta("seed of the bandit (π_ref, reward)", bounds.SEED))
+    reward_scale: float = dataclasses.field(default=1.0, metadata=meta("std of the BT reward", bounds.POSITIVE))
+    n_pairs: int = dataclasses.field(default=20, metadata=meta("labelled pairs per dataset (one dataset per seed)", bounds.COUNT))
+    seeds: int = dataclasses.field(default=32, metadata=meta("number of training seeds (datasets)", bounds.Int(ge=1, le=bounds.SEED_MAX + 1)))
+    dpo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of DPO", bounds.BETA))
+    spo_alpha: float = dataclasses.field(default=0.5, metadata=meta("α of SPO", bounds.NONNEGATIVE))
+    spo_beta: float = dataclasses.field(default=0.1, metadata=meta("β of SPO's KL(π‖π_ref) over all responses", bounds.BETA))
+    spo_weight: str = dataclasses.field(default="uniform", metadata=meta("SPO weighting μ", choices=WEIGHTS))
+    spo_gamma: float = dataclasses.field(default=0.5, metadata=meta("γ of the power / SoftImportance weighting", bounds.SCALAR))
+    steps: int = dataclasses.field(default=3000, metadata=meta("Adam steps", bounds.STEPS))
+    lr: float = dataclasses.field(default=0.01, metadata=meta("constant learning rate", bounds.LR))
+    n_log: int = dataclasses.field(default=151, metadata=meta("evenly spaced logged steps", bounds.Int(ge=2, le=bounds.INT64_MAX)))
 
     def saves(self) -> bool:
         return True
+
+    def cost(self) -> budget.Cost:
+        K, runs = self.n_responses, 2 * self.seeds
+        logged = min(self.n_log, self.steps + 1)
+        c = budget.problem(1, K) + budget.array(self.n_log, "the logged steps")
+        train = budget.training(steps=self.steps, responses=K, runs=runs, logged=logged, sampled_pairs=self.n_pairs)
+        return c + (train | budget.newton(params=K, responses=K, points=2))
 
 
 def win_rate(pi: np.ndarray, pb: Problem) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""Every file bandit-lab writes goes through here: output directories are checked before any work,
+files are written to a temporary name in the same directory and renamed into place
+(``os.replace``), and every OS failure becomes one :class:`~bandit_lab.errors.BanditError` line
+naming the path and the reason (exit 2) — never a traceback, never a half-written file.
+
+- :func:`prepare_out` — before a run: the ``--out`` directory exists and is empty (or
+  ``--overwrite``), or can be created; it is probed with a real temporary file, so an
+  unwritable, immutable or read-only directory (or ``/proc``) is refused before the run, not
+  after it. An :class:`OutDir` remembers whether it created the directory, so a run that then
+  fails leaves nothing behind (:meth:`OutDir.discard`).
+- :func:`atomic` — a context manager yielding a file handle on a temporary file, renamed to
+  the target on success, removed on failure.
+- :func:`write_text`, :func:`write_json` — the common cases.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+
+from bandit_lab.errors import BanditError
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or (errno.errorcode.get(e.errno, "") if e.errno else "") or str(e) or type(e).__name__
+
+
+def os_error(path: str, e: OSError, doing: str = "write") -> BanditError:
+    """``cannot write PATH: Permission denied`` (one line)."""
+    return BanditError(f"cannot {doing} {path}: {_reason(e)}")
+
+
+class OutDir(str):
+    """An output directory path that knows which directories this process created for it."""
+
+    created: tuple = ()
+
+    def discard(self) -> None:
+        """Remove the directories this process created, innermost first, if (still) empty."""
+        for d in self.created:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+
+
+def prepare_out(path: str, overwrite: bool = False) -> OutDir:
+    """Check (and create) an output directory before a run; see the module docstring."""
+    out = OutDir(path)
+    if os.path.lexists(path) and not os.path.exists(path):
+        raise BanditError(f"cannot write {path}: it is a dangling symbolic link")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise BanditError(f"output path {path} exists and is not a directory")
+        try:
+            entries = os.listdir(path)
+        except OSError as e:
+            raise os_error(path, e, "read") from None
+        if entries and not overwrite:
+            raise BanditError(f"output directory {path} exists; pass --overwrite to replace its files or choose another --out")
+    else:
+        new, d = [], os.path.abspath(path)
+        while not os.path.lexists(d):
+            new.append(d)
+            d = os.path.dirname(d)
+        try:
+            os.makedirs(path)
+        except FileExistsError:  # raced, or a dangling link somewhere on the way
+            raise BanditError(f"cannot create {path}: a file of that name exists on the way") from None
+        except OSError as e:
+            raise os_error(path, e, "create") from None
+        out.created = tuple(new)
+    try:  # probe: can we really create, write and rename a file here?
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".bandit-lab-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        out.discard()
+        raise os_error(path, e) from None
+    return out
+
+
+@contextlib.contextmanager
+def atomic(path: str, mode: str = "w"):
+    """Write ``path`` through a temporary file in the same directory, renamed into place on
+    success (readers never see a half-written file; on failure nothing is left)."""
+    d = os.path.dirname(path) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path)[:100] + ".", suffix=".tmp")
+    except OSError as e:
+        raise os_error(path, e) from None
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise os_error(path, e) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str, text: str) -> str:
+    with atomic(path) as fh:
+        fh.write(text)
+    return path
+
+
+def write_json(path: str, obj, indent: int | None = 1) -> str:
+    """``obj`` must already be JSON-safe (``runner.jsonable``); NaN is refused, not written."""
+    text = json.dumps(obj, indent=indent, allow_nan=False)
+    return write_text(path, text)
