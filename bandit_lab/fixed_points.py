@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
+
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from bandit_lab import losses, metrics
+from bandit_lab import exact_solvers, losses, metrics
 from bandit_lab.data import population
 from bandit_lab.errors import BanditError
+from bandit_lab.exact_solvers import hinge_lp  # noqa: F401  (re-exported: the LP lives below both modules)
 from bandit_lab.oracles import loss_oracle, rlhf_optimum, softmax_np
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
 
@@ -187,28 +188,6 @@ def additive_closed_form(name: str, hp: dict, problem, weight: np.ndarray) -> tu
     return out, f"{ref}/Z, additive per-pair targets g_i − g_j = m*(p_ij)"
 
 
-def hinge_lp(problem, weight: np.ndarray, beta: float) -> tuple[np.ndarray, bool]:
-    """Exact population minimiser of the hinge loss by linear programming (HiGHS), per context:
-    ``min Σ_{ordered (i,j)} w_ij ξ_ij`` s.t. ``ξ_ij ≥ 1 − β(g_i − g_j)``, ``ξ ≥ 0``, ``g_0 = 0``;
-    then ``π ∝ π_ref·e^{g}``. Returns ``(π, solved)``."""
-    X, K, _ = weight.shape
-    out = np.empty((X, K))
-    ok = True
-    for x in range(X):
-        trip = [(i, j, weight[x, i, j]) for i in range(K) for j in range(K) if i != j and weight[x, i, j] > 0]
-        n = K + len(trip)
-        c = np.concatenate([np.zeros(K), [w for _, _, w in trip]])
-        A = np.zeros((len(trip), n))
-        for r, (i, j, _w) in enumerate(trip):
-            A[r, i], A[r, j], A[r, K + r] = -beta, beta, -1.0  # −β(g_i − g_j) − ξ ≤ −1
-        bounds = [(0.0, 0.0)] + [(None, None)] * (K - 1) + [(0.0, None)] * len(trip)
-        res = optimize.linprog(c, A_ub=A, b_ub=-np.ones(len(trip)), bounds=bounds, method="highs")
-        ok &= bool(res.status == 0)
-        g = res.x[:K] if res.status == 0 else np.full(K, np.nan)
-        out[x] = softmax_np(np.log(problem.pi_ref[x]) + g)
-    return out, ok
-
-
 def closed_form(obj) -> tuple[np.ndarray | None, str]:
     """The closed-form (or LP) optimum of an objective's loss on its data, or ``None`` + why."""
     name, hp, static = obj.loss.name, obj.hp, obj.static
@@ -236,47 +215,22 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
 
 # --------------------------------------------------------------------------- solving
 
-def _zoo_detached() -> dict:
+def detached(obj):
+    """``(key, fn)`` of the objective's detached statistic (``bco_pair[delta=mean]``, ``kto``), or None."""
     losses.registry()
     from bandit_lab.losses import zoo
 
-    return zoo.DETACHED
+    return zoo.detached_statistic(obj.loss.name, obj.static)
 
 
 def statistic(obj, params, hp: dict) -> float:
     """The detached statistic (``bco_pair``'s δ, ``kto``'s z_ref) at ``params``."""
-    _key, fn = _zoo_detached()[obj.loss.name]
-    return float(fn(obj.inputs(jnp.asarray(params)), {**obj.hp, **hp}))
+    return exact_solvers.statistic(obj, params, hp, detached(obj))
 
 
 def self_consistent(obj, hp: dict | None = None, *, init=None, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
-    """Fixed point of a loss with a detached statistic ``s`` (see module doc): secant iterations
-    on ``F(s) = s(θ*(s)) − s``, each ``θ*(s)`` the exact minimiser of ``L(·; s)`` with ``s`` frozen
-    (passed as ``hp[key]``). Returns ``(result, s, |F(s)|)``."""
-    key, _fn = _zoo_detached()[obj.loss.name]
-    hp = {**obj.hp, **(hp or {})}
-    hp.pop(key, None)
-    init = obj.param.init() if init is None else init
-
-    def F(s, init):
-        r = newton_free(obj, [{**hp, key: s}], init)[0]
-        return statistic(obj, r.params, hp) - s, r
-
-    s0 = statistic(obj, init, hp)
-    f0, r0 = F(s0, init)
-    s1 = s0 + f0
-    f1, r1 = F(s1, r0.params)
-    for _ in range(iters):
-        if abs(f1) <= tol:
-            break
-        den = f1 - f0
-        s2 = s1 - f1 * (s1 - s0) / den if den != 0 else s1 + f1
-        if not np.isfinite(s2):
-            s2 = s1 + f1
-        s0, f0 = s1, f1
-        s1 = s2
-        f1, r1 = F(s1, r1.params)
-    return r1, s1, abs(f1)
+    """:func:`bandit_lab.exact_solvers.self_consistent` for the objective's own statistic."""
+    return exact_solvers.self_consistent(obj, hp, detached(obj), init=init, tol=tol, iters=iters)
 
 
 N_STARTS = 8
@@ -307,8 +261,7 @@ def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, int]
 
 def _field_residual(obj, params) -> float:
     """‖∇_θ L‖ with the statistic detached — the training signal Adam follows."""
-    g = jax.grad(lambda p: obj.value(p, obj.hp))(jnp.asarray(params))
-    return float(jnp.linalg.norm(g))
+    return exact_solvers.field_residual(obj, params)
 
 
 def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> list[list[int]]:
@@ -369,12 +322,13 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     method = "newton"
     extra = ""
     hp = dict(obj.hp)
-    if name in _zoo_detached():
+    det = detached(obj)
+    if det is not None:
         if obj.param.constraint != "free":
             raise BanditError("the self-consistent solve of a detached statistic needs a free parameterization (softmax, loglinear)")
         r, s, gap = self_consistent(obj)
         method = "self-consistent"
-        key = _zoo_detached()[name][0]
+        key = det[0]
         field = _field_residual(obj, r.params)
         residual = max(r.residual, field)
         converged = r.converged and gap <= 1e-10 and field <= RESIDUAL_TOL
