@@ -97,6 +97,12 @@ class LossSpec:
     # update direction and the exact solver can seek the zero of that field.
     state_init: Callable | None = None
     state_update: Callable | None = None
+    # Optional ``configure(static) -> (static, defaults)``: the float hyperparameters a loss takes
+    # *given its static options* (e.g. a mixture's terms bring theirs), with static values
+    # normalised (JSON lists → hashable tuples). Default: ``defaults`` for every static choice.
+    configure: Callable | None = None
+    # β may be 0 (SPO: β weighs an optional KL regulariser); otherwise β must be > 0
+    beta_zero: bool = False
 
 
 REGISTRY: dict[str, LossSpec] = {}
@@ -138,12 +144,16 @@ def get(name: str) -> LossSpec:
 def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
     """Separate user ``loss_params`` into float hyperparameters and static options; validate."""
     params = dict(params or {})
-    hp = dict(spec.defaults)
     static = dict(spec.static)
+    for k in [k for k in params if k in static]:
+        static[k] = params.pop(k)
+    if spec.configure is not None:
+        static, hp = spec.configure(static)
+        hp = dict(hp)
+    else:
+        hp = dict(spec.defaults)
     for k, v in params.items():
-        if k in static:
-            static[k] = v
-        elif k in hp:
+        if k in hp:
             try:
                 hp[k] = float(v)
             except (TypeError, ValueError):
@@ -151,8 +161,8 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
         else:
             allowed = sorted(set(hp) | set(static))
             raise BanditError(f"loss {spec.name!r} has no parameter {k!r}; it takes {', '.join(allowed)}")
-    if "beta" in hp and not (np.isfinite(hp["beta"]) and hp["beta"] > 0):
-        raise BanditError(f"beta must be > 0; got {hp['beta']}")
+    if "beta" in hp and not (np.isfinite(hp["beta"]) and (hp["beta"] > 0 or (spec.beta_zero and hp["beta"] == 0))):
+        raise BanditError(f"beta must be {'≥' if spec.beta_zero else '>'} 0; got {hp['beta']}")
     if "divergence" in static:
         divergences.check(static["divergence"], hp.get("f_alpha"))
     if "reward" in static and static["reward"] not in ("bt", "ipo"):
