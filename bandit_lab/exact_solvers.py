@@ -143,6 +143,66 @@ def _min_norm(g_smooth, m, A, w, tol):
     return float(np.linalg.norm(g0 - Ak.T @ res.x))
 
 
+def _dpop_sites(obj, params, hp):
+    """DPO-Positive's kinks (``max(0, −h_w)`` inside the sigmoid, Pal et al. 2024): with
+    ``G(θ, ρ) = E_D[softplus(−β(Δ − λρ_{y_w}))] + penalty``, increasing in every ``ρ_y``, and
+    ``ρ = max(0, a)``, ``a_y = −h_y``, the Clarke subdifferential is
+    ``∂_θG + Σ_y s_y·(∂G/∂ρ_y)·∇a_y``, ``s_y ∈ [0, 1]`` at kinks (1 where ``a_y > 0``).
+    Returns ``(g_base, a [T], J [T, n])`` over the (x, y) that are chosen somewhere."""
+    z, unravel = _flat(obj, params)
+    W = jnp.asarray(obj.data.weight)
+    chosen = np.asarray(obj.data.weight).sum(-1) > 0  # [X, K]
+
+    def h_of(zz):
+        inp = obj.inputs(unravel(zz))
+        return inp.logp - inp.logp_ref
+
+    def G(zz, rho):
+        h = h_of(zz)
+        d = h[..., :, None] - h[..., None, :]
+        per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
+        live = W > 0
+        base = jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0))
+        return base + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+
+    zj = jnp.asarray(z)
+    a = -np.asarray(h_of(zj))
+    rho = jnp.asarray(np.maximum(0.0, a))
+    g_base = np.asarray(jax.grad(G, 0)(zj, rho))
+    c = np.asarray(jax.grad(G, 1)(zj, rho))
+    Ja = np.asarray(jax.jacobian(lambda zz: -h_of(zz))(zj))  # [X, K, n]
+    J = (c[..., None] * Ja)[chosen]
+    return g_base, a[chosen], J
+
+
+def _sites(obj, params, hp):
+    """``(g_base, a, J)``: the gradient with every kink on its flat side, the kink arguments
+    (``relu(a_t)``) and the gradient jump of each (module docstring); None if the loss has no
+    kinks we describe."""
+    if obj.loss.name == "dpop":
+        return _dpop_sites(obj, params, hp)
+    kinks = _kinks(obj, params, hp)
+    if kinks is None or not kinks[0].size:
+        return None
+    m, A, w = kinks
+    g = _smooth_grad(obj, params, hp, kinks)
+    return g, 1.0 - m, -(w[:, None] * A)
+
+
+def _min_norm_sites(g_base, a, J, tol):
+    """``min_s ‖g_base + Σ_{a>tol} J_t + Σ_{|a|≤tol} s_t J_t‖``, ``s ∈ [0, 1]``."""
+    from scipy import optimize
+
+    lin = a > tol
+    kink = np.abs(a) <= tol
+    g0 = g_base + J[lin].sum(0)
+    if not kink.any():
+        return float(np.linalg.norm(g0))
+    Jk = J[kink]
+    res = optimize.lsq_linear(Jk.T, -g0, bounds=(np.zeros(kink.sum()), np.ones(kink.sum())), method="bvls", tol=1e-15, lsmr_tol=None)
+    return float(np.linalg.norm(g0 + Jk.T @ res.x))
+
+
 def stationarity(objective, params, hp: dict | None = None, *, tol: float = KINK_TOL) -> float:
     """First-order stationarity of ``objective`` at ``params`` (see the module docstring): the
     norm of the min-norm subgradient for kinked losses on a free parameterization, else the
@@ -150,10 +210,9 @@ def stationarity(objective, params, hp: dict | None = None, *, tol: float = KINK
     of a convex objective, kinked or not; the one measure ``bandit-lab solve`` uses for
     "converged"."""
     hp = {**objective.hp, **(hp or {})}
-    kinks = _kinks(objective, params, hp) if objective.param.constraint == "free" else None
-    if kinks is not None and kinks[0].size:
-        m, A, w = kinks
-        return _min_norm(_smooth_grad(objective, params, hp, kinks), m, A, w, tol)
+    sites = _sites(objective, params, hp) if objective.param.constraint == "free" else None
+    if sites is not None:
+        return _min_norm_sites(*sites, tol)
     g = jax.grad(lambda p: objective.value(p, hp))(params)
     moved = objective.param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g))
     return float(np.sqrt(sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved)))))
@@ -339,6 +398,101 @@ def solve_piecewise_linear(obj, hp: dict, init=None) -> ExactResult | None:
     r = stationarity(obj, params, hp)
     pol = np.asarray(obj.policy(params))
     return ExactResult(params, pol, float(obj.value(params, hp)), r, bool(r <= 1e-10), 0)
+
+
+def solve_dpop(obj, hp: dict, init=None) -> ExactResult | None:
+    """DPO-Positive exactly: its kinks ``max(0, −h_y)`` enter an increasing function, so with slacks
+    ``ρ_y ≥ 0``, ``ρ_y ≥ −h_y`` the loss is the smooth NLP ``min_{θ,ρ} G(θ, ρ)`` (SciPy SLSQP from
+    several starts), then polished by Newton on its KKT system with the active slack constraints
+    as equalities (:func:`_nlp_kkt_polish`). Certified by :func:`stationarity` (min-norm
+    subgradient of DPOP itself)."""
+    from scipy import optimize
+
+    if obj.param.constraint != "free":
+        return None
+    hp = {**obj.hp, **hp}
+    template = obj.param.init() if init is None else init
+    z0, unravel = _flat(obj, template)
+    W = jnp.asarray(obj.data.weight)
+    X, K = np.asarray(obj.problem.pi_ref).shape
+    n, m = z0.size, X * K
+
+    def h_of(zz):
+        inp = obj.inputs(unravel(zz))
+        return (inp.logp - inp.logp_ref).reshape(-1)
+
+    def G(u):
+        zz, rho = u[:n], u[n:].reshape(X, K)
+        h = h_of(zz).reshape(X, K)
+        d = h[..., :, None] - h[..., None, :]
+        per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
+        live = W > 0
+        return jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0)) + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+
+    vg = jax.jit(jax.value_and_grad(G))
+    cons_f = jax.jit(lambda u: u[n:] + h_of(u[:n]))
+    cons_j = jax.jit(jax.jacobian(lambda u: u[n:] + h_of(u[:n])))
+    fun = lambda u: tuple(np.asarray(t, dtype=np.float64) for t in vg(jnp.asarray(u)))  # noqa: E731
+    cons = [{"type": "ineq", "fun": lambda u: np.asarray(cons_f(jnp.asarray(u))), "jac": lambda u: np.asarray(cons_j(jnp.asarray(u)))}]
+    bounds = [(None, None)] * n + [(0.0, None)] * m
+    rng = np.random.default_rng(0)
+    best = None
+    for k in range(6):
+        zs = np.asarray(z0) + (0.0 if k == 0 else rng.normal(0.0, 1.0, n))
+        u0 = np.concatenate([zs, np.maximum(0.0, -np.asarray(h_of(jnp.asarray(zs))))])
+        res = optimize.minimize(lambda u: fun(u)[0], u0, jac=lambda u: fun(u)[1], method="SLSQP", constraints=cons, bounds=bounds,
+                                options={"maxiter": 2000, "ftol": 1e-16})
+        if best is None or res.fun < best.fun:
+            best = res
+    z = _dpop_polish(obj, hp, best.x[:n], unravel)
+    params = unravel(jnp.asarray(z))
+    r = stationarity(obj, params, hp)
+    return ExactResult(params, np.asarray(obj.policy(params)), float(obj.value(params, hp)), r, bool(r <= 1e-10), 0)
+
+
+def _dpop_polish(obj, hp, z, unravel, iters: int = 40):
+    """Newton on DPOP's KKT system in θ: kinks ``h_y = 0`` (|h_y| ≤ 1e-6) as equality constraints
+    with multipliers ``s_y·c_y``; keeps the iterate of smallest stationarity."""
+    best, best_r = z, stationarity(obj, unravel(jnp.asarray(z)), hp)
+    for _ in range(iters):
+        g_base, a, J = _dpop_sites(obj, unravel(jnp.asarray(z)), hp)
+        chosen = np.asarray(obj.data.weight).sum(-1) > 0
+        kink = np.abs(a) <= 1e-6
+        lin = a > 1e-6
+
+        def piece(zz, kink=kink, lin=lin):  # DPOP with ρ = −h on the 'lin' side, 0 on the rest
+            inp = obj.inputs(unravel(zz))
+            h = inp.logp - inp.logp_ref
+            mask = np.zeros(chosen.shape, bool)
+            mask[chosen] = lin
+            rho = jnp.where(jnp.asarray(mask), -h, 0.0)
+            d = h[..., :, None] - h[..., None, :]
+            Wd = jnp.asarray(obj.data.weight)
+            per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
+            live = Wd > 0
+            return jnp.sum(jnp.where(live, Wd * jnp.where(live, per, 0.0), 0.0)) + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+
+        def cons(zz, kink=kink):
+            inp = obj.inputs(unravel(zz))
+            return (inp.logp - inp.logp_ref)[jnp.asarray(chosen)][jnp.asarray(kink)]
+
+        zj = jnp.asarray(z)
+        g = np.asarray(jax.grad(piece)(zj))
+        Ck = np.asarray(cons(zj))
+        Ak = np.asarray(jax.jacobian(cons)(zj)).reshape(len(Ck), -1)
+        # Lagrangian Hessian: estimate multipliers first (least squares), then include their curvature
+        mu = np.linalg.lstsq(Ak.T, -g, rcond=None)[0] if len(Ck) else np.zeros(0)
+        H = np.asarray(jax.hessian(lambda zz: piece(zz) + jnp.dot(jnp.asarray(mu), cons(zz)))(zj))
+        nk = len(Ck)
+        KKT = np.block([[H, Ak.T], [Ak, np.zeros((nk, nk))]])
+        sol = np.linalg.lstsq(KKT, -np.concatenate([g + Ak.T @ mu, Ck]), rcond=None)[0]
+        z = z + sol[: z.size]
+        r = stationarity(obj, unravel(jnp.asarray(z)), hp)
+        if r < best_r:
+            best, best_r = z, r
+        if best_r <= 1e-14:
+            break
+    return best
 
 
 # --------------------------------------------------------------------------- detached statistics

@@ -64,8 +64,15 @@ RESIDUAL_TOL = 1e-8
 VARIANTS: dict[str, list[dict]] = {
     "fdpo": [{"divergence": "reverse_kl"}, {"divergence": "forward_kl"}, {"divergence": "js"}, {"divergence": "alpha", "f_alpha": 0.5}],
     "rlhf": [{"divergence": "reverse_kl", "reward": "bt"}, {"divergence": "reverse_kl", "reward": "ipo"}],
-    "simpo": [{}, {"gamma": 0.0}],
+    "simpo": [{}, {"gamma": 0.0}, {"cpo_alpha": 1.0}],
     "robust": [{}, {"label_smoothing": 0.2}],
+    "bco_pair": [{}, {"delta": "mean"}],
+    "kto": [{}, {"reference_point": "data"}],
+    "cpo": [{}, {"loss_type": "hinge", "cpo_alpha": 0.0}, {"loss_type": "ipo", "cpo_alpha": 0.0}, {"loss_type": "simpo"}],
+    "alphapo": [{}, {"gamma": 0.0}],
+    "aot": [{}, {"label_smoothing": 0.1}],
+    "dpop": [{}, {"lam": 1.0}],
+    "mixture": [{"terms": ["hinge", "sft"]}, {"terms": ["ipo", "sft"], "w_sft": 0.5}],
 }
 
 NO_CLOSED_FORM = {
@@ -78,6 +85,13 @@ NO_CLOSED_FORM = {
     "apo_zero": "none known (saturating; losers pushed to 0)",
     "apo_down": "none known",
     "eta_sigmoid": "none known (targets π_i − π_j = logit p_ij / β, often off the simplex)",
+    "aot": "none known (quantile coupling of the policy and reference log-ratio laws)",
+    "aot_unpaired": "none known (quantile coupling of the chosen and rejected log-ratio laws)",
+    "apo_zero_unpaired": "none known (= apo_zero's optimum at λ_D = λ_U: a positive rescaling)",
+    "mpo": "none known (sigmoid + bco_pair + sft compromise)",
+    "dpop": "none known (the λ·max(0, −h_w) kink pins chosen responses at h_w ≥ 0 when λ is large)",
+    "caldpo": "none known (β-free DPO term + per-response calibration squares)",
+    "alphapo": "none: γ ≠ 0 makes the per-pair targets non-additive",
 }
 
 
@@ -108,6 +122,8 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
         return float((2 * p - 1) * (np.log1p(-e) - np.log(e)))
     if name == "hinge":
         return float(np.sign(2 * p - 1))
+    if name == "cpo_ipo":  # argmin p(Δ − c)² + (1 − p)(Δ + c)², c = 1/(2β): Δ = c(2p − 1); m = βΔ
+        return float((2 * p - 1) / 2)
     if name == "simpo":
         # stationarity −p·σ(γ − m) + (1 − p)·σ(γ + m) = 0 is a quadratic in u = e^m (c = e^γ):
         # (1 − p)u² + (1 − 2p)c·u − p = 0; γ = 0 gives u = p/(1 − p), m = logit p
@@ -141,7 +157,7 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
 
 
 MARGIN_LOSSES = ("dpo", "gaussian_nll", "cdpo", "robust", "exo_pair", "discopop", "simpo")
-REFERENCE_FREE = ("simpo",)
+REFERENCE_FREE = ("simpo", "cpo_ipo")
 
 
 def _pair_stats(weight: np.ndarray):
@@ -191,7 +207,10 @@ def additive_closed_form(name: str, hp: dict, problem, weight: np.ndarray) -> tu
 def closed_form(obj) -> tuple[np.ndarray | None, str]:
     """The closed-form (or LP) optimum of an objective's loss on its data, or ``None`` + why."""
     name, hp, static = obj.loss.name, obj.hp, obj.static
-    if obj.param.name not in ("softmax", "simplex") or hp.get("weight_decay", 0.0) != 0.0:
+    wd = hp.get("weight_decay", 0.0)
+    if name == "trdpo":
+        return _trdpo_closed_form(obj, wd)
+    if obj.param.name not in ("softmax", "simplex") or wd != 0.0:
         return None, "constrained (weight decay or a restricted parameterization): closed forms are unconstrained answers"
     weight = np.asarray(obj.data.weight)
     pop = bool(np.allclose(weight, np.asarray(population(obj.problem).weight), rtol=0, atol=1e-15))
@@ -199,9 +218,35 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
         return loss_oracle(obj.problem, name, hp, static, population_data=pop)
     if name in MARGIN_LOSSES:
         return additive_closed_form(name, hp, obj.problem, weight)
-    if name == "hinge":
-        pi, ok = hinge_lp(obj.problem, weight, hp["beta"])
+    if name == "hinge" or (name == "cpo" and static.get("loss_type") == "hinge" and hp["cpo_alpha"] == 0 and hp["alpha"] == 0):
+        pi, ok = hinge_lp(obj.problem, weight, hp["beta"], reference=name == "hinge")
         return (pi, "linear programme (exact for the piecewise-linear loss)") if ok else (None, "LP failed")
+    if name == "sft":
+        c = weight.sum(-1)
+        return c / c.sum(-1, keepdims=True), "chosen marginal π(y|x) ∝ Σ_l D(x, y, l) (NLL minimiser)"
+    if name in ("cpo", "alphapo") and hp["cpo_alpha"] == 0 and hp["label_smoothing"] == 0 and static.get("loss_type", "simpo") != "hinge":
+        kind = static.get("loss_type", "simpo")
+        if kind == "ipo":
+            return additive_closed_form("cpo_ipo", hp, obj.problem, weight)
+        if kind in ("sigmoid", "simpo") and (kind == "sigmoid" or hp["gamma"] == 0):
+            if hp["alpha"] == 0:
+                return additive_closed_form("simpo", {**hp, "gamma": 0.0}, obj.problem, weight)
+            return _alphapo_closed_form(obj, weight)
+    if name == "chipo":
+        cf, note = loss_oracle(obj.problem, "fdpo", hp, {"divergence": "chi_mix"}, population_data=pop)
+        if cf is None:
+            return cf, note
+        p = [t[3] for rows in _pair_stats(weight) for t in rows]
+        if any(abs(np.log(q) - np.log1p(-q)) >= 2 * hp["r_max"] for q in p if 0 < q < 1):
+            return None, "some pair's logit p reaches the clip 2R: the clip may move the optimum"
+        return cf, "χ²-mix RLHF optimum β(u + log u) = r − λ, u = W(e^{(r−λ)/β}) (Huang et al. 2024; clip inactive)"
+    if name == "sigmoid_norm" and obj.param.name in ("softmax", "simplex"):
+        return additive_closed_form("dpo", hp, obj.problem, weight)
+    if name in ("wpo", "mixture") and tuple(static["terms"]) == ("dpo",) and static.get("divergence", "reverse_kl") == "reverse_kl":
+        cf, note = additive_closed_form("dpo", hp, obj.problem, weight)
+        if cf is not None and static.get("use_weighting"):
+            note = "DPO's optimum: detached pair weights w(y_w)w(y_l) > 0 rescale each pair, and additive targets stay additive"
+        return cf, note
     if name == "eta_linear":
         net = weight.sum(-1) - weight.sum(-2)  # Σ_j w_ij − w_ji
         out = np.zeros_like(net)
@@ -211,6 +256,31 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
         return None, NO_CLOSED_FORM[name]
     pi, note = loss_oracle(obj.problem, name, hp, static, population_data=pop)
     return pi, note
+
+
+def _trdpo_closed_form(obj, wd):
+    """TR-DPO's synced fixed point (:mod:`bandit_lab.losses.trdpo`): with α‖θ‖² on softmax logits
+    ``θ* = β·n/(4α)``, ``n`` the net win weight; without weight decay the runaway limit, the
+    vertex of the largest net win weight."""
+    W = np.asarray(obj.data.weight)
+    net = W.sum(-1) - W.sum(-2)
+    if wd == 0.0:
+        out = np.zeros_like(net)
+        out[np.arange(net.shape[0]), net.argmax(-1)] = 1.0
+        return out, "no finite synced fixed point: the field at θ_ref = θ is the constant −(β/2)n; limit = vertex of max net win n"
+    if obj.param.name == "softmax" and obj.penalty == "params":
+        return softmax_np(obj.hp["beta"] * net / (4.0 * wd)), "synced fixed point θ* = β·n/(4α), n = net win weight"
+    return None, "constrained: the synced closed form needs softmax logits with α‖θ‖²"
+
+
+def _alphapo_closed_form(obj, weight):
+    """γ = 0 AlphaPO under BT: ``β(f'_α(π_i) − f'_α(π_j)) = r_i − r_j`` ⇒ the α-divergence "RLHF"
+    optimum against the unnormalised measure 1 (``rlhf_optimum`` with π_ref ≡ 1)."""
+    pb = obj.problem
+    if pb.reward is None:
+        return None, "preferences are not Bradley–Terry: no closed form"
+    return rlhf_optimum(np.ones_like(pb.pi_ref), pb.reward, obj.hp["beta"], "alpha", obj.hp["alpha"]), \
+        "α-reward optimum: β(1 − π^−α)/α = r − λ (AlphaPO with γ = 0, BT)"
 
 
 # --------------------------------------------------------------------------- solving
@@ -336,11 +406,28 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         hp[key] = s
         params_, policy = r.params, r.policy
     else:
-        r, n_min = multistart(obj)
-        residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
-        if n_min > 1:
-            extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
+        special = None if obj.loss.exact is None or name == "hinge" else obj.loss.exact(obj, dict(obj.hp), None)
+        if special is not None:
+            r = special
+            method = "kkt"  # LP/QP/NLP for a kinked loss, polished on its KKT system
+            residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+        else:
+            r, n_min = multistart(obj)
+            residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+            if n_min > 1:
+                extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
     cf, note = closed_form(obj)
+    if name == "trdpo" and hp.get("weight_decay", 0.0) == 0.0 and cf is not None:
+        # no zero of the synced field: the runaway is along the constant field, to the net-win vertex
+        policy, converged, residual, method = cf, False, float(residual), "field"
+        zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
+        status = "no finite minimiser: π(" + "; ".join("y" + ", y".join(map(str, z)) for z in zero_rows) + ") → 0 along the constant synced field; limit shown"
+        w = obj.problem.context_weight
+        tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
+        return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+                   method=method, policy=np.atleast_2d(policy).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
+                   tv_rlhf=None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w)), tv_dpo=tv_d, shares_dpo=False,
+                   finite=False, status=status, residual=residual, closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0)
     if name == "hinge" and cf is not None:
         method = "lp"
         policy, converged, residual = cf, True, float("nan")
