@@ -25,7 +25,9 @@ from bandit_lab.solver import solve_exact
 from bandit_lab.train import TrainConfig
 
 ZOO = ["hinge", "cdpo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-       "discopop", "simpo", "cpo", "orpo", "kto", "eta_sigmoid", "eta_linear"]
+       "discopop", "simpo", "cpo", "orpo", "kto", "eta_sigmoid", "eta_linear",
+       # added with TRL conformance (issue 10)
+       "apo_zero_unpaired", "sft", "alphapo", "chipo", "dpop", "caldpo"]
 
 
 # --------------------------------------------------------------------------- plain-Python reference
@@ -86,6 +88,20 @@ def _triple(name, hp, hw, hl, lw, ll, pw, pl, stat):
         return -math.log(_sig(b * (pw - pl)))
     if name == "eta_linear":
         return pl - pw
+    if name == "apo_zero_unpaired":  # TRL KTOTrainer: mean over the two unpaired examples
+        return 0.5 * (hp["desirable_weight"] * (1 - _sig(b * hw)) + hp["undesirable_weight"] * _sig(b * hl))
+    if name == "sft":
+        return -lw
+    if name == "chipo":  # Huang et al. 2024: φ(z) = z + log z, margin clipped at ±2R
+        phi = lambda h: math.exp(h) + h  # noqa: E731
+        m = b * (phi(hw) - phi(hl))
+        R = 2 * hp["r_max"]
+        return _softplus(-min(max(m, -R), R))
+    if name == "dpop":  # Pal et al. 2024
+        return _softplus(-b * (hw - hl - hp["lam"] * max(0.0, -hw)))
+    if name == "caldpo":  # Xiao et al. 2024
+        c = 0.5 / b
+        return _softplus(-(hw - hl)) + (hw - c) ** 2 + (hl + c) ** 2
     raise KeyError(name)
 
 
