@@ -16,7 +16,8 @@ no gradient vanishes, so:
   ``S`` the smooth rest of the objective, triples with ``m_t < 1 − tol`` contribute their slope,
   those with ``|m_t − 1| ≤ tol`` any ``λ_t ∈ [0, w_t]`` of it; the measure is
   ``min_λ ‖∇S − Σ_{m<1} w_t ∇m_t − Σ_{kink} λ_t ∇m_t‖`` (a bounded least-squares problem,
-  ``scipy.optimize.lsq_linear``). It is 0 exactly at a minimiser of a convex kinked objective
+  ``scipy.optimize.lsq_linear``); DPO-Positive's kinks ``max(0, −h_w)`` inside its sigmoid are
+  handled the same way (:func:`_dpop_sites`). It is 0 exactly at a minimiser of a convex kinked objective
   and equals ``‖∇f‖`` where the objective is smooth. Without kinks it is the projected-gradient
   norm ``‖x − Π(x − ∇f)‖`` the trainer and the solver already use;
 - **exact solve**: without weight decay, the linear programme of :func:`hinge_lp` (SciPy's
@@ -127,20 +128,6 @@ def _smooth_grad(obj, params, hp, kinks):
     m, A, w = kinks
     g_hinge = -(A.T @ (w * (m < 1.0)))  # JAX's choice at exactly m = 1 is the 0 side
     return g - g_hinge
-
-
-def _min_norm(g_smooth, m, A, w, tol):
-    """``min_λ ‖∇S − Σ_{m<1−tol} w∇m − Σ_{|m−1|≤tol} λ∇m‖``, ``λ ∈ [0, w]``."""
-    from scipy import optimize
-
-    lin = m < 1.0 - tol
-    kink = np.abs(m - 1.0) <= tol
-    g0 = g_smooth - A[lin].T @ w[lin]
-    if not kink.any():
-        return float(np.linalg.norm(g0))
-    Ak = A[kink]
-    res = optimize.lsq_linear(Ak.T, g0, bounds=(np.zeros(kink.sum()), w[kink]), method="bvls", tol=1e-15, lsmr_tol=None)
-    return float(np.linalg.norm(g0 - Ak.T @ res.x))
 
 
 def _dpop_sites(obj, params, hp):
