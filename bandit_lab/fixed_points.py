@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
+
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from bandit_lab import losses, metrics
+from bandit_lab import exact_solvers, losses, metrics
 from bandit_lab.data import population
 from bandit_lab.errors import BanditError
+from bandit_lab.exact_solvers import hinge_lp  # noqa: F401  (re-exported: the LP lives below both modules)
 from bandit_lab.oracles import loss_oracle, rlhf_optimum, softmax_np
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
 
@@ -63,8 +64,15 @@ RESIDUAL_TOL = 1e-8
 VARIANTS: dict[str, list[dict]] = {
     "fdpo": [{"divergence": "reverse_kl"}, {"divergence": "forward_kl"}, {"divergence": "js"}, {"divergence": "alpha", "f_alpha": 0.5}],
     "rlhf": [{"divergence": "reverse_kl", "reward": "bt"}, {"divergence": "reverse_kl", "reward": "ipo"}],
-    "simpo": [{}, {"gamma": 0.0}],
+    "simpo": [{}, {"gamma": 0.0}, {"cpo_alpha": 1.0}],
     "robust": [{}, {"label_smoothing": 0.2}],
+    "bco_pair": [{}, {"delta": "mean"}],
+    "kto": [{}, {"reference_point": "data"}],
+    "cpo": [{}, {"loss_type": "hinge", "cpo_alpha": 0.0}, {"loss_type": "ipo", "cpo_alpha": 0.0}, {"loss_type": "simpo"}],
+    "alphapo": [{}, {"gamma": 0.0}],
+    "aot": [{}, {"label_smoothing": 0.1}],
+    "dpop": [{}, {"lam": 1.0}],
+    "mixture": [{"terms": ["hinge", "sft"]}, {"terms": ["ipo", "sft"], "w_sft": 0.5}],
 }
 
 NO_CLOSED_FORM = {
@@ -77,6 +85,13 @@ NO_CLOSED_FORM = {
     "apo_zero": "none known (saturating; losers pushed to 0)",
     "apo_down": "none known",
     "eta_sigmoid": "none known (targets π_i − π_j = logit p_ij / β, often off the simplex)",
+    "aot": "none known (quantile coupling of the policy and reference log-ratio laws)",
+    "aot_unpaired": "none known (quantile coupling of the chosen and rejected log-ratio laws)",
+    "apo_zero_unpaired": "none known (= apo_zero's optimum at λ_D = λ_U: a positive rescaling)",
+    "mpo": "none known (sigmoid + bco_pair + sft compromise)",
+    "dpop": "none known (the λ·max(0, −h_w) kink pins chosen responses at h_w ≥ 0 when λ is large)",
+    "caldpo": "none known (β-free DPO term + per-response calibration squares)",
+    "alphapo": "none: γ ≠ 0 makes the per-pair targets non-additive",
 }
 
 
@@ -107,6 +122,8 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
         return float((2 * p - 1) * (np.log1p(-e) - np.log(e)))
     if name == "hinge":
         return float(np.sign(2 * p - 1))
+    if name == "cpo_ipo":  # argmin p(Δ − c)² + (1 − p)(Δ + c)², c = 1/(2β): Δ = c(2p − 1); m = βΔ
+        return float((2 * p - 1) / 2)
     if name == "simpo":
         # stationarity −p·σ(γ − m) + (1 − p)·σ(γ + m) = 0 is a quadratic in u = e^m (c = e^γ):
         # (1 − p)u² + (1 − 2p)c·u − p = 0; γ = 0 gives u = p/(1 − p), m = logit p
@@ -140,7 +157,7 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
 
 
 MARGIN_LOSSES = ("dpo", "gaussian_nll", "cdpo", "robust", "exo_pair", "discopop", "simpo")
-REFERENCE_FREE = ("simpo",)
+REFERENCE_FREE = ("simpo", "cpo_ipo")
 
 
 def _pair_stats(weight: np.ndarray):
@@ -187,32 +204,13 @@ def additive_closed_form(name: str, hp: dict, problem, weight: np.ndarray) -> tu
     return out, f"{ref}/Z, additive per-pair targets g_i − g_j = m*(p_ij)"
 
 
-def hinge_lp(problem, weight: np.ndarray, beta: float) -> tuple[np.ndarray, bool]:
-    """Exact population minimiser of the hinge loss by linear programming (HiGHS), per context:
-    ``min Σ_{ordered (i,j)} w_ij ξ_ij`` s.t. ``ξ_ij ≥ 1 − β(g_i − g_j)``, ``ξ ≥ 0``, ``g_0 = 0``;
-    then ``π ∝ π_ref·e^{g}``. Returns ``(π, solved)``."""
-    X, K, _ = weight.shape
-    out = np.empty((X, K))
-    ok = True
-    for x in range(X):
-        trip = [(i, j, weight[x, i, j]) for i in range(K) for j in range(K) if i != j and weight[x, i, j] > 0]
-        n = K + len(trip)
-        c = np.concatenate([np.zeros(K), [w for _, _, w in trip]])
-        A = np.zeros((len(trip), n))
-        for r, (i, j, _w) in enumerate(trip):
-            A[r, i], A[r, j], A[r, K + r] = -beta, beta, -1.0  # −β(g_i − g_j) − ξ ≤ −1
-        bounds = [(0.0, 0.0)] + [(None, None)] * (K - 1) + [(0.0, None)] * len(trip)
-        res = optimize.linprog(c, A_ub=A, b_ub=-np.ones(len(trip)), bounds=bounds, method="highs")
-        ok &= bool(res.status == 0)
-        g = res.x[:K] if res.status == 0 else np.full(K, np.nan)
-        out[x] = softmax_np(np.log(problem.pi_ref[x]) + g)
-    return out, ok
-
-
 def closed_form(obj) -> tuple[np.ndarray | None, str]:
     """The closed-form (or LP) optimum of an objective's loss on its data, or ``None`` + why."""
     name, hp, static = obj.loss.name, obj.hp, obj.static
-    if obj.param.name not in ("softmax", "simplex") or hp.get("weight_decay", 0.0) != 0.0:
+    wd = hp.get("weight_decay", 0.0)
+    if name == "trdpo":
+        return _trdpo_closed_form(obj, wd)
+    if obj.param.name not in ("softmax", "simplex") or wd != 0.0:
         return None, "constrained (weight decay or a restricted parameterization): closed forms are unconstrained answers"
     weight = np.asarray(obj.data.weight)
     pop = bool(np.allclose(weight, np.asarray(population(obj.problem).weight), rtol=0, atol=1e-15))
@@ -220,9 +218,35 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
         return loss_oracle(obj.problem, name, hp, static, population_data=pop)
     if name in MARGIN_LOSSES:
         return additive_closed_form(name, hp, obj.problem, weight)
-    if name == "hinge":
-        pi, ok = hinge_lp(obj.problem, weight, hp["beta"])
+    if name == "hinge" or (name == "cpo" and static.get("loss_type") == "hinge" and hp["cpo_alpha"] == 0 and hp["alpha"] == 0):
+        pi, ok = hinge_lp(obj.problem, weight, hp["beta"], reference=name == "hinge")
         return (pi, "linear programme (exact for the piecewise-linear loss)") if ok else (None, "LP failed")
+    if name == "sft":
+        c = weight.sum(-1)
+        return c / c.sum(-1, keepdims=True), "chosen marginal π(y|x) ∝ Σ_l D(x, y, l) (NLL minimiser)"
+    if name in ("cpo", "alphapo") and hp["cpo_alpha"] == 0 and hp["label_smoothing"] == 0 and static.get("loss_type", "simpo") != "hinge":
+        kind = static.get("loss_type", "simpo")
+        if kind == "ipo":
+            return additive_closed_form("cpo_ipo", hp, obj.problem, weight)
+        if kind in ("sigmoid", "simpo") and (kind == "sigmoid" or hp["gamma"] == 0):
+            if hp["alpha"] == 0:
+                return additive_closed_form("simpo", {**hp, "gamma": 0.0}, obj.problem, weight)
+            return _alphapo_closed_form(obj, weight)
+    if name == "chipo":
+        cf, note = loss_oracle(obj.problem, "fdpo", hp, {"divergence": "chi_mix"}, population_data=pop)
+        if cf is None:
+            return cf, note
+        p = [t[3] for rows in _pair_stats(weight) for t in rows]
+        if any(abs(np.log(q) - np.log1p(-q)) >= 2 * hp["r_max"] for q in p if 0 < q < 1):
+            return None, "some pair's logit p reaches the clip 2R: the clip may move the optimum"
+        return cf, "χ²-mix RLHF optimum β(u + log u) = r − λ, u = W(e^{(r−λ)/β}) (Huang et al. 2024; clip inactive)"
+    if name == "sigmoid_norm" and obj.param.name in ("softmax", "simplex"):
+        return additive_closed_form("dpo", hp, obj.problem, weight)
+    if name in ("wpo", "mixture") and tuple(static["terms"]) == ("dpo",) and static.get("divergence", "reverse_kl") == "reverse_kl":
+        cf, note = additive_closed_form("dpo", hp, obj.problem, weight)
+        if cf is not None and static.get("use_weighting"):
+            note = "DPO's optimum: detached pair weights w(y_w)w(y_l) > 0 rescale each pair, and additive targets stay additive"
+        return cf, note
     if name == "eta_linear":
         net = weight.sum(-1) - weight.sum(-2)  # Σ_j w_ij − w_ji
         out = np.zeros_like(net)
@@ -234,49 +258,49 @@ def closed_form(obj) -> tuple[np.ndarray | None, str]:
     return pi, note
 
 
+def _trdpo_closed_form(obj, wd):
+    """TR-DPO's synced fixed point (:mod:`bandit_lab.losses.trdpo`): with α‖θ‖² on softmax logits
+    ``θ* = β·n/(4α)``, ``n`` the net win weight; without weight decay the runaway limit, the
+    vertex of the largest net win weight."""
+    W = np.asarray(obj.data.weight)
+    net = W.sum(-1) - W.sum(-2)
+    if wd == 0.0:
+        out = np.zeros_like(net)
+        out[np.arange(net.shape[0]), net.argmax(-1)] = 1.0
+        return out, "no finite synced fixed point: the field at θ_ref = θ is the constant −(β/2)n; limit = vertex of max net win n"
+    if obj.param.name == "softmax" and obj.penalty == "params":
+        return softmax_np(obj.hp["beta"] * net / (4.0 * wd)), "synced fixed point θ* = β·n/(4α), n = net win weight"
+    return None, "constrained: the synced closed form needs softmax logits with α‖θ‖²"
+
+
+def _alphapo_closed_form(obj, weight):
+    """γ = 0 AlphaPO under BT: ``β(f'_α(π_i) − f'_α(π_j)) = r_i − r_j`` ⇒ the α-divergence "RLHF"
+    optimum against the unnormalised measure 1 (``rlhf_optimum`` with π_ref ≡ 1)."""
+    pb = obj.problem
+    if pb.reward is None:
+        return None, "preferences are not Bradley–Terry: no closed form"
+    return rlhf_optimum(np.ones_like(pb.pi_ref), pb.reward, obj.hp["beta"], "alpha", obj.hp["alpha"]), \
+        "α-reward optimum: β(1 − π^−α)/α = r − λ (AlphaPO with γ = 0, BT)"
+
+
 # --------------------------------------------------------------------------- solving
 
-def _zoo_detached() -> dict:
+def detached(obj):
+    """``(key, fn)`` of the objective's detached statistic (``bco_pair[delta=mean]``, ``kto``), or None."""
     losses.registry()
     from bandit_lab.losses import zoo
 
-    return zoo.DETACHED
+    return zoo.detached_statistic(obj.loss.name, obj.static)
 
 
 def statistic(obj, params, hp: dict) -> float:
     """The detached statistic (``bco_pair``'s δ, ``kto``'s z_ref) at ``params``."""
-    _key, fn = _zoo_detached()[obj.loss.name]
-    return float(fn(obj.inputs(jnp.asarray(params)), {**obj.hp, **hp}))
+    return exact_solvers.statistic(obj, params, hp, detached(obj))
 
 
 def self_consistent(obj, hp: dict | None = None, *, init=None, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
-    """Fixed point of a loss with a detached statistic ``s`` (see module doc): secant iterations
-    on ``F(s) = s(θ*(s)) − s``, each ``θ*(s)`` the exact minimiser of ``L(·; s)`` with ``s`` frozen
-    (passed as ``hp[key]``). Returns ``(result, s, |F(s)|)``."""
-    key, _fn = _zoo_detached()[obj.loss.name]
-    hp = {**obj.hp, **(hp or {})}
-    hp.pop(key, None)
-    init = obj.param.init() if init is None else init
-
-    def F(s, init):
-        r = newton_free(obj, [{**hp, key: s}], init)[0]
-        return statistic(obj, r.params, hp) - s, r
-
-    s0 = statistic(obj, init, hp)
-    f0, r0 = F(s0, init)
-    s1 = s0 + f0
-    f1, r1 = F(s1, r0.params)
-    for _ in range(iters):
-        if abs(f1) <= tol:
-            break
-        den = f1 - f0
-        s2 = s1 - f1 * (s1 - s0) / den if den != 0 else s1 + f1
-        if not np.isfinite(s2):
-            s2 = s1 + f1
-        s0, f0 = s1, f1
-        s1 = s2
-        f1, r1 = F(s1, r1.params)
-    return r1, s1, abs(f1)
+    """:func:`bandit_lab.exact_solvers.self_consistent` for the objective's own statistic."""
+    return exact_solvers.self_consistent(obj, hp, detached(obj), init=init, tol=tol, iters=iters)
 
 
 N_STARTS = 8
@@ -307,8 +331,7 @@ def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, int]
 
 def _field_residual(obj, params) -> float:
     """‖∇_θ L‖ with the statistic detached — the training signal Adam follows."""
-    g = jax.grad(lambda p: obj.value(p, obj.hp))(jnp.asarray(params))
-    return float(jnp.linalg.norm(g))
+    return exact_solvers.field_residual(obj, params)
 
 
 def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> list[list[int]]:
@@ -386,12 +409,13 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
                    status=f"stationary point ({st.status})" if finite else st.note, residual=float(r.residual),
                    closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
                    tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)))
-    if name in _zoo_detached():
+    det = detached(obj)
+    if det is not None:
         if obj.param.constraint != "free":
             raise BanditError("the self-consistent solve of a detached statistic needs a free parameterization (softmax, loglinear)")
         r, s, gap = self_consistent(obj)
         method = "self-consistent"
-        key = _zoo_detached()[name][0]
+        key = det[0]
         field = _field_residual(obj, r.params)
         residual = max(r.residual, field)
         converged = r.converged and gap <= 1e-10 and field <= RESIDUAL_TOL
@@ -399,11 +423,28 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         hp[key] = s
         params_, policy = r.params, r.policy
     else:
-        r, n_min = multistart(obj)
-        residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
-        if n_min > 1:
-            extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
+        special = None if obj.loss.exact is None or name == "hinge" else obj.loss.exact(obj, dict(obj.hp), None)
+        if special is not None:
+            r = special
+            method = "kkt"  # LP/QP/NLP for a kinked loss, polished on its KKT system
+            residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+        else:
+            r, n_min = multistart(obj)
+            residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
+            if n_min > 1:
+                extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
     cf, note = closed_form(obj)
+    if name == "trdpo" and hp.get("weight_decay", 0.0) == 0.0 and cf is not None:
+        # no zero of the synced field: the runaway is along the constant field, to the net-win vertex
+        policy, converged, residual, method = cf, False, float(residual), "field"
+        zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
+        status = "no finite minimiser: π(" + "; ".join("y" + ", y".join(map(str, z)) for z in zero_rows) + ") → 0 along the constant synced field; limit shown"
+        w = obj.problem.context_weight
+        tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
+        return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+                   method=method, policy=np.atleast_2d(policy).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
+                   tv_rlhf=None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w)), tv_dpo=tv_d, shares_dpo=False,
+                   finite=False, status=status, residual=residual, closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0)
     if name == "hinge" and cf is not None:
         method = "lp"
         policy, converged, residual = cf, True, float("nan")

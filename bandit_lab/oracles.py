@@ -40,9 +40,13 @@ def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence
             t = (r - lam) / beta
             return np.sum(ref * divergences.fprime_inv(divergence, t, f_alpha)) - 1.0
 
-        lo = np.max(r) - beta * tmax  # t < t_max for every response
+        if np.isfinite(tmax):
+            lo = np.max(r) - beta * tmax  # t < t_max for every response
+            lo_ = lo + 1e-12 * max(1.0, abs(lo))
+        else:  # f' unbounded above (χ²-mixture): a λ at which every u ≥ 1/min π_ref, so Σ π(λ) > 1
+            u0 = 1.0 / float(ref.min())
+            lo = lo_ = float(np.min(r) - beta * float(divergences.fprime(divergence, np.log(u0), f_alpha)) - 1.0)
         step = max(1.0, beta)
-        lo_ = lo + 1e-12 * max(1.0, abs(lo))
         while mass(lo_) <= 0:  # only possible if the range of f' is bounded and mass small
             lo_ = lo + (lo_ - lo) / 2
             if lo_ - lo < 1e-300:

@@ -173,7 +173,9 @@ print(json.dumps(sorted({k.split(".")[0] for k in sys.modules})))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     mods = json.loads(out.stdout.strip().splitlines()[-1])
-    allowed = _closure(declared())
+    # An installed optional extra (e.g. [trl] → torch → filelock) may be picked up opportunistically
+    # by a dependency (jax imports filelock when it is present): allowed only as part of that extra.
+    allowed = _closure(declared()) | _closure(declared(*[e for e in OPTIONAL_EXTRAS if e in _extras()]))
     std = set(sys.stdlib_module_names)
     bad = []
     for m in mods:

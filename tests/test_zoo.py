@@ -25,7 +25,9 @@ from bandit_lab.solver import solve_exact
 from bandit_lab.train import TrainConfig
 
 ZOO = ["hinge", "cdpo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-       "discopop", "simpo", "cpo", "orpo", "kto", "eta_sigmoid", "eta_linear"]
+       "discopop", "simpo", "cpo", "orpo", "kto", "eta_sigmoid", "eta_linear",
+       # added with TRL conformance (issue 10)
+       "apo_zero_unpaired", "sft", "alphapo", "chipo", "dpop", "caldpo"]
 
 
 # --------------------------------------------------------------------------- plain-Python reference
@@ -67,27 +69,50 @@ def _triple(name, hp, hw, hl, lw, ll, pw, pl, stat):
         return (1 - _sig(b * hw)) + _sig(b * hl)
     if name == "apo_down":
         return _sig(b * hw) + (1 - _sig(b * (hw - hl)))
-    if name == "simpo":
-        return -math.log(_sig(b * (lw - ll) - hp["gamma"]))
-    if name == "cpo":
-        return -math.log(_sig(b * (lw - ll))) - hp["cpo_alpha"] * lw
+    if name in ("simpo", "cpo", "alphapo"):
+        # TRL CPOTrainer.cpo_loss: reward log π, or AlphaPO's (1 − π^−α)/α; + cpo_alpha·NLL(y_w)
+        a = hp.get("alpha", 0.0)
+        r = (lambda lp: lp) if a == 0 else (lambda lp: (1 - math.exp(-a * lp)) / a)
+        u = r(lw) - r(ll)
+        e = hp.get("label_smoothing", 0.0)
+        kind = "sigmoid" if name == "cpo" else "simpo"
+        m = b * u - (hp["gamma"] if kind == "simpo" else 0.0)
+        return (1 - e) * _softplus(-m) + e * _softplus(m) - hp["cpo_alpha"] * lw
     if name == "orpo":
         odds = lambda p: p / (1 - p)  # noqa: E731
         return -lw - hp["lam"] * math.log(_sig(math.log(odds(pw)) - math.log(odds(pl))))
     if name == "kto":
-        return hp["desirable_weight"] * (1 - _sig(b * (hw - stat))) + hp["undesirable_weight"] * (1 - _sig(b * (stat - hl)))
+        # TRL's reduction (default): the mean over the 2 examples of a pair
+        return 0.5 * (hp["desirable_weight"] * (1 - _sig(b * (hw - stat))) + hp["undesirable_weight"] * (1 - _sig(b * (stat - hl))))
     if name == "eta_sigmoid":
         return -math.log(_sig(b * (pw - pl)))
     if name == "eta_linear":
         return pl - pw
+    if name == "apo_zero_unpaired":  # TRL KTOTrainer: mean over the two unpaired examples
+        return 0.5 * (hp["desirable_weight"] * (1 - _sig(b * hw)) + hp["undesirable_weight"] * _sig(b * hl))
+    if name == "sft":
+        return -lw
+    if name == "chipo":  # Huang et al. 2024: φ(z) = z + log z, margin clipped at ±2R
+        phi = lambda h: math.exp(h) + h  # noqa: E731
+        m = b * (phi(hw) - phi(hl))
+        R = 2 * hp["r_max"]
+        return _softplus(-min(max(m, -R), R))
+    if name == "dpop":  # Pal et al. 2024
+        return _softplus(-b * (hw - hl - hp["lam"] * max(0.0, -hw)))
+    if name == "caldpo":  # Xiao et al. 2024
+        c = 0.5 / b
+        return _softplus(-(hw - hl)) + (hw - c) ** 2 + (hl + c) ** 2
     raise KeyError(name)
 
 
-def _stat(name, hp, logp, logp_ref, W, rho):
-    """BCO's δ = E_D[β(h_w + h_l)/2]; KTO's z_ref = max(0, Σ_x ρ_x KL(π‖π_ref))."""
+def _stat(name, hp, logp, logp_ref, W, rho, mean=False):
+    """BCO's δ: 0 by default (TRL's bco_pair), E_D[β(h_w + h_l)/2] for delta=mean (``mean=True``);
+    KTO's z_ref = max(0, Σ_x ρ_x KL(π‖π_ref))."""
     h = logp - logp_ref
     X, K = logp.shape
     if name == "bco_pair":
+        if not mean:
+            return 0.0
         return sum(W[x, i, j] * hp["beta"] * (h[x, i] + h[x, j]) / 2 for x in range(X) for i in range(K) for j in range(K))
     if name == "kto":
         return max(0.0, sum(rho[x] * sum(math.exp(logp[x, y]) * h[x, y] for y in range(K)) for x in range(X)))
@@ -299,7 +324,7 @@ def _train_and_solve(pb, steps=8000):
     trajs = train_batch(objs, TrainConfig(steps=steps, log_steps=(0, steps)), [[{**o.hp, "lr": 0.05}] for o in objs])
     out = {}
     for n, o, t in zip(ZOO, objs, trajs):
-        if n in zoo.DETACHED:
+        if zoo.detached_statistic(n, o.static) is not None:
             ex = fp.self_consistent(o)[0].policy
         elif n == "hinge":
             ex = fp.hinge_lp(pb, np.asarray(o.data.weight), o.hp["beta"])[0]
@@ -356,8 +381,8 @@ def test_fixed_points_table_app_b_runaways():
 
 
 def test_fixed_points_self_consistent_field_vanishes():
-    """bco_pair: at the self-consistent δ the detached gradient field (what Adam follows) is 0."""
-    obj = make_objective(APP_B, "bco_pair")
+    """bco_pair[delta=mean]: at the self-consistent δ the detached gradient field (what Adam follows) is 0."""
+    obj = make_objective(APP_B, "bco_pair", {"delta": "mean"})
     r, s, gap = fp.self_consistent(obj)
     assert gap < 1e-10 and fp._field_residual(obj, r.params) < 1e-9
     assert s == pytest.approx(fp.statistic(obj, r.params, obj.hp), abs=1e-10)

@@ -97,6 +97,12 @@ class LossSpec:
     # update direction and the exact solver can seek the zero of that field.
     state_init: Callable | None = None
     state_update: Callable | None = None
+    # Optional ``configure(static) -> (static, defaults)``: the float hyperparameters a loss takes
+    # *given its static options* (e.g. a mixture's terms bring theirs), with static values
+    # normalised (JSON lists → hashable tuples). Default: ``defaults`` for every static choice.
+    configure: Callable | None = None
+    # β may be 0 (SPO: β weighs an optional KL regulariser); otherwise β must be > 0
+    beta_zero: bool = False
 
 
 REGISTRY: dict[str, LossSpec] = {}
@@ -138,12 +144,16 @@ def get(name: str) -> LossSpec:
 def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
     """Separate user ``loss_params`` into float hyperparameters and static options; validate."""
     params = dict(params or {})
-    hp = dict(spec.defaults)
     static = dict(spec.static)
+    for k in [k for k in params if k in static]:
+        static[k] = params.pop(k)
+    if spec.configure is not None:
+        static, hp = spec.configure(static)
+        hp = dict(hp)
+    else:
+        hp = dict(spec.defaults)
     for k, v in params.items():
-        if k in static:
-            static[k] = v
-        elif k in hp:
+        if k in hp:
             try:
                 hp[k] = float(v)
             except (TypeError, ValueError):
@@ -151,9 +161,9 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
         else:
             allowed = sorted(set(hp) | set(static))
             raise BanditError(f"loss {spec.name!r} has no parameter {k!r}; it takes {', '.join(allowed)}")
-    # on-policy algorithms may switch their KL penalty off (β = 0, TRL's GRPO default); a
-    # preference loss's β is a temperature and must be > 0
-    zero_ok = spec.kind == "onpolicy"
+    # on-policy algorithms may switch their KL penalty off (β = 0, TRL's GRPO default), and so may
+    # losses that declare it (SPO's preference loss); a preference loss's β is a temperature, > 0
+    zero_ok = spec.kind == "onpolicy" or spec.beta_zero
     if "beta" in hp and not (np.isfinite(hp["beta"]) and (hp["beta"] > 0 or (zero_ok and hp["beta"] == 0))):
         raise BanditError(f"beta must be {'≥' if zero_ok else '>'} 0; got {hp['beta']}")
     if "divergence" in static:

@@ -178,6 +178,6 @@ register(LossSpec(
 ))
 register(LossSpec(
     "spo", spo, {"alpha": 1.0, "beta": 0.1, "gamma": 0.5}, {"weight": "uniform"},
-    summary="SPO: L_pref^{α,μ} + β·KL(π‖π_ref) over all responses",
-    citation="Sharifnassab et al. SPO Eq. 5, 8–12; App. B", check=_check,
+    summary="SPO: L_pref^{α,μ} + β·KL(π‖π_ref) over all responses (β = 0: the preference loss)",
+    citation="Sharifnassab et al. SPO Eq. 5, 8–12; App. B", check=_check, beta_zero=True,
 ))

@@ -113,6 +113,82 @@ def uedpo(inputs: LossInputs, hp: dict) -> jax.Array:
     return expect(inputs.data, -jax.nn.log_sigmoid(b * (gw[..., :, None] - gl[..., None, :])))
 
 
+def _lengths(inputs: LossInputs, like):
+    """``|y|`` per response broadcast like ``like`` ``[X, K]`` (1 without a token tree)."""
+    if inputs.aux is None or "visits" not in inputs.aux:
+        return jnp.ones_like(like)
+    return jnp.broadcast_to(jnp.asarray(inputs.aux["visits"]).sum(-1), like.shape).astype(like.dtype)
+
+
+def sigmoid_norm(inputs: LossInputs, hp: dict) -> jax.Array:
+    """Length-normalised DPO (TRL ``sigmoid_norm``): ``−E_D log σ(β(h_w/|y_w| − h_l/|y_l|))``,
+    ``h`` the *sequence* log-ratio and ``|y|`` the number of tokens. Equal to DPO when all
+    responses have the same length up to β → β/T; on single tokens it is DPO.
+
+    Reference: TRL 1.16 ``DPOConfig(loss_type="sigmoid_norm")`` (the per-token average of the
+    implicit reward, as its IPO loss and SimPO (Meng et al. 2024 Eq. 4) use)."""
+    h = inputs.logp - inputs.logp_ref
+    a = h / _lengths(inputs, h)
+    aw, al = pair_grid(a)
+    return expect(inputs.data, -jax.nn.log_sigmoid(hp["beta"] * (aw - al)))
+
+
+def token_depths(aux: dict) -> jax.Array:
+    """1-based position of every token slot ``(s, a)``, ``[S·V]``: ``depth(s) + 1``, with
+    ``depth(s)`` = number of strict ancestors of state ``s`` (a state s′ is an ancestor of s when
+    every response through s also passes s′) — read from the ``visits`` matrix alone."""
+    visits = jnp.asarray(aux["visits"])  # [K, S]
+    miss = visits.T @ (1.0 - visits)  # [S, S′]: responses through s that skip s′
+    depth = jnp.sum(miss == 0, axis=-1) - 1
+    V = jnp.asarray(aux["path"]).shape[-1] // visits.shape[-1]
+    return jnp.repeat(depth + 1, V)
+
+
+def _prefix_logp(aux: dict, logp_state):
+    """``C[x, k, d] = Σ_{t ≤ d} log π(y_t|s_t)`` for response k, ``d = 0…T`` ``[X, K, T+1]``."""
+    path = jnp.asarray(aux["path"])  # [K, S·V]
+    pos = token_depths(aux)
+    T = int(jnp.asarray(aux["visits"]).shape[-1])  # S ≥ the longest response: an upper bound
+    d = jnp.arange(T + 1)
+    M = (pos[None, :] <= d[:, None]).astype(logp_state.dtype)  # [T+1, S·V]
+    flat = logp_state.reshape(logp_state.shape[0], -1)
+    return jnp.einsum("ks,xs,ds->xkd", path, flat, M)
+
+
+def lddpo(inputs: LossInputs, hp: dict) -> jax.Array:
+    """LD-DPO (TRL ``ld_alpha``): DPO on ``log π̃(y) = Σ_{t ≤ m} log π(y_t|s_t) + α·Σ_{t > m} log π(y_t|s_t)``,
+    ``m = min(|y_w|, |y_l|)`` the pair's shared length, for the policy and the reference alike:
+    tokens beyond the shorter response are down-weighted by α (α = 1 is DPO, α = 0 masks them).
+
+    Reference: Liu et al. 2024, "Length Desensitization in Direct Preference Optimization"
+    (LD-DPO), the decomposition of the likelihood into a public-length part and a verbose tail;
+    TRL 1.16 ``DPOConfig(ld_alpha=α)`` (``shared_logps + ld_alpha * tail_logps``). Needs a token tree."""
+    a = _aux(inputs)
+    C = _prefix_logp(a, a["logp_state"])
+    Cr = _prefix_logp(a, jnp.asarray(a["ref_logp"]))
+    L = jnp.asarray(a["visits"]).sum(-1).astype(jnp.int32)  # [K]
+    m = jnp.minimum(L[:, None], L[None, :])  # [K, K]
+    X, K, _ = C.shape
+    al = hp["ld_alpha"]
+
+    def ld(Cx):
+        """``log π̃`` of the chosen (row) and rejected (column) response of every pair ``[X, K, K]``."""
+        tot = jnp.take_along_axis(Cx, jnp.broadcast_to(L[None, :, None], (X, K, 1)), axis=-1)[..., 0]  # [X, K]
+        shared = jnp.take_along_axis(Cx, jnp.broadcast_to(m[None], (X, K, K)), axis=-1)  # [X, k, k′] = C[x, k, m_kk′]
+        full = shared + al * (tot[:, :, None] - shared)
+        return full, jnp.swapaxes(full, 1, 2)  # (for y_w = row, y_l = column), (y_l's value at [x, w, l])
+
+    pw, pl = ld(C)
+    rw, rl = ld(Cr)
+    hw, hl = pw - rw, pl - rl
+    return expect(inputs.data, -jax.nn.log_sigmoid(hp["beta"] * (hw - hl)))
+
+
+def _check_ld(hp, static):
+    if not (0.0 <= hp["ld_alpha"] <= 1.0):
+        raise BanditError(f"ld_alpha must be in [0, 1]; got {hp['ld_alpha']}")
+
+
 def _check_tail(tail: str) -> None:
     if tail not in TAILS:
         raise BanditError(f"Ra-DPO CVaR tail must be one of {', '.join(TAILS)}; got {tail!r}")
@@ -129,8 +205,12 @@ for _spec in (
              summary="Ra-DPO2: stop-gradient on the chosen SeqRR, coefficient α", citation="Ra-DPO Eq. 19"),
     LossSpec("uedpo", uedpo, {"beta": 1.0, "alpha": 0.5}, summary="UE-DPO: per-token exponents λ_w, λ_l",
              citation="UE-DPO supplement Algorithm 1"),
+    LossSpec("sigmoid_norm", sigmoid_norm, {"beta": 1.0}, summary="length-normalised DPO: β(h_w/|y_w| − h_l/|y_l|)",
+             citation="TRL sigmoid_norm; Meng et al. 2024 Eq. 4"),
+    LossSpec("lddpo", lddpo, {"beta": 1.0, "ld_alpha": 0.5}, summary="LD-DPO: tokens past the shared length weighted by α (token trees)",
+             citation="Liu et al. 2024 (LD-DPO); TRL ld_alpha", check=_check_ld),
 ):
     register(_spec)
 
-TOKEN_LOSSES = ("tdpo1", "tdpo2", "radpo1", "radpo2", "uedpo")
+TOKEN_LOSSES = ("tdpo1", "tdpo2", "radpo1", "radpo2", "uedpo", "lddpo")
 STOP_GRADIENT = ("tdpo2", "radpo2")
