@@ -430,13 +430,15 @@ def _loss_params(v):
     if not isinstance(v, dict):
         fail(f"must be an object of loss parameters, got {got(v)}")
     for k, x in v.items():
-        if not (bounds.is_number(x) or isinstance(x, (str, bool))):
-            fail(f"must be a number, a string or a boolean, got {got(x)}", k)
+        names = isinstance(x, list) and x and all(isinstance(t, str) for t in x)  # a mixture's terms
+        if not (bounds.is_number(x) or isinstance(x, (str, bool)) or names):
+            fail(f"must be a number, a string, a boolean or a list of loss names, got {got(x)}", k)
     return dict(v)
 
 
 LossParams = Annotated[Any, PlainValidator(_loss_params), WithJsonSchema({
-    "type": "object", "additionalProperties": {"type": ["number", "string", "boolean"]},
+    "type": "object", "additionalProperties": {"anyOf": [{"type": ["number", "string", "boolean"]},
+                                                         {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
     "description": "the loss's hyperparameters and options (see `bandit-lab list losses`)"})]
 
 

@@ -67,8 +67,10 @@ def wpo_log_weights(inputs: LossInputs) -> jax.Array:
     if aux is not None and "logp_state" in aux:
         ls = jax.lax.stop_gradient(aux["logp_state"])  # [X, S, V]
         lss = jax.nn.logsumexp(2.0 * ls, axis=-1)  # log Σ_v π(v|s)²  [X, S]
-        visits = jnp.asarray(aux["visits"])  # [K, S]
-        return (lp - lss @ visits.T) / visits.sum(-1)
+        from bandit_lab.tokens.tree import along_states
+
+        lens = jnp.sum(jnp.where(aux["mask"], 1.0, 0.0), -1)  # [K] tokens per response
+        return (lp - along_states(lss, aux)) / lens
     return lp - jax.nn.logsumexp(2.0 * lp, axis=-1, keepdims=True)
 
 

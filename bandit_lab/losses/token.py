@@ -115,9 +115,9 @@ def uedpo(inputs: LossInputs, hp: dict) -> jax.Array:
 
 def _lengths(inputs: LossInputs, like):
     """``|y|`` per response broadcast like ``like`` ``[X, K]`` (1 without a token tree)."""
-    if inputs.aux is None or "visits" not in inputs.aux:
+    if inputs.aux is None or "mask" not in inputs.aux:
         return jnp.ones_like(like)
-    return jnp.broadcast_to(jnp.asarray(inputs.aux["visits"]).sum(-1), like.shape).astype(like.dtype)
+    return jnp.broadcast_to(jnp.sum(jnp.where(inputs.aux["mask"], 1.0, 0.0), -1), like.shape).astype(like.dtype)
 
 
 def sigmoid_norm(inputs: LossInputs, hp: dict) -> jax.Array:
@@ -133,26 +133,12 @@ def sigmoid_norm(inputs: LossInputs, hp: dict) -> jax.Array:
     return expect(inputs.data, -jax.nn.log_sigmoid(hp["beta"] * (aw - al)))
 
 
-def token_depths(aux: dict) -> jax.Array:
-    """1-based position of every token slot ``(s, a)``, ``[S·V]``: ``depth(s) + 1``, with
-    ``depth(s)`` = number of strict ancestors of state ``s`` (a state s′ is an ancestor of s when
-    every response through s also passes s′) — read from the ``visits`` matrix alone."""
-    visits = jnp.asarray(aux["visits"])  # [K, S]
-    miss = visits.T @ (1.0 - visits)  # [S, S′]: responses through s that skip s′
-    depth = jnp.sum(miss == 0, axis=-1) - 1
-    V = jnp.asarray(aux["path"]).shape[-1] // visits.shape[-1]
-    return jnp.repeat(depth + 1, V)
-
-
 def _prefix_logp(aux: dict, logp_state):
-    """``C[x, k, d] = Σ_{t ≤ d} log π(y_t|s_t)`` for response k, ``d = 0…T`` ``[X, K, T+1]``."""
-    path = jnp.asarray(aux["path"])  # [K, S·V]
-    pos = token_depths(aux)
-    T = int(jnp.asarray(aux["visits"]).shape[-1])  # S ≥ the longest response: an upper bound
-    d = jnp.arange(T + 1)
-    M = (pos[None, :] <= d[:, None]).astype(logp_state.dtype)  # [T+1, S·V]
+    """``C[x, k, d] = Σ_{t < d} log π(y_t|s_t)`` for response k, ``d = 0…T`` ``[X, K, T+1]``
+    (a cumulative sum along the tree's index arrays)."""
     flat = logp_state.reshape(logp_state.shape[0], -1)
-    return jnp.einsum("ks,xs,ds->xkd", path, flat, M)
+    g = jnp.where(aux["mask"], flat[:, aux["flat_index"]], 0.0)  # [X, K, T]
+    return jnp.concatenate([jnp.zeros(g.shape[:2] + (1,), g.dtype), jnp.cumsum(g, -1)], -1)
 
 
 def lddpo(inputs: LossInputs, hp: dict) -> jax.Array:
@@ -166,7 +152,7 @@ def lddpo(inputs: LossInputs, hp: dict) -> jax.Array:
     a = _aux(inputs)
     C = _prefix_logp(a, a["logp_state"])
     Cr = _prefix_logp(a, jnp.asarray(a["ref_logp"]))
-    L = jnp.asarray(a["visits"]).sum(-1).astype(jnp.int32)  # [K]
+    L = jnp.sum(jnp.asarray(a["mask"]), -1).astype(jnp.int32)  # [K] tokens per response
     m = jnp.minimum(L[:, None], L[None, :])  # [K, K]
     X, K, _ = C.shape
     al = hp["ld_alpha"]

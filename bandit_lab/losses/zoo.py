@@ -455,9 +455,9 @@ NORMALIZE = ("token", "sequence")
 
 def sequence_lengths(inputs: LossInputs) -> jax.Array | None:
     """``|y|`` of every response ``[K]`` on a token tree (states it visits), else None (one token)."""
-    if inputs.aux is None or "visits" not in inputs.aux:
+    if inputs.aux is None or "mask" not in inputs.aux:
         return None
-    return jnp.asarray(inputs.aux["visits"]).sum(-1)
+    return jnp.sum(jnp.where(inputs.aux["mask"], 1.0, 0.0), -1)
 
 
 def sft(inputs: LossInputs, hp: dict, *, normalize: str = "token") -> jax.Array:
