@@ -1,11 +1,29 @@
-"""Timings quoted in the README: ``python -m bandit_lab.bench [--repeats N]``.
+"""The performance numbers quoted in the README: ``python -m bandit_lab.bench [--repeats N]``.
 
-Each command runs in a *new process* (cold: interpreter start, imports, tracing and XLA
-compilation included); we report the median and the range over the repeats.
+Every row reports the median and the range over ``--repeats`` runs and, where one exists, the
+ratio to a plain-JAX floor measured in the same run (:mod:`bandit_lab.bench_floor`: the same
+training written directly in ``jax.numpy`` + optax). "Cold" rows start a *new process* each time
+(interpreter, imports, tracing, XLA compilation included); "warm" rows repeat a call in one
+process after a first call. Rows:
+
+- ``cold-alpha``: ``bandit-lab run weight-decay --alpha 0.1``, with a warm persistent compilation
+  cache (a private cache directory, filled by one untimed run) and with ``--no-cache``; floor: the
+  plain script for one α, new process, no cache;
+- ``cold-sweep``: the 64-point α sweep (6 objectives, trained *and* solved exactly); floor: the
+  plain script's 64-point training;
+- ``warm-sweep``: the same sweep repeated in one process; floor: the plain script's repeated call;
+- ``noise-adaptive``: ``run noise-adaptive --n-contexts 10000 / 100000`` cold, no cache;
+- ``tree-solve``: exact solve of a V = 4 token tree, T = 5 (1,024 sequences; DPO and RLHF) and
+  T = 7 (16,384 sequences; RLHF), after compilation;
+- ``sharded``: the sweep on 4 forced host devices (``--xla_force_host_platform_device_count=4``),
+  new process, and whether its records equal the one-device records bit for bit;
+- ``--tokens``: 1,000 Adam steps of each token loss on a V = 4, T = 4 tree (issue 5's table).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -13,39 +31,144 @@ import sys
 import tempfile
 import time
 
-COMMANDS = {
-    "run weight-decay --alpha 0.1": ["run", "weight-decay", "--alpha", "0.1"],
-    "run weight-decay (64-point α sweep, 6 objectives)": ["run", "weight-decay", "--no-plot", "--out", "{tmp}/wd", "--overwrite"],
-    "solve examples/kong_app_b.json": ["solve", "examples/kong_app_b.json"],
-}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def time_command(args: list[str], repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        tmp = tempfile.mkdtemp()
-        argv = [a.replace("{tmp}", tmp) for a in args]
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "cli.main", *argv], check=True, stdout=subprocess.DEVNULL)
-        out.append(time.perf_counter() - t0)
+def _run(argv: list[str], env: dict | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    return time.perf_counter() - t0, out.stdout
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "cli.main", *args]
+
+
+def _stats(ts: list[float]) -> dict:
+    return {"median": statistics.median(ts), "min": min(ts), "max": max(ts), "runs": len(ts)}
+
+
+def cold(argv: list[str], repeats: int, env: dict | None = None) -> dict:
+    return _stats([_run(argv, env)[0] for _ in range(repeats)])
+
+
+def cold_alpha(repeats: int) -> list[dict]:
+    cache = tempfile.mkdtemp(prefix="bandit-lab-bench-cache-")
+    try:
+        env = {"BANDIT_LAB_CACHE_DIR": cache, "BANDIT_LAB_NO_CACHE": ""}
+        _run(_cli("run", "weight-decay", "--alpha", "0.1"), env)  # fills the cache
+        warm = cold(_cli("run", "weight-decay", "--alpha", "0.1"), repeats, env)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    nocache = cold(_cli("--no-cache", "run", "weight-decay", "--alpha", "0.1"), repeats)
+    floor = cold([sys.executable, "-m", "bandit_lab.bench_floor", "1"], repeats, {"JAX_COMPILATION_CACHE_DIR": ""})
+    return [
+        {"row": "cold `run weight-decay --alpha 0.1`, warm compilation cache", **warm, "floor": floor["median"]},
+        {"row": "cold `run weight-decay --alpha 0.1`, `--no-cache`", **nocache, "floor": floor["median"]},
+        {"row": "plain-JAX floor, one α (training only), new process", **floor},
+    ]
+
+
+def cold_sweep(repeats: int) -> list[dict]:
+    tmp = tempfile.mkdtemp()
+    try:
+        lib = cold(_cli("--no-cache", "run", "weight-decay", "--no-plot", "--out", f"{tmp}/wd", "--overwrite"), repeats)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    floor = cold([sys.executable, "-m", "bandit_lab.bench_floor", "64"], repeats)
+    return [{"row": "cold 64-point α sweep × 6 objectives (trained + exact), `--no-cache`", **lib, "floor": floor["median"]},
+            {"row": "plain-JAX floor, 64-point training, new process", **floor}]
 
 
-def compiles_of_sweep(n_alphas: int) -> int:
-    """XLA compilations triggered by one weight-decay sweep of ``n_alphas`` points."""
-    import jax
+def warm_sweep(repeats: int) -> list[dict]:
+    import numpy as np
 
+    import bandit_lab  # noqa: F401
+    from bandit_lab import bench_floor
     from bandit_lab.experiments import weight_decay as wd
 
-    wd.run(wd.Settings(n_alphas=2, steps=10))  # warm the process's small eager-op caches first
-    seen = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda name, *a, **k: seen.append(name) if name == "/jax/core/compile/backend_compile_duration" else None
-    )
-    wd.run(wd.Settings(n_alphas=n_alphas, steps=200, beta=1.0 + n_alphas * 1e-6))
-    jax.monitoring.clear_event_listeners()
-    return len(seen)
+    s = wd.Settings()
+    f, grid = bench_floor.make_sweep(), bench_floor.alphas()
+    wd.run(s)
+    np.asarray(f(grid))
+    lib, flo = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine
+        t0 = time.perf_counter()
+        wd.run(s)
+        lib.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        np.asarray(f(grid))
+        flo.append(time.perf_counter() - t0)
+    return [{"row": "warm 64-point α sweep in-process (trained + exact)", **_stats(lib), "floor": statistics.median(flo)},
+            {"row": "plain-JAX floor, repeated call (training only)", **_stats(flo)}]
+
+
+def noise_adaptive(repeats: int) -> list[dict]:
+    rows = []
+    for n in (10_000, 100_000):
+        tmp = tempfile.mkdtemp()
+        try:
+            rows.append({"row": f"cold `run noise-adaptive --n-contexts {n}`, `--no-cache`",
+                         **cold(_cli("--no-cache", "run", "noise-adaptive", "--n-contexts", str(n), "--no-plot", "--out", f"{tmp}/na",
+                                     "--overwrite"), repeats)})
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def tree_solve(repeats: int) -> list[dict]:
+    import numpy as np
+
+    import bandit_lab  # noqa: F401
+    from bandit_lab import metrics
+    from bandit_lab.objective import make_objective
+    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solver import solve_exact
+    from bandit_lab.tokens.param import make_param
+    from bandit_lab.tokens.tree import TokenTree, make_tree_problem
+
+    rows = []
+    for T, loss in ((5, "dpo"), (5, "rlhf"), (7, "rlhf")):
+        rng = np.random.default_rng(0)
+        tree = TokenTree.create(4, T)
+        S = tree.n_states
+        tp = make_tree_problem(4, T, tree=tree, ref_logits=rng.normal(0, 1, (S, 4)), token_reward=rng.normal(0, 1, (S, 4)))
+        o = make_objective(tp.problem, loss, {"beta": 1.0}, param=make_param(tp))
+        t0 = time.perf_counter()
+        r = solve_exact(o)
+        first = time.perf_counter() - t0
+        ts = []
+        for _ in range(repeats if T < 7 else 1):
+            t0 = time.perf_counter()
+            r = solve_exact(o)
+            ts.append(time.perf_counter() - t0)
+        tv = float(metrics.tv(r.policy, rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, 1.0)))
+        rows.append({"row": f"exact solve, V = 4, T = {T} tree ({tree.n_responses:,} sequences, {S * 4:,} logits), {loss}, after compilation",
+                     **_stats(ts), "first": first, "note": f"residual {r.residual:.1e}, converged {r.converged}, TV to closed form {tv:.1e}"})
+    return rows
+
+
+_SHARD = r"""
+import json, bandit_lab, jax
+from bandit_lab.experiments import weight_decay as wd
+r = wd.run(wd.Settings())
+print(json.dumps([[x["policy"], x["counterpart_policy"], x["exact"]] for x in r["records"]]))
+"""
+
+
+def sharded(repeats: int) -> list[dict]:
+    one_t, one = _run([sys.executable, "-c", _SHARD], {"XLA_FLAGS": "", "BANDIT_LAB_NO_CACHE": "1"})
+    ts, same = [], True
+    for _ in range(repeats):
+        t, out = _run([sys.executable, "-c", _SHARD], {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "BANDIT_LAB_NO_CACHE": "1"})
+        ts.append(t)
+        same &= json.loads(out) == json.loads(one)
+    return [{"row": "64-point sweep on 4 forced host devices, new process", **_stats(ts), "floor": one_t,
+             "note": f"records bit-identical to one device: {'yes' if same else 'NO'} (floor column: the one-device run)"}]
+
+
+ROWS = {"cold-alpha": cold_alpha, "cold-sweep": cold_sweep, "warm-sweep": warm_sweep, "noise-adaptive": noise_adaptive,
+        "tree-solve": tree_solve, "sharded": sharded}
 
 
 def token_tree_timings(repeats: int = 5) -> None:
@@ -54,6 +177,7 @@ def token_tree_timings(repeats: int = 5) -> None:
     import jax
     import numpy as np
 
+    import bandit_lab  # noqa: F401
     from bandit_lab.objective import make_objective
     from bandit_lab.tokens import make_param, make_tree_problem
     from bandit_lab.tokens.tree import TokenTree
@@ -67,29 +191,42 @@ def token_tree_timings(repeats: int = 5) -> None:
         f = jax.jit(make_train(o, TrainConfig(steps=1000, log_steps=(0, 1000))))
         t0 = time.perf_counter()
         jax.block_until_ready(f({"lr": 0.05}))
-        cold = time.perf_counter() - t0
+        first = time.perf_counter() - t0
         ts = []
         for i in range(repeats):
             t0 = time.perf_counter()
             jax.block_until_ready(f({"lr": 0.05 + 0.001 * i}))
             ts.append(time.perf_counter() - t0)
-        print(f"| `{loss}` | {statistics.median(ts):.2f} s | {min(ts):.2f}–{max(ts):.2f} s | {cold:.2f} s |", flush=True)
+        print(f"| `{loss}` | {statistics.median(ts):.2f} s | {min(ts):.2f}–{max(ts):.2f} s | {first:.2f} s |", flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def _fmt(r: dict) -> str:
+    ratio = f"{r['median'] / r['floor']:.2f}×" if r.get("floor") else "—"
+    extra = f" (first call {r['first']:.2f} s)" if "first" in r else ""
+    note = f" {r['note']}" if r.get("note") else ""
+    return f"| {r['row']} | {r['median']:.2f} s | {r['min']:.2f}–{r['max']:.2f} s | {r['runs']} | {ratio} |{extra}{note}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--tokens", action="store_true", help="only the token-tree timings")
-    a = ap.parse_args()
+    ap.add_argument("--only", action="append", choices=sorted(ROWS), help="rows to measure (repeatable; default all)")
+    ap.add_argument("--tokens", action="store_true", help="only the token-tree training timings")
+    ap.add_argument("--json", action="store_true", help="one JSON list of rows")
+    a = ap.parse_args(argv)
     if a.tokens:
         token_tree_timings(a.repeats)
         return
-    print("| command (new process each run) | median | min–max | runs |\n|---|---|---|---|")
-    for label, args in COMMANDS.items():
-        ts = time_command(args, a.repeats)
-        print(f"| `bandit-lab {label}` | {statistics.median(ts):.2f} s | {min(ts):.2f}–{max(ts):.2f} s | {len(ts)} |", flush=True)
-    c8, c64 = compiles_of_sweep(8), compiles_of_sweep(64)
-    print(f"\nXLA compilations for a weight-decay sweep: {c8} at 8 α points, {c64} at 64 α points (grid = vmapped axis).")
+    rows = []
+    if not a.json:
+        print("| what | median | min–max | runs | ratio to floor |\n|---|---|---|---|---|", flush=True)
+    for name in a.only or list(ROWS):
+        for r in ROWS[name](a.repeats):
+            rows.append({"group": name, **r})
+            if not a.json:
+                print(_fmt(r), flush=True)
+    if a.json:
+        print(json.dumps(rows))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from bandit_lab.problems import Problem
 from bandit_lab.runner import train_batch
 from bandit_lab.tokens.param import make_param
 from bandit_lab.tokens.tree import TokenTree, make_tree_problem
-from bandit_lab.train import TrainConfig
+from bandit_lab.train import CHUNK, TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,8 +38,8 @@ def _sweep(env_extra: dict) -> dict:
 
 
 def test_sharded_sweep_is_bit_identical_to_one_device():
-    """A 20-point α sweep (2 blocks of 16 points, padded to 4 blocks) on 4 forced host devices
-    gives the very bits of the one-device sweep; the SPMD mode runs and agrees to rounding."""
+    """A 20-point α sweep (one block, padded to 4 blocks) on 4 forced host devices gives the very
+    bits of the one-device sweep; the SPMD mode runs and agrees to rounding."""
     one = _sweep({"XLA_FLAGS": ""})
     four = _sweep({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     assert one["devices"] == 1 and four["devices"] == 4
@@ -49,18 +49,19 @@ def test_sharded_sweep_is_bit_identical_to_one_device():
 
 
 def test_a_point_does_not_depend_on_the_rest_of_the_sweep():
-    """Blocks of CHUNK = 16 points: the first 20 points of a 37-point sweep are bit-identical to
-    a 20-point sweep (XLA's CPU code for a vmapped batch otherwise depends on the batch size).
+    """Blocks of CHUNK = 64 points: the first 64 points of a 150-point sweep are bit-identical to
+    a 64-point sweep (XLA's CPU code for a vmapped batch otherwise depends on the batch size).
     A sweep shorter than a block is one smaller block, so it is not covered by this claim."""
     pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
     objs = [make_objective(pb, "dpo"), make_objective(pb, "rlhf")]
-    alphas = list(np.geomspace(1e-3, 10, 37))
+    assert CHUNK == 64
+    alphas = list(np.geomspace(1e-3, 10, 150))
     cfg = TrainConfig(steps=500, log_steps=(0, 500))
     full = train_batch(objs, cfg, [[{"weight_decay": a, "lr": 0.05} for a in alphas]] * 2)
-    part = train_batch(objs, cfg, [[{"weight_decay": a, "lr": 0.05} for a in alphas[:20]]] * 2)
+    part = train_batch(objs, cfg, [[{"weight_decay": a, "lr": 0.05} for a in alphas[:64]]] * 2)
     for f, p in zip(full, part):
-        assert np.array_equal(f.policy[:20], p.policy)
-        assert np.array_equal(f.loss[:20], p.loss)
+        assert np.array_equal(f.policy[:64], p.policy)
+        assert np.array_equal(f.loss[:64], p.loss)
 
 
 def test_matrix_free_newton_matches_dense_newton(monkeypatch):
