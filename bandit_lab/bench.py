@@ -17,6 +17,7 @@ process after a first call. Rows:
   T = 7 (16,384 sequences; RLHF), after compilation;
 - ``sharded``: the sweep on 4 forced host devices (``--xla_force_host_platform_device_count=4``),
   new process, and whether its records equal the one-device records bit for bit;
+- ``onpolicy-sweep``: a 64-point β sweep of GRPO in exact mode (issue 12), cold;
 - ``--tokens``: 1,000 Adam steps of each token loss on a V = 4, T = 4 tree (issue 5's table).
 """
 from __future__ import annotations
@@ -167,8 +168,24 @@ def sharded(repeats: int) -> list[dict]:
              "note": f"records bit-identical to one device: {'yes' if same else 'NO'} (floor column: the one-device run)"}]
 
 
+_GRPO = r"""
+import numpy as np, bandit_lab
+from bandit_lab.objective import make_objective
+from bandit_lab.problems import Problem
+from bandit_lab.runner import train_batch
+from bandit_lab.train import TrainConfig
+o = make_objective(Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1]), "grpo", {"group_size": 8})
+train_batch([o], TrainConfig(steps=3000, log_steps=(0, 3000)), [[{**o.hp, "beta": b, "lr": 0.05} for b in np.geomspace(0.05, 10, 64)]])
+"""
+
+
+def onpolicy_sweep(repeats: int) -> list[dict]:
+    return [{"row": "cold 64-point β sweep of GRPO (G = 8, exact mode, 3,000 steps), new process, no cache",
+             **cold([sys.executable, "-c", _GRPO], repeats, {"BANDIT_LAB_NO_CACHE": "1"})}]
+
+
 ROWS = {"cold-alpha": cold_alpha, "cold-sweep": cold_sweep, "warm-sweep": warm_sweep, "noise-adaptive": noise_adaptive,
-        "tree-solve": tree_solve, "sharded": sharded}
+        "tree-solve": tree_solve, "sharded": sharded, "onpolicy-sweep": onpolicy_sweep}
 
 
 def token_tree_timings(repeats: int = 5) -> None:
