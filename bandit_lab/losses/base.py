@@ -103,6 +103,12 @@ class LossSpec:
     configure: Callable | None = None
     # β may be 0 (SPO: β weighs an optional KL regulariser); otherwise β must be > 0
     beta_zero: bool = False
+    # optional ``oracle(problem, hp, static) -> (policy [X, K] or None, note)``: the loss's
+    # closed-form unconstrained population optimum (:func:`bandit_lab.oracles.loss_oracle`)
+    oracle: Callable | None = None
+    # optional BibTeX entry (or entries) for ``bandit-lab cite``; built-ins are keyed by
+    # ``citation`` in :mod:`bandit_lab.bibliography`
+    bibtex: str = ""
 
 
 REGISTRY: dict[str, LossSpec] = {}
