@@ -84,7 +84,9 @@ def cold_sweep(repeats: int) -> list[dict]:
 def warm_sweep(repeats: int) -> list[dict]:
     import numpy as np
 
-    import bandit_lab  # noqa: F401
+    import bandit_lab
+
+    bandit_lab.enable_x64()
     from bandit_lab import bench_floor
     from bandit_lab.experiments import weight_decay as wd
 
@@ -120,7 +122,9 @@ def noise_adaptive(repeats: int) -> list[dict]:
 def tree_solve(repeats: int) -> list[dict]:
     import numpy as np
 
-    import bandit_lab  # noqa: F401
+    import bandit_lab
+
+    bandit_lab.enable_x64()
     from bandit_lab import metrics
     from bandit_lab.objective import make_objective
     from bandit_lab.oracles import rlhf_optimum
@@ -194,7 +198,9 @@ def token_tree_timings(repeats: int = 5) -> None:
     import jax
     import numpy as np
 
-    import bandit_lab  # noqa: F401
+    import bandit_lab
+
+    bandit_lab.enable_x64()
     from bandit_lab.objective import make_objective
     from bandit_lab.tokens import make_param, make_tree_problem
     from bandit_lab.tokens.tree import TokenTree

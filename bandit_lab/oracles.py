@@ -117,6 +117,11 @@ def loss_oracle(problem: Problem, loss: str, hp: dict, static: dict, *, populati
     a = hp.get("f_alpha", 0.5)
     from bandit_lab.losses.base import REGISTRY
 
+    if loss in REGISTRY and REGISTRY[loss].oracle is not None:  # a loss's own closed form (plugins)
+        if not population_data:
+            return None, "finite sampled data: the closed forms are population statements"
+        pi, note = REGISTRY[loss].oracle(problem, hp, static)
+        return (None if pi is None else np.atleast_2d(np.asarray(pi, dtype=np.float64))), str(note)
     if loss in REGISTRY and REGISTRY[loss].kind == "onpolicy":  # stationary points of on-policy algorithms
         from bandit_lab.onpolicy.closed_forms import oracle
 

@@ -601,7 +601,7 @@ class Spec(Strict):
 
         reg = losses.registry()
         if self.loss not in reg:
-            fail(f"unknown loss {self.loss!r}{suggest(self.loss, reg)} (see `bandit-lab list losses`)", "loss")
+            fail(f"unknown loss {self.loss!r}{suggest(self.loss, reg)} (see `bandit-lab list losses`; a loss of your own is loaded with --plugin PATH)", "loss")
         spec = reg[self.loss]
         if self.sampling is not None and "sampling" not in spec.static:
             fail(f"applies to on-policy losses only; {self.loss!r} is not one", "sampling")

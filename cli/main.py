@@ -55,15 +55,22 @@ def _root(
                                              help="refuse jobs estimated to need more memory (e.g. 16G) [default: a quarter of RAM]"),
     max_work: Optional[str] = typer.Option(None, "--max-work", metavar="DURATION",
                                            help="refuse jobs estimated to take longer (e.g. 30m, 2h) [default: 10m]"),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", metavar="PATH",
+                                               help="import user-defined losses from this Python file first (repeatable; "
+                                                    "may appear anywhere on the command line; see examples/my_losses.py)"),
 ):
     if not no_cache:
         from bandit_lab import cache
 
         cache.enable()
-    if float32:
-        import bandit_lab
+    from bandit_lab import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
-        bandit_lab.use_float32()
+    precision.enable_x64(not float32)
+    if plugin:
+        from bandit_lab import plugins
+
+        for path in plugin:
+            plugins.load_plugin(path)
     if max_memory is not None or max_work is not None:
         from bandit_lab import budget
 
@@ -439,7 +446,9 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
         print("losses:")
         for n, s in sorted(losses.registry().items()):
             params = ", ".join([f"{k}={v}" for k, v in s.defaults.items()] + [f"{k}={v}" for k, v in s.static.items()])
-            print(f"  {n:<22} {s.summary} ({params})  [{s.citation}]")
+            mod = getattr(s.fn, "__module__", "") or ""
+            origin = "" if mod.startswith("bandit_lab.") else "  (plugin)"
+            print(f"  {n:<22} {s.summary} ({params})" + (f"  [{s.citation}]" if s.citation else "") + origin)
     if what in ("all", "checks"):
         from bandit_lab import checks
 
@@ -469,9 +478,32 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def hoist_plugins(argv: list[str]) -> list[str]:
+    """Move every ``--plugin PATH`` / ``--plugin=PATH`` (before a ``--``) to the front, where the
+    root callback reads it: ``bandit-lab check-loss mine --plugin f.py`` works like
+    ``bandit-lab --plugin f.py check-loss mine`` (the losses must exist before the command parses)."""
+    front, rest, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest += argv[i:]
+            break
+        if a == "--plugin" and i + 1 < len(argv):
+            front += [a, argv[i + 1]]
+            i += 2
+            continue
+        if a.startswith("--plugin="):
+            front.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit codes: 0 ok, 1 a check failed, 2 bad input, 3 internal error,
     4 divergence, 130 interrupted (see :mod:`bandit_lab.errors`)."""
+    argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
     if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
         sys.modules["bandit_lab.budget"].set_limits()
     try:

@@ -1,8 +1,10 @@
-"""Shared test setup: float64 everywhere (importing bandit_lab enables it), strict checks."""
+"""Shared test setup: float64 for the whole test process (``bandit_lab.enable_x64()``, as the
+``bandit-lab`` command does; importing bandit_lab alone leaves JAX's config alone), strict checks."""
 import jax
 
-import bandit_lab  # noqa: F401  (enables float64)
+import bandit_lab
 
+bandit_lab.enable_x64()
 jax.config.update("jax_numpy_rank_promotion", "allow")
 
 

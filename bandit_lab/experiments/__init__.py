@@ -132,6 +132,32 @@ def check_fields(exp_name: str, settings) -> None:
             raise BanditError(f"{o.flag}: {e}")
 
 
+def check_losses(flag: str, names, kinds: tuple = ("pairwise",)) -> None:
+    """Loss names given as an option (``--loss``): registered (built-in or loaded with
+    ``--plugin``) and of one of ``kinds``; a BanditError naming the flag otherwise."""
+    from bandit_lab import losses
+    from bandit_lab.schema import suggest
+
+    reg = losses.registry()
+    for n in names:
+        if n not in reg:
+            raise BanditError(f"{flag}: unknown loss {n!r}{suggest(n, reg)} (see `bandit-lab list losses`; "
+                              "a loss of your own is loaded with --plugin PATH)")
+        if reg[n].kind not in kinds:
+            raise BanditError(f"{flag}: {n!r} is a {reg[n].kind} objective; this experiment compares "
+                              f"{' or '.join(kinds)} losses with their RLHF counterparts")
+
+
+def with_counterpart(obj):
+    """``(objective, its RLHF counterpart, declared?)``: the counterpart a loss declares
+    (``LossSpec.counterpart``), else reverse-KL RLHF with the Bradley–Terry reward (DPO's), so a
+    user loss that declares none is still compared with the RLHF answer."""
+    c = obj.counterpart()
+    if c is not None:
+        return obj, c, True
+    return obj, obj.with_loss("rlhf", {"divergence": "reverse_kl", "reward": "bt"}), False
+
+
 def check_distributions(*, strict: tuple = ("pi_ref",), **dists) -> None:
     """Policies given as options (``pi_ref=(…), pi_star=(…)``): equal lengths ≥ 2, each summing
     to 1 within ``bounds.SUM_TOL``, strictly positive where named in ``strict``."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from bandit_lab import bounds, budget, metrics
 from bandit_lab.divergences import DIVERGENCES
-from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, check_distributions, check_losses, command_line, meta, pyplot, save_figure, with_counterpart
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -47,16 +47,21 @@ class Settings:
     fdpo_divergence: str = dataclasses.field(default="forward_kl", metadata=meta("f-DPO divergence", choices=DIVERGENCES))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
+    loss: tuple[str, ...] = dataclasses.field(default=("dpo", "fdpo", "ipo"), metadata=meta(
+        "losses, each trained beside its RLHF counterpart (built-in or from --plugin; a loss that declares no counterpart "
+        "is compared with reverse-KL RLHF, DPO's)"))
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        check_losses("--loss", self.loss)
 
     def cost(self) -> budget.Cost:
         K = len(self.pi_ref)
         logged = min(self.n_log, self.steps) + 1
         runs = 1 + (self.compare_constant and self.schedule != "constant")
-        train = budget.training(steps=self.steps, responses=K, runs=6, logged=logged).times(runs, "schedules")
-        return budget.problem(1, K) + budget.array(self.n_log, "the logged steps") + (train | budget.newton(params=K, responses=K, points=6))
+        n = 2 * len(dict.fromkeys(self.loss))
+        train = budget.training(steps=self.steps, responses=K, runs=n, logged=logged).times(runs, "schedules")
+        return budget.problem(1, K) + budget.array(self.n_log, "the logged steps") + (train | budget.newton(params=K, responses=K, points=n))
 
     def log_steps(self) -> tuple:
         s = np.unique(np.round(np.geomspace(1, self.steps, self.n_log)).astype(int))
@@ -65,9 +70,10 @@ class Settings:
 
 def objectives(s: Settings, problem: Problem) -> list:
     objs = []
-    for name, lp in (("dpo", {}), ("fdpo", {"divergence": s.fdpo_divergence}), ("ipo", {})):
-        o = make_objective(problem, name, {"beta": s.beta, **lp})
-        objs += [o, o.counterpart()]
+    for name in dict.fromkeys(s.loss):
+        lp = {"divergence": s.fdpo_divergence} if name == "fdpo" else {}
+        o, c, _ = with_counterpart(make_objective(problem, name, {"beta": s.beta, **lp}))
+        objs += [o, c]
     return objs
 
 
@@ -107,10 +113,13 @@ def run(s: Settings) -> dict:
         o, c = objs[k], objs[k + 1]
         po, _ = loss_oracle(problem, o.loss.name, o.hp, o.static)
         pc, _ = loss_oracle(problem, c.loss.name, c.hp, c.static)
-        oracles[o.label] = {"loss_closed_form": to_list(po), "counterpart_closed_form": to_list(pc),
+        oracles[o.label] = {"loss_closed_form": None if po is None else to_list(po),
+                            "counterpart_closed_form": None if pc is None else to_list(pc),
                             "exact": to_list(exact[k][0].policy), "counterpart_exact": to_list(exact[k + 1][0].policy),
                             "exact_distance": float(dist(exact[k][0].policy, exact[k + 1][0].policy)),
-                            "exact_vs_closed_form": float(max(metrics.tv(exact[k][0].policy, po), metrics.tv(exact[k + 1][0].policy, pc)))}
+                            # None where a loss has no closed form (a user loss without an oracle)
+                            "exact_vs_closed_form": None if po is None or pc is None else
+                            float(max(metrics.tv(exact[k][0].policy, po), metrics.tv(exact[k + 1][0].policy, pc)))}
     main = [r for r in records if r["schedule"] == s.schedule]
     labels = list(dict.fromkeys(r["loss"] for r in main))
     first_positive = [r for r in main if r["step"] > 0]
@@ -153,7 +162,8 @@ def report(res: dict) -> str:
         gap = max(max(r["gap_to_exact"], r["counterpart_gap_to_exact"]) for r in rs.values())
         lines.append(f"{st:>7}" + "".join(f"{rs[lab]['distance']:>26.3e}" for lab in labels) + f"{gap:>18.1e}")
     lines.append("")
-    lines.append("exact optima (α = 0): " + ", ".join(f"{lab}: {d} = {v['exact_distance']:.1e} (vs closed forms {v['exact_vs_closed_form']:.1e})" for lab, v in res["exact"].items()))
+    lines.append("exact optima (α = 0): " + ", ".join(f"{lab}: {d} = {v['exact_distance']:.1e}" + (f" (vs closed forms {v['exact_vs_closed_form']:.1e})" if v["exact_vs_closed_form"] is not None else " (no closed form)")
+                                               for lab, v in res["exact"].items()))
     if "constant_lr" in res:
         c = res["constant_lr"]
         lines.append("constant-lr Adam (paper's plain Adam): min " + ", ".join(f"{lab} {v:.1e}" for lab, v in c["min_distance"].items())
@@ -167,7 +177,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
     recs = res["records"]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
     labels = list(dict.fromkeys(r["loss"] for r in recs))
-    colors = dict(zip(labels, ["C0", "C1", "C2", "C4"]))
+    colors = {lab: f"C{(0, 1, 2, 4)[i] if i < 4 else i + 1}" for i, lab in enumerate(labels)}
     floor = 1e-17
     ax = axes[0]
     for lab in labels:

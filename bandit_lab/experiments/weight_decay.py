@@ -19,7 +19,7 @@ from bandit_lab import bounds, budget, metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.divergences import DIVERGENCES
-from bandit_lab.experiments import Experiment, check_distributions, meta, pyplot, save_figure
+from bandit_lab.experiments import Experiment, check_distributions, check_losses, meta, pyplot, save_figure, with_counterpart
 from bandit_lab.objective import PENALTIES, make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -48,9 +48,13 @@ class Settings:
     alpha_max: float = dataclasses.field(default=10.0, metadata=meta("largest α of the sweep", bounds.POSITIVE))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
+    loss: tuple[str, ...] = dataclasses.field(default=("dpo", "fdpo", "ipo"), metadata=meta(
+        "losses, each trained beside its RLHF counterpart (built-in or from --plugin; a loss that declares no counterpart "
+        "is compared with reverse-KL RLHF, DPO's)"))
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
+        check_losses("--loss", self.loss)
         if not self.alpha_min < self.alpha_max:
             raise BanditError(f"--alpha-min must be < --alpha-max; got {self.alpha_min:g} ≥ {self.alpha_max:g}")
 
@@ -63,7 +67,7 @@ class Settings:
 
     def cost(self) -> budget.Cost:
         K, P = len(self.pi_ref), self.n_points()
-        runs = 2 * (4 if self.with_js and self.fdpo_divergence != "js" else 3)
+        runs = 2 * len(losses_of(self))
         c = budget.problem(1, K) + budget.array(P, "the α grid")
         if self.data == "sampled":
             c = c + budget.sampling(self.n_pairs, K)
@@ -77,8 +81,8 @@ class Settings:
 
 
 def losses_of(s: Settings) -> list[tuple[str, dict]]:
-    out = [("dpo", {}), ("fdpo", {"divergence": s.fdpo_divergence}), ("ipo", {})]
-    if s.with_js and s.fdpo_divergence != "js":
+    out = [(n, {"divergence": s.fdpo_divergence} if n == "fdpo" else {}) for n in dict.fromkeys(s.loss)]
+    if s.with_js and s.fdpo_divergence != "js" and "fdpo" in s.loss:
         out.append(("fdpo", {"divergence": "js"}))
     return out
 
@@ -87,10 +91,11 @@ def run(s: Settings) -> dict:
     problem = Problem.create(list(s.pi_ref), pi_star=list(s.pi_star), pairs="uniform")
     data = make_data(problem, s.data, s.n_pairs, s.seed)
     population = s.data == "population"
-    objs = []
+    objs, declared = [], []
     for name, lp in losses_of(s):
-        o = make_objective(problem, name, {"beta": s.beta, **lp}, penalty=s.penalty, data=data)
-        objs += [o, o.counterpart()]
+        o, c, d = with_counterpart(make_objective(problem, name, {"beta": s.beta, **lp}, penalty=s.penalty, data=data))
+        objs += [o, c]
+        declared.append(d)
     alphas = s.alphas()
     config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps))
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
@@ -108,6 +113,7 @@ def run(s: Settings) -> dict:
                 {
                     "loss": o.label,
                     "counterpart": c.label,
+                    "counterpart_declared": declared[k // 2],
                     "alpha": a,
                     "beta": s.beta,
                     "policy": to_list(p),
@@ -152,6 +158,9 @@ def report(res: dict) -> str:
         ):
             lines.append(f"{lab:<22}{_fmt(p):<28}{_fmt(e):<28}{(_fmt(o) if o is not None else '—'):<28}{g:>12.1e}")
     lines.append("")
+    for r in recs:
+        if not r.get("counterpart_declared", True):
+            lines.append(f"note: {r['loss']} declares no RLHF counterpart; it is compared with {r['counterpart']} (DPO's)")
     w = max(len(r["loss"] + " vs " + r["counterpart"]) for r in recs) + 2
     lines.append(f"{'loss vs counterpart':<{w}}{d + ' (trained)':>16}{d + ' (exact)':>16}")
     for r in recs:
@@ -167,7 +176,7 @@ def plot(res: dict, out_dir: str) -> list[str]:
         return []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     labels = list(dict.fromkeys(r["loss"] for r in recs))
-    colors = dict(zip(labels, ["C0", "C1", "C2", "C3"]))
+    colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     for lab in labels:
         rs = [r for r in recs if r["loss"] == lab]
         a = np.array([r["alpha"] for r in rs])

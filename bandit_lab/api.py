@@ -1,0 +1,213 @@
+"""The functions of the public API (re-exported by :mod:`bandit_lab`; see ``bandit_lab.__all__``).
+
+Each command-line verb has a function here returning a dataclass with the same fields as the
+command's ``--json`` output (``dataclasses.asdict(result)`` is that JSON, arrays as lists):
+
+=====================================  ==========================================
+``bandit-lab solve SPEC --json``        :func:`solve` → :class:`SolveResult`
+``bandit-lab fixed-points SPEC --json`` :func:`find_fixed_points` → :class:`FixedPoints`
+``bandit-lab verify --json``            :func:`verify` → list of :class:`~bandit_lab.checks.CheckResult`
+``bandit-lab check-loss NAME --json``   :func:`bandit_lab.check_loss`
+``bandit-lab cite NAME…``               :func:`bandit_lab.cite`
+=====================================  ==========================================
+
+and two functions on objects you build yourself (:func:`bandit_lab.make_objective`):
+:func:`train_policy` (Adam/SGD through the one compiled trainer) and :func:`solve_exact` (the
+exact constrained optimum, float64 Newton).
+
+Precision (:mod:`bandit_lab.precision`): ``solve``, ``find_fixed_points``, ``verify`` build
+their own problems and run inside ``x64()``; ``train_policy`` and ``solve_exact`` compute in the
+precision your arrays and JAX's config have, and ``solve_exact`` refuses float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from bandit_lab.errors import BanditError
+from bandit_lab.precision import require_x64, x64
+
+
+def _np(tree):
+    import jax
+
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+# --------------------------------------------------------------------------- training and solving
+
+def train_policy(objective, config=None, *, lr: float = 0.05, seed: int = 0, hp: dict | None = None, init=None):
+    """Train one objective with the trainer every experiment uses (one compiled ``lax.scan``).
+
+    ``config`` is a :class:`~bandit_lab.TrainConfig` (default: Adam, 3,000 steps, cosine decay);
+    ``hp`` overrides the objective's hyperparameters (``beta``, ``weight_decay``, …) for this run.
+    Returns a :class:`~bandit_lab.Trajectory` of NumPy arrays (``policy`` is ``[X, K]``).
+
+    >>> import bandit_lab as bl
+    >>> with bl.x64():
+    ...     pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    ...     traj = bl.train_policy(bl.make_objective(pb, "ipo", {"beta": 1.0}), bl.TrainConfig(steps=2000))
+    >>> traj.policy.shape, float(traj.policy.sum())
+    ((1, 3), 1.0)
+    """
+    from bandit_lab import runner
+    from bandit_lab.train import TrainConfig
+
+    config = (config or TrainConfig()).validate()
+    point = {**objective.hp, **(hp or {}), "lr": float(lr)}
+    (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: a[0] if getattr(a, "ndim", 0) and a.shape[0] == 1 else a, traj)._replace(
+        steps=traj.steps, loss=traj.loss[0], grad_norm=traj.grad_norm[0])
+
+
+def solve_exact(objective, hp: dict | None = None, init=None):
+    """The exact constrained optimum of ``objective`` (float64 modified Newton, matrix-free above
+    256 parameters; LP/QP for kinked losses; self-consistency for detached statistics).
+
+    Returns an :class:`~bandit_lab.ExactResult` (``policy``, ``value``, ``residual``,
+    ``converged``, …). Needs float64 (:func:`bandit_lab.enable_x64` or ``with bandit_lab.x64():``):
+
+    >>> import bandit_lab as bl
+    >>> with bl.x64():
+    ...     pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    ...     r = bl.solve_exact(bl.make_objective(pb, "dpo", {"beta": 1.0}, weight_decay=0.1))
+    >>> r.converged, r.residual < 1e-10
+    (True, True)
+    """
+    require_x64("solve_exact")
+    from bandit_lab import solver
+
+    if objective.stateful:
+        from bandit_lab.onpolicy.stationary import solve as stationary
+
+        return _np(stationary(objective, init=init).result)
+    return _np(solver.solve_exact(objective, hp, init))
+
+
+# --------------------------------------------------------------------------- results of the commands
+
+@dataclasses.dataclass(frozen=True)
+class SolveResult:
+    """``bandit-lab solve SPEC --json``: the trained policy beside the exact optimum and the
+    closed form. On-policy algorithms add the ``stationary_*`` and reference fields."""
+
+    loss: str
+    hp: dict
+    parameterization: str
+    policy: list
+    exact: list
+    oracle: list | None
+    oracle_note: str
+    oracle_applies: bool
+    adam_vs_exact_tv: float
+    exact_vs_oracle_tv: float | None
+    adam_vs_oracle_tv: float | None
+    final_objective: float
+    exact_objective: float
+    grad_norm: float
+    exact_residual: float | None
+    converged: bool
+    optimizer: str
+    exact_converged: bool
+    stationary_status: str | None = None
+    stationary_note: str | None = None
+    reference_policies: dict | None = None
+    exact_vs_reference_tv: dict | None = None
+
+
+def solve(spec) -> SolveResult:
+    """Train and exactly solve the bandit a spec describes (a dict, or the path of a JSON/TOML
+    file; the schema is ``bandit-lab schema``). Same numbers as ``bandit-lab solve SPEC --json``.
+
+    >>> import bandit_lab as bl
+    >>> r = bl.solve({"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]},
+    ...               "loss": "dpo", "loss_params": {"beta": 1.0}})
+    >>> r.converged, r.exact_vs_oracle_tv < 1e-9
+    (True, True)
+    """
+    from bandit_lab import spec as spec_mod
+    from bandit_lab.runner import jsonable
+
+    with x64():
+        res = spec_mod.solve(spec_mod.load(spec) if isinstance(spec, str) else spec)
+    return SolveResult(**jsonable(res))
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedPoints:
+    """``bandit-lab fixed-points --json``: every registered loss's exact population optimum on
+    one bandit (``records`` one :class:`FixedPointRow` per loss configuration)."""
+
+    bandit: dict
+    beta: float
+    weight_decay: float
+    parameterization: str
+    rlhf_optimum: list | None
+    dpo_optimum: list | None
+    share_tolerance: float
+    records: list
+    shares_dpo: list
+    differs_from_dpo: list
+    no_finite_minimiser: list
+    not_applicable: list
+
+    def row(self, label: str):
+        """The record of one loss configuration, e.g. ``row("ipo")`` or ``row("fdpo[divergence=js]")``."""
+        for r in self.records:
+            if r.label == label:
+                return r
+        raise KeyError(label)
+
+
+def find_fixed_points(spec=None, only: Sequence[str] | None = None) -> FixedPoints:
+    """The exact population optimum of every registered loss (or ``only`` these), plugin losses
+    included, on one bandit (default: Kong et al. App. B). Same as ``bandit-lab fixed-points``.
+
+    >>> import bandit_lab as bl
+    >>> fp = bl.find_fixed_points(only=["dpo", "ipo"])
+    >>> fp.row("dpo").shares_dpo, fp.row("ipo").shares_dpo
+    (True, False)
+    """
+    from bandit_lab import fixed_points as fp_mod
+    from bandit_lab import spec as spec_mod
+    from bandit_lab.runner import jsonable
+
+    if isinstance(spec, str):
+        spec = spec_mod.load(spec)
+    with x64():
+        res = jsonable(fp_mod.fixed_points(spec, None if only is None else list(only)))
+    rows = [fp_mod.Row(**r) for r in res.pop("records")]
+    return FixedPoints(records=rows, **res)
+
+
+FixedPointRow = __import__("bandit_lab.fixed_points", fromlist=["Row"]).Row
+
+
+def verify(only: Sequence[str] | None = None, instances: int | None = None, seed: int = 0) -> list:
+    """Run the registered theorem checks (``bandit-lab list checks``) and return their
+    :class:`~bandit_lab.CheckResult` (``value``, ``passed``, ``check.claim``, ``check.tolerance``).
+
+    >>> import bandit_lab as bl
+    >>> [r.passed for r in bl.verify(only=["dpo-rlhf-equivalence"], instances=2)]
+    [True]
+    """
+    from bandit_lab import checks
+
+    reg = checks.registry()
+    names = list(only) if only else list(reg)
+    unknown = [n for n in names if n not in reg]
+    if unknown:
+        raise BanditError(f"unknown check(s) {', '.join(unknown)}; see `bandit-lab list checks`")
+    with x64():
+        return [checks.run_check(reg[n], instances, seed) for n in names]
+
+
+def loss_registry() -> dict:
+    """Every registered loss (built-in and user-defined) by name: ``{name: LossSpec}``."""
+    from bandit_lab import losses
+
+    return dict(losses.registry())

@@ -1,0 +1,78 @@
+"""Floating-point precision: the one place bandit-lab touches JAX's ``jax_enable_x64``.
+
+Importing :mod:`bandit_lab` changes nothing in JAX's configuration. Exact solvers and theorem
+checks need float64, so:
+
+- the ``bandit-lab`` command switches float64 on for its own process (``--float32`` keeps JAX's
+  float32, a speed option not meant for checks);
+- library callers choose: :func:`enable_x64` (process-wide, like the CLI) or the scoped
+  ``with x64():`` (JAX's own thread-local context, restored on exit);
+- the public functions that build their own problem (:func:`bandit_lab.solve`,
+  :func:`bandit_lab.fixed_points`, :func:`bandit_lab.verify`, :func:`bandit_lab.check_loss`) run
+  inside ``x64()`` themselves and return NumPy float64 results; those that take the caller's
+  objects (:func:`bandit_lab.train`, :func:`bandit_lab.solve_exact`) compute in the caller's
+  precision, and the exact solver refuses float32 with one line saying how to switch
+  (:func:`require_x64`).
+
+Arrays keep the dtype they were made with: build the problem's JAX arrays (data, objectives)
+inside the same precision you solve in.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def x64_enabled() -> bool:
+    """Whether JAX computes in float64 here (in this thread, with any active ``x64()`` scope)."""
+    if "jax" not in sys.modules:  # JAX reads JAX_ENABLE_X64 when it is first imported
+        return os.environ.get("JAX_ENABLE_X64", "").lower() in ("1", "true", "yes", "on")
+    import jax
+
+    return bool(jax.config.read("jax_enable_x64"))
+
+
+def enable_x64(on: bool = True) -> None:
+    """Switch float64 on (or off) for the whole process, as the ``bandit-lab`` command does.
+
+    If JAX is not imported yet this only sets ``JAX_ENABLE_X64`` for the import to come (so a
+    command that never computes does not pay for importing JAX)."""
+    if "jax" in sys.modules:
+        import jax
+
+        jax.config.update("jax_enable_x64", bool(on))
+    else:
+        os.environ["JAX_ENABLE_X64"] = "1" if on else "0"
+
+
+def use_float32() -> None:
+    """``enable_x64(False)``: float32 for the rest of the process (speed option, not for checks)."""
+    enable_x64(False)
+
+
+@contextlib.contextmanager
+def x64(on: bool = True):
+    """Compute in float64 inside the ``with`` block only (JAX's ``jax.enable_x64`` context).
+
+    >>> import jax, jax.numpy as jnp, bandit_lab
+    >>> before = jax.config.read("jax_enable_x64")
+    >>> with bandit_lab.x64():
+    ...     jnp.ones(2).dtype
+    dtype('float64')
+    >>> jax.config.read("jax_enable_x64") == before
+    True
+    """
+    import jax
+
+    with jax.enable_x64(bool(on)):
+        yield
+
+
+def require_x64(what: str) -> None:
+    """Refuse float32 where a float64 result is promised (exact solvers, checks)."""
+    if not x64_enabled():
+        from bandit_lab.errors import BanditError
+
+        raise BanditError(f"{what} needs float64: call bandit_lab.enable_x64() first or run inside `with bandit_lab.x64():` "
+                          "(the bandit-lab command does this unless --float32)")
