@@ -1,6 +1,7 @@
-"""``bandit_lab.bibliography``: every registered loss, check and experiment has a source; every
-entry is well-formed BibTeX with the fields its type needs; a few entries against facts checked by
-hand (see the header of :mod:`bandit_lab.bibliography`); plugin losses' ``bibtex``."""
+"""``bandit-lab cite`` and ``bandit_lab.bibliography``: every registered loss, check and experiment
+has a source; every entry is well-formed BibTeX with the fields its type needs; a few entries
+against facts checked by hand (see the header of :mod:`bandit_lab.bibliography`); the CLI; plugin
+losses' ``bibtex``."""
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 from bandit_lab import bibliography as bib
 from bandit_lab.errors import BanditError
+from cli.main import main
 
 REQUIRED = {
     "article": {"author", "title", "journal", "year"},
@@ -150,6 +152,26 @@ def test_unknown_name_suggests():
         bib.cite(["dpoo"])
 
 
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_cli_prints_both_keys(capsys):
+    code, out, err = run_cli(["cite", "dpo", "ipo"], capsys)
+    assert code == 0 and not err
+    assert "@inproceedings{rafailov2023direct," in out and "@inproceedings{azar2024general," in out
+    assert parse_bibtex(out)
+
+
+def test_cli_unknown_name_exit_2_one_line(capsys):
+    code, out, err = run_cli(["cite", "dpo", "no-such-loss"], capsys)
+    assert code == 2 and not out
+    assert len(err.strip().splitlines()) == 1 and "no-such-loss" in err and "Traceback" not in err
+
+
 def _plugin(name, **kw):
     from bandit_lab.losses import base
 
@@ -167,11 +189,11 @@ PLUGIN_BIB = ("@article{doe2026mine,\n  title = {My {DPO} Variant},\n  author = 
               "  journal = {Journal of Examples},\n  year = {2026}\n}")
 
 
-def test_plugin_bibtex_is_printed_verbatim():
+def test_plugin_bibtex_is_printed_verbatim(capsys):
     try:
         _plugin("test_cite_plugin", citation="Doe 2026", bibtex=PLUGIN_BIB)
-        out = bib.cite(["test_cite_plugin", "dpo"])
-        assert ("% used by: test_cite_plugin\n" + PLUGIN_BIB + "\n") in out
+        code, out, err = run_cli(["cite", "test_cite_plugin", "dpo"], capsys)
+        assert code == 0 and ("% used by: test_cite_plugin\n" + PLUGIN_BIB + "\n") in out
         assert [k for _, k, _ in parse_bibtex(out)] == ["bandit-lab", "doe2026mine", "rafailov2023direct", "kong2025constraints"]
     finally:
         _unregister("test_cite_plugin")
