@@ -460,8 +460,10 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
 
 # ----------------------------------------------------------------------------- command modules
 # Commands defined in their own module ``cli/NAME.py`` are registered here, one line each.
+from cli.cite import cite as _cite  # noqa: E402  (BibTeX of what was used, issue 15)
 from cli.explore import explore as _explore  # noqa: E402  (the teaching page, issue 14)
 
+app.command()(_cite)
 app.command()(_explore)
 
 
