@@ -10,7 +10,7 @@ style); everything else is internal and may change. A five-minute tour, run by t
 ...     ex = bl.solve_exact(dpo)                      # the exact population optimum
 ...     rl = bl.solve_exact(dpo.counterpart())        # reverse-KL RLHF with the BT reward
 >>> print(ex.policy.round(6), ex.converged)
-[[0.48 0.48 0.04]] True
+[[0.631579 0.315789 0.052632]] True
 >>> print(float(abs(ex.policy - rl.policy).sum() / 2) < 1e-9)   # Kong et al. Eq. 10–11
 True
 
@@ -62,6 +62,8 @@ _LAZY = {
     "register_loss": "bandit_lab.plugins",
     "unregister_loss": "bandit_lab.plugins",
     "load_plugin": "bandit_lab.plugins",
+    # citations
+    "cite": "bandit_lab.bibliography",
 }
 
 __all__ = sorted([*_LAZY, "enable_x64", "use_float32", "x64", "x64_enabled"])

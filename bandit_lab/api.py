@@ -30,10 +30,13 @@ from bandit_lab.errors import BanditError
 from bandit_lab.precision import require_x64, x64
 
 
-def _np(tree):
+def _np(res):
+    """An ExactResult with NumPy arrays (scalars stay Python scalars)."""
     import jax
 
-    return jax.tree_util.tree_map(np.asarray, tree)
+    return res._replace(params=jax.tree_util.tree_map(np.asarray, res.params), policy=np.asarray(res.policy),
+                        value=float(res.value), residual=float(res.residual), converged=bool(res.converged),
+                        grad=None if res.grad is None else jax.tree_util.tree_map(np.asarray, res.grad))
 
 
 # --------------------------------------------------------------------------- training and solving
@@ -192,7 +195,7 @@ def verify(only: Sequence[str] | None = None, instances: int | None = None, seed
     :class:`~bandit_lab.CheckResult` (``value``, ``passed``, ``check.claim``, ``check.tolerance``).
 
     >>> import bandit_lab as bl
-    >>> [r.passed for r in bl.verify(only=["dpo-rlhf-equivalence"], instances=2)]
+    >>> [r.passed for r in bl.verify(only=["dpo-rlhf"], instances=2)]
     [True]
     """
     from bandit_lab import checks

@@ -415,13 +415,22 @@ def reproduce(
 @app.command("fixed-points")
 def fixed_points(
     spec: Optional[str] = typer.Argument(None, help="a bandit spec (JSON/TOML); default: Kong et al. App. B"),
+    only: Optional[list[str]] = typer.Option(None, "--only", metavar="LOSS,…",
+                                             help="only these losses (comma-separated or repeated; default: every registered loss)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
-    """The exact population optimum of every registered loss on one bandit."""
+    """The exact population optimum of every registered loss (or --only these) on one bandit."""
     from bandit_lab import fixed_points as fp
+    from bandit_lab import losses
     from bandit_lab import spec as spec_mod
 
-    res = fp.fixed_points(None if spec is None else spec_mod.load(spec))
+    names = None
+    if only:
+        names = list(dict.fromkeys(x.strip() for part in only for x in part.split(",") if x.strip()))
+        from bandit_lab.experiments import check_losses
+
+        check_losses("--only", names, kinds=("pairwise", "policy", "onpolicy"))
+    res = fp.fixed_points(None if spec is None else spec_mod.load(spec), names)
     if as_json:
         from bandit_lab.runner import jsonable
 
