@@ -454,6 +454,9 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
 from cli.explore import explore as _explore  # noqa: E402  (the teaching page, issue 14)
 
 app.command()(_explore)
+from cli.check_loss import check_loss as _check_loss  # noqa: E402  (the loss battery, issue 15)
+
+app.command("check-loss")(_check_loss)
 
 
 # ----------------------------------------------------------------------------- entry point
