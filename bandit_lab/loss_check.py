@@ -212,37 +212,45 @@ def _has_stop_gradient(jaxpr) -> bool:
     return any(e.primitive.name == "stop_gradient" or any(_has_stop_gradient(j) for j in _subjaxprs(e.params)) for e in jaxpr.eqns)
 
 
-def _eval_frozen(closed, args, frozen: list, replay: bool):
-    """Evaluate a (closed) jaxpr; the outputs of its ``stop_gradient`` equations are appended to
-    ``frozen`` (record) or taken from it in order (replay). Calls (``jit``, ``custom_jvp_call``…)
-    that contain a ``stop_gradient`` are entered; any other primitive containing one is refused."""
+class _Tape:
+    """The outputs of a jaxpr's ``stop_gradient`` equations, in evaluation order: recorded at one
+    point, then replayed (``pos`` walks them) at others."""
+
+    def __init__(self):
+        self.values: list = []
+        self.replay = False
+        self.pos = 0
+
+    def __call__(self, x):
+        if not self.replay:
+            self.values.append(x)
+            return x
+        self.pos += 1
+        return self.values[self.pos - 1]
+
+
+def _eval_frozen(closed, args, tape: _Tape):
+    """Evaluate a (closed) jaxpr with its ``stop_gradient`` outputs passed through ``tape``.
+    Calls (``jit``, ``custom_jvp_call``…) that contain a ``stop_gradient`` are entered; any other
+    primitive containing one (a ``scan``, a ``cond``) is refused (:class:`_Unsupported`)."""
     from jax.extend.core import Literal
 
     jaxpr = getattr(closed, "jaxpr", closed)
-    consts = getattr(closed, "consts", [])
-    env: dict = {}
+    env: dict = dict(zip(jaxpr.constvars, getattr(closed, "consts", [])))
+    env.update(zip(jaxpr.invars, args))
 
     def read(v):
         return v.val if isinstance(v, Literal) else env[v]
 
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         if eqn.primitive.name == "stop_gradient":
-            if replay:
-                outs = [frozen[_eval_frozen.counter[-1]]]
-                _eval_frozen.counter[-1] += 1
-            else:
-                frozen.append(invals[0])
-                outs = [invals[0]]
+            outs = [tape(invals[0])]
         elif any(_has_stop_gradient(j) for j in _subjaxprs(eqn.params)):
             if eqn.primitive.name not in _CALLS:
                 raise _Unsupported(f"stop_gradient inside a `{eqn.primitive.name}`")
             sub = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr") or eqn.params.get("fun_jaxpr")
-            outs = _eval_frozen(sub, invals, frozen, replay)
+            outs = _eval_frozen(sub, invals, tape)
         else:
             bp = eqn.primitive.get_bind_params(eqn.params)  # jax ≥ 0.8: params; before: (subfuns, params)
             subfuns, bp = bp if isinstance(bp, tuple) else ((), bp)
@@ -250,12 +258,8 @@ def _eval_frozen(closed, args, frozen: list, replay: bool):
                 outs = eqn.primitive.bind(*subfuns, *invals, **bp)
             if not eqn.primitive.multiple_results:
                 outs = [outs]
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = o
+        env.update(zip(eqn.outvars, outs))
     return [read(v) for v in jaxpr.outvars]
-
-
-_eval_frozen.counter = []
 
 
 def _frozen_evaluator(fn, example_args):
@@ -267,13 +271,10 @@ def _frozen_evaluator(fn, example_args):
         return False, lambda args0, args: fn(*args)
 
     def frozen_fn(args0, args):
-        rec: list = []
-        _eval_frozen(closed, jax.tree_util.tree_leaves(args0), rec, False)
-        _eval_frozen.counter.append(0)
-        try:
-            (out,) = _eval_frozen(closed, jax.tree_util.tree_leaves(args), rec, True)
-        finally:
-            _eval_frozen.counter.pop()
+        tape = _Tape()
+        _eval_frozen(closed, jax.tree_util.tree_leaves(args0), tape)
+        tape.replay = True
+        (out,) = _eval_frozen(closed, jax.tree_util.tree_leaves(args), tape)
         return out
 
     frozen_fn(example_args, example_args)  # refuse unsupported structures now (_Unsupported)

@@ -234,6 +234,7 @@ def test_bad_name_or_parameter_is_a_bandit_error():
     (["check-loss", "dpo", "--param", "colour=red"], "has no parameter 'colour'"),
     (["check-loss", "dpo", "--param", "beta"], "expected KEY=VALUE"),
     (["check-loss", "dpo", "--seed", "-1"], "--seed"),
+    (["--max-work", "0.001s", "check-loss", "dpo"], "over the limit"),  # the budget is checked before any work
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv, msg, capsys):
     code, out, err = run_cli(argv, capsys)
