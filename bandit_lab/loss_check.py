@@ -58,9 +58,9 @@ Facts (reported, never failures):
   (multistart, runaway / no-finite-minimiser detection, closed forms, TV to DPO's and RLHF's
   optima), and whether it shares DPO's fixed point (TV ≤ 1e-6).
 - ``large_margins``: finite or not at log-ratio margins ``|Δ| = 1e3`` with β = 1.
-- ``convexity``: convexity of the value in the softmax logits, on random bandits (K = 3): the
-  smallest Hessian eigenvalue at random points (a search direction, relative to the largest) and
-  the midpoint test ``f((a+b)/2) ≤ (f(a)+f(b))/2`` along its eigenvector and random directions;
+- ``convexity``: convexity of the value in the softmax logits, on 12 random bandits (K = 3, three
+  random points each): the smallest Hessian eigenvalue (reported; its eigenvector is a search
+  direction) and the midpoint test ``f((a+b)/2) ≤ (f(a)+f(b))/2`` along its eigenvector and random directions;
   a violation beyond rounding (``> 1e-9·(1 + |f(a)| + |f(b)|)``) is re-evaluated outside the
   batch and reported as a counterexample (bandit, a, b, values). DPO and IPO are convex (their
   margins ``h_w − h_l = θ_w − θ_l + const`` are linear in the logits of one context, composed with
