@@ -474,6 +474,9 @@ from cli.explore import explore as _explore  # noqa: E402  (the teaching page, i
 
 app.command()(_cite)
 app.command()(_explore)
+from cli.check_loss import check_loss as _check_loss  # noqa: E402  (the loss battery, issue 15)
+
+app.command("check-loss")(_check_loss)
 
 
 # ----------------------------------------------------------------------------- entry point
