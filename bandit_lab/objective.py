@@ -74,7 +74,9 @@ class Objective:
         # A parameterization that reads every array from ``c`` declares ``shareable = True``;
         # any other is keyed by identity, so a cached compile can never see another's constants.
         who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", id(self.param))
-        return ("objective", self.loss.name, tuple(sorted(self.static.items())), who, self.penalty, shapes)
+        # the LossSpec's identity too: a user loss re-registered under the same name (a plugin
+        # reloaded in one process) must not reuse the old function's compiled program
+        return ("objective", self.loss.name, id(self.loss), tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
     # ---- per-step loss state (on-policy samples, a moving reference; see LossSpec.state_init)
     @property

@@ -240,3 +240,21 @@ def test_registered_in_python_without_a_file(clean_plugins):
         bl.unregister_loss("py_ipo")
     with pytest.raises(bl.BanditError, match="built in"):
         bl.unregister_loss("dpo")
+
+
+def test_reregistered_name_does_not_reuse_the_old_compiled_program(clean_plugins):
+    """Compiled trainers/solvers are cached by objective signature: it includes the LossSpec's
+    identity, so a loss re-registered under the same name runs its new function."""
+    pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    out = []
+    for scale in (1.0, 3.0):
+        @bl.loss(name="reused", defaults={"beta": 1.0})
+        def reused(inputs, hp, scale=scale):
+            hw, hl = bl.log_ratios(inputs)
+            return bl.expect(inputs.data, -jax.nn.log_sigmoid(scale * hp["beta"] * (hw - hl)))
+        with bl.x64():
+            out.append(bl.solve_exact(bl.make_objective(pb, "reused")).policy)
+            tr = bl.train_policy(bl.make_objective(pb, "reused"), bl.TrainConfig(steps=3000))
+            assert np.abs(tr.policy - out[-1]).max() < 1e-8
+        bl.unregister_loss("reused")
+    assert np.abs(out[0] - out[1]).max() > 0.05  # β_eff = 1 vs 3: different optima
