@@ -62,6 +62,9 @@ _LAZY = {
     "register_loss": "bandit_lab.plugins",
     "unregister_loss": "bandit_lab.plugins",
     "load_plugin": "bandit_lab.plugins",
+    # the check-loss battery
+    "check_loss": "bandit_lab.loss_check",
+    "LossCheckReport": "bandit_lab.loss_check",
     # citations
     "cite": "bandit_lab.bibliography",
 }

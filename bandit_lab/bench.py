@@ -155,6 +155,7 @@ def tree_solve(repeats: int) -> list[dict]:
 
 _SHARD = r"""
 import json, bandit_lab, jax
+bandit_lab.enable_x64()
 from bandit_lab.experiments import weight_decay as wd
 r = wd.run(wd.Settings())
 print(json.dumps([[x["policy"], x["counterpart_policy"], x["exact"]] for x in r["records"]]))
@@ -174,6 +175,7 @@ def sharded(repeats: int) -> list[dict]:
 
 _GRPO = r"""
 import numpy as np, bandit_lab
+bandit_lab.enable_x64()
 from bandit_lab.objective import make_objective
 from bandit_lab.problems import Problem
 from bandit_lab.runner import train_batch

@@ -524,7 +524,13 @@ def cite(names: Sequence[str] = ()) -> str:
     """BibTeX for bandit-lab itself and the sources of ``names`` (losses, checks, experiments or
     ``"bandit-lab"``); no names: bandit-lab plus the core sources (Kong et al., Rafailov et al.).
     Keys are deduplicated in first-use order; an entry a name asked for is preceded by
-    ``% used by: NAME, …``. Unknown names raise :class:`BanditError` with a did-you-mean."""
+    ``% used by: NAME, …``. Unknown names raise :class:`BanditError` with a did-you-mean.
+
+    >>> import bandit_lab as bl
+    >>> text = bl.cite(["dpo"])
+    >>> "rafailov2023direct" in text and "eprint        = {2305.18290}" in text
+    True
+    """
     found = [(None, [(k, _entry(k)) for k in (CORE if not names else (SOFTWARE,))])]
     for name in names:
         sources = _lookup(name)

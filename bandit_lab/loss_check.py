@@ -592,7 +592,13 @@ def check_loss(name: str, loss_params: dict | None = None, *, seed: int = 0, con
     """Run the battery (module docstring) on a registered loss at ``loss_params`` (float
     hyperparameters and static options, as in a spec's ``loss_params``). Raises
     :class:`~bandit_lab.errors.BanditError` for an unknown loss or a bad parameter;
-    ``constraints=False`` skips the weight-decay/early-stopping facts (the slowest part)."""
+    ``constraints=False`` skips the weight-decay/early-stopping facts (the slowest part).
+
+    >>> import bandit_lab as bl
+    >>> rep = bl.check_loss("ipo", constraints=False)
+    >>> rep.passed, [r.name for r in rep.rows]
+    (True, ['evaluates', 'finite', 'gradient', 'counterpart'])
+    """
     t0 = time.perf_counter()
     spec = losses.get(name)
     loss_params = dict(loss_params or {})
