@@ -18,6 +18,7 @@ gap, whatever happens to be installed.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import json
 import pathlib
@@ -90,9 +91,14 @@ def _third_party(dirs: list[str]) -> dict[str, list[str]]:
     return seen
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    return md.packages_distributions()  # scans every installed distribution: once per session
+
+
 def _providers(mod: str) -> set[str]:
     """Installed distributions providing a top-level module."""
-    return {_norm(d) for d in md.packages_distributions().get(mod, [])}
+    return {_norm(d) for d in _distributions().get(mod, [])}
 
 
 def _check(dirs: list[str], allowed: set[str], what: str) -> None:
