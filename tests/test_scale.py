@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SWEEP = r"""
 import json, sys
 import bandit_lab
+bandit_lab.enable_x64()
 from bandit_lab.experiments import weight_decay as wd
 import jax
 r = wd.run(wd.Settings(n_alphas=20, steps=400))
