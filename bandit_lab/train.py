@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bandit_lab import export_cache
 from bandit_lab.data import sample
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
@@ -66,6 +67,13 @@ class Trajectory(NamedTuple):
     policies: jax.Array  # [L, X, K] π after each logged step
     loss: jax.Array  # [steps + 1] objective value before each update and at the end
     grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
+
+
+# so an exported trainer's output structure can be written to disk (bandit_lab.export_cache)
+try:
+    jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.train.Trajectory")
+except ValueError:  # this module re-imported in one process: its programs are traced, not saved
+    pass
 
 
 def project_params(projection: Callable) -> optax.GradientTransformation:
@@ -250,7 +258,8 @@ def _chunked(hp: dict, n_dev: int) -> tuple[dict, int]:
     return out, n
 
 
-def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tuple] | None = None, *, cache_key=None) -> list:
+def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tuple] | None = None, *, cache_key=None,
+             stable_key=None) -> list:
     """Run several ``fn(hp, *args[i])`` functions (``train`` or anything shaped like it), each
     over its batch of hyperparameters, as one compiled program. ``hps[i]`` is a dict of
     equal-length arrays for ``trains[i]``; ``args[i]`` (default none) are further arguments shared
@@ -276,7 +285,12 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
     With ``cache_key`` (everything static the trains depend on: objective signatures, the train
     config, the hyperparameter names), the jitted program is kept and reused by later calls with
     the same key — another problem of the same shapes, or other hyperparameter values, runs the
-    existing executable (jit retraces only if array shapes change)."""
+    existing executable (jit retraces only if array shapes change).
+
+    ``stable_key`` (optional) is the same description in names only (no object identities, see
+    :meth:`bandit_lab.objective.Objective.stable_signature`): with it, and the compilation cache
+    on, the traced one-device program is also kept on disk (:mod:`bandit_lab.export_cache`), so
+    a new process skips tracing. Not used in ``spmd`` mode."""
     args = [()] * len(trains) if args is None else list(args)
     mode = sharding_mode()
     devs = sweep_devices() if mode == "dispatch" else jax.devices()
@@ -288,14 +302,16 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
         return [jax.lax.map(lambda hb, tr=tr, a=a: jax.vmap(tr, in_axes=(0,) + (None,) * len(a))(hb, *a), h)
                 for tr, h, a in zip(trains, hps_, args_)]
 
+    skey = None if stable_key is None or mode != "dispatch" else ("run_many", stable_key, mode)
+
     def build():
         if n_dev == 1:
-            return jax.jit(fused)
+            return export_cache.jit(fused, skey)
         if mode == "spmd":
             mesh = jax.sharding.Mesh(np.asarray(devs), ("sweep",))
             spec = jax.sharding.PartitionSpec("sweep")
             return jax.jit(_shard_map(fused, mesh, (spec, jax.sharding.PartitionSpec()), spec))
-        one = jax.jit(fused)
+        one = export_cache.jit(fused, skey)
 
         def run(h, a):
             # the one-device program, run on every device on its share of the blocks (dispatch
