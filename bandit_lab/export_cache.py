@@ -69,9 +69,10 @@ def source_hash() -> str:
 
 
 def _environment() -> tuple:
+    import importlib.metadata
+
     import jaxlib
     import numpy as np
-    import optax
 
     flags = []
     for name in _TRACE_FLAGS:
@@ -79,7 +80,7 @@ def _environment() -> tuple:
             flags.append((name, str(jax.config.read(name))))
         except (AttributeError, KeyError, ValueError):
             pass
-    return (source_hash(), jax.__version__, jaxlib.__version__, optax.__version__, np.__version__, tuple(flags),
+    return (source_hash(), jax.__version__, jaxlib.__version__, importlib.metadata.version("optax"), np.__version__, tuple(flags),
             jax.default_backend())
 
 

@@ -9,17 +9,19 @@ Shape after purejaxrl: :func:`make_train` takes the static configuration and ret
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bandit_lab import export_cache
 from bandit_lab.data import sample
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
+
+if TYPE_CHECKING:
+    import optax
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -82,6 +84,7 @@ def project_params(projection: Callable) -> optax.GradientTransformation:
     The same idea as ``optax.keep_params_nonnegative``, for any Euclidean projection; this is
     projected Adam / projected GD.
     """
+    import optax
 
     def init_fn(params):
         del params
@@ -95,6 +98,10 @@ def project_params(projection: Callable) -> optax.GradientTransformation:
 
 
 def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.GradientTransformation:
+    # optax is imported where a program is traced, not with this module: a cold start whose
+    # programs come from bandit_lab.export_cache never traces, and importing optax takes ~0.1 s
+    import optax
+
     steps = max(int(config.steps), 1)
     if config.schedule == "constant":
         sched = lambda t: lr  # noqa: E731
@@ -136,6 +143,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     stateful = getattr(objective, "stateful", False)
 
     def train(hp: dict, consts=None, params0=None) -> Trajectory:
+        import optax
+
         hp = {**objective.hp, **hp}
         c = objective.consts() if consts is None else consts
         if params0 is None:

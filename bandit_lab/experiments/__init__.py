@@ -136,11 +136,13 @@ def check_losses(flag: str, names, kinds: tuple = ("pairwise",)) -> None:
     """Loss names given as an option (``--loss``): registered (built-in or loaded with
     ``--plugin``) and of one of ``kinds``; a BanditError naming the flag otherwise."""
     from bandit_lab import losses
-    from bandit_lab.schema import suggest
 
-    reg = losses.registry()
     for n in names:
+        # the whole registry (every loss family module) only for a name that is not loaded yet
+        reg = losses.REGISTRY if n in losses.REGISTRY else losses.registry()
         if n not in reg:
+            from bandit_lab.schema import suggest
+
             raise BanditError(f"{flag}: unknown loss {n!r}{suggest(n, reg)} (see `bandit-lab list losses`; "
                               "a loss of your own is loaded with --plugin PATH)")
         if reg[n].kind not in kinds:
