@@ -6,9 +6,10 @@ training written directly in ``jax.numpy`` + optax). "Cold" rows start a *new pr
 (interpreter, imports, tracing, XLA compilation included); "warm" rows repeat a call in one
 process after a first call. Rows:
 
-- ``cold-alpha``: ``bandit-lab run weight-decay --alpha 0.1``, with a warm persistent compilation
-  cache (a private cache directory, filled by one untimed run) and with ``--no-cache``; floor: the
-  plain script for one α, new process, no cache;
+- ``cold-alpha``: ``bandit-lab run weight-decay --alpha 0.1``, with a warm cache (a private cache
+  directory, filled by one untimed run: JAX's compiled programs and bandit-lab's exported traced
+  programs, :mod:`bandit_lab.export_cache`) and with ``--no-cache``; floor: the plain script for
+  one α, new process, no cache;
 - ``cold-sweep``: the 64-point α sweep (6 objectives, trained *and* solved exactly); floor: the
   plain script's 64-point training;
 - ``warm-sweep``: the same sweep repeated in one process; floor: the plain script's repeated call;

@@ -12,7 +12,8 @@ turns that on in the user's cache directory:
   or simply not used — a cache can only make a run faster, never make it fail.
 
 Entries are keyed by JAX on the program, the JAX/XLA versions and the device, so a stale entry
-is never used. The library never turns it on by itself (importing :mod:`bandit_lab` changes no
+is never used. Beside them, in ``exported/``, :mod:`bandit_lab.export_cache` keeps the traced
+programs themselves (so a cold start skips Python tracing too); it is on exactly when this is. The library never turns it on by itself (importing :mod:`bandit_lab` changes no
 JAX setting); call :func:`enable` to opt in from Python.
 """
 from __future__ import annotations
@@ -36,6 +37,9 @@ def enable(path: str | None = None) -> str | None:
 
     Returns the directory in use, or ``None`` when it is disabled (``BANDIT_LAB_NO_CACHE``) or
     neither writable nor readable."""
+    from bandit_lab import export_cache
+
+    export_cache.set_dir(None)
     if os.environ.get(ENV_OFF, "") not in ("", "0"):
         return None
     path = path or default_dir()
@@ -51,4 +55,5 @@ def enable(path: str | None = None) -> str | None:
     # Our programs compile in 0.05–1 s each; JAX's default threshold (1 s) would skip most.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    export_cache.set_dir(os.path.join(path, "exported"))
     return path

@@ -78,6 +78,23 @@ class Objective:
         # reloaded in one process) must not reuse the old function's compiled program
         return ("objective", self.loss.name, id(self.loss), tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
+    def stable_signature(self) -> tuple | None:
+        """:meth:`signature` in names only, the same in every process — a key for caches that
+        outlive the process (:mod:`bandit_lab.export_cache`, which also hashes bandit-lab's source).
+        ``None`` (not cacheable) unless the loss's functions and the parameterization are
+        bandit-lab's own code, the parameterization is shareable and the static options are plain
+        values: a user's plugin can change between runs without bandit-lab's source changing."""
+        # a static option may name other registered losses that are traced in (a mixture's terms)
+        named = [losses.REGISTRY[v] for v in _strings(tuple(self.static.values())) if v in losses.REGISTRY]
+        fns = tuple(_own_code(getattr(spec, f)) for spec in [self.loss, *named] for f in _TRACED_SPEC_FIELDS)
+        param = type(self.param)
+        if (any(f is False for f in fns) or not getattr(self.param, "shareable", False) or not _own_module(param.__module__)
+                or not all(_plain(v) for v in self.static.values())):
+            return None
+        shapes = self.signature()[-1]
+        return ("objective", self.loss.name, self.loss.kind, fns, tuple(sorted(self.static.items())),
+                f"{param.__module__}.{param.__qualname__}", self.penalty, shapes)
+
     # ---- per-step loss state (on-policy samples, a moving reference; see LossSpec.state_init)
     @property
     def stateful(self) -> bool:
@@ -151,6 +168,39 @@ class Objective:
     def counterpart(self) -> "Objective | None":
         c = None if self.loss.counterpart is None else self.loss.counterpart(self.static)
         return None if c is None else self.with_loss(*c)
+
+
+# the LossSpec fields that are traced into a compiled program
+_TRACED_SPEC_FIELDS = ("fn", "state_init", "state_update")
+
+
+def _own_module(name) -> bool:
+    return isinstance(name, str) and (name == "bandit_lab" or name.startswith("bandit_lab."))
+
+
+def _own_code(fn):
+    """``(module, qualname, first line)`` of a bandit-lab function, ``None`` for no function,
+    ``False`` for anything else (a user's function, a callable object without a stable name)."""
+    if fn is None:
+        return None
+    code = getattr(fn, "__code__", None)
+    if code is None or not _own_module(getattr(fn, "__module__", None)):
+        return False
+    return fn.__module__, fn.__qualname__, code.co_firstlineno
+
+
+def _strings(v):
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            yield from _strings(x)
+
+
+def _plain(v) -> bool:
+    if isinstance(v, (tuple, list)):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, (str, int, float, bool))
 
 
 def make_objective(
@@ -246,6 +296,10 @@ class Stack:
 
     def signature(self) -> tuple:
         return ("stack",) + tuple(o.signature() for o in self.objectives)
+
+    def stable_signature(self) -> tuple | None:
+        parts = tuple(o.stable_signature() for o in self.objectives)
+        return None if any(p is None for p in parts) else ("stack",) + parts
 
     @property
     def stateful(self) -> bool:

@@ -25,7 +25,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bandit_lab.errors import BanditError
 from bandit_lab.problems import Problem
@@ -96,6 +95,8 @@ class Simplex:
         return _floored_log(params)
 
     def project(self, params):
+        import optax  # only when traced: a cold start that loads an exported program never needs it
+
         return jax.vmap(optax.projections.projection_simplex)(params)
 
 

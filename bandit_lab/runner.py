@@ -54,7 +54,11 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
         merged = _merged(hps)
         hp = train_mod.stack_hp(merged)
         key = ("train", st.signature(), config, tuple(sorted(hp)))
-        (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [hp], [(st.consts(), st.param.init())], cache_key=key)
+        # the same key in names only (None for a user's plugin loss): lets a new process skip tracing
+        ssig = st.stable_signature()
+        stable = None if ssig is None else ("train", ssig, config, tuple(sorted(hp)))
+        (traj,) = train_mod.run_many([train_mod.make_train(st, config)], [hp], [(st.consts(), st.param.init())], cache_key=key,
+                                     stable_key=stable)
         traj = jax.tree_util.tree_map(np.asarray, traj)
         guards.check_training([st], config, [merged], [traj])
         return [
@@ -66,8 +70,10 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
     stacked = [train_mod.stack_hp(h) for h in hps]
     key = ("train", tuple(o.signature() for o in objectives), config, tuple(tuple(sorted(h)) for h in stacked),
            tuple(jax.tree_util.tree_structure(p) for p in p0))
+    ssigs = tuple(o.stable_signature() for o in objectives)
+    stable = None if None in ssigs else ("train", ssigs, config, tuple(tuple(sorted(h)) for h in stacked))
     trains = [train_mod.make_train(o, config) for o in objectives]
-    out = train_mod.run_many(trains, stacked, [(o.consts(), p) for o, p in zip(objectives, p0)], cache_key=key)
+    out = train_mod.run_many(trains, stacked, [(o.consts(), p) for o, p in zip(objectives, p0)], cache_key=key, stable_key=stable)
     guards.check_training(objectives, config, hps, out)
     return [jax.tree_util.tree_map(np.asarray, t) for t in out]
 

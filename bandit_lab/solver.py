@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from bandit_lab import export_cache
 from bandit_lab.objective import Objective
 
 
@@ -89,13 +90,16 @@ def _compiled(objective, unravel, kind: str):
     if key not in _CACHE:
         if len(_CACHE) > 256:
             _CACHE.clear()
+        # kept on disk too when the objective has a stable signature (bandit_lab.export_cache)
+        stable = getattr(objective, "stable_signature", lambda: None)()
+        skey = None if stable is None else ("solver", kind, stable)
         f = lambda z, hp, c: objective.value(unravel(z), hp, consts=c)  # noqa: E731
         if kind == "vg":  # value and gradient over a batch of rows (shared constants)
-            fn = jax.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)))
+            fn = export_cache.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)), skey)
         elif kind == "policy":
-            fn = jax.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)))
+            fn = export_cache.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)), skey)
         else:  # "fgh": value, gradient, Hessian at one point (constrained path)
-            fn = jax.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)))
+            fn = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)), skey)
         _CACHE[key] = fn
     return _CACHE[key]
 

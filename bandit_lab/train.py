@@ -9,16 +9,19 @@ Shape after purejaxrl: :func:`make_train` takes the static configuration and ret
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from bandit_lab import export_cache
 from bandit_lab.data import sample
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
+
+if TYPE_CHECKING:
+    import optax
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -68,12 +71,20 @@ class Trajectory(NamedTuple):
     grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
 
 
+# so an exported trainer's output structure can be written to disk (bandit_lab.export_cache)
+try:
+    jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.train.Trajectory")
+except ValueError:  # this module re-imported in one process: its programs are traced, not saved
+    pass
+
+
 def project_params(projection: Callable) -> optax.GradientTransformation:
     """Last link of a chain: make ``params + update`` land on ``projection(params + update)``.
 
     The same idea as ``optax.keep_params_nonnegative``, for any Euclidean projection; this is
     projected Adam / projected GD.
     """
+    import optax
 
     def init_fn(params):
         del params
@@ -87,6 +98,10 @@ def project_params(projection: Callable) -> optax.GradientTransformation:
 
 
 def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.GradientTransformation:
+    # optax is imported where a program is traced, not with this module: a cold start whose
+    # programs come from bandit_lab.export_cache never traces, and importing optax takes ~0.1 s
+    import optax
+
     steps = max(int(config.steps), 1)
     if config.schedule == "constant":
         sched = lambda t: lr  # noqa: E731
@@ -128,6 +143,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     stateful = getattr(objective, "stateful", False)
 
     def train(hp: dict, consts=None, params0=None) -> Trajectory:
+        import optax
+
         hp = {**objective.hp, **hp}
         c = objective.consts() if consts is None else consts
         if params0 is None:
@@ -250,7 +267,8 @@ def _chunked(hp: dict, n_dev: int) -> tuple[dict, int]:
     return out, n
 
 
-def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tuple] | None = None, *, cache_key=None) -> list:
+def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tuple] | None = None, *, cache_key=None,
+             stable_key=None) -> list:
     """Run several ``fn(hp, *args[i])`` functions (``train`` or anything shaped like it), each
     over its batch of hyperparameters, as one compiled program. ``hps[i]`` is a dict of
     equal-length arrays for ``trains[i]``; ``args[i]`` (default none) are further arguments shared
@@ -276,7 +294,12 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
     With ``cache_key`` (everything static the trains depend on: objective signatures, the train
     config, the hyperparameter names), the jitted program is kept and reused by later calls with
     the same key — another problem of the same shapes, or other hyperparameter values, runs the
-    existing executable (jit retraces only if array shapes change)."""
+    existing executable (jit retraces only if array shapes change).
+
+    ``stable_key`` (optional) is the same description in names only (no object identities, see
+    :meth:`bandit_lab.objective.Objective.stable_signature`): with it, and the compilation cache
+    on, the traced one-device program is also kept on disk (:mod:`bandit_lab.export_cache`), so
+    a new process skips tracing. Not used in ``spmd`` mode."""
     args = [()] * len(trains) if args is None else list(args)
     mode = sharding_mode()
     devs = sweep_devices() if mode == "dispatch" else jax.devices()
@@ -288,14 +311,16 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
         return [jax.lax.map(lambda hb, tr=tr, a=a: jax.vmap(tr, in_axes=(0,) + (None,) * len(a))(hb, *a), h)
                 for tr, h, a in zip(trains, hps_, args_)]
 
+    skey = None if stable_key is None or mode != "dispatch" else ("run_many", stable_key, mode)
+
     def build():
         if n_dev == 1:
-            return jax.jit(fused)
+            return export_cache.jit(fused, skey)
         if mode == "spmd":
             mesh = jax.sharding.Mesh(np.asarray(devs), ("sweep",))
             spec = jax.sharding.PartitionSpec("sweep")
             return jax.jit(_shard_map(fused, mesh, (spec, jax.sharding.PartitionSpec()), spec))
-        one = jax.jit(fused)
+        one = export_cache.jit(fused, skey)
 
         def run(h, a):
             # the one-device program, run on every device on its share of the blocks (dispatch

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from bandit_lab import cache, solver
+from bandit_lab import cache, export_cache, solver
 from bandit_lab.objective import make_objective
 from bandit_lab.oracles import rlhf_optimum
 from bandit_lab.problems import Problem
@@ -116,19 +116,23 @@ def test_pairwise_data_beyond_the_grid_limit_is_refused():
 
 def test_compilation_cache_directory_rules(tmp_path, monkeypatch):
     before = jax.config.jax_compilation_cache_dir
+    exported = export_cache.directory()
     try:
         monkeypatch.setenv(cache.ENV_OFF, "1")
-        assert cache.enable(str(tmp_path / "c")) is None
+        assert cache.enable(str(tmp_path / "c")) is None and export_cache.directory() is None
         monkeypatch.delenv(cache.ENV_OFF)
         monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "env"))
         assert cache.default_dir() == str(tmp_path / "env")
         d = cache.enable()
         assert d == str(tmp_path / "env") and os.path.isdir(d) and jax.config.jax_compilation_cache_dir == d
+        assert export_cache.directory() == os.path.join(d, "exported")  # exported programs: on with it
         blocker = tmp_path / "file"
         blocker.write_text("x")
         assert cache.enable(str(blocker / "sub")) is None  # cannot be created: no cache, no error
+        assert export_cache.directory() is None
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+        export_cache.set_dir(exported)
 
 
 def test_cli_fills_the_cache_and_runs_read_only(tmp_path):

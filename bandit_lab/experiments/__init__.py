@@ -137,8 +137,9 @@ def check_losses(flag: str, names, kinds: tuple = ("pairwise",)) -> None:
     ``--plugin``) and of one of ``kinds``; a BanditError naming the flag otherwise."""
     from bandit_lab import losses
 
-    reg = losses.registry()
     for n in names:
+        # the whole registry (every loss family module) only for a name that is not loaded yet
+        reg = losses.REGISTRY if n in losses.REGISTRY else losses.registry()
         if n not in reg:
             from bandit_lab.schema import suggest  # lazy: a cold run never imports the spec schema
 
