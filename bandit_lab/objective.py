@@ -76,7 +76,9 @@ class Objective:
         who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", id(self.param))
         # the LossSpec's identity too: a user loss re-registered under the same name (a plugin
         # reloaded in one process) must not reuse the old function's compiled program
-        return ("objective", self.loss.name, id(self.loss), tuple(sorted(self.static.items())), who, self.penalty, shapes)
+        # — and of every loss a static option names (a mixture's terms)
+        named = tuple(id(losses.REGISTRY[v]) for v in _names_in(self.static.values()) if v in losses.REGISTRY)
+        return ("objective", self.loss.name, id(self.loss), named, tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
     def stable_signature(self) -> tuple | None:
         """:meth:`signature` in names only, the same in every process — a key for caches that
@@ -201,6 +203,17 @@ def _plain(v) -> bool:
     if isinstance(v, (tuple, list)):
         return all(_plain(x) for x in v)
     return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _names_in(values) -> list:
+    """Every string in static option values (tuples of names included)."""
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (tuple, list)):
+            out += _names_in(v)
+    return out
 
 
 def make_objective(

@@ -259,3 +259,18 @@ def test_reregistered_name_does_not_reuse_the_old_compiled_program(clean_plugins
             assert np.abs(tr.policy - out[-1]).max() < 1e-8
         bl.unregister_loss("reused")
     assert np.abs(out[0] - out[1]).max() > 0.05  # β_eff = 1 vs 3: different optima
+
+
+def test_mixture_of_a_reregistered_term_runs_the_new_term(clean_plugins):
+    """A mixture names its terms: re-registering a user term must not reuse the compiled program."""
+    pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    out = []
+    for scale in (1.0, 3.0):
+        @bl.loss(name="term", defaults={"beta": 1.0})
+        def term(inputs, hp, scale=scale):
+            hw, hl = bl.log_ratios(inputs)
+            return bl.expect(inputs.data, -jax.nn.log_sigmoid(scale * hp["beta"] * (hw - hl)))
+        with bl.x64():
+            out.append(bl.solve_exact(bl.make_objective(pb, "mixture", {"terms": ["term", "sft"]})).policy)
+        bl.unregister_loss("term")
+    assert np.abs(out[0] - out[1]).max() > 1e-3
