@@ -4,7 +4,8 @@
 :class:`LossCheckReport`: **rows** are pass/fail checks (``name, claim, value, tolerance, passed``;
 ``passed is None`` = not applicable, with the reason in ``note``), **facts** are properties that
 are findings, not failures (convex or not, shares DPO's fixed point or not). Everything runs in
-float64 (``jax.enable_x64(True)`` around the numerics, whatever the caller's JAX config).
+float64 (``bandit_lab.x64()``, JAX's own ``enable_x64`` context, around the numerics, whatever
+the caller's JAX config).
 
 Must pass (``bandit-lab check-loss`` exits 1 if any fails):
 
@@ -83,7 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import budget, losses, metrics
+from bandit_lab import budget, losses, metrics, precision
 from bandit_lab.errors import BanditError
 
 FD_TOL = 1e-6
@@ -609,7 +610,7 @@ def check_loss(name: str, loss_params: dict | None = None, *, seed: int = 0, con
     def done(applicable, reason, rows, facts):
         return LossCheckReport(name, shown, int(seed), applicable, reason, tuple(rows), tuple(facts), time.perf_counter() - t0)
 
-    with jax.enable_x64(True):
+    with precision.x64(True):
         try:
             obj, v0, g0 = _first_point(name, loss_params)
         except BanditError as e:

@@ -65,7 +65,8 @@ def x64(on: bool = True):
     """
     import jax
 
-    with jax.enable_x64(bool(on)):
+    scope = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # jax.enable_x64 from JAX 0.8
+    with scope(bool(on)):
         yield
 
 

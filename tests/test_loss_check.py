@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bandit_lab import fixed_points, loss_check, losses
+from bandit_lab import fixed_points, loss_check, losses, precision
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import base as loss_base
 from bandit_lab.losses.base import LossSpec, expect, log_ratios
@@ -160,7 +160,7 @@ def test_frozen_evaluator_freezes_stop_gradient():
 
 
 def test_float64_whatever_the_callers_config():
-    with jax.enable_x64(False):
+    with precision.x64(False):
         rep = loss_check.check_loss("sft", constraints=False)
     assert rep.row("gradient").value <= 1e-8  # float32 central differences could not get below ~1e-3
 
