@@ -99,8 +99,19 @@ def _serializable() -> bool:
     if _SERIALIZABLE is None:
         import importlib.util
 
-        _SERIALIZABLE = importlib.util.find_spec("flatbuffers") is not None
+        _SERIALIZABLE = importlib.util.find_spec("flatbuffers") is not None and supported()
     return _SERIALIZABLE
+
+
+def supported() -> bool:
+    """Whether this JAX has the public ``jax.export`` with NamedTuple serialization (jax ≥ 0.4.31;
+    older releases have only ``jax.experimental.export``): without it the cache is off and every
+    program is traced, as with ``--no-cache``."""
+    try:
+        from jax import export as jexport
+    except ImportError:
+        return False
+    return hasattr(jexport, "register_namedtuple_serialization") and hasattr(jexport, "deserialize")
 
 
 def jit(fn: Callable, key=None) -> Callable:

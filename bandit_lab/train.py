@@ -72,10 +72,18 @@ class Trajectory(NamedTuple):
 
 
 # so an exported trainer's output structure can be written to disk (bandit_lab.export_cache)
-try:
-    jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.train.Trajectory")
-except ValueError:  # this module re-imported in one process: its programs are traced, not saved
-    pass
+def _register_trajectory() -> None:
+    from bandit_lab import export_cache
+
+    if not export_cache.supported():  # jax < 0.4.31: no export cache (export_cache.supported)
+        return
+    try:
+        jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.train.Trajectory")
+    except ValueError:  # this module re-imported in one process: its programs are traced, not saved
+        pass
+
+
+_register_trajectory()
 
 
 def project_params(projection: Callable) -> optax.GradientTransformation:
