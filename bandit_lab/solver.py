@@ -161,11 +161,13 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
         v, gr = vg(jnp.asarray(x), hpj, c)
         return float(v), np.asarray(gr)
 
-    # Phase 1: SciPy's trust-region Newton with the GLTR Krylov subproblem solver (trust-krylov:
-    # adaptive radius, so far optima are reached in few iterations; handles indefinite and
-    # ill-conditioned Hessians with far fewer products than Steihaug CG — measured 5,949 vs
-    # 58,093 on the RLHF objective of a V=4, T=5 tree). It stops once values can no longer
-    # certify progress; phase 2 (below) finishes to gtol.
+    # Phase 1: SciPy's trust-region Newton-CG (Steihaug: adaptive radius, so far optima are reached
+    # in few iterations; negative curvature handled by the trust region). Not trust-krylov: its
+    # GLTR solver (trlib) is not deterministic — measured on a V = 4, T = 6 tree, three identical
+    # calls in one process took 41, 57 and 50 iterations to three different points, and on T = 7
+    # that made phase 2 converge or stall at random. trust-ncg needs more Hessian-vector products
+    # (T = 5 RLHF: ~3.3 s vs ~2.0 s) but gives the same bits every time (tests/test_scale.py).
+    # It stops once values can no longer certify progress; phase 2 (below) finishes to gtol.
     from scipy import optimize
 
     import warnings
@@ -174,7 +176,7 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
         # the subproblem solver's internal overflow on a rejected trial step is handled by it;
         # its RuntimeWarning would only reach the user's terminal as noise
         warnings.simplefilter("ignore", RuntimeWarning)
-        res = optimize.minimize(fg, z, jac=True, method="trust-krylov",
+        res = optimize.minimize(fg, z, jac=True, method="trust-ncg",
                                 hessp=hvp,
                                 options={"gtol": max(gtol, 1e-9), "maxiter": iters})
     if np.all(np.isfinite(res.x)):
