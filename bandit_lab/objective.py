@@ -73,12 +73,12 @@ class Objective:
         shapes = tuple((tuple(np.shape(a)), str(np.asarray(a).dtype)) for a in jax.tree_util.tree_leaves(c))
         # A parameterization that reads every array from ``c`` declares ``shareable = True``;
         # any other is keyed by identity, so a cached compile can never see another's constants.
-        who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", id(self.param))
+        who = type(self.param).__name__ if getattr(self.param, "shareable", False) else ("instance", Identity(self.param))
         # the LossSpec's identity too: a user loss re-registered under the same name (a plugin
         # reloaded in one process) must not reuse the old function's compiled program
         # — and of every loss a static option names (a mixture's terms)
-        named = tuple(id(losses.REGISTRY[v]) for v in _names_in(self.static.values()) if v in losses.REGISTRY)
-        return ("objective", self.loss.name, id(self.loss), named, tuple(sorted(self.static.items())), who, self.penalty, shapes)
+        named = tuple(Identity(losses.REGISTRY[v]) for v in _names_in(self.static.values()) if v in losses.REGISTRY)
+        return ("objective", self.loss.name, Identity(self.loss), named, tuple(sorted(self.static.items())), who, self.penalty, shapes)
 
     def stable_signature(self) -> tuple | None:
         """:meth:`signature` in names only, the same in every process — a key for caches that
@@ -203,6 +203,26 @@ def _plain(v) -> bool:
     if isinstance(v, (tuple, list)):
         return all(_plain(x) for x in v)
     return v is None or isinstance(v, (str, int, float, bool))
+
+
+class Identity:
+    """A cache-key part equal only to itself's object (``is``), holding a reference to it: an
+    ``id()`` alone can be reused by a new object once the old one is garbage-collected (a loss
+    unregistered and registered again would then hit the old compiled program)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Identity) and other.obj is self.obj
+
+    def __repr__(self) -> str:
+        return f"Identity({type(self.obj).__name__}@{id(self.obj):#x})"
 
 
 def _names_in(values) -> list:
