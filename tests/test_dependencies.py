@@ -207,3 +207,12 @@ def test_scan_catches_an_undeclared_import(tmp_path, monkeypatch):
     # rejected whether or not click happens to be installed on this machine
     with pytest.raises(AssertionError, match="click"):
         _check(["bandit_lab"], allowed, "[project] dependencies")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run runs the README's test command verbatim (a line of its own), in its fresh venv."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- test-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert block in ci and "python -m pytest" in block
+    assert ci.index(block) > next(i for i, line in enumerate(ci) if "venv/bin/activate" in line and line.startswith("source"))
