@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from bandit_lab.errors import BanditError
+from bandit_lab.fixed_points import Row as FixedPointRow  # noqa: F401  (public: one record of FixedPoints)
 from bandit_lab.precision import require_x64, x64
 
 
@@ -63,8 +64,7 @@ def train_policy(objective, config=None, *, lr: float = 0.05, seed: int = 0, hp:
     (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
     import jax
 
-    return jax.tree_util.tree_map(lambda a: a[0] if getattr(a, "ndim", 0) and a.shape[0] == 1 else a, traj)._replace(
-        steps=traj.steps, loss=traj.loss[0], grad_norm=traj.grad_norm[0])
+    return jax.tree_util.tree_map(lambda a: a[0], traj)  # the batch of one point → that point
 
 
 def solve_exact(objective, hp: dict | None = None, init=None):
@@ -187,7 +187,6 @@ def find_fixed_points(spec=None, only: Sequence[str] | None = None) -> FixedPoin
     return FixedPoints(records=rows, **res)
 
 
-FixedPointRow = __import__("bandit_lab.fixed_points", fromlist=["Row"]).Row
 
 
 def verify(only: Sequence[str] | None = None, instances: int | None = None, seed: int = 0) -> list:

@@ -244,36 +244,37 @@ def test_registered_in_python_without_a_file(clean_plugins):
         bl.unregister_loss("dpo")
 
 
-def test_reregistered_name_does_not_reuse_the_old_compiled_program(clean_plugins):
-    """Compiled trainers/solvers are cached by objective signature: it includes the LossSpec's
-    identity, so a loss re-registered under the same name runs its new function."""
+def _reregistered(name: str, run) -> list:
+    """Register a scaled DPO under ``name`` four times (β_eff = 1, 3, 1, 3), ``run(pb)`` after each,
+    unregistering and collecting garbage in between (so a freed LossSpec's id could be reused)."""
     pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
     out = []
     for scale in (1.0, 3.0, 1.0, 3.0):
-        @bl.loss(name="reused", defaults={"beta": 1.0})
-        def reused(inputs, hp, scale=scale):
+        def fn(inputs, hp, scale=scale):
             hw, hl = bl.log_ratios(inputs)
             return bl.expect(inputs.data, -jax.nn.log_sigmoid(scale * hp["beta"] * (hw - hl)))
+        bl.loss(name=name, defaults={"beta": 1.0})(fn)
         with bl.x64():
-            out.append(bl.solve_exact(bl.make_objective(pb, "reused")).policy)
-            tr = bl.train_policy(bl.make_objective(pb, "reused"), bl.TrainConfig(steps=3000))
-            assert np.abs(tr.policy - out[-1]).max() < 1e-8
-        bl.unregister_loss("reused")
+            out.append(run(pb))
+        bl.unregister_loss(name)
         gc.collect()
+    return out
+
+
+def test_reregistered_name_does_not_reuse_the_old_compiled_program(clean_plugins):
+    """Compiled trainers/solvers are cached by objective signature: it includes the LossSpec's
+    identity, so a loss re-registered under the same name runs its new function."""
+    def run(pb):
+        exact = bl.solve_exact(bl.make_objective(pb, "reused")).policy
+        tr = bl.train_policy(bl.make_objective(pb, "reused"), bl.TrainConfig(steps=3000))
+        assert np.abs(tr.policy - exact).max() < 1e-8
+        return exact
+
+    out = _reregistered("reused", run)
     assert all(np.abs(out[i] - out[i + 1]).max() > 0.05 for i in range(3))  # β_eff = 1 vs 3: different optima
 
 
 def test_mixture_of_a_reregistered_term_runs_the_new_term(clean_plugins):
     """A mixture names its terms: re-registering a user term must not reuse the compiled program."""
-    pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
-    out = []
-    for scale in (1.0, 3.0, 1.0, 3.0):
-        @bl.loss(name="term", defaults={"beta": 1.0})
-        def term(inputs, hp, scale=scale):
-            hw, hl = bl.log_ratios(inputs)
-            return bl.expect(inputs.data, -jax.nn.log_sigmoid(scale * hp["beta"] * (hw - hl)))
-        with bl.x64():
-            out.append(bl.solve_exact(bl.make_objective(pb, "mixture", {"terms": ["term", "sft"]})).policy)
-        bl.unregister_loss("term")
-        gc.collect()  # the old LossSpec's memory (and id) is free to be reused by the next one
+    out = _reregistered("term", lambda pb: bl.solve_exact(bl.make_objective(pb, "mixture", {"terms": ["term", "sft"]})).policy)
     assert all(np.abs(out[i] - out[i + 1]).max() > 1e-3 for i in range(3))

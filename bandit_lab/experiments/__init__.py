@@ -150,6 +150,13 @@ def check_losses(flag: str, names, kinds: tuple = ("pairwise",)) -> None:
                               f"{' or '.join(kinds)} losses with their RLHF counterparts")
 
 
+def loss_field(default: tuple = ("dpo", "fdpo", "ipo")):
+    """The ``--loss`` option of the experiments that pair each loss with its RLHF counterpart."""
+    return dataclasses.field(default=default, metadata=meta(
+        "losses, each trained beside its RLHF counterpart (built-in or from --plugin; a loss that declares no counterpart "
+        "is compared with reverse-KL RLHF, DPO's)"))
+
+
 def with_counterpart(obj):
     """``(objective, its RLHF counterpart, declared?)``: the counterpart a loss declares
     (``LossSpec.counterpart``), else reverse-KL RLHF with the Bradley–Terry reward (DPO's), so a

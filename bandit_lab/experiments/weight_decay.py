@@ -19,7 +19,7 @@ from bandit_lab import bounds, budget, metrics
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.divergences import DIVERGENCES
-from bandit_lab.experiments import Experiment, check_distributions, check_losses, meta, pyplot, save_figure, with_counterpart
+from bandit_lab.experiments import Experiment, check_distributions, check_losses, loss_field, meta, pyplot, save_figure, with_counterpart
 from bandit_lab.objective import PENALTIES, make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
@@ -48,9 +48,7 @@ class Settings:
     alpha_max: float = dataclasses.field(default=10.0, metadata=meta("largest α of the sweep", bounds.POSITIVE))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
-    loss: tuple[str, ...] = dataclasses.field(default=("dpo", "fdpo", "ipo"), metadata=meta(
-        "losses, each trained beside its RLHF counterpart (built-in or from --plugin; a loss that declares no counterpart "
-        "is compared with reverse-KL RLHF, DPO's)"))
+    loss: tuple[str, ...] = loss_field()
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
