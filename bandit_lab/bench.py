@@ -14,9 +14,9 @@ process after a first call. Rows:
   plain script's 64-point training;
 - ``warm-sweep``: the same sweep repeated in one process; floor: the plain script's repeated call;
 - ``noise-adaptive``: ``run noise-adaptive --n-contexts 10000 / 100000`` cold, no cache;
-- ``tree-solve``: exact solve of a V = 4 token tree, T = 5 (1,024 sequences; DPO and RLHF) and T = 6
-  (4,096; RLHF, one run), after compilation; ``tree-solve-7`` (``--only tree-solve-7``, not in the
-  default run): T = 7 (16,384 sequences; RLHF);
+- ``tree-solve``: exact solve of a V = 4 token tree, T = 5 (1,024 sequences; DPO and RLHF), T = 6
+  (4,096; RLHF) and T = 7 (16,384; RLHF), after compilation (the first call, compilation included,
+  in the ``first`` column), with the residual and the TV distance to the closed form;
 - ``sharded``: the sweep on 4 forced host devices (``--xla_force_host_platform_device_count=4``),
   new process, and whether its records equal the one-device records bit for bit;
 - ``onpolicy-sweep``: a 64-point β sweep of GRPO in exact mode (issue 12), cold;
@@ -121,7 +121,7 @@ def noise_adaptive(repeats: int) -> list[dict]:
     return rows
 
 
-def tree_solve(repeats: int, tree_rows: str = "default") -> list[dict]:
+def tree_solve(repeats: int) -> list[dict]:
     import numpy as np
 
     import bandit_lab
@@ -135,7 +135,7 @@ def tree_solve(repeats: int, tree_rows: str = "default") -> list[dict]:
     from bandit_lab.tokens.tree import TokenTree, make_tree_problem
 
     rows = []
-    for T, loss in TREE_ROWS[tree_rows]:
+    for T, loss in TREE_ROWS:
         rng = np.random.default_rng(0)
         tree = TokenTree.create(4, T)
         S = tree.n_states
@@ -145,7 +145,7 @@ def tree_solve(repeats: int, tree_rows: str = "default") -> list[dict]:
         r = solve_exact(o)
         first = time.perf_counter() - t0
         ts = []
-        for _ in range(repeats if T < 6 else 1):
+        for _ in range(repeats):
             t0 = time.perf_counter()
             r = solve_exact(o)
             ts.append(time.perf_counter() - t0)
@@ -192,17 +192,11 @@ def onpolicy_sweep(repeats: int) -> list[dict]:
              **cold([sys.executable, "-c", _GRPO], repeats, {"BANDIT_LAB_NO_CACHE": "1"})}]
 
 
-# T = 7 (16,384 sequences) is its own row: with the deterministic phase 1 of the matrix-free solver
-# (trust-ncg) it took over 13 min here (README Performance), so it is not in the default run
-TREE_ROWS = {"default": ((5, "dpo"), (5, "rlhf"), (6, "rlhf")), "t7": ((7, "rlhf"),)}
-
-
-def tree_solve_7(repeats: int) -> list[dict]:
-    return tree_solve(1, "t7")
+TREE_ROWS = ((5, "dpo"), (5, "rlhf"), (6, "rlhf"), (7, "rlhf"))
 
 
 ROWS = {"cold-alpha": cold_alpha, "cold-sweep": cold_sweep, "warm-sweep": warm_sweep, "noise-adaptive": noise_adaptive,
-        "tree-solve": tree_solve, "tree-solve-7": tree_solve_7, "sharded": sharded, "onpolicy-sweep": onpolicy_sweep}
+        "tree-solve": tree_solve, "sharded": sharded, "onpolicy-sweep": onpolicy_sweep}
 
 
 def token_tree_timings(repeats: int = 5) -> None:
@@ -256,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     if not a.json:
         print("| what | median | min–max | runs | ratio to floor |\n|---|---|---|---|---|", flush=True)
-    for name in a.only or [r for r in ROWS if r != "tree-solve-7"]:
+    for name in a.only or list(ROWS):
         for r in ROWS[name](a.repeats):
             rows.append({"group": name, **r})
             if not a.json:

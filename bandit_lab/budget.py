@@ -18,7 +18,7 @@ The models (float64 = 8 bytes; ``cells = X·K²``, the triple grid every pairwis
 - the batched Newton solver (free parameterizations, up to ``solver.DENSE_MAX`` parameters):
   ``R = max(2n+1, 40)`` rows per point, each a grid evaluation with its gradient, plus the ``n×n``
   Hessian and its eigendecomposition, for a typical ``NEWTON_ITERS`` iterations; above, the
-  matrix-free Newton–MINRES (no Hessian; ≈ 50 Hessian-vector products per iteration); whole-
+  matrix-free trust-region Newton–CG (no Hessian; ≈ 50 Hessian-vector products and Fisher probes per iteration); whole-
   distribution objectives (RLHF) touch ``X·K`` cells, not the triple grid; the constrained solver (box, simplex): ``jax.hessian``
   (``n`` gradients of the grid) and an ``n³`` QP step per iteration;
 - token trees: ``V^T`` sequences, counted in log space and capped by
@@ -209,8 +209,8 @@ def sampling(n_pairs: int, responses: int, contexts: int = 1, datasets: int = 1)
 
 def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
     """The batched modified Newton method of :func:`bandit_lab.solver.newton_free` (dense up to
-    ``solver.DENSE_MAX`` parameters; above, matrix-free Newton–MINRES one point at a time:
-    no Hessian, a few dozen Hessian-vector products per iteration)."""
+    ``solver.DENSE_MAX`` parameters; above, matrix-free trust-region Newton–CG one point
+    at a time: no Hessian, a few dozen Hessian-vector products per iteration)."""
     from bandit_lab.solver import DENSE_MAX
 
     n, B = float(params), float(points)

@@ -13,9 +13,9 @@ Method, by the parameterization's feasible set:
   count, so a whole α-grid costs one small compile (an in-graph Newton with ``jax.hessian``
   was measured at 2.2 s to compile for the six weight-decay objectives; this, 0.2 s).
   Beyond ``DENSE_MAX`` parameters (token trees, K in the thousands) the dense Hessian is
-  replaced by :func:`newton_krylov`, matrix-free: Hessian-vector products by forward-over-reverse
-  autodiff, each Newton system solved inexactly by SciPy's MINRES (symmetric, indefinite or
-  singular systems: the softmax gauge), the same trust radius, line search and endgame;
+  replaced by :func:`newton_krylov`, matrix-free: a trust-region Newton method on Hessian-vector
+  products (forward-over-reverse autodiff), subproblems by Steihaug–Toint preconditioned CG in one
+  compiled loop, trust region and preconditioner the policy's Fisher metric for on-policy losses;
 - box ``[0, 1]`` (mixture θ): L-BFGS-B, then Newton on the free coordinates (active set);
 - simplex (direct probabilities): SLSQP, then Newton on the face in the null space of the
   per-context sum constraint, with the multiplier check that releases wrongly active zeros.
@@ -107,6 +107,91 @@ def _compiled(objective, unravel, kind: str):
 DENSE_MAX = 256  # parameters: above this, Newton is matrix-free (newton_krylov)
 
 
+FISHER_PROBES = 32  # Rademacher probes of the Fisher-diagonal estimate (metric="fisher")
+MAX_RADIUS = 1e3  # largest trust radius, in the metric's norm
+
+
+def metric_kind(objective) -> str:
+    """The trust-region metric :func:`newton_krylov` uses by default: ``"fisher"`` when the loss
+    is an expectation under the policy itself (``LossSpec.kind`` ``"policy"`` — RLHF — or
+    ``"onpolicy"``), ``"euclidean"`` for losses of fixed preference data (``"pairwise"``).
+
+    Why: for reverse-KL RLHF, ``f(θ) − f* = β·KL(π_θ ‖ π*)`` exactly, so the Hessian *at the
+    optimum* is ``β·F(θ*)``, the Fisher information of the policy — in a token tree that is
+    block-diagonal, one ``ρ(s)·(diag π_s − π_s π_sᵀ)`` block per state, with reach probabilities
+    ``ρ(s)`` spanning many decades. A data loss's curvature lives in the data's measure instead;
+    there plain logits were measured better conditioned (V = 4, T = 5 DPO: 503 CG iterations
+    Euclidean vs 3,392 with a reference-weighted Fisher). A stack takes each part's own."""
+    if hasattr(objective, "objectives"):
+        kinds = {metric_kind(o) for o in objective.objectives}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+    return "fisher" if getattr(objective.loss, "kind", "pairwise") in ("policy", "onpolicy") else "euclidean"
+
+
+def _metric_diag(objective, params, consts, key):
+    """Diagonal of the trust-region metric at ``params``, a pytree like ``params``.
+
+    ``"fisher"``: ``diag F`` with ``F = Σ_x Σ_y π(y|x) ∇log π(y|x) ∇log π(y|x)ᵀ`` (the score has
+    mean zero, so no centring term), estimated without forming the Jacobian ``J = ∂ log π/∂θ``:
+    for Rademacher signs ``u`` over responses, ``E[(Jᵀ(√π ⊙ u))_i²] = Σ_y π_y J_yi² = F_ii``.
+    One vector-Jacobian product of ``log π`` per probe; the estimate is nonnegative and its
+    relative error (≈ √(2/probes)) is the same for every coordinate, however rarely its state is
+    reached — unlike a Hutchinson estimate of ``diag H``, whose off-diagonal noise swamps the
+    curvature of rare states. ``"euclidean"``: ones."""
+    if hasattr(objective, "objectives"):
+        keys = jax.random.split(key, len(objective.objectives))
+        return tuple(_metric_diag(o, p, c, k) for o, p, c, k in zip(objective.objectives, params, consts, keys))
+    if metric_kind(objective) != "fisher":
+        return jax.tree_util.tree_map(jnp.ones_like, params)
+    logp, vjp = jax.vjp(lambda q: objective.param.log_probs(q, consts["param"]), params)
+    w = jnp.exp(0.5 * logp)
+    U = jax.random.rademacher(key, (FISHER_PROBES,) + logp.shape, dtype=logp.dtype)
+    rows = jax.lax.map(lambda u: vjp(w * u)[0], U)
+    return jax.tree_util.tree_map(lambda r: jnp.mean(r * r, axis=0), rows)
+
+
+def _steihaug(hvp, g, m, radius, rtol, maxiter):
+    """Approximate minimiser of the model ``gᵀp + ½ pᵀHp`` over ``‖p‖_M ≤ radius``, ``M = diag(m)``:
+    Steihaug–Toint preconditioned conjugate gradients (Steihaug 1983; Conn, Gould & Toint,
+    *Trust-Region Methods*, 2000, Alg. 7.5.1), preconditioner ``M`` — the norm of the trust
+    region, as that algorithm requires (its iterates then grow monotonically in ``‖·‖_M``).
+
+    Stops at a relative residual ``‖g + Hp‖ ≤ rtol·‖g‖`` (flag 0), on the boundary (1), along a
+    direction of non-positive curvature, followed to the boundary (2), or after ``maxiter``
+    products (3). Returns ``(p, Hp, products, flag)``. One ``lax.while_loop``: no Python per product."""
+    minv = 1.0 / m
+
+    def to_boundary(p, d):  # τ ≥ 0 with ‖p + τd‖_M = radius
+        a, b, c = jnp.sum(m * d * d), 2.0 * jnp.sum(m * p * d), jnp.sum(m * p * p) - radius**2
+        return (-b + jnp.sqrt(jnp.maximum(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
+
+    gn = jnp.linalg.norm(g)
+    y = minv * g
+
+    def body(s):
+        p, Hp, r, d, ry, k, _ = s
+        Hd = hvp(d)
+        kappa = d @ Hd
+        alpha = ry / kappa
+        p_in = p + alpha * d
+        negative = kappa <= 0.0
+        outside = jnp.sum(m * p_in * p_in) >= radius**2
+        edge = negative | outside
+        tau = to_boundary(p, d)
+        r_new = r + alpha * Hd
+        y_new = minv * r_new
+        ry_new = r_new @ y_new
+        k = k + 1
+        flag = jnp.where(negative, 2, jnp.where(outside, 1, jnp.where(jnp.linalg.norm(r_new) <= rtol * gn, 0,
+                                                                      jnp.where(k >= maxiter, 3, -1))))
+        return (jnp.where(edge, p + tau * d, p_in), jnp.where(edge, Hp + tau * Hd, Hp + alpha * Hd), r_new,
+                -y_new + (ry_new / ry) * d, ry_new, k, flag)
+
+    zero = jnp.zeros_like(g)
+    p, Hp, _, _, _, k, flag = jax.lax.while_loop(lambda s: s[-1] < 0, body, (zero, zero, g, -y, g @ y, 0, -1))
+    return p, Hp, k, flag
+
+
 def _krylov_fns(objective, unravel):
     key = ("krylov", objective.signature())
     if key not in _CACHE:
@@ -114,126 +199,107 @@ def _krylov_fns(objective, unravel):
             _CACHE.clear()
         f = lambda z, hp, c: objective.value(unravel(z), hp, consts=c)  # noqa: E731
         g = jax.grad(f)
+
         # Hessian-vector products by linearising the gradient once per iterate: ``linearize``
         # returns the linear map as a pytree (its residuals — σ(u) on the pair grid and the like —
         # are leaves, the linear program is static), so every product afterwards is only the
         # linear part: measured 3.5 ms against 16.5 ms for a fresh forward-over-reverse product
         # on a V = 4, T = 5 tree (1,024 sequences, a 1,048,576-entry pair grid).
-        lin = jax.jit(lambda z, hp, c: jax.linearize(lambda y: g(y, hp, c), z)[1])
-        apply = jax.jit(lambda fj, v: fj(v))
-        apply_many = jax.jit(jax.vmap(lambda fj, v: fj(v), in_axes=(None, 0)))
-        _CACHE[key] = (jax.jit(jax.value_and_grad(f)), lin, apply, apply_many, jax.jit(lambda z, c: objective.policy(unravel(z), c)))
+        def step(z, hp, c, g0, m, radius, rtol, maxiter):
+            hvp = jax.linearize(lambda y: g(y, hp, c), z)[1]
+            return _steihaug(hvp, g0, m, radius, rtol, maxiter)
+
+        def metric(z, c):
+            return ravel_pytree(_metric_diag(objective, unravel(z), c, jax.random.PRNGKey(0)))[0]
+
+        _CACHE[key] = (jax.jit(jax.value_and_grad(f)), jax.jit(step), jax.jit(metric),
+                       jax.jit(lambda z, c: objective.policy(unravel(z), c)))
     return _CACHE[key]
 
 
-def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> ExactResult:
+def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS,
+                  metric: str | None = None) -> ExactResult:
     """Exact minimiser of an unconstrained objective without forming its Hessian.
 
-    Truncated Newton: at each iterate the system ``H d = −g`` is solved by MINRES
-    (``scipy.sparse.linalg.minres``; ``H`` symmetric, possibly indefinite or singular — the
-    per-context softmax gauge is a null direction that ``g`` never points along) using only
-    Hessian-vector products ``H v = ∂/∂ε ∇f(z + εv)`` (forward over reverse, exact), to a relative
-    tolerance ``min(½, √‖g‖)`` (Eisenstat–Walker: loose far away, tight near the optimum, so the
-    final convergence stays quadratic). A direction that is not a descent direction (negative
-    curvature) is replaced by ``−g``. Steps are capped at the trust radius ``STEP_CAP`` per
-    coordinate and chosen by Armijo backtracking, with the endgame of :func:`newton_free` (once
-    values can no longer certify a decrease, a step is taken if it shrinks the exact gradient).
-    Cost per iteration: a few dozen gradient-sized passes instead of ``2n + 1``."""
-    from scipy.sparse.linalg import LinearOperator, minres  # lazy: cold start
+    Trust-region Newton (Conn, Gould & Toint 2000, Alg. 6.1.1) whose subproblems are solved by
+    Steihaug–Toint preconditioned CG (:func:`_steihaug`) on exact Hessian-vector products
+    (forward-over-reverse autodiff of the gradient, linearised once per iterate). The trust region
+    and the preconditioner are one diagonal metric ``M`` (:func:`metric_kind`,
+    :func:`_metric_diag`): the policy's Fisher information for losses that are expectations
+    under the policy — a trust region in KL, ``‖p‖²_F ≈ 2·KL(π_θ ‖ π_{θ+p})``, as in natural-gradient
+    and TRPO steps, which near the optimum of reverse-KL RLHF is the Newton step itself — or
+    plain logits for preference-data losses. ``metric`` overrides (``"fisher"``/``"euclidean"``).
 
+    - CG stops at the Eisenstat–Walker forcing tolerance ``min(½, √‖g‖)`` (loose far away, tight
+      near the optimum: superlinear convergence), on the boundary, or along negative curvature.
+    - Steps are also capped at ``STEP_CAP`` per coordinate, in parameter units: a KL ball allows
+      large moves of logits the policy rarely uses, and one such move can starve a softmax into
+      saturation, where gradient and curvature of the starved logits are ``≈ π ≈ 0`` (measured on a
+      V = 4, T = 7 tree without it: a point with ‖∇f‖ = 1.4e-11 but a TV of 7e-5 from the optimum).
+    - Radius: ×¼ of the step when the actual/predicted decrease ``ρ < ¼``, ×2 when ``ρ > ¾`` on the
+      boundary; a step is taken when ``ρ > 1e-4``. Endgame: once the predicted decrease is below
+      the rounding of ``f`` (``1e-13·(1 + |f|)``), values cannot certify progress, and ``ρ`` is
+      taken on the merit ``‖∇f‖²`` instead (actual over model decrease ``‖g‖² − ‖g + Hp‖²``).
+    - Deterministic: the whole CG loop is one compiled ``lax.while_loop`` and the Fisher probes come
+      from a fixed key, so identical calls give identical bits (``tests/test_scale.py``; SciPy's
+      trust-krylov, used before, did not: its GLTR solver took 41, 57 and 50 iterations on three
+      identical V = 4, T = 6 calls).
+
+    Stops at ``‖∇f‖ ≤ gtol``; ``converged`` certifies ``‖∇f‖ ≤ max(100·gtol, 1e-10)``."""
     hpj = {k: jnp.asarray(float(v)) for k, v in {**objective.hp, **hp}.items()}
     template = jax.tree_util.tree_map(np.asarray, objective.param.init() if init is None else init)
     z0, unravel = ravel_pytree(template)
-    vg, lin, apply, apply_many, pol = _krylov_fns(objective, unravel)
+    kind = metric or metric_kind(objective)
+    if kind not in ("fisher", "euclidean", "mixed"):
+        raise ValueError(f"unknown metric {kind!r}: expected 'fisher' or 'euclidean'")
+    vg, step, metric_fn, pol = _krylov_fns(objective, unravel)
     c = objective.consts()
-    z = np.asarray(z0, dtype=np.float64)
-    n = z.size
-    at: dict = {}
-
-    def hvp(x, v):
-        x = np.asarray(x, dtype=np.float64)
-        k = x.tobytes()
-        if at.get("key") != k:
-            at.update(key=k, fj=lin(jnp.asarray(x), hpj, c))
-        return np.asarray(apply(at["fj"], jnp.asarray(v)))
-
-    def fg(x):
-        v, gr = vg(jnp.asarray(x), hpj, c)
-        return float(v), np.asarray(gr)
-
-    # Phase 1: SciPy's trust-region Newton-CG (Steihaug: adaptive radius, so far optima are reached
-    # in few iterations; negative curvature handled by the trust region). Not trust-krylov: its
-    # GLTR solver (trlib) is not deterministic — measured on a V = 4, T = 6 tree, three identical
-    # calls in one process took 41, 57 and 50 iterations to three different points, and on T = 7
-    # that made phase 2 converge or stall at random. trust-ncg needs more Hessian-vector products
-    # (T = 5 RLHF: ~3.3 s vs ~2.0 s) but gives the same bits every time (tests/test_scale.py).
-    # It stops once values can no longer certify progress; phase 2 (below) finishes to gtol.
-    from scipy import optimize
-
-    import warnings
-
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # the subproblem solver's internal overflow on a rejected trial step is handled by it;
-        # its RuntimeWarning would only reach the user's terminal as noise
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = optimize.minimize(fg, z, jac=True, method="trust-ncg",
-                                hessp=hvp,
-                                options={"gtol": max(gtol, 1e-9), "maxiter": iters})
-    if np.all(np.isfinite(res.x)):
-        z = np.asarray(res.x, dtype=np.float64)
-    f0, g0 = fg(z)
-    it = int(res.nit)
-    probes = np.where(np.random.default_rng(0).random((32, n)) < 0.5, -1.0, 1.0)
-    pre = None
-    for it in range(it + 1, it + iters + 1):
-        gn = float(np.linalg.norm(g0))
-        if gn <= gtol or not np.isfinite(gn):
+    z = jnp.asarray(np.asarray(z0, dtype=np.float64))
+    n = int(z.size)
+    maxiter = max(50, min(5 * n, 5000))  # rounding: CG on ill-conditioned H needs more than n products
+    f0, g0 = vg(z, hpj, c)
+    f0 = float(f0)
+    radius, m, rejected = 1.0, None, 0
+    it = 0
+    for it in range(1, iters + 1):
+        gn = float(jnp.linalg.norm(g0))
+        if gn <= gtol or not np.isfinite(gn) or rejected > 30:  # 30 rejections: radius ×4⁻³⁰
             break
-        H = LinearOperator((n, n), matvec=lambda v, z=z: hvp(z, v), dtype=np.float64)
-        rtol = min(0.5, np.sqrt(gn))
-        if pre is None:
-            d, _ = minres(H, -g0, rtol=rtol, maxiter=max(50, min(n, 500)))
+        if kind == "euclidean":
+            m = jnp.ones_like(z)
+        elif m is None:  # at a new iterate
+            m = metric_fn(z, c)
+            # floor: coordinates the policy never reaches (π underflows) get a finite metric
+            m = jnp.maximum(m, 1e-14 * jnp.maximum(jnp.max(m), 1e-300))
+        p, Hp, _, flag = step(z, hpj, c, g0, m, radius, min(0.5, np.sqrt(gn)), maxiter)
+        scale = min(1.0, STEP_CAP / max(float(jnp.max(jnp.abs(p))), 1e-300))
+        p, Hp = scale * p, scale * Hp
+        pred = -float(g0 @ p + 0.5 * (p @ Hp))
+        fn, gn_ = vg(z + p, hpj, c)
+        fn = float(fn)
+        size = float(jnp.sqrt(jnp.sum(m * p * p)))
+        if not np.isfinite(fn):
+            rho, ok = -1.0, False
+        elif pred <= 1e-13 * (1.0 + abs(f0)):
+            # endgame: values cannot certify progress; the merit is ‖∇f‖², whose model decrease is
+            # ‖g‖² − ‖g + Hp‖² (the CG residual), and the same ratio test drives the radius
+            want = gn**2 - float(jnp.sum((g0 + Hp) ** 2))
+            rho = (gn**2 - float(jnp.sum(gn_**2))) / want if want > 0 else -1.0
+            ok = rho > 1e-4
         else:
-            # Jacobi preconditioner from a Hutchinson estimate of diag(H) (E[v ⊙ Hv], 32 fixed
-            # Rademacher probes in one batched product): the curvature of a softmax coordinate
-            # scales with the probability of reaching it (1e-8 for rare states of a token tree),
-            # which unpreconditioned Krylov iterations cannot resolve. Only the speed depends on it.
-            hvp(z, probes[0])  # linearise at z
-            est = np.abs(np.mean(probes * np.asarray(apply_many(at["fj"], jnp.asarray(probes))), axis=0))
-            est = np.maximum(est, 1e-14 * max(est.max(), 1e-300))
-            M = LinearOperator((n, n), matvec=lambda v, e=est: v / e, dtype=np.float64)
-            d, _ = minres(H, -g0, rtol=rtol, maxiter=max(50, min(n, 500)), M=M)
-        if not np.all(np.isfinite(d)) or g0 @ d >= 0:
-            d = -g0
-        # First the full Newton step: near the optimum it is right even when it is large in
-        # weakly curved coordinates (rarely visited states of a token tree), where the
-        # per-coordinate cap would shrink every step and make convergence linear.
-        fn, gn_ = fg(z + d)
-        t = 1.0
-        accepted = bool(np.isfinite(fn) and (fn <= f0 + 1e-4 * float(g0 @ d) or
-                                             (fn <= f0 + 1e-13 * (1.0 + abs(f0)) and np.linalg.norm(gn_) < gn)))
-        if not accepted:
-            d = d * min(1.0, STEP_CAP / max(np.abs(d).max(), 1e-300))
-            slope = float(g0 @ d)
-            if -slope <= 1e-13 * (1.0 + abs(f0)):  # endgame: values cannot certify progress
-                fn, gn_ = fg(z + d)
-                accepted = bool(np.linalg.norm(gn_) < gn)
-            else:
-                for _ in range(_LS_STEPS):
-                    fn, gn_ = fg(z + t * d)
-                    if np.isfinite(fn) and fn <= f0 + 1e-4 * t * slope and fn <= f0:
-                        accepted = True
-                        break
-                    t *= 0.5
-        if not accepted:
-            break
-        z, f0, g0 = z + t * d, fn, gn_
-        if pre is None and np.linalg.norm(g0) > 0.5 * gn:
-            # Newton is not converging fast: badly scaled curvature (MINRES's own residual
-            # estimate drifts from the true one there) — precondition from now on
-            pre = True
-    r = float(np.linalg.norm(g0))
-    return ExactResult(unravel(z), np.asarray(pol(jnp.asarray(z), c)), f0, r, bool(r <= max(gtol * 100, 1e-10)), it, unravel(g0))
+            rho = (f0 - fn) / pred
+            ok = rho > 1e-4
+        if rho < 0.25:
+            radius = 0.25 * size
+        elif rho > 0.75 and int(flag) in (1, 2) and scale == 1.0:
+            radius = min(2.0 * radius, MAX_RADIUS)
+        if ok:
+            z, f0, g0, m, rejected = z + p, fn, gn_, None, 0
+        else:
+            rejected += 1
+    r = float(jnp.linalg.norm(g0))
+    zn, gnp = np.asarray(z), np.asarray(g0)
+    return ExactResult(unravel(zn), np.asarray(pol(z, c)), f0, r, bool(r <= max(gtol * 100, 1e-10)), it, unravel(gnp))
 
 
 def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> list[ExactResult]:

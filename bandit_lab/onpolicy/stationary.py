@@ -157,7 +157,8 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         C = z[:, None, :] + ts[None, :, None] * d[:, None, :]
         FC = np.asarray(fn["F"](C.reshape(B * _LS, n), hp_ls, c)).reshape(B, _LS, n)
         SC = scale(C.reshape(B * _LS, n)).reshape(B, _LS, n)
-        rc = np.linalg.norm(FC * SC, axis=2)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflowing candidates: rc = inf, rejected below
+            rc = np.linalg.norm(FC * SC, axis=2)
         ok = np.isfinite(rc) & (rc < (1.0 - 1e-4 * ts[None]) * r[:, None])
         moved = ok.any(axis=1) & live
         pick = np.argmax(ok, axis=1)
@@ -174,7 +175,8 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
             z = zn
             f = field(z)
             S = scale(z)
-            r = np.linalg.norm(f * S, axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):  # a field of 1e299 near a vertex: r = inf, not moved to
+                r = np.linalg.norm(f * S, axis=1)
             stalled_bursts += stuck
     pol = np.exp(np.asarray(fn["logp"](z, c))).reshape((B,) + np.shape(objective.policy(template)))
     vals = np.asarray(fn["value"](z, hp_b, c))
