@@ -30,12 +30,15 @@ from bandit_lab.errors import BanditError
 from bandit_lab.problems import Problem
 
 # log of a probability that projection set to exactly 0: floor it so losses stay finite.
-# (Documented: the exact solver sees the very same floored function.)
+# (Documented: the exact solver sees the very same floored function.) In float32 (``--float32``)
+# 1e-300 underflows to 0 and log 0 = −inf turned every simplex run into NaN at step 2–3; there
+# the floor is float32's smallest normal number, 1.2e-38.
 LOG_FLOOR_P = 1e-300
 
 
 def _floored_log(p):
-    return jnp.log(jnp.maximum(p, LOG_FLOOR_P))
+    floor = LOG_FLOOR_P if p.dtype == jnp.float64 else float(jnp.finfo(p.dtype).tiny)
+    return jnp.log(jnp.maximum(p, floor))
 
 
 def _init_array(how: Any, shape: tuple, reference: np.ndarray, uniform: np.ndarray) -> np.ndarray:

@@ -66,7 +66,10 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
                                  loss=traj.loss, grad_norm=traj.grad_norm)
             for i in range(len(objectives))
         ]
-    p0 = [o.param.init() if inits is None else inits[i] for i, o in enumerate(objectives)]
+    # an objective without an init of its own (``inits[i] is None``) starts from ``param.init()``,
+    # passed as an argument too: left to the trainer it would be traced as a compile-time constant
+    # (measured: XLA constant-folding the simplex projection of a [10⁵, 2] init took 1.8 s)
+    p0 = [o.param.init() if inits is None or inits[i] is None else inits[i] for i, o in enumerate(objectives)]
     stacked = [train_mod.stack_hp(h) for h in hps]
     key = ("train", tuple(o.signature() for o in objectives), config, tuple(tuple(sorted(h)) for h in stacked),
            tuple(jax.tree_util.tree_structure(p) for p in p0))

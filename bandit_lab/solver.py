@@ -32,8 +32,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab import export_cache
+from bandit_lab import export_cache, precision
 from bandit_lab.objective import Objective
+
+
+def _float64(fn):
+    """Run an exact solver in float64 whatever the caller's precision: under ``bandit-lab
+    --float32`` training is float32 but the "exact" columns must stay exact (measured before:
+    the α = 0.1 table's exact RLHF policy was off by 1e-4 in float32)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with precision.x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 class ExactResult(NamedTuple):
@@ -217,6 +231,7 @@ def _krylov_fns(objective, unravel):
     return _CACHE[key]
 
 
+@_float64
 def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS,
                   metric: str | None = None) -> ExactResult:
     """Exact minimiser of an unconstrained objective without forming its Hessian.
@@ -302,6 +317,7 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
     return ExactResult(unravel(zn), np.asarray(pol(z, c)), f0, r, bool(r <= max(gtol * 100, 1e-10)), it, unravel(gnp))
 
 
+@_float64
 def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> list[ExactResult]:
     """Exact minimisers of an unconstrained objective at every hyperparameter point in ``hps``
     (see the module docstring). Works for :class:`~bandit_lab.objective.Stack` too. Above
@@ -375,6 +391,7 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     return out
 
 
+@_float64
 def solve_exact(objective: Objective, hp: dict | None = None, init=None, *, gtol: float = 1e-12, max_newton: int = 200) -> ExactResult:
     """Minimise ``objective.value(·, hp)`` over the parameterization's feasible set."""
     hp = {k: float(v) for k, v in {**objective.hp, **(hp or {})}.items()}

@@ -14,7 +14,10 @@ parameterization in one compiled ``jit(vmap(scan))`` (``runner.train_batch``):
 
 Per context Eq. 21, ``(π_θ(y_l)/π_θ(y_w)) / (π_ref(y_l)/π_ref(y_w))``, is computed in log space
 and rounded to 9 decimals before ranking, so values equal up to float rounding tie (this matters
-for ``softmax``, where they are equal exactly — see below). Groups: ratios below the ``low``
+for ``softmax``, where they are equal exactly — see below). Under ``--float32`` it is rounded to
+5 decimals (:data:`TIE_DECIMALS`): float32's rounding of π_ref alone moves Eq. 21 by ≈ 1e-6, in a
+direction that depends on the ratio, and at 9 decimals that noise ranked the tabular-softmax
+contexts "significantly" (p = 0 at 10⁵ contexts instead of float64's exact ties, p = 1). Groups: ratios below the ``low``
 percentile and above the ``high`` percentile (paper: 0.5 / 99.5; default 5 / 95, i.e. 200 vs 200
 contexts at X = 4000 instead of 20 vs 20, so the test has power and the tails are not a handful
 of draws). Reported: average ranks (Wilcoxon 1945, ties averaged; App. B.3) and a one-sided
@@ -113,9 +116,18 @@ def eq21_log(policy: np.ndarray, problem: Problem) -> np.ndarray:
     return (lp[:, 1] - lp[:, 0]) - (np.log(problem.pi_ref[:, 1]) - np.log(problem.pi_ref[:, 0]))
 
 
+TIE_DECIMALS = {True: 9, False: 5}  # x64 on / off: decimals Eq. 21 is compared at (module docstring)
+
+
+def _tie_decimals() -> int:
+    from bandit_lab import precision
+
+    return TIE_DECIMALS[precision.x64_enabled()]
+
+
 def group_stats(values: np.ndarray, log_r: np.ndarray, low: float, high: float) -> dict:
     """Average ranks (ties averaged) and the one-sided Mann–Whitney U (low < high)."""
-    v = np.round(values, 9)
+    v = np.round(values, _tie_decimals())
     lo_mask = log_r <= np.percentile(log_r, low)
     hi_mask = log_r >= np.percentile(log_r, high)
     lo, hi = v[lo_mask], v[hi_mask]
@@ -189,7 +201,8 @@ def run(s: Settings) -> dict:
             {
                 "param": name,
                 "init_max_abs_log_eq21": float(np.max(np.abs(eq21_log(pol0, problem)))),
-                "spearman_eq21_vs_ratio": float(stats.spearmanr(np.round(e21, 9), log_r).statistic) if np.ptp(np.round(e21, 9)) > 0 else None,
+                "spearman_eq21_vs_ratio": float(stats.spearmanr(np.round(e21, _tie_decimals()), log_r).statistic)
+                if np.ptp(np.round(e21, _tie_decimals())) > 0 else None,
                 "loss_start": float(tr.loss[0, 0]),
                 "loss_end": float(tr.loss[0, -1]),
                 "at_floor": int(np.sum(pol.min(1) <= 1e-250)),
@@ -216,12 +229,12 @@ def report(res: dict) -> str:
         f"Kong et al. §5.3 in the sandbox: {res['n_contexts']} contexts, DPO from π_ref; Eq. 21 = (π_θ(y_l)/π_θ(y_w))/(π_ref(y_l)/π_ref(y_w))",
         f"(train: {res['train_seconds']:.2f} s incl. compile, all parameterizations in one jit)",
         "",
-        f"{'param':<11}{'n low/high':>12}{'avg rank low':>14}{'avg rank high':>15}{'U':>10}{'p (one-sided)':>15}{'med Eq.21 low':>15}{'med Eq.21 high':>16}",
+        f"{'param':<11}{'n low/high':>12}{'avg rank low':>14}{'avg rank high':>15}{'U':>14}{'p (one-sided)':>15}{'med Eq.21 low':>15}{'med Eq.21 high':>16}",
     ]
     for r in res["records"]:
         lines.append(
             f"{r['param']:<11}{str(r['n_low']) + '/' + str(r['n_high']):>12}{r['avg_rank_low']:>14.1f}{r['avg_rank_high']:>15.1f}"
-            f"{r['U']:>10.0f}{r['p_value']:>15.3g}{r['median_eq21_low']:>15.4g}{r['median_eq21_high']:>16.4g}"
+            f"{r['U']:>14.0f}{r['p_value']:>15.3g}{r['median_eq21_low']:>15.4g}{r['median_eq21_high']:>16.4g}"
         )
     lines.append("")
     lines.append("paper (Pythia 2.8B, Anthropic HH, Table 2): U = 225937, p = 1.22e-24; low-ratio group ranked lower (Fig. 6)")
