@@ -36,20 +36,6 @@ from bandit_lab import export_cache, precision
 from bandit_lab.objective import Objective
 
 
-def _float64(fn):
-    """Run an exact solver in float64 whatever the caller's precision: under ``bandit-lab
-    --float32`` training is float32 but the "exact" columns must stay exact (measured before:
-    the α = 0.1 table's exact RLHF policy was off by 1e-4 in float32)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        with precision.x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapped
-
-
 class ExactResult(NamedTuple):
     params: object
     policy: np.ndarray  # [X, K]
@@ -142,8 +128,9 @@ def metric_kind(objective) -> str:
     return "fisher" if getattr(objective.loss, "kind", "pairwise") in ("policy", "onpolicy") else "euclidean"
 
 
-def _metric_diag(objective, params, consts, key):
-    """Diagonal of the trust-region metric at ``params``, a pytree like ``params``.
+def _metric_diag(objective, params, consts, key, kind: str | None = None):
+    """Diagonal of the trust-region metric at ``params``, a pytree like ``params``: ``kind``
+    (``"fisher"``/``"euclidean"``) for every part, or each part's :func:`metric_kind` if None.
 
     ``"fisher"``: ``diag F`` with ``F = Σ_x Σ_y π(y|x) ∇log π(y|x) ∇log π(y|x)ᵀ`` (the score has
     mean zero, so no centring term), estimated without forming the Jacobian ``J = ∂ log π/∂θ``:
@@ -154,8 +141,8 @@ def _metric_diag(objective, params, consts, key):
     curvature of rare states. ``"euclidean"``: ones."""
     if hasattr(objective, "objectives"):
         keys = jax.random.split(key, len(objective.objectives))
-        return tuple(_metric_diag(o, p, c, k) for o, p, c, k in zip(objective.objectives, params, consts, keys))
-    if metric_kind(objective) != "fisher":
+        return tuple(_metric_diag(o, p, c, k, kind) for o, p, c, k in zip(objective.objectives, params, consts, keys))
+    if (kind or metric_kind(objective)) != "fisher":
         return jax.tree_util.tree_map(jnp.ones_like, params)
     logp, vjp = jax.vjp(lambda q: objective.param.log_probs(q, consts["param"]), params)
     w = jnp.exp(0.5 * logp)
@@ -223,15 +210,18 @@ def _krylov_fns(objective, unravel):
             hvp = jax.linearize(lambda y: g(y, hp, c), z)[1]
             return _steihaug(hvp, g0, m, radius, rtol, maxiter)
 
-        def metric(z, c):
-            return ravel_pytree(_metric_diag(objective, unravel(z), c, jax.random.PRNGKey(0)))[0]
+        def metric(z, c, kind):
+            return ravel_pytree(_metric_diag(objective, unravel(z), c, jax.random.PRNGKey(0), kind))[0]
 
-        _CACHE[key] = (jax.jit(jax.value_and_grad(f)), jax.jit(step), jax.jit(metric),
+        _CACHE[key] = (jax.jit(jax.value_and_grad(f)), jax.jit(step), jax.jit(metric, static_argnums=2),
                        jax.jit(lambda z, c: objective.policy(unravel(z), c)))
     return _CACHE[key]
 
 
-@_float64
+# Exact solvers run in float64 whatever the caller's precision (``precision.float64``): under
+# ``bandit-lab --float32`` training is float32 but the "exact" columns must stay exact (measured
+# before: the α = 0.1 table's exact RLHF policy was 1e-4 off in float32).
+@precision.float64
 def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS,
                   metric: str | None = None) -> ExactResult:
     """Exact minimiser of an unconstrained objective without forming its Hessian.
@@ -264,9 +254,8 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
     hpj = {k: jnp.asarray(float(v)) for k, v in {**objective.hp, **hp}.items()}
     template = jax.tree_util.tree_map(np.asarray, objective.param.init() if init is None else init)
     z0, unravel = ravel_pytree(template)
-    kind = metric or metric_kind(objective)
-    if kind not in ("fisher", "euclidean", "mixed"):
-        raise ValueError(f"unknown metric {kind!r}: expected 'fisher' or 'euclidean'")
+    if metric not in (None, "fisher", "euclidean"):
+        raise ValueError(f"unknown metric {metric!r}: expected 'fisher' or 'euclidean'")
     vg, step, metric_fn, pol = _krylov_fns(objective, unravel)
     c = objective.consts()
     z = jnp.asarray(np.asarray(z0, dtype=np.float64))
@@ -280,10 +269,8 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
         gn = float(jnp.linalg.norm(g0))
         if gn <= gtol or not np.isfinite(gn) or rejected > 30:  # 30 rejections: radius ×4⁻³⁰
             break
-        if kind == "euclidean":
-            m = jnp.ones_like(z)
-        elif m is None:  # at a new iterate
-            m = metric_fn(z, c)
+        if m is None:  # at a new iterate
+            m = metric_fn(z, c, metric)
             # floor: coordinates the policy never reaches (π underflows) get a finite metric
             m = jnp.maximum(m, 1e-14 * jnp.maximum(jnp.max(m), 1e-300))
         p, Hp, _, flag = step(z, hpj, c, g0, m, radius, min(0.5, np.sqrt(gn)), maxiter)
@@ -317,7 +304,7 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
     return ExactResult(unravel(zn), np.asarray(pol(z, c)), f0, r, bool(r <= max(gtol * 100, 1e-10)), it, unravel(gnp))
 
 
-@_float64
+@precision.float64
 def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> list[ExactResult]:
     """Exact minimisers of an unconstrained objective at every hyperparameter point in ``hps``
     (see the module docstring). Works for :class:`~bandit_lab.objective.Stack` too. Above
@@ -391,7 +378,7 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     return out
 
 
-@_float64
+@precision.float64
 def solve_exact(objective: Objective, hp: dict | None = None, init=None, *, gtol: float = 1e-12, max_newton: int = 200) -> ExactResult:
     """Minimise ``objective.value(·, hp)`` over the parameterization's feasible set."""
     hp = {k: float(v) for k, v in {**objective.hp, **(hp or {})}.items()}

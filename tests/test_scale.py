@@ -339,7 +339,7 @@ def test_float32_keeps_simplex_runs_finite_and_softmax_ties():
 
 
 def test_exact_solvers_compute_in_float64_under_float32():
-    """``--float32`` trains in float32, but the exact columns stay float64 (solver._float64): the
+    """``--float32`` trains in float32, but the exact columns stay float64 (``@precision.float64`` on the solvers): the
     same solve inside and outside a float32 scope agrees to 1e-12 (before: 1e-4 apart, α = 0.1)."""
     from bandit_lab import precision
 

@@ -195,14 +195,14 @@ def run(s: Settings) -> dict:
         pol0 = np.asarray(tr.policies[0, 0])
         pol = np.asarray(tr.policy[0])
         e21 = eq21_log(pol, problem)
+        e21_tied = np.round(e21, _tie_decimals())
         g = group_stats(e21, log_r, s.low, s.high)
         tl = timeline(np.asarray(tr.policies[0]), np.atleast_2d(np.asarray(tr.steps))[0], problem, log_r, s.low, s.high)
         records.append(
             {
                 "param": name,
                 "init_max_abs_log_eq21": float(np.max(np.abs(eq21_log(pol0, problem)))),
-                "spearman_eq21_vs_ratio": float(stats.spearmanr(np.round(e21, _tie_decimals()), log_r).statistic)
-                if np.ptp(np.round(e21, _tie_decimals())) > 0 else None,
+                "spearman_eq21_vs_ratio": float(stats.spearmanr(e21_tied, log_r).statistic) if np.ptp(e21_tied) > 0 else None,
                 "loss_start": float(tr.loss[0, 0]),
                 "loss_end": float(tr.loss[0, -1]),
                 "at_floor": int(np.sum(pol.min(1) <= 1e-250)),
