@@ -42,6 +42,8 @@ _LAZY = {
     "TrainConfig": "bandit_lab.train",
     "Trajectory": "bandit_lab.train",
     "ExactResult": "bandit_lab.solver",
+    "Verdict": "bandit_lab.verdict",
+    "VerdictKind": "bandit_lab.verdict",
     "train_policy": "bandit_lab.api",
     "solve_exact": "bandit_lab.api",
     "solve": "bandit_lab.api",
