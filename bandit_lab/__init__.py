@@ -39,6 +39,10 @@ _LAZY = {
     # objectives, training, exact solutions
     "Objective": "bandit_lab.objective",
     "make_objective": "bandit_lab.objective",
+    "make_parameterization": "bandit_lab.params",
+    "chosen_rejected": "bandit_lab.data",
+    "minibatch": "bandit_lab.data",
+    "batch_key": "bandit_lab.train",
     "TrainConfig": "bandit_lab.train",
     "Trajectory": "bandit_lab.train",
     "ExactResult": "bandit_lab.solver",

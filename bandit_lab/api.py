@@ -45,9 +45,14 @@ def _np(res):
 def train_policy(objective, config=None, *, lr: float = 0.05, seed: int = 0, hp: dict | None = None, init=None):
     """Train one objective with the trainer every experiment uses (one compiled ``lax.scan``).
 
-    ``config`` is a :class:`~bandit_lab.TrainConfig` (default: Adam, 3,000 steps, cosine decay);
+    ``config`` is a :class:`~bandit_lab.TrainConfig` (default: Adam, 3,000 steps, cosine decay;
+    ``batch_size=B`` draws a fresh mini-batch of B pairs at every step, ``seed`` keys the draws);
     ``hp`` overrides the objective's hyperparameters (``beta``, ``weight_decay``, …) for this run.
-    Returns a :class:`~bandit_lab.Trajectory` of NumPy arrays (``policy`` is ``[X, K]``).
+    The objective's parameterization (``make_objective(..., param=bl.make_parameterization(...))``)
+    is what trains. Returns a :class:`~bandit_lab.Trajectory` of NumPy arrays: ``policy`` is
+    ``[X, K]``, ``policies`` the policy at each logged step ``steps``, and for pairwise data
+    ``chosen``/``rejected`` the data-weighted mean π(y_w), π(y_l) at those steps
+    (:func:`bandit_lab.chosen_rejected`; see :func:`bandit_lab.make_parameterization`).
 
     >>> import bandit_lab as bl
     >>> with bl.x64():
@@ -64,7 +69,13 @@ def train_policy(objective, config=None, *, lr: float = 0.05, seed: int = 0, hp:
     (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
     import jax
 
-    return jax.tree_util.tree_map(lambda a: a[0], traj)  # the batch of one point → that point
+    traj = jax.tree_util.tree_map(lambda a: a[0], traj)  # the batch of one point → that point
+    data = getattr(objective, "data", None)
+    if data is not None and data.weight.shape[-1] == traj.policies.shape[-1]:
+        from bandit_lab.data import chosen_rejected
+
+        traj = traj._replace(**dict(zip(("chosen", "rejected"), chosen_rejected(data, traj.policies))))
+    return traj
 
 
 def solve_exact(objective, hp: dict | None = None, init=None):

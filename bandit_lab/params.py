@@ -191,7 +191,8 @@ PARAMETERIZATIONS = ("softmax", "simplex", "mixture", "loglinear")
 
 
 def make(name: str, problem: Problem, **options):
-    """Build a parameterization by name (``mixture`` needs pi0, pi1; ``loglinear`` needs features)."""
+    """Build a parameterization by name (``mixture`` needs pi0, pi1; ``loglinear`` needs features).
+    Public as :func:`bandit_lab.make_parameterization`."""
     if name == "softmax":
         return Softmax(problem)
     if name == "simplex":
@@ -205,3 +206,31 @@ def make(name: str, problem: Problem, **options):
             raise BanditError("loglinear parameterization needs 'features'")
         return LogLinear.create(problem, options["features"])
     raise BanditError(f"unknown parameterization {name!r}; choose one of {', '.join(PARAMETERIZATIONS)}")
+
+
+def make_parameterization(name: str, problem: Problem, **options):
+    """A policy parameterization for :func:`bandit_lab.make_objective` (``param=``), by name:
+
+    - ``"softmax"``: tabular logits θ[x, y] (the default of every objective);
+    - ``"simplex"``: direct probabilities, kept on the simplex by projection;
+    - ``"mixture"``: ``θ·pi1 + (1 − θ)·pi0``, one θ ∈ [0, 1] per context (``pi0=``, ``pi1=``);
+    - ``"loglinear"``: ``π(y|x) ∝ exp(φ(x, y)·w)`` with weights ``w`` shared by all responses and
+      contexts (``features=`` of shape [K, D] or [X, K, D]) — a capacity constraint under which
+      raising one response's probability moves every response that shares its features.
+
+    The objective trains (:func:`bandit_lab.train_policy`) and solves (:func:`bandit_lab.solve_exact`)
+    in these parameters; the trajectory records the policy they give. Likelihood displacement
+    (Razin et al. 2025, *Unintentional Unalignment*, arXiv 2410.08847: DPO lowers the probability
+    of the chosen response as well as the rejected one when their features are similar) in five
+    lines — one labelled pair y1 ≻ y2, one shared weight w with features 1, 2, −1: the gradient
+    lowers w, and the mass goes to y3, which no pair mentions:
+
+    >>> import bandit_lab as bl
+    >>> with bl.x64():
+    ...     pb = bl.Problem.create([1/3, 1/3, 1/3], matrix=[[.5, 1, .5], [0, .5, .5], [.5, .5, .5]], pairs=[[0, 1, 1.0]])
+    ...     phi = bl.make_parameterization("loglinear", pb, features=[[1.0], [2.0], [-1.0]])
+    ...     tr = bl.train_policy(bl.make_objective(pb, "dpo", {"beta": 1.0}, param=phi), bl.TrainConfig(steps=300), lr=0.01)
+    >>> print(tr.chosen[[0, -1]].round(3), tr.rejected[[0, -1]].round(3))   # π(y_w), π(y_l): first and last logged step
+    [0.333 0.071] [0.333 0.02 ]
+    """
+    return make(name, problem, **options)

@@ -258,6 +258,26 @@ class Sampled(Strict):
     sampled: SampledPairs
 
 
+def _flag(v):
+    if not isinstance(v, bool):
+        fail(f"must be true or false, got {got(v)}")
+    return v
+
+
+Flag = Annotated[bool, PlainValidator(_flag), WithJsonSchema({"type": "boolean"})]
+BatchSize = integer(bounds.COUNT, "B: labelled pairs per mini-batch, drawn afresh at every step")
+
+
+class Batch(Strict):
+    """Stochastic training (``TrainConfig.batch_size``): every step's gradient is the loss on a
+    fresh mini-batch of ``size`` pairs drawn from the data (the population, or the dataset of
+    ``data: {"sampled": n}``), with replacement (default, as Azar et al. §5) or without (then
+    the data must be a dataset of n ≥ size pairs)."""
+
+    size: BatchSize
+    replacement: Flag = Field(True, description="draw with replacement (default) or B distinct pairs of a sampled dataset")
+
+
 class Samples(Strict):
     samples: SampledPairs
     seed: Seed = Field(None, json_schema_extra=_no_default)
@@ -495,6 +515,8 @@ class Spec(Strict):
     optimizer: Optimizer = Field(default_factory=Optimizer)
     sampling: Sampling = Field(None, json_schema_extra=_no_default,
                                description="on-policy losses: the exact expected update (default) or N samples per context and step")
+    batch: Batch = Field(None, json_schema_extra=_no_default,
+                         description="stochastic training: a fresh mini-batch of `size` pairs at every step (default: all the data)")
     seed: Seed = 0
     reward_floor: RewardFloor = Field(1e-12)
 
@@ -603,6 +625,13 @@ class Spec(Strict):
         if self.loss not in reg:
             fail(f"unknown loss {self.loss!r}{suggest(self.loss, reg)} (see `bandit-lab list losses`; a loss of your own is loaded with --plugin PATH)", "loss")
         spec = reg[self.loss]
+        if self.batch is not None:
+            if spec.kind in ("policy", "onpolicy"):
+                fail(f"applies to losses that read labelled pairs; {self.loss!r} reads none", "batch")
+            n = None if isinstance(self.data, str) else self.data.sampled
+            if not self.batch.replacement and (n is None or n < self.batch.size):
+                fail(f"false draws {self.batch.size} distinct pairs of a finite dataset: it needs \"data\": {{\"sampled\": n}} with "
+                     f"n ≥ {self.batch.size}" + ("" if n is None else f" (got n = {n})"), "batch", "replacement")
         if self.sampling is not None and "sampling" not in spec.static:
             fail(f"applies to on-policy losses only; {self.loss!r} is not one", "sampling")
         for k, v in self.loss_params.items():

@@ -14,6 +14,7 @@ nested lists = several contexts)::
                          | {"name": "loglinear", "features": [[...]]},
      "init": "reference" | "uniform" | [...],
      "data": "population" | {"sampled": 500},
+     "batch": {"size": 9, "replacement": true},          # a fresh mini-batch of B pairs each step
      "optimizer": {"name": "adam", "lr": 0.01, "steps": 3000, "schedule": "cosine"},
      "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
@@ -101,6 +102,10 @@ def cost(s: schema.Spec) -> budget.Cost:
         draws = budget.array(2.0 * s.sampling.samples * G * X * K, f"the on-policy draws ({s.sampling.samples} × G = {G} per context and step)")
         draws.work *= s.optimizer.steps
         c = c + draws
+    if s.batch is not None:  # per step: B uniforms and binary searches (or a permutation of the n-pair dataset)
+        per = float(s.batch.size) + (0.0 if s.batch.replacement or isinstance(s.data, str) else float(s.data.sampled))
+        n = per * float(s.optimizer.steps)
+        c = c + budget.Cost(8.0 * 2 * per, 20.0 * n, "the mini-batch draws of one step", f"{n:.3g} mini-batch draws")
     train = budget.training(steps=s.optimizer.steps, responses=K, contexts=X, params=s.n_params, pairwise=pairwise)
     constraint = "free" if s.parameterization.name in ("softmax", "loglinear") else "box"
     return c + (train | budget.exact(constraint, params=s.n_params, responses=K, contexts=X, pairwise=pairwise))
@@ -135,7 +140,9 @@ def build(spec):
     except BanditError as e:
         raise BanditError(f"loss: {e}") from None
     opt = s.optimizer
-    config = TrainConfig(optimizer=opt.name, steps=opt.steps, schedule=opt.schedule, log_steps=(0, opt.steps)).validate()
+    batch = {} if s.batch is None else {"batch_size": s.batch.size, "batch_replacement": s.batch.replacement,
+                                        "batch_pool": 0 if isinstance(s.data, str) else s.data.sampled}
+    config = TrainConfig(optimizer=opt.name, steps=opt.steps, schedule=opt.schedule, log_steps=(0, opt.steps), **batch).validate()
     init = s.init
     if init is None and par.name == "mixture":
         init = 0.5

@@ -3,7 +3,8 @@
 Shape after purejaxrl: :func:`make_train` takes the static configuration and returns
 ``train(hp) -> Trajectory``, a pure function of the swept hyperparameters (``beta``,
 ``weight_decay``, ``lr``, ``seed``, … as scalars; ``seed`` keys the finite dataset drawn when
-``resample_pairs > 0``). A sweep is ``jax.jit(jax.vmap(train))`` — one compilation for the grid.
+``resample_pairs > 0`` and the mini-batches drawn when ``batch_size > 0``). A sweep is
+``jax.jit(jax.vmap(train))`` — one compilation for the grid; a sweep over seeds is one ``vmap``.
 :func:`run_many` fuses several objectives into a single compiled program.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab import export_cache
-from bandit_lab.data import sample
+from bandit_lab.data import minibatch, sample
 from bandit_lab.errors import BanditError
 from bandit_lab.objective import Objective
 
@@ -42,6 +43,22 @@ class TrainConfig:
     # objective's data *inside* the compiled function, from the key — a sweep over seeds is
     # then one vmap (each key its own dataset).
     resample_pairs: int = 0
+    # 0: every step sees all of the data (full batch). B > 0: stochastic training as the papers
+    # do it (Azar et al. 2023 §5: Adam, mini-batches of 9 pairs drawn with replacement): every
+    # step draws a *fresh* mini-batch of B labelled pairs from the data (the population law, or
+    # the finite dataset of ``resample_pairs`` / ``data: sampled``) and takes the loss on it —
+    # the batch is ``PreferenceData`` with weight = count/B, the input every pairwise loss
+    # already reads (:func:`bandit_lab.data.minibatch`). Keys: :func:`batch_key` (seed, step).
+    batch_size: int = 0
+    # True: the B pairs are i.i.d. draws from the data's law. False: B distinct items of a finite
+    # dataset of ``batch_pool`` pairs (default ``resample_pairs``) — a simple random sample.
+    batch_replacement: bool = True
+    batch_pool: int = 0
+
+    @property
+    def pool(self) -> int:
+        """The size n of the finite dataset a without-replacement mini-batch is drawn from."""
+        return int(self.batch_pool) or int(self.resample_pairs)
 
     def validate(self) -> "TrainConfig":
         if self.optimizer not in OPTIMIZERS:
@@ -52,6 +69,16 @@ class TrainConfig:
             raise BanditError(f"steps must be ≥ 0; got {self.steps}")
         if int(self.resample_pairs) < 0:
             raise BanditError("resample_pairs must be ≥ 0")
+        if isinstance(self.batch_size, bool) or int(self.batch_size) < 0:
+            raise BanditError(f"batch_size must be an integer ≥ 0 (0 = full batch); got {self.batch_size!r}")
+        if isinstance(self.batch_pool, bool) or int(self.batch_pool) < 0:
+            raise BanditError(f"batch_pool must be an integer ≥ 0; got {self.batch_pool!r}")
+        if not isinstance(self.batch_replacement, bool):
+            raise BanditError(f"batch_replacement must be true or false; got {self.batch_replacement!r}")
+        if self.batch_size and not self.batch_replacement and self.pool < int(self.batch_size):
+            raise BanditError(f"batch_replacement=False draws {self.batch_size} distinct pairs of a finite dataset: it needs a dataset "
+                              f"of n ≥ {self.batch_size} pairs (resample_pairs or batch_pool; a spec's \"data\": {{\"sampled\": n}}); "
+                              f"got n = {self.pool}")
         return self
 
     def logged(self) -> np.ndarray:
@@ -69,6 +96,10 @@ class Trajectory(NamedTuple):
     policies: jax.Array  # [L, X, K] π after each logged step
     loss: jax.Array  # [steps + 1] objective value before each update and at the end
     grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
+    # [L] data-weighted mean π(y_w) and π(y_l) at each logged step (bandit_lab.data.chosen_rejected);
+    # filled by bandit_lab.train_policy for pairwise data, None elsewhere
+    chosen: jax.Array | None = None
+    rejected: jax.Array | None = None
 
 
 # so an exported trainer's output structure can be written to disk (bandit_lab.export_cache)
@@ -84,6 +115,20 @@ def _register_trajectory() -> None:
 
 
 _register_trajectory()
+
+
+# the mini-batch key stream: fold_in(key(seed), BATCH_STREAM), then the step (a stream of its own,
+# apart from the resampled dataset's key(seed), the loss state's fold_in(·, 1) and the refresh
+# hook's fold_in(·, t))
+BATCH_STREAM = 0x62617463
+
+
+def batch_key(seed, step):
+    """The key of the mini-batch drawn at ``step`` (0-based: the batch of the first update) of
+    a run with ``seed`` — public so that a test (or a user) can redraw any step's batch with
+    :func:`bandit_lab.data.minibatch`."""
+    key0 = jax.random.key(jnp.asarray(seed).astype(jnp.uint32))
+    return jax.random.fold_in(jax.random.fold_in(key0, BATCH_STREAM), step)
 
 
 def project_params(projection: Callable) -> optax.GradientTransformation:
@@ -140,6 +185,12 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     objective reads, recomputed from the *current* parameters every ``refresh_every`` steps and
     carried in between — e.g. a Monte-Carlo sample of responses that an estimator reuses (SPO
     App. B). Keys derive from ``hp["seed"]`` and the step, so runs stay reproducible.
+
+    With ``config.batch_size = B > 0`` the gradient of step ``t`` is that of the loss on a fresh
+    mini-batch ``minibatch(data, B, batch_key(seed, t))`` (an unbiased estimate of the full
+    gradient: the loss is linear in the pair weights and E[count/B] = weight); ``loss`` still
+    records the objective on all of the data (the quantity the exact solver minimises), and
+    ``grad_norm`` is the full-data stationarity at the end.
     """
     config = config.validate()
     param = objective.param
@@ -149,6 +200,12 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     if refresh is not None and int(refresh_every) < 1:
         raise BanditError("refresh_every must be ≥ 1 when a refresh function is given")
     stateful = getattr(objective, "stateful", False)
+    if config.batch_size and not config.batch_replacement and not config.resample_pairs:
+        from bandit_lab.data import dataset_size_error
+
+        err = dataset_size_error(objective.data, config.pool)
+        if err:
+            raise BanditError(f"batch_replacement=False: {err}")
 
     def train(hp: dict, consts=None, params0=None) -> Trajectory:
         import optax
@@ -158,13 +215,16 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
         if params0 is None:
             params0 = param.init() if default_init is None else default_init
         log_steps = jnp.asarray(log_steps_np)
-        needs_key = bool(config.resample_pairs) or refresh is not None or stateful
+        needs_key = bool(config.resample_pairs) or refresh is not None or stateful or bool(config.batch_size)
         key0 = jax.random.key(jnp.asarray(hp.get("seed", 0)).astype(jnp.uint32)) if needs_key else None
         # each objective reads its own data from ``c``; a resampled dataset overrides it for all
         data = sample(objective.data_of(c), config.resample_pairs, key0) if config.resample_pairs else None
-        f = lambda p, extra, st: objective.value(p, {**hp, **extra}, data, c, st)  # noqa: E731
+        f = lambda p, extra, st, d=data: objective.value(p, {**hp, **extra}, d, c, st)  # noqa: E731
         opt = make_optimizer(config, hp["lr"], param.project)
         vg = jax.value_and_grad(f)
+        if config.batch_size:  # the law (or finite dataset) every step's mini-batch is drawn from
+            full = objective.data_of(c) if data is None else data
+            bkey = jax.random.fold_in(key0, BATCH_STREAM)
         pol0 = objective.policy(params0, c)
         buf0 = jnp.zeros((n_log,) + pol0.shape, pol0.dtype)
         buf0 = buf0.at[0].set(jnp.where(log_steps[0] == 0, pol0, buf0[0]))
@@ -181,7 +241,13 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
             if stateful:
                 st = jax.lax.cond(t > 0, lambda: objective.update_state(params, hp, jax.random.fold_in(skey, t), st, t, c),
                                   lambda: st)
-            val, g = vg(params, extra, st)
+            if config.batch_size:
+                batch = minibatch(full, config.batch_size, jax.random.fold_in(bkey, t),
+                                  replacement=config.batch_replacement, pool=config.pool)
+                _, g = vg(params, extra, st, batch)
+                val = f(params, extra, st)
+            else:
+                val, g = vg(params, extra, st)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
             # record π after t+1 updates if t+1 is a logged step
