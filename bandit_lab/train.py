@@ -190,7 +190,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     mini-batch ``minibatch(data, B, batch_key(seed, t))`` (an unbiased estimate of the full
     gradient: the loss is linear in the pair weights and E[count/B] = weight); ``loss`` still
     records the objective on all of the data (the quantity the exact solver minimises), and
-    ``grad_norm`` is the full-data stationarity at the end.
+    ``grad_norm`` is the full-data stationarity at the end. The objectives of a :class:`Stack`
+    share each step's batch (drawn from the first one's data, as a resampled dataset is).
     """
     config = config.validate()
     param = objective.param
@@ -200,6 +201,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     if refresh is not None and int(refresh_every) < 1:
         raise BanditError("refresh_every must be ≥ 1 when a refresh function is given")
     stateful = getattr(objective, "stateful", False)
+    if config.batch_size and np.size(objective.data.weight) == 0:
+        raise BanditError(f"batch_size: {getattr(objective, 'label', 'this objective')} reads no labelled pairs; mini-batches apply to pairwise losses")
     if config.batch_size and not config.batch_replacement and not config.resample_pairs:
         from bandit_lab.data import dataset_size_error
 

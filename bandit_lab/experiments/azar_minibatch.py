@@ -176,7 +176,9 @@ def plot(res: dict, out_dir: str) -> list[str]:
         for k, loss in enumerate(LOSSES):
             rs = [r for r in res["summary"] if r["dataset"] == name and r["loss"] == loss]
             B = [r["batch"] for r in rs]
-            bx.loglog(B, [r["mean_tv"] for r in rs], "o-", color=f"C{k}", label=f"{loss}: mean TV to reference")
+            limit = rs[0]["reference_is"].startswith("no finite minimiser")
+            bx.loglog(B, [r["mean_tv"] for r in rs], "o-", color=f"C{k}",
+                      label=f"{loss}: mean TV to " + ("its limit (no finite minimiser)" if limit else "the reference"))
             bx.loglog(B, [max(r["centre_tv"], 1e-18) for r in rs], "s--", color=f"C{k}", alpha=0.6, label=f"{loss}: TV of the seed mean")
         b0 = [r for r in res["summary"] if r["dataset"] == name and r["loss"] == "ipo"]
         if b0:
