@@ -428,6 +428,7 @@ EXPERIMENT_SOURCES: dict[str, tuple[str, ...]] = {
         "liu2025understanding", "yu2025dapo", "guo2024direct", "munos2024nash"),
     "Vojnovic & Yun 2025; Mroueh 2025": ("vojnovic2025alignment", "mroueh2025rlvr", "shao2024deepseekmath"),
     "Azar et al. 2024 §4.2; Nguyen notes Eq. 12": ("azar2024general", "nguyen2025notes"),
+    "Azar et al. 2024 §5, Figs. 1–2 (protocol)": ("azar2024general",),
     "Tang & Munos 2025": ("tang2025pitfalls",),
     "Sharifnassab et al. Thm 1 and §5": ("sharifnassab2024soft",),
     "Sharifnassab et al. Fig. 1 (shape)": ("sharifnassab2024soft",),

@@ -73,7 +73,7 @@ def minibatch(data: PreferenceData, size: int, key: jax.Array, *, replacement: b
     mini-batches, and its value on the batch is the batch mean of the per-pair loss.
 
     - ``replacement=True``: ``size`` i.i.d. draws from the law ``data.weight`` (the law of
-      :func:`sample`, drawn by inverse CDF); Azar et al. 2023 §5 train on mini-batches of 9 pairs
+      :func:`sample`, drawn by inverse CDF); Azar et al. 2024 §5 train on mini-batches of 9 pairs
       drawn this way from their datasets.
     - ``replacement=False``: ``data`` is a finite dataset of ``pool`` pairs (``weight·pool`` are
       its integer counts, as :func:`sample` makes them) and the batch is ``size`` distinct items

@@ -44,7 +44,7 @@ class TrainConfig:
     # then one vmap (each key its own dataset).
     resample_pairs: int = 0
     # 0: every step sees all of the data (full batch). B > 0: stochastic training as the papers
-    # do it (Azar et al. 2023 §5: Adam, mini-batches of 9 pairs drawn with replacement): every
+    # do it (Azar et al. 2024 §5: Adam, mini-batches of 9 pairs drawn with replacement): every
     # step draws a *fresh* mini-batch of B labelled pairs from the data (the population law, or
     # the finite dataset of ``resample_pairs`` / ``data: sampled``) and takes the loss on it —
     # the batch is ``PreferenceData`` with weight = count/B, the input every pairwise loss

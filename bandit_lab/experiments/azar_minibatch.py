@@ -1,6 +1,7 @@
 """Stochastic training as Azar et al. do it: the seed spread of Adam on mini-batches, around the
-exact optimum, as the batch grows (Azar et al. 2023, *A General Theoretical Paradigm to
-Understand Learning from Human Preferences*, §5 illustrative examples, Figs. 1–2).
+exact optimum, as the batch grows (Azar et al. 2024, AISTATS; arXiv 2310.12036: *A General
+Theoretical Paradigm to Understand Learning from Human Preferences*, §5 illustrative examples,
+Figs. 1–2).
 
 Their protocol: three actions y_a, y_b, y_c, π initialised at π_ref (uniform here), Adam with
 learning rate 0.01, mini-batches of 9 pairs drawn **with replacement** from a fixed dataset of
@@ -216,5 +217,5 @@ EXPERIMENT = Experiment(
     report=report,
     plot=plot,
     quick={"steps": 2000, "seeds": 10, "batches": (1, 9, 81)},
-    reference="Azar et al. 2023 §5, Figs. 1–2 (protocol)",
+    reference="Azar et al. 2024 §5, Figs. 1–2 (protocol)",
 )
