@@ -470,12 +470,12 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
             print(f"  {n:<22} {e.summary}" + (f"  [{e.reference}]" if e.reference else ""))
     if what in ("all", "losses"):
         from bandit_lab import losses
+        from bandit_lab.plugins import is_user_loss
 
         print("losses:")
         for n, s in sorted(losses.registry().items()):
             params = ", ".join([f"{k}={v}" for k, v in s.defaults.items()] + [f"{k}={v}" for k, v in s.static.items()])
-            mod = getattr(s.fn, "__module__", "") or ""
-            origin = "" if mod.startswith("bandit_lab.") else "  (plugin)"
+            origin = "  (plugin)" if is_user_loss(n) else ""
             print(f"  {n:<22} {s.summary} ({params})" + (f"  [{s.citation}]" if s.citation else "") + origin)
     if what in ("all", "checks"):
         from bandit_lab import checks
