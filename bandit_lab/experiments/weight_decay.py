@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab import bounds, budget, metrics, timing
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.divergences import DIVERGENCES
@@ -70,8 +70,8 @@ class Settings:
         c = budget.problem(1, K) + budget.array(P, "the α grid")
         if self.data == "sampled":
             c = c + budget.sampling(self.n_pairs, K)
-        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P)
-                    | budget.newton(params=K, responses=K, points=runs * P))
+        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P, loss_every_step=False)
+                    | budget.newton(params=K, responses=K, points=runs * P, stacked=runs))
 
     def alphas(self) -> list[float]:
         if self.alpha is not None:
@@ -99,6 +99,11 @@ def run(s: Settings) -> dict:
     config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps), loss_every_step=False)
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
     trajs, exact = train_and_solve(objs, config, hps, seed=s.seed)
+    with timing.phase("records"):
+        return _records(s, problem, population, objs, declared, alphas, trajs, exact)
+
+
+def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> dict:
     dist = metrics.distance(s.distance)
     # columnar (bandit_lab.records.Table): every field an array over the grid, nothing per point
     P, a = len(alphas), np.asarray(alphas, dtype=float)
