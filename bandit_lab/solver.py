@@ -379,9 +379,12 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
         d = d * np.minimum(1.0, STEP_CAP / np.maximum(np.abs(d).max(axis=1), 1e-300))[:, None]
         slope = np.minimum(np.einsum("bi,bi->b", g0, d), 0.0)
         # Armijo backtracking over t = 1, 1/2, …, 2^-39: the first acceptable t, candidates
-        # evaluated R at a time (a second batch of R only if some point accepted none of the first)
+        # evaluated R at a time (a second batch of R only if some point accepted none of the first;
+        # the first batch always, for the gradient after the full step that the endgame reads)
+        # (points in the endgame below, or already converged, need no search: their t is decided)
+        tiny = -slope <= 1e-13 * (1.0 + np.abs(f0))
         t = np.zeros(B)
-        found = np.zeros(B, bool)
+        found = tiny | (np.linalg.norm(g0, axis=1) <= gtol)
         g_full = None
         for s0 in range(0, _LS_STEPS, R):
             tt = np.zeros(R)
@@ -399,7 +402,6 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
                 break
         # Endgame: once the predicted decrease −g·d is below the rounding of f, values can no
         # longer certify progress; take the full step if it shrinks the (exact) gradient.
-        tiny = -slope <= 1e-13 * (1.0 + np.abs(f0))
         better = np.linalg.norm(g_full, axis=1) < np.linalg.norm(g0, axis=1)
         t = np.where(tiny, np.where(better, 1.0, 0.0), t)
         z = z + t[:, None] * d
