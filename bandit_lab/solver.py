@@ -369,13 +369,30 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     Zf = np.repeat(z[:, None, :], R, axis=1)
     v, g = evaluate(Zf)
     policies = np.asarray(_compiled(objective, unravel, "policy")(z, consts))
-    out = []
-    _, unravel_np = ravel_pytree(jax.tree_util.tree_map(np.asarray, template))
-    for b in range(B):
-        r = float(np.linalg.norm(g[b, 0]))
-        out.append(ExactResult(unravel_np(z[b]), policies[b], float(v[b, 0]), r, bool(r <= max(gtol * 100, 1e-10)), it,
-                               unravel_np(g[b, 0])))
-    return out
+    # per point: NumPy views of the batched arrays (ravel_pytree's unravel is a JAX call per
+    # point: 3.3 s for the 8,192 unravels of a 4,096-point weight-decay sweep)
+    split = _unravel_batch(template)
+    zs, gs = split(z), split(g[:, 0])
+    res = np.linalg.norm(g[:, 0], axis=1)
+    ok = res <= max(gtol * 100, 1e-10)
+    return [ExactResult(zs[b], policies[b], float(v[b, 0]), float(res[b]), bool(ok[b]), it, gs[b]) for b in range(B)]
+
+
+def _unravel_batch(template):
+    """``Z [B, n] → [pytree of row b for b in range(B)]``: the inverse of ``ravel_pytree`` (leaves
+    in ``tree_flatten`` order, each raveled in C order) for a batch of rows, as NumPy views."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    shapes = [np.shape(x) for x in leaves]
+    dtypes = [np.asarray(x).dtype for x in leaves]
+    ends = np.cumsum([int(np.prod(sh, dtype=np.int64)) for sh in shapes])
+
+    def split(Z):
+        Z = np.asarray(Z)
+        parts = [Z[:, e - int(np.prod(sh, dtype=np.int64)):e].reshape((Z.shape[0],) + sh).astype(dt, copy=False)
+                 for e, sh, dt in zip(ends, shapes, dtypes)]
+        return [jax.tree_util.tree_unflatten(treedef, [p[b] for p in parts]) for b in range(Z.shape[0])]
+
+    return split
 
 
 @precision.float64
