@@ -101,3 +101,17 @@ def test_list_tags_only_plugin_losses():
     out = docs_outputs.run_command("bandit-lab --plugin examples/my_losses.py list losses")
     tagged = [line.split()[0] for line in out.splitlines() if line.endswith("(plugin)")]
     assert tagged == ["tempered_dpo"], tagged  # not grpo, ppo, … (built in, defined by a factory)
+
+
+def test_python_examples_in_the_docs_run():
+    """The `>>>` examples of docs/plugins.md (the Python API section) run as doctests."""
+    import doctest
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:] if b.lstrip().startswith(">>>")]
+    assert blocks
+    for b in blocks:
+        test = doctest.DocTestParser().get_doctest(b, {}, "docs/plugins.md", "docs/plugins.md", 0)
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        runner.run(test)
+        assert runner.failures == 0
