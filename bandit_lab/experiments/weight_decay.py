@@ -157,9 +157,18 @@ def report(res: dict) -> str:
         t = as_table(recs)
         al, dd, ed = t.column("alpha"), t.column("distance"), t.column("exact_distance")
         gap = np.maximum(t.column("adam_gap"), t.column("counterpart_adam_gap"))
-        shown = (al == 0.0) | np.isclose(np.log10(np.maximum(al, 1e-300)) % 1, 0, atol=0.07)
+        # α = 0 and, per loss, the one α nearest each power of ten (within 0.07 decades): a dense
+        # grid (65,536 points) would otherwise print thousands of rows
+        lg = np.log10(np.maximum(al, 1e-300))
+        near = np.isclose(lg % 1, 0, atol=0.07) | np.isclose(lg % 1, 1, atol=0.07)
+        loss_col = t.column("loss")
+        picks = set(np.nonzero(al == 0.0)[0].tolist())
+        for lab in dict.fromkeys(loss_col.tolist()):
+            for dec in np.unique(np.round(lg[near & (loss_col == lab) & (al > 0)])):
+                cand = np.nonzero(near & (loss_col == lab) & (al > 0) & (np.round(lg) == dec))[0]
+                picks.add(int(cand[np.argmin(np.abs(lg[cand] - dec))]))
         lines = [f"{'loss':<16}{'α':>10}{d + '(loss, RLHF)':>20}{'exact ' + d:>14}{'|Adam−exact|':>14}"]
-        for i in np.nonzero(shown)[0]:
+        for i in sorted(picks):
             lines.append(f"{str(t.column('loss')[i]):<16}{al[i]:>10.3g}{dd[i]:>20.3e}{ed[i]:>14.3e}{gap[i]:>14.1e}")
         lines.append(f"({len(t)} records; table shows α = 0 and about one α per decade)")
         return "\n".join(lines)
