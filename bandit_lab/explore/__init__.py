@@ -62,6 +62,8 @@ def make_server(html: str, port: int = 0):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
+            if self.path.split("?")[0] == "/api/solve":
+                return self._solve()
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self.send_error(404, "the explorer serves one page, at /")
                 return
@@ -70,6 +72,28 @@ def make_server(html: str, port: int = 0):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def _solve(self):
+            """``GET /api/solve?pi_star=…&pi_ref=…&alpha=…&beta=…&steps=…&lr=…&losses=…`` → JSON
+            (:func:`bandit_lab.explore.live.answer`); bad input → 400 ``{"error": one line}``."""
+            import json
+            import urllib.parse
+
+            from bandit_lab.explore import live
+
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()}
+            try:
+                status, obj = 200, live.answer(q)
+            except BanditError as e:
+                status, obj = 400, {"error": str(e)}
+            except Exception as e:  # noqa: BLE001 - never a stack trace to the page
+                status, obj = 500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}
+            data = json.dumps(obj, allow_nan=False, default=str).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def log_message(self, fmt, *args):  # quiet: the CLI prints the URL once
             pass
