@@ -15,8 +15,11 @@ Parquet would add pyarrow, ~100 MB, for a flat table of numbers NumPy reads nati
   own shape (a policy of K responses is ``[N, K]``);
 - dtypes: float64 for numbers, int64 for integers, bool, unicode strings (``<U…``) for text;
 - a field that is ``None`` in some rows (e.g. ``oracle`` where no closed form exists) is stored
-  as NaN there, with a boolean ``FIELD.__null__`` column marking those rows (NaN is never a
-  value of a record: non-finite results are refused before anything is written);
+  as NaN there (0 / False / "" for integer, boolean and text fields), with a boolean
+  ``FIELD.__null__`` column marking those rows (NaN is never a
+  value of a record: non-finite results are refused before anything is written); a field that
+  some rows do not have at all (experiments whose records are of several kinds) likewise, marked
+  by ``FIELD.__absent__``;
 - a field whose rows do not share one shape (ragged lists) or one type is stored as JSON text
   per row, with ``FIELD.__json__`` = True (a scalar) marking it;
 - ``__n__`` (scalar int64): the number of rows; ``__fields__``: the field names in row order.
@@ -37,16 +40,17 @@ from bandit_lab.errors import BanditError
 
 JSON_MAX_RECORDS = 10_000  # above this, records.json points to records.npz instead of listing them
 
-_NULL, _JSON = ".__null__", ".__json__"
+_NULL, _JSON, _ABSENT = ".__null__", ".__json__", ".__absent__"
 
 
 class Table:
     """Records as columns: ``{field: array [N, …]}`` plus the rows where a field is ``None``."""
 
     def __init__(self, columns: Mapping[str, object], nulls: Mapping[str, np.ndarray] | None = None, n: int | None = None,
-                 json_fields: tuple = ()):
+                 json_fields: tuple = (), absent: Mapping[str, np.ndarray] | None = None):
         self.columns = {k: (v if k in json_fields else np.asarray(v)) for k, v in columns.items()}
         self.nulls = {k: np.asarray(m, dtype=bool) for k, m in (nulls or {}).items() if np.any(m)}
+        self.absent = {k: np.asarray(m, dtype=bool) for k, m in (absent or {}).items() if np.any(m)}
         self.json_fields = tuple(json_fields)
         lens = {len(v) for v in self.columns.values()}
         if n is None:
@@ -64,6 +68,8 @@ class Table:
     def row(self, i: int) -> dict:
         out = {}
         for k, v in self.columns.items():
+            if k in self.absent and self.absent[k][i]:
+                continue
             if k in self.nulls and self.nulls[k][i]:
                 out[k] = None
             elif k in self.json_fields:
@@ -107,23 +113,27 @@ class Table:
         """Any list of flat-or-nested JSON-like dicts (the records every experiment returns)."""
         rows = [_flatten(r) for r in rows]
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        cols, nulls, js = {}, {}, []
+        cols, nulls, js, absent = {}, {}, [], {}
         for f in fields:
             vals = [r.get(f) for r in rows]
-            null = np.array([v is None for v in vals])
+            gone = np.array([f not in r for r in rows], dtype=bool)
+            if gone.any():
+                absent[f] = gone
+            null = np.array([v is None for v in vals], dtype=bool)
             arr = _as_array([v for v in vals if v is not None])
             if arr is None:  # ragged or mixed: JSON text per row
                 cols[f] = np.array([json.dumps(v, allow_nan=False) for v in vals])
                 js.append(f)
                 continue
             if null.any():
-                full = np.full((len(rows),) + arr.shape[1:], np.nan if arr.dtype.kind == "f" else _blank(arr.dtype), dtype=arr.dtype
-                               if arr.dtype.kind in "fU" else np.float64)
+                nulls[f] = null & ~gone
+                # the field's own dtype; the rows without a value hold NaN (float), 0 / False
+                # (int, bool) or "" (text) — the masks, not these fillers, say which rows they are
+                full = np.full((len(rows),) + arr.shape[1:], _blank(arr.dtype), dtype=arr.dtype)
                 full[~null] = arr
                 arr = full
-                nulls[f] = null
             cols[f] = arr
-        return cls(cols, nulls, len(rows), tuple(js))
+        return cls(cols, nulls, len(rows), tuple(js), absent)
 
     # -- files -------------------------------------------------------------------------------
     def to_npz(self) -> dict[str, np.ndarray]:
@@ -132,6 +142,8 @@ class Table:
             out[k] = np.asarray(v)
             if k in self.nulls:
                 out[k + _NULL] = self.nulls[k]
+            if k in self.absent:
+                out[k + _ABSENT] = self.absent[k]
             if k in self.json_fields:
                 out[k + _JSON] = np.bool_(True)
         return out
@@ -171,7 +183,8 @@ def load(path: str) -> Table:
     cols = {f: data[f] for f in fields}
     nulls = {f: data[f + _NULL] for f in fields if f + _NULL in data}
     js = tuple(f for f in fields if f + _JSON in data)
-    return Table(cols, nulls, int(data["__n__"]), js)
+    absent = {f: data[f + _ABSENT] for f in fields if f + _ABSENT in data}
+    return Table(cols, nulls, int(data["__n__"]), js, absent)
 
 
 def as_table(records) -> Table:
@@ -189,8 +202,9 @@ def first_nonfinite(t: Table) -> str | None:
         if k in t.json_fields or v.dtype.kind not in "fc":
             continue
         bad = ~np.isfinite(v)
-        if k in t.nulls:
-            bad &= ~t.nulls[k].reshape((-1,) + (1,) * (v.ndim - 1))
+        for m in (t.nulls.get(k), t.absent.get(k)):
+            if m is not None:
+                bad &= ~m.reshape((-1,) + (1,) * (v.ndim - 1))
         if bad.any():
             idx = np.argwhere(bad)[0]
             return f"records[{idx[0]}].{k}" + "".join(f"[{i}]" for i in idx[1:])
@@ -208,7 +222,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _blank(dtype):
-    return "" if dtype.kind == "U" else np.nan
+    return {"U": "", "f": np.nan, "b": False}.get(dtype.kind, 0)
 
 
 def _as_array(vals: list):

@@ -19,17 +19,21 @@ def test_rows_round_trip_through_npz(tmp_path):
         {"loss": "ipo", "alpha": 0.25, "n": 4, "ok": False, "policy": [0.1, 0.1, 0.8], "oracle": [0.2, 0.2, 0.6], "ragged": [3],
          "nested": {"a": 2.5, "b": "yy"}, "tags": ["r"]},
     ]
+    rows.append({"kind": "landscape", "alpha": 0.5})  # records of another kind: the other fields absent, not None
     t = Table.from_rows(rows)
     path = t.save(str(tmp_path / "records.npz"))
     back = records.load(path)
-    flat = [{**{k: v for k, v in r.items() if k != "nested"}, "nested.a": r["nested"]["a"], "nested.b": r["nested"]["b"]} for r in rows]
+    flat = [{**{k: v for k, v in r.items() if k != "nested"}, "nested.a": r["nested"]["a"], "nested.b": r["nested"]["b"]} for r in rows[:2]]
+    flat.append(rows[2])
     assert back.rows() == flat == t.rows()
+    assert type(back[0]["n"]) is int and type(back[1]["ok"]) is bool
     # the schema, read with NumPy alone
     with np.load(path, allow_pickle=False) as z:
-        assert int(z["__n__"]) == 2 and list(z["__fields__"])[:3] == ["loss", "alpha", "n"]
-        assert z["policy"].shape == (2, 3) and z["policy"].dtype == np.float64
-        assert z["n"].dtype.kind == "i" and z["ok"].dtype == bool and z["loss"].dtype.kind == "U"
-        assert np.isnan(z["oracle"][0]).all() and list(z["oracle.__null__"]) == [True, False]
+        assert int(z["__n__"]) == 3 and list(z["__fields__"])[:3] == ["loss", "alpha", "n"]
+        assert z["policy"].shape == (3, 3) and z["policy"].dtype == np.float64 and np.isnan(z["policy"][2]).all()
+        assert z["alpha"].dtype == np.float64 and "alpha.__absent__" not in z.files and list(z["policy.__absent__"]) == [False, False, True]
+        assert z["loss"].dtype.kind == "U" and z["kind"].dtype.kind == "U" and z["n"].dtype.kind == "i" and z["ok"].dtype == bool
+        assert np.isnan(z["oracle"][0]).all() and list(z["oracle.__null__"]) == [True, False, False]
         assert bool(z["ragged.__json__"]) and json.loads(z["ragged"][1]) == [3]
 
 

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab import bounds, budget, metrics, timing
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.divergences import DIVERGENCES
@@ -70,8 +70,8 @@ class Settings:
         c = budget.problem(1, K) + budget.array(P, "the α grid")
         if self.data == "sampled":
             c = c + budget.sampling(self.n_pairs, K)
-        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P)
-                    | budget.newton(params=K, responses=K, points=runs * P))
+        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P, loss_every_step=False)
+                    | budget.newton(params=K, responses=K, points=runs * P, stacked=runs))
 
     def alphas(self) -> list[float]:
         if self.alpha is not None:
@@ -99,6 +99,11 @@ def run(s: Settings) -> dict:
     config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps), loss_every_step=False)
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
     trajs, exact = train_and_solve(objs, config, hps, seed=s.seed)
+    with timing.phase("records"):
+        return _records(s, problem, population, objs, declared, alphas, trajs, exact)
+
+
+def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> dict:
     dist = metrics.distance(s.distance)
     # columnar (bandit_lab.records.Table): every field an array over the grid, nothing per point
     P, a = len(alphas), np.asarray(alphas, dtype=float)
@@ -153,9 +158,18 @@ def report(res: dict) -> str:
         t = as_table(recs)
         al, dd, ed = t.column("alpha"), t.column("distance"), t.column("exact_distance")
         gap = np.maximum(t.column("adam_gap"), t.column("counterpart_adam_gap"))
-        shown = (al == 0.0) | np.isclose(np.log10(np.maximum(al, 1e-300)) % 1, 0, atol=0.07)
+        # α = 0 and, per loss, the one α nearest each power of ten (within 0.07 decades): a dense
+        # grid (65,536 points) would otherwise print thousands of rows
+        lg = np.log10(np.maximum(al, 1e-300))
+        near = np.isclose(lg % 1, 0, atol=0.07) | np.isclose(lg % 1, 1, atol=0.07)
+        loss_col = t.column("loss")
+        picks = set(np.nonzero(al == 0.0)[0].tolist())
+        for lab in dict.fromkeys(loss_col.tolist()):
+            for dec in np.unique(np.round(lg[near & (loss_col == lab) & (al > 0)])):
+                cand = np.nonzero(near & (loss_col == lab) & (al > 0) & (np.round(lg) == dec))[0]
+                picks.add(int(cand[np.argmin(np.abs(lg[cand] - dec))]))
         lines = [f"{'loss':<16}{'α':>10}{d + '(loss, RLHF)':>20}{'exact ' + d:>14}{'|Adam−exact|':>14}"]
-        for i in np.nonzero(shown)[0]:
+        for i in sorted(picks):
             lines.append(f"{str(t.column('loss')[i]):<16}{al[i]:>10.3g}{dd[i]:>20.3e}{ed[i]:>14.3e}{gap[i]:>14.1e}")
         lines.append(f"({len(t)} records; table shows α = 0 and about one α per decade)")
         return "\n".join(lines)
