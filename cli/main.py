@@ -520,26 +520,36 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+GLOBAL_FLAGS = ("--float32", "--no-cache")
+GLOBAL_VALUED = ("--plugin", "--max-memory", "--max-work")
+
+
 def hoist_plugins(argv: list[str]) -> list[str]:
-    """Move every ``--plugin PATH`` / ``--plugin=PATH`` (before a ``--``) to the front, where the
-    root callback reads it: ``bandit-lab check-loss mine --plugin f.py`` works like
-    ``bandit-lab --plugin f.py check-loss mine`` (the losses must exist before the command parses)."""
+    """Move every global option (``--plugin PATH``, ``--max-memory SIZE``, ``--max-work DURATION``,
+    their ``--opt=VALUE`` forms, ``--float32``, ``--no-cache``; before a ``--``) to the front, where
+    the root callback reads it: ``bandit-lab check-loss mine --plugin f.py`` works like
+    ``bandit-lab --plugin f.py check-loss mine`` (the losses must exist before the command parses),
+    and ``bandit-lab run weight-decay --alpha 0.1 --no-cache`` like ``bandit-lab --no-cache run …``
+    (issue 23). Relative order among the moved options is kept."""
     front, rest, i = [], [], 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
             rest += argv[i:]
             break
-        if a == "--plugin" and i + 1 < len(argv):
+        if a in GLOBAL_VALUED and i + 1 < len(argv):
             front += [a, argv[i + 1]]
             i += 2
             continue
-        if a.startswith("--plugin="):
+        if a in GLOBAL_FLAGS or a.startswith(tuple(f"{o}=" for o in GLOBAL_VALUED)):
             front.append(a)
         else:
             rest.append(a)
         i += 1
     return front + rest
+
+
+hoist_globals = hoist_plugins
 
 
 def main(argv: list[str] | None = None) -> None:

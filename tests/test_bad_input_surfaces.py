@@ -130,3 +130,18 @@ def test_api_train_policy(objective, kwargs, match):
 
 def test_api_train_policy_objective():
     _raises(lambda: bl.train_policy("dpo"), r"objective: an Objective")
+
+
+# ----------------------------------------------------------------------------- global options anywhere (issue 23 item 5)
+def test_global_options_anywhere():
+    from cli.main import hoist_globals
+
+    argv = ["run", "weight-decay", "--alpha", "0.1", "--no-cache", "--max-work=2h", "--float32", "--max-memory", "1G"]
+    assert hoist_globals(argv) == ["--no-cache", "--max-work=2h", "--float32", "--max-memory", "1G",
+                                   "run", "weight-decay", "--alpha", "0.1"]
+    assert hoist_globals(["solve", "--", "--no-cache"]) == ["solve", "--", "--no-cache"]
+
+
+def test_global_option_after_command_applied(cli):
+    # was "No such option: --max-memory"; now the 1 kB limit is applied to the command it follows
+    cli(["run", "weight-decay", "--alpha", "0.1", "--no-cache", "--max-memory", "1k"], match=r"memory")
