@@ -563,6 +563,10 @@ def main(argv: list[str] | None = None) -> None:
         import gc
 
         atexit.register(gc.freeze)
+        from bandit_lab import errors as _errs  # light: no JAX
+
+        _errs.install_interrupt_handlers()
+    process = argv is None
     argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
     if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
         sys.modules["bandit_lab.budget"].set_limits()
@@ -573,10 +577,12 @@ def main(argv: list[str] | None = None) -> None:
             warnings.simplefilter("ignore", RuntimeWarning)
             rv = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
-        sys.exit(getattr(e, "exit_code", 0))
+        code = getattr(e, "exit_code", 0)
+        if code == EXIT_INTERRUPTED or _interrupted():  # typer turns Ctrl-C into a silent Exit(130)
+            _exit_interrupted(process)
+        sys.exit(code)
     except (typer.Abort, KeyboardInterrupt):
-        print("bandit-lab: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        _exit_interrupted(process)
     except Exception as e:
         errors = sys.modules.get("bandit_lab.errors")
         if errors is not None and isinstance(e, errors.BanditError):
@@ -599,7 +605,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
+    if _interrupted():  # a Ctrl-C that a callback swallowed (the run went on): still interrupted
+        _exit_interrupted(process)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _interrupted() -> bool:
+    errors = sys.modules.get("bandit_lab.errors")
+    return errors is not None and errors.interrupted()
+
+
+def _exit_interrupted(process: bool) -> None:
+    """One line, exit 130; the process itself leaves without interpreter teardown (see
+    :func:`bandit_lab.errors.exit_interrupted`)."""
+    from bandit_lab import errors
+
+    errors.exit_interrupted("bandit-lab", hard=process)
 
 
 if __name__ == "__main__":
