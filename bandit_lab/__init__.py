@@ -50,6 +50,8 @@ _LAZY = {
     "VerdictKind": "bandit_lab.verdict",
     "train_policy": "bandit_lab.api",
     "solve_exact": "bandit_lab.api",
+    "closed_form": "bandit_lab.api",
+    "ClosedForm": "bandit_lab.api",
     "solve": "bandit_lab.api",
     "SolveResult": "bandit_lab.api",
     "find_fixed_points": "bandit_lab.api",

@@ -15,9 +15,12 @@ and two functions on objects you build yourself (:func:`bandit_lab.make_objectiv
 :func:`train_policy` (Adam/SGD through the one compiled trainer) and :func:`solve_exact` (the
 exact constrained optimum, float64 Newton).
 
-Precision (:mod:`bandit_lab.precision`): ``solve``, ``find_fixed_points``, ``verify`` build
-their own problems and run inside ``x64()``; ``train_policy`` and ``solve_exact`` compute in the
-precision your arrays and JAX's config have, and ``solve_exact`` refuses float32.
+Precision (:mod:`bandit_lab.precision`): every function here answers in float64 without a
+switch. ``solve``, ``find_fixed_points``, ``verify`` build their own problems and run inside
+``x64()``; ``train_policy`` and ``solve_exact`` run inside ``x64()`` unless float32 was *chosen*
+(``use_float32()``, ``with x64(False):``), when ``train_policy`` trains in float32 and
+``solve_exact`` refuses with one line; an objective built in float32 is refused, never used
+silently. :func:`closed_form` is NumPy float64.
 """
 from __future__ import annotations
 
@@ -42,39 +45,84 @@ def _np(res):
 
 # --------------------------------------------------------------------------- training and solving
 
-def train_policy(objective, config=None, *, lr: float = 0.05, seed: int = 0, hp: dict | None = None, init=None):
+def _check_train_args(objective, config, lr, seed, hp) -> None:
+    """train_policy's arguments, each refused with a BanditError naming it (not an error from inside JAX)."""
+    from bandit_lab import bounds
+    from bandit_lab.objective import Objective
+    from bandit_lab.train import TrainConfig
+
+    if not isinstance(objective, Objective):
+        raise BanditError(f"objective: an Objective (bl.make_objective(problem, loss, hp)); got {type(objective).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise BanditError(f"config: a TrainConfig; got {type(config).__name__}")
+    if isinstance(lr, (bool, str)) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise BanditError(f"lr: a number; got {lr!r}")
+    e = bounds.LR.error(float(lr))
+    if e:
+        raise BanditError(f"lr: {e}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or bounds.SEED.error(int(seed)):
+        raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
+    if hp is not None and not isinstance(hp, dict):
+        raise BanditError(f"hp: a dict of hyperparameters; got {type(hp).__name__}")
+
+
+def _arrays(objective) -> list:
+    """The arrays an objective computes with (its data and constants), for the precision rule."""
+    import jax
+
+    out = jax.tree_util.tree_leaves(objective.consts())
+    data = getattr(objective, "data", None)
+    if data is not None:
+        out.append(data.weight)
+    return out
+
+
+def train_policy(objective, config=None, *, lr: float = 0.05, steps: int | None = None, optimizer: str | None = None,
+                 schedule: str | None = None, seed: int = 0, hp: dict | None = None, init=None):
     """Train one objective with the trainer every experiment uses (one compiled ``lax.scan``).
 
-    ``config`` is a :class:`~bandit_lab.TrainConfig` (default: Adam, 3,000 steps, cosine decay;
-    ``batch_size=B`` draws a fresh mini-batch of B pairs at every step, ``seed`` keys the draws);
-    ``hp`` overrides the objective's hyperparameters (``beta``, ``weight_decay``, …) for this run.
-    The objective's parameterization (``make_objective(..., param=bl.make_parameterization(...))``)
-    is what trains. Returns a :class:`~bandit_lab.Trajectory` of NumPy arrays: ``policy`` is
-    ``[X, K]``, ``policies`` the policy at each logged step ``steps``, and for pairwise data
+    The optimiser's settings have the names of a spec's ``optimizer`` block and of
+    :class:`~bandit_lab.TrainConfig`: ``lr``, ``steps``, ``optimizer`` ("adam" | "sgd"),
+    ``schedule`` ("cosine" | "constant"); give them as keywords, or a whole ``config`` (a
+    ``TrainConfig``, for the rest: ``batch_size=B`` draws a fresh mini-batch of B pairs at every
+    step, ``seed`` keys the draws; a keyword overrides the config's field). ``hp`` overrides the
+    objective's hyperparameters (``beta``, ``weight_decay``, …) for this run. The objective's
+    parameterization (``make_objective(..., param=bl.make_parameterization(...))``) is what trains.
+
+    Precision: float64 without any switch (the run is wrapped in ``x64()`` when JAX is in its
+    default float32); float32 only when chosen (``bl.use_float32()``, ``with bl.x64(False):``).
+    Returns a :class:`~bandit_lab.Trajectory` of NumPy arrays: ``policy`` is ``[X, K]``,
+    ``policies`` the policy at each logged step ``steps``, and for pairwise data
     ``chosen``/``rejected`` the data-weighted mean π(y_w), π(y_l) at those steps
     (:func:`bandit_lab.chosen_rejected`; see :func:`bandit_lab.make_parameterization`).
 
     >>> import bandit_lab as bl
-    >>> with bl.x64():
-    ...     pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
-    ...     traj = bl.train_policy(bl.make_objective(pb, "ipo", {"beta": 1.0}), bl.TrainConfig(steps=2000))
-    >>> traj.policy.shape, float(traj.policy.sum())
-    ((1, 3), 1.0)
+    >>> pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    >>> traj = bl.train_policy(bl.make_objective(pb, "ipo", {"beta": 1.0}), steps=2000, lr=0.05)
+    >>> traj.policy.shape, traj.policy.dtype, float(traj.policy.sum())
+    ((1, 3), dtype('float64'), 1.0)
     """
+    import dataclasses as dc
+
     from bandit_lab import runner
+    from bandit_lab.precision import promised_float64
     from bandit_lab.train import TrainConfig
 
-    config = (config or TrainConfig()).validate()
+    _check_train_args(objective, config, lr, seed, hp)
+    config = config or TrainConfig()
+    overrides = {k: v for k, v in {"steps": steps, "optimizer": optimizer, "schedule": schedule}.items() if v is not None}
+    config = dc.replace(config, **overrides).validate()
     point = {**objective.hp, **(hp or {}), "lr": float(lr)}
-    (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
-    import jax
+    with promised_float64("train_policy", _arrays(objective)):
+        (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
+        import jax
 
-    traj = jax.tree_util.tree_map(lambda a: a[0], traj)  # the batch of one point → that point
-    data = getattr(objective, "data", None)
-    if data is not None and data.weight.shape[-1] == traj.policies.shape[-1]:
-        from bandit_lab.data import chosen_rejected
+        traj = jax.tree_util.tree_map(lambda a: np.asarray(a[0]), traj)  # the batch of one point → that point
+        data = getattr(objective, "data", None)
+        if data is not None and data.weight.shape[-1] == traj.policies.shape[-1]:
+            from bandit_lab.data import chosen_rejected
 
-        traj = traj._replace(**dict(zip(("chosen", "rejected"), chosen_rejected(data, traj.policies))))
+            traj = traj._replace(**dict(zip(("chosen", "rejected"), chosen_rejected(data, traj.policies))))
     return traj
 
 
@@ -83,23 +131,59 @@ def solve_exact(objective, hp: dict | None = None, init=None):
     256 parameters; LP/QP for kinked losses; self-consistency for detached statistics).
 
     Returns an :class:`~bandit_lab.ExactResult` (``policy``, ``value``, ``residual``,
-    ``converged``, …). Needs float64 (:func:`bandit_lab.enable_x64` or ``with bandit_lab.x64():``):
+    ``converged``, …). Always float64: without a switch it runs inside ``x64()``; when float32
+    was chosen (``bl.use_float32()``, ``with bl.x64(False):``) it refuses with one line saying how
+    to switch, and an objective built in float32 is refused the same way.
 
     >>> import bandit_lab as bl
-    >>> with bl.x64():
-    ...     pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
-    ...     r = bl.solve_exact(bl.make_objective(pb, "dpo", {"beta": 1.0}, weight_decay=0.1))
-    >>> r.converged, r.residual < 1e-10
-    (True, True)
+    >>> pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    >>> r = bl.solve_exact(bl.make_objective(pb, "dpo", {"beta": 1.0}, weight_decay=0.1))
+    >>> r.converged, r.residual < 1e-10, r.policy.dtype
+    (True, True, dtype('float64'))
     """
-    require_x64("solve_exact")
     from bandit_lab import solver
+    from bandit_lab.precision import promised_float64
 
-    if objective.stateful:
-        from bandit_lab.onpolicy.stationary import solve as stationary
+    with promised_float64("solve_exact", _arrays(objective), refuse_float32=True):
+        require_x64("solve_exact")
+        if objective.stateful:
+            from bandit_lab.onpolicy.stationary import solve as stationary
 
-        return _np(stationary(objective, init=init).result)
-    return _np(solver.solve_exact(objective, hp, init))
+            return _np(stationary(objective, init=init).result)
+        return _np(solver.solve_exact(objective, hp, init))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClosedForm:
+    """A loss's closed-form unconstrained optimum (:func:`closed_form`): ``policy`` ``[X, K]``, or
+    None when no closed form holds, and ``note``, the formula used or the reason there is none."""
+
+    policy: np.ndarray | None
+    note: str
+
+
+def closed_form(problem, loss: str = "dpo", loss_params: dict | None = None) -> ClosedForm:
+    """The closed-form optimum of a registered loss on a bandit, without weight decay — the third
+    column of ``bandit-lab solve`` (the RLHF optimum π_ref·e^{r/β}/Z for DPO and reverse-KL RLHF,
+    Rafailov et al. 2023 Eq. 4; f-RLHF for f-DPO, Wang et al. 2024 Thm 1; π_ref·e^{r_IPO/β}/Z for
+    IPO, Azar et al. 2024 Eq. 9; a stationary-point formula for the on-policy algorithms; a
+    plugin's declared ``oracle``). Computed in NumPy float64, independently of the solvers.
+    ``loss_params`` are the loss's own parameters (as in a spec and :func:`bandit_lab.make_objective`).
+
+    >>> import bandit_lab as bl
+    >>> pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    >>> cf = bl.closed_form(pb, "dpo", {"beta": 1.0})
+    >>> cf.policy.round(6), cf.note
+    (array([[0.631579, 0.315789, 0.052632]]), 'RLHF optimum with the BT reward (reverse_kl)')
+    >>> bl.closed_form(pb, "hinge").policy is None
+    True
+    """
+    from bandit_lab import losses, oracles
+
+    spec = losses.get(loss)
+    hp, static = losses.split_params(spec, loss_params)
+    policy, note = oracles.loss_oracle(problem, spec.name, hp, static)
+    return ClosedForm(None if policy is None else np.asarray(policy, dtype=np.float64), str(note))
 
 
 # --------------------------------------------------------------------------- results of the commands
@@ -192,6 +276,8 @@ def find_fixed_points(spec=None, only: Sequence[str] | None = None) -> FixedPoin
 
     if isinstance(spec, str):
         spec = spec_mod.load(spec)
+    if isinstance(only, str):
+        raise BanditError(f"only: a list of loss names (e.g. [{only!r}]); got the string {only!r}")
     with x64():
         res = jsonable(fp_mod.fixed_points(spec, None if only is None else list(only)))
     rows = [fp_mod.Row(**r) for r in res.pop("records")]
@@ -210,6 +296,12 @@ def verify(only: Sequence[str] | None = None, instances: int | None = None, seed
     """
     from bandit_lab import checks
 
+    if instances is not None and (isinstance(instances, bool) or not isinstance(instances, int) or instances < 1):
+        raise BanditError(f"instances: an integer ≥ 1 (None = each check's default); got {instances!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
+    if isinstance(only, str):
+        raise BanditError(f"only: a list of check names (e.g. [{only!r}]); got the string {only!r}")
     reg = checks.registry()
     names = list(only) if only else list(reg)
     unknown = [n for n in names if n not in reg]

@@ -20,7 +20,12 @@ process after a first call. Rows:
 - ``sharded``: the sweep on 4 forced host devices (``--xla_force_host_platform_device_count=4``),
   new process, and whether its records equal the one-device records bit for bit;
 - ``onpolicy-sweep``: a 64-point β sweep of GRPO in exact mode (issue 12), cold;
-- ``--tokens``: 1,000 Adam steps of each token loss on a V = 4, T = 4 tree (issue 5's table).
+- ``--tokens``: 1,000 Adam steps of each token loss on a V = 4, T = 4 tree (issue 5's table);
+- ``--phases`` (issue 22): the big sweeps, ``bandit-lab --no-cache run weight-decay --n-alphas N
+  --no-plot`` for N in ``--points`` (default 4,096 and 65,536), new process each, interleaved with
+  the plain-JAX floor at the same N (``python -m bandit_lab.bench_floor N``, training only, no
+  cache); each run also reports where its time went (:mod:`bandit_lab.timing`: ``train``,
+  ``exact``, ``records``, ``write``, and start-up = the rest), medians over ``--repeats``.
 """
 from __future__ import annotations
 
@@ -192,6 +197,36 @@ def onpolicy_sweep(repeats: int) -> list[dict]:
              **cold([sys.executable, "-c", _GRPO], repeats, {"BANDIT_LAB_NO_CACHE": "1"})}]
 
 
+PHASES = ("train", "exact", "records", "write")
+
+
+def big_sweep(repeats: int, points=(4096, 65536)) -> list[dict]:
+    """The ``--phases`` rows (see the module docstring)."""
+    rows = []
+    for n in points:
+        lib, flo, ph = [], [], []
+        for _ in range(repeats):  # interleaved, so both see the same machine
+            tmp = tempfile.mkdtemp(prefix="bandit-lab-bench-")
+            try:
+                env = {"BANDIT_LAB_PHASES": os.path.join(tmp, "phases.json"), "BANDIT_LAB_NO_CACHE": "1"}
+                t, _ = _run(_cli("--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay", "--n-alphas", str(n),
+                                 "--no-plot", "--out", os.path.join(tmp, "wd"), "--overwrite"), env)
+                with open(env["BANDIT_LAB_PHASES"], encoding="utf-8") as fh:
+                    p = json.load(fh)
+                p["start-up"] = t - sum(p.get(k, 0.0) for k in PHASES)
+                lib.append(t)
+                ph.append(p)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            flo.append(_run([sys.executable, "-m", "bandit_lab.bench_floor", str(n)], {"JAX_COMPILATION_CACHE_DIR": ""})[0])
+        med = {k: statistics.median(p.get(k, 0.0) for p in ph) for k in PHASES + ("start-up",)}
+        note = "phases (median): " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())
+        rows.append({"row": f"cold `run weight-decay --n-alphas {n:,} --no-plot` (6 objectives × {n:,} α, 3,000 steps, exact, "
+                            "records.npz), `--no-cache`", **_stats(lib), "floor": statistics.median(flo), "note": note, "phases": med})
+        rows.append({"row": f"plain-JAX floor, {n:,}-point training, new process", **_stats(flo)})
+    return rows
+
+
 TREE_ROWS = ((5, "dpo"), (5, "rlhf"), (6, "rlhf"), (7, "rlhf"))
 
 
@@ -243,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", action="append", choices=sorted(ROWS), help="rows to measure (repeatable; default all)")
     ap.add_argument("--tokens", action="store_true", help="only the token-tree training timings")
     ap.add_argument("--json", action="store_true", help="one JSON list of rows")
+    ap.add_argument("--phases", action="store_true", help="only the big sweeps, with the time of each phase (issue 22)")
+    ap.add_argument("--points", default="4096,65536", help="sweep sizes of --phases (comma-separated)")
     a = ap.parse_args(argv)
     if a.tokens:
         token_tree_timings(a.repeats)
@@ -250,8 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     if not a.json:
         print("| what | median | min–max | runs | ratio to floor |\n|---|---|---|---|---|", flush=True)
-    for name in a.only or list(ROWS):
-        for r in ROWS[name](a.repeats):
+    groups = [("big-sweep", lambda r: big_sweep(r, tuple(int(x) for x in a.points.split(","))))] if a.phases else \
+        [(name, ROWS[name]) for name in a.only or list(ROWS)]
+    for name, fn in groups:
+        for r in fn(a.repeats):
             rows.append({"group": name, **r})
             if not a.json:
                 print(_fmt(r), flush=True)

@@ -181,13 +181,15 @@ def problem(contexts: int, responses: int, pairwise: bool = True) -> Cost:
 
 
 def training(*, steps: int, responses: int, contexts: int = 1, runs: int = 1, params: int | None = None,
-             logged: int = 2, sampled_pairs: int = 0, pairwise: bool = True) -> Cost:
-    """One compiled ``jit(vmap(scan))`` over ``runs`` = objectives × sweep points (see module doc)."""
+             logged: int = 2, sampled_pairs: int = 0, pairwise: bool = True, loss_every_step: bool = True) -> Cost:
+    """One compiled ``jit(vmap(scan))`` over ``runs`` = objectives × sweep points (see module doc);
+    ``loss_every_step=False``: the loss is kept at the ``logged`` steps only
+    (``TrainConfig.loss_every_step``)."""
     X, K, R, T = float(contexts), float(responses), float(runs), float(steps)
     n = X * K if params is None else float(params)
     cells = _cells(contexts, responses, pairwise)
-    mem_traj = R * (T + 1) * F64 * 2
-    mem = {"loss trajectories (one value per step)": mem_traj,
+    mem_traj = R * ((T + 1) if loss_every_step else float(logged)) * F64 * 2
+    mem = {"loss trajectories (one value per step)" if loss_every_step else "logged losses": mem_traj,
            "grid temporaries": R * GRID_TEMPS * cells * F64,
            "logged policies": R * float(logged) * X * K * F64,
            "optimizer state": R * 4 * n * F64}
@@ -207,10 +209,11 @@ def sampling(n_pairs: int, responses: int, contexts: int = 1, datasets: int = 1)
                 f"sampling {_n(n_pairs)} pairs")
 
 
-def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
+def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True, stacked: int = 1) -> Cost:
     """The batched modified Newton method of :func:`bandit_lab.solver.newton_free` (dense up to
     ``solver.DENSE_MAX`` parameters; above, matrix-free trust-region Newton–CG one point
-    at a time: no Hessian, a few dozen Hessian-vector products per iteration)."""
+    at a time: no Hessian, a few dozen Hessian-vector products per iteration). ``stacked``
+    objectives solved as one stack share a block of ``solver.NEWTON_BLOCK`` points."""
     from bandit_lab.solver import DENSE_MAX
 
     n, B = float(params), float(points)
@@ -220,9 +223,12 @@ def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, p
         work = B * NEWTON_ITERS * 50 * 3 * (RUN_NS + GRID_NS * cells + PARAM_NS * n)
         return Cost(mem, work, f"the matrix-free exact solver's Hessian-vector products on {_n(cells)} cells",
                     f"exact solve ({_n(points)} points, {_n(params)} parameters, matrix-free)")
+    from bandit_lab.solver import NEWTON_BLOCK
+
     rows = max(2 * n + 1, 40.0)
+    work_B, B = B, min(B, float(NEWTON_BLOCK) * max(int(stacked), 1))  # memory: one block of points at a time
     mem = B * rows * (4 * n + GRID_TEMPS * cells) * F64 + 3 * B * n * n * F64
-    work = NEWTON_ITERS * (2 * B * rows * (RUN_NS + GRID_NS * cells) + B * 10 * n**3 * FLOP_NS)
+    work = NEWTON_ITERS * (2 * work_B * rows * (RUN_NS + GRID_NS * cells) + work_B * 10 * n**3 * FLOP_NS)
     return Cost(mem, work, f"the exact solver's {_n(rows)} rows × {_n(cells)} cells per point ({_n(points)} points)",
                 f"exact solve ({_n(points)} points, {_n(params)} parameters)")
 

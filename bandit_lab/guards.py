@@ -64,9 +64,16 @@ def check_training(objectives, config, hps, trajectories):
             hp = {**getattr(obj, "hp", {}), **(hs[j] if j < len(hs) else {})}
             label = _label(obj)
             steps = loss.shape[-1] - 1
+            logged = None if getattr(config, "loss_every_step", True) else np.asarray(traj.steps).reshape(-1, np.shape(traj.steps)[-1])[0]
+            if logged is not None:  # the loss kept at the logged steps only (TrainConfig.loss_every_step)
+                steps = int(getattr(config, "steps", logged[-1]))
             if bad_loss[j].any():
                 first = int(np.argmax(bad_loss[j]))
-                where = f"the loss is {loss[j, first]} at step {first} of {steps}" + (" (the final value)" if first == steps else "")
+                at = first if logged is None else int(logged[first])
+                where = (f"the loss is {loss[j, first]} at step {at} of {steps}" + (" (the final value)" if at == steps else "")
+                         + ("" if logged is None else f" (the first of the {logged.size} logged steps where it is)"))
+                # _cause reads the values before the first bad one: the logged ones, when only those were kept
+                first = first if logged is None or first > 0 or at == 0 else 1
             else:
                 first = steps
                 where = f"the final policy is non-finite after {steps} steps"

@@ -12,6 +12,7 @@ Constraints (Kong et al. §3.2–3.3):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -260,7 +261,12 @@ def make_objective(
     hp["weight_decay"] = wd
     if data is None:
         # whole-distribution objectives (RLHF) never read pair data: don't build the X·K² grid
-        data = no_pairs(problem) if spec.kind == "policy" else population(problem)
+        # built in float64 unless float32 was chosen, so that train_policy/solve_exact can give
+        # float64 answers without a switch (bandit_lab.precision.promised_float64)
+        from bandit_lab.precision import float32_chosen, x64, x64_enabled
+
+        with contextlib.nullcontext() if x64_enabled() or float32_chosen() else x64(True):
+            data = no_pairs(problem) if spec.kind == "policy" else population(problem)
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
     return obj

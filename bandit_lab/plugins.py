@@ -67,6 +67,16 @@ def register_loss(spec) -> None:
             raise BanditError(f"loss {spec.name!r}: defaults must map names to numbers; got {k!r}: {v!r}")
     _trace(spec)
     base.register(spec)
+    _USER.add(spec.name)
+
+
+#: names registered through :func:`register_loss` (plugin files or user code), not built-ins
+_USER: set[str] = set()
+
+
+def is_user_loss(name: str) -> bool:
+    """True for a loss registered by :func:`register_loss` (a ``--plugin`` file or user code)."""
+    return name in _USER
 
 
 def unregister_loss(name: str) -> None:
@@ -76,8 +86,9 @@ def unregister_loss(name: str) -> None:
     spec = base.REGISTRY.get(name)
     if spec is None:
         raise BanditError(f"no loss {name!r} is registered")
-    if not getattr(spec.fn, "__module__", "").startswith("bandit_lab.losses"):
+    if name in _USER:
         del base.REGISTRY[name]
+        _USER.discard(name)
         for names in _LOADED.values():
             if name in names:
                 names.remove(name)
@@ -192,6 +203,7 @@ def _rollback(before: set, modname: str) -> None:
 
     for n in set(base.REGISTRY) - before:
         del base.REGISTRY[n]
+        _USER.discard(n)
     sys.modules.pop(modname, None)
 
 

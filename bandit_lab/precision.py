@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 
 
 def x64_enabled() -> bool:
@@ -31,6 +32,48 @@ def x64_enabled() -> bool:
     import jax
 
     return bool(jax.config.read("jax_enable_x64"))
+
+
+_SCOPE = threading.local()  # the innermost explicit ``x64(on)`` scope of this thread, if any
+_PROCESS_CHOICE: list = [None]  # True/False once enable_x64/use_float32 was called, else None
+
+
+def float32_chosen() -> bool:
+    """Whether the caller *asked* for float32 (``use_float32()``, ``enable_x64(False)``, ``with
+    x64(False):``, the command's ``--float32``), as opposed to JAX's float32 default, which
+    nobody chose. Functions that promise float64 answers honour a choice and override a default."""
+    scoped = getattr(_SCOPE, "on", None)
+    if scoped is not None:
+        return not scoped
+    return _PROCESS_CHOICE[0] is False
+
+
+@contextlib.contextmanager
+def promised_float64(what: str, arrays=(), *, refuse_float32: bool = False):
+    """The precision rule of the functions that promise float64 answers (``train_policy``,
+    ``solve_exact``): float64 when JAX is in float64 already; float64 *for this call* when JAX is
+    in its default float32 and nobody chose it; and when float32 was chosen, float32 for training
+    (``refuse_float32`` False) or one clear error (True). Never a silent float32 answer: if JAX is
+    in its default float32 and one of ``arrays`` was built in float32, the call is refused with the
+    way out, since computing in float64 on float32-rounded data would not be float64 either."""
+    if x64_enabled():
+        yield
+        return
+    if float32_chosen():
+        if refuse_float32:
+            require_x64(what)
+        yield
+        return
+    import numpy as np
+
+    if any(getattr(a, "dtype", None) == np.float32 for a in arrays):
+        from bandit_lab.errors import BanditError
+
+        raise BanditError(f"{what}: this objective holds float32 arrays (built while JAX computed in float32, its default); "
+                          "build it again inside `with bandit_lab.x64():`, or call bandit_lab.enable_x64() first "
+                          "(bandit_lab.use_float32() trains in float32 on purpose)")
+    with x64(True):
+        yield
 
 
 def enable_x64(on: bool = True) -> None:
@@ -44,6 +87,7 @@ def enable_x64(on: bool = True) -> None:
         jax.config.update("jax_enable_x64", bool(on))
     else:
         os.environ["JAX_ENABLE_X64"] = "1" if on else "0"
+    _PROCESS_CHOICE[0] = bool(on)
 
 
 def use_float32() -> None:
@@ -66,8 +110,13 @@ def x64(on: bool = True):
     import jax
 
     scope = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64  # jax.enable_x64 from JAX 0.8
-    with scope(bool(on)):
-        yield
+    before = getattr(_SCOPE, "on", None)
+    _SCOPE.on = bool(on)
+    try:
+        with scope(bool(on)):
+            yield
+    finally:
+        _SCOPE.on = before
 
 
 def float64(fn):

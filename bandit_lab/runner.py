@@ -8,7 +8,7 @@ import jax
 import jax.flatten_util
 import numpy as np
 
-from bandit_lab import guards
+from bandit_lab import guards, timing
 from bandit_lab import train as train_mod
 from bandit_lab.objective import Objective, Stack
 from bandit_lab.solver import ExactResult, newton_free, solve_exact
@@ -111,7 +111,11 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
                     seed: int = 0, inits=None):
     """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``."""
-    return train_batch(objectives, config, hps, seed, inits), solve_batch(objectives, hps, inits)
+    with timing.phase("train"):
+        trajs = train_batch(objectives, config, hps, seed, inits)
+    with timing.phase("exact"):
+        exact = solve_batch(objectives, hps, inits)
+    return trajs, exact
 
 
 def exact_batch(objective: Objective, hps: Sequence[dict], init=None) -> list[ExactResult]:

@@ -184,8 +184,52 @@ class Strict(BaseModel):
         for k in data:
             if k not in known:
                 what = "unknown spec key" if cls.__name__ == "Spec" else "unknown key"
-                fail(f"{what}{suggest(k, known) if isinstance(k, str) and k.isprintable() else ''} (valid keys: {', '.join(known)})", k)
+                hint = misplaced(cls.__name__, k, data) + suggest(k, known) if isinstance(k, str) and k.isprintable() else ""
+                fail(f"{what}{hint.split('?', 1)[0] + '?' if '?' in hint else hint} (valid keys: {', '.join(known)})", k)
         return data
+
+
+#: where the keys of the nested objects live (a key given at the wrong level is pointed there)
+NESTED_KEYS = {
+    "preference": ("pi_star", "reward", "matrix"),
+    "optimizer": ("name", "lr", "steps", "schedule"),
+    "batch": ("size", "replacement"),
+    "sampling": ("samples",),
+    "data": ("sampled",),
+}
+
+
+def misplaced(model: str, key: str, data: dict) -> str:
+    """A did-you-mean for a key given at the wrong level of the spec, or "" (then the nearest
+    name at this level is suggested). At the top level: a parameter of the chosen loss (or of any
+    loss) → ``loss_params.KEY``; a key of a nested object → ``optimizer.steps``,
+    ``preference.pi_star``, …, exactly or by a close spelling. In a nested object: a top-level
+    key (``weight_decay`` inside ``optimizer``) → the top level."""
+    top = list(Spec.model_fields)
+    if model != "Spec":
+        return f"; did you mean the top-level {key!r}?" if key in top else ""
+    nested = {f"{obj}.{k}": k for obj, keys in NESTED_KEYS.items() for k in keys if k != "name"}
+    for path, k in nested.items():
+        if key == k:
+            return f"; did you mean {path!r}?"
+    try:
+        from bandit_lab import losses
+
+        reg = losses.registry()
+        chosen = reg.get(data.get("loss", "dpo")) if isinstance(data.get("loss", "dpo"), str) else None
+        params = set(chosen.defaults) | set(chosen.static) if chosen is not None else set()
+        anywhere = set().union(*[set(s.defaults) | set(s.static) for s in reg.values()])
+    except Exception:  # the registry is only a source of hints here
+        params, anywhere = set(), set()
+    if key in params or (key in anywhere and key not in top):
+        return f"; did you mean 'loss_params.{key}'? (the loss's parameters go in loss_params)"
+    if difflib.get_close_matches(key, top, n=1, cutoff=0.75):
+        return ""  # a plain misspelling of a top-level key: the nearest name at this level
+    m = difflib.get_close_matches(key, list(nested), n=1, cutoff=0.6) or difflib.get_close_matches(key, list(nested.values()), n=1, cutoff=0.75)
+    if m:
+        path = m[0] if "." in m[0] else next(p for p, k in nested.items() if k == m[0])
+        return f"; did you mean {path!r}?"
+    return ""
 
 
 # field types (named, so each declaration reads as data)
@@ -645,7 +689,8 @@ class Spec(Strict):
                     fail(e, "loss_params", k)
             else:
                 allowed = sorted(set(spec.defaults) | set(spec.static))
-                fail(f"loss {self.loss!r} has no parameter {k!r}{suggest(k, allowed)} (it takes {', '.join(allowed) or 'none'})",
+                hint = f"; did you mean the top-level {k!r}?" if k in type(self).model_fields else suggest(k, allowed)
+                fail(f"loss {self.loss!r} has no parameter {k!r}{hint} (it takes {', '.join(allowed) or 'none'})",
                      "loss_params", k)
         try:
             losses.split_params(spec, self.all_loss_params)

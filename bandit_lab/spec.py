@@ -78,7 +78,28 @@ def read(path: str) -> object:
     except RecursionError:
         raise BanditError(f"malformed spec {path}: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, TOMLDecodeError, a 5000-digit integer
-        raise BanditError(f"malformed spec {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        hint = ""
+        if not path.endswith(".toml") and isinstance(e, json.JSONDecodeError) and _has_comment(raw):
+            hint = ("; JSON allows no comments (// or /* */): remove them, or write the spec in TOML, "
+                    "whose # comments are allowed (examples/annotated.toml)")
+        raise BanditError(f"malformed spec {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}{hint}") from None
+
+
+def _has_comment(raw: bytes) -> bool:
+    """Whether a JSON text has a // or /* comment outside its strings (JSONC, which JSON is not)."""
+    text, i, in_str = raw.decode(errors="replace"), 0, False
+    while i < len(text) - 1:
+        c = text[i]
+        if in_str:
+            i += 2 if c == "\\" else 1
+            in_str = in_str and c != '"'
+            continue
+        if c == '"':
+            in_str = True
+        elif text[i:i + 2] in ("//", "/*"):
+            return True
+        i += 1
+    return False
 
 
 def load(path: str) -> dict:

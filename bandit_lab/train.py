@@ -54,6 +54,12 @@ class TrainConfig:
     # dataset of ``batch_pool`` pairs (default ``resample_pairs``) — a simple random sample.
     batch_replacement: bool = True
     batch_pool: int = 0
+    # True: ``Trajectory.loss`` holds the objective before every update (``[steps + 1]``; the
+    # divergence guard then names the first non-finite step). False: only at the logged steps
+    # (``[L]``, aligned with ``Trajectory.steps``), and every step takes ``grad`` alone, not
+    # ``value_and_grad`` — what a large sweep wants: a 65,536-point sweep of 3,000 steps kept
+    # 1.5 GB of per-step values it never read. Same iterates either way.
+    loss_every_step: bool = True
 
     @property
     def pool(self) -> int:
@@ -65,6 +71,12 @@ class TrainConfig:
             raise BanditError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise BanditError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        for f in ("b1", "b2"):  # Adam's decay rates: in [0, 1) (Kingma & Ba 2015, Alg. 1)
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+                raise BanditError(f"{f} must be a number in [0, 1); got {v!r}")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) < float("inf"):
+            raise BanditError(f"eps must be a finite number ≥ 0; got {self.eps!r}")
         if int(self.steps) < 0:
             raise BanditError(f"steps must be ≥ 0; got {self.steps}")
         if int(self.resample_pairs) < 0:
@@ -94,7 +106,8 @@ class Trajectory(NamedTuple):
     policy: jax.Array  # [X, K] final π
     steps: jax.Array  # [L] logged step indices
     policies: jax.Array  # [L, X, K] π after each logged step
-    loss: jax.Array  # [steps + 1] objective value before each update and at the end
+    loss: jax.Array  # [steps + 1] objective value before each update and at the end ([L], at ``steps``, when
+    # ``TrainConfig.loss_every_step`` is False)
     grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
     # [L] data-weighted mean π(y_w) and π(y_l) at each logged step (bandit_lab.data.chosen_rejected);
     # filled by bandit_lab.train_policy for pairwise data, None elsewhere
@@ -235,9 +248,15 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
         # loss state keys: a stream of its own (fold_in 1), so the refresh hook's draws are unchanged
         skey = None if not stateful else jax.random.fold_in(key0, 1)
         st0 = objective.init_state(params0, hp, None if skey is None else jax.random.fold_in(skey, 0), c) if stateful else None
+        every = bool(config.loss_every_step)
+        if not every:  # the loss at the logged steps only; index 0 is step 0 when it is logged
+            v0 = f(params0, extra0, st0)
+            lbuf0 = jnp.zeros((n_log,), v0.dtype).at[0].set(jnp.where(log_steps[0] == 0, v0, 0.0))
+        else:
+            lbuf0 = None
 
         def step(carry, t):
-            params, state, buf, extra, st = carry
+            params, state, buf, extra, st, lbuf = carry
             if refresh is not None:
                 extra = jax.lax.cond((t % refresh_every == 0) & (t > 0),
                                      lambda: refresh(params, jax.random.fold_in(key0, t)), lambda: extra)
@@ -248,27 +267,37 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
                 batch = minibatch(full, config.batch_size, jax.random.fold_in(bkey, t),
                                   replacement=config.batch_replacement, pool=config.pool)
                 _, g = vg(params, extra, st, batch)
-                val = f(params, extra, st)
-            else:
+                val = f(params, extra, st) if every else None
+            elif every:
                 val, g = vg(params, extra, st)
+            else:
+                val, g = None, jax.grad(f)(params, extra, st)
             upd, state = opt.update(g, state, params)
             params = optax.apply_updates(params, upd)
-            # record π after t+1 updates if t+1 is a logged step
-            idx = jnp.searchsorted(log_steps, t + 1)
-            hit = (idx < n_log) & (log_steps[jnp.minimum(idx, n_log - 1)] == t + 1)
-            pol = objective.policy(params, c)
-            buf = buf.at[jnp.minimum(idx, n_log - 1)].set(jnp.where(hit, pol, buf[jnp.minimum(idx, n_log - 1)]))
-            return (params, state, buf, extra, st), val
+            # record π (and, without a per-step loss, the objective) after t+1 updates if t+1 is
+            # a logged step. ``hit`` depends on the step counter only, never on a vmapped value,
+            # so under vmap this stays a real branch: π is computed at the logged steps only.
+            idx = jnp.minimum(jnp.searchsorted(log_steps, t + 1), n_log - 1)
+            hit = log_steps[idx] == t + 1
+
+            def write(b, lb):
+                b = b.at[idx].set(objective.policy(params, c))
+                return b, (lb if lb is None else lb.at[idx].set(f(params, extra, st)))
+
+            buf, lbuf = jax.lax.cond(hit, write, lambda b, lb: (b, lb), buf, lbuf)
+            return (params, state, buf, extra, st, lbuf), val
 
         state0 = opt.init(params0)
-        (params, _, buf, extra, st), vals = jax.lax.scan(step, (params0, state0, buf0, extra0, st0), jnp.arange(config.steps))
+        (params, _, buf, extra, st, lbuf), vals = jax.lax.scan(step, (params0, state0, buf0, extra0, st0, lbuf0),
+                                                               jnp.arange(config.steps))
         if stateful:  # the field at the final parameters: state renewed there, as the next step would
             st = objective.update_state(params, hp, jax.random.fold_in(skey, config.steps), st, config.steps, c)
         val_end, g_end = vg(params, extra, st)
         # stationarity: the projected-gradient map ‖x − Π(x − g)‖ (= ‖g‖ when unconstrained)
         moved = param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g_end))
         gnorm = jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))))
-        return Trajectory(params, objective.policy(params, c), log_steps, buf, jnp.append(vals, val_end), gnorm)
+        loss = jnp.append(vals, val_end) if every else lbuf
+        return Trajectory(params, objective.policy(params, c), log_steps, buf, loss, gnorm)
 
     return train
 

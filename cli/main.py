@@ -255,8 +255,40 @@ def experiment_command(exp, action=None) -> TyperCommand:
     return typer.main.get_command(sub)
 
 
+def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[dict, list]:
+    """Check the records (as columns), write records.json + records.npz (+ figures) to ``outdir``;
+    return ``(record, written)``."""
+    # records as columns (bandit_lab.records): checked and written as arrays; listed in
+    # records.json (and --json) only up to JSON_MAX_RECORDS rows unless --json asks for them
+    from bandit_lab import files
+    from bandit_lab import records as records_mod
+
+    table = records_mod.as_table(result.get("records", []))
+    bad = records_mod.first_nonfinite(table)
+    if bad is not None:
+        from bandit_lab.errors import DivergenceError
+
+        raise DivergenceError(f"run {exp.name} produced a non-finite value at {bad}; the run diverged (a learning rate too "
+                              "large, or β, α or rewards out of range) — nothing was printed")
+    small = len(table) <= records_mod.JSON_MAX_RECORDS
+    listed = small or common["json"]
+    head = {k: v for k, v in result.items() if k != "records"}
+    record = _clean({"experiment": exp.name, "settings": dataclasses.asdict(settings), **head}, f"run {exp.name}")
+    record["records"] = records_mod.jsonable_records(result["records"]) if listed and "records" in result else "records.npz"
+    if listed and "records" in result and not isinstance(result["records"], records_mod.Table):
+        record["records"] = _clean(result["records"], f"run {exp.name}")
+    written = []
+    if outdir is not None:
+        file_record = record if small else {**record, "records": "records.npz"}
+        written.append(files.write_json(os.path.join(outdir, "records.json"), file_record))
+        written.append(table.save(os.path.join(outdir, "records.npz")))
+        if common["plot"] and exp.plot is not None:
+            written += exp.plot(result, outdir)
+    return record, written
+
+
 def run_experiment(exp, overrides: dict, common: dict) -> int:
-    from bandit_lab import experiments, files, progress
+    from bandit_lab import experiments, progress, timing
 
     settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
@@ -266,12 +298,8 @@ def run_experiment(exp, overrides: dict, common: dict) -> int:
     try:
         with progress.bar(f"run {exp.name}"):
             result = exp.run(settings)
-        record = _clean({"experiment": exp.name, "settings": dataclasses.asdict(settings), **result}, f"run {exp.name}")
-        written = []
-        if outdir is not None:
-            written.append(files.write_json(os.path.join(outdir, "records.json"), record))
-            if common["plot"] and exp.plot is not None:
-                written += exp.plot(result, outdir)
+        with timing.phase("write"):
+            record, written = _write_results(exp, settings, result, common, outdir)
     except BaseException:
         if outdir is not None:
             outdir.discard()
@@ -451,12 +479,12 @@ def list_(what: str = typer.Argument("all", help="all | experiments | losses | c
             print(f"  {n:<22} {e.summary}" + (f"  [{e.reference}]" if e.reference else ""))
     if what in ("all", "losses"):
         from bandit_lab import losses
+        from bandit_lab.plugins import is_user_loss
 
         print("losses:")
         for n, s in sorted(losses.registry().items()):
             params = ", ".join([f"{k}={v}" for k, v in s.defaults.items()] + [f"{k}={v}" for k, v in s.static.items()])
-            mod = getattr(s.fn, "__module__", "") or ""
-            origin = "" if mod.startswith("bandit_lab.") else "  (plugin)"
+            origin = "  (plugin)" if is_user_loss(n) else ""
             print(f"  {n:<22} {s.summary} ({params})" + (f"  [{s.citation}]" if s.citation else "") + origin)
     if what in ("all", "checks"):
         from bandit_lab import checks

@@ -32,7 +32,10 @@ print(json.dumps({"devices": len(jax.devices()), "records": [[x["policy"], x["co
 
 
 def _sweep(env_extra: dict) -> dict:
-    env = {**os.environ, **env_extra}
+    # JAX_PLATFORMS=cpu: the devices are *forced host* devices (XLA_FLAGS below); on a machine with
+    # a GPU the default backend is the GPU and they would never be used (the H200 run of issue 22
+    # failed here with devices == 1). A real multi-GPU mesh runs the same dispatch code path.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env_extra}
     out = subprocess.run([sys.executable, "-c", _SWEEP], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab import bounds, budget, metrics, timing
 from bandit_lab.data import make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.divergences import DIVERGENCES
@@ -23,7 +23,8 @@ from bandit_lab.experiments import Experiment, check_distributions, check_losses
 from bandit_lab.objective import PENALTIES, make_objective
 from bandit_lab.oracles import loss_oracle
 from bandit_lab.problems import Problem
-from bandit_lab.runner import to_list, train_and_solve
+from bandit_lab.records import Table, as_table
+from bandit_lab.runner import train_and_solve
 from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -69,8 +70,8 @@ class Settings:
         c = budget.problem(1, K) + budget.array(P, "the α grid")
         if self.data == "sampled":
             c = c + budget.sampling(self.n_pairs, K)
-        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P)
-                    | budget.newton(params=K, responses=K, points=runs * P))
+        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P, loss_every_step=False)
+                    | budget.newton(params=K, responses=K, points=runs * P, stacked=runs))
 
     def alphas(self) -> list[float]:
         if self.alpha is not None:
@@ -95,40 +96,55 @@ def run(s: Settings) -> dict:
         objs += [o, c]
         declared.append(d)
     alphas = s.alphas()
-    config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps))
+    config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps), loss_every_step=False)
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
     trajs, exact = train_and_solve(objs, config, hps, seed=s.seed)
+    with timing.phase("records"):
+        return _records(s, problem, population, objs, declared, alphas, trajs, exact)
+
+
+def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> dict:
     dist = metrics.distance(s.distance)
-    records = []
+    # columnar (bandit_lab.records.Table): every field an array over the grid, nothing per point
+    P, a = len(alphas), np.asarray(alphas, dtype=float)
+    cols: dict = {k: [] for k in ("loss", "counterpart", "counterpart_declared", "alpha", "beta", "policy", "counterpart_policy", "exact",
+                                  "counterpart_exact", "oracle", "counterpart_oracle", "tv", "distance", "exact_distance",
+                                  "adam_gap", "counterpart_adam_gap", "exact_residual")}
+    nulls: dict = {"oracle": [], "counterpart_oracle": []}
+
+    def flat(x):  # [P, 1, K] → [P, K] (single-context policies are stored flat, as runner.to_list does)
+        x = np.asarray(x, dtype=float)
+        return x[..., 0, :] if x.ndim >= 3 and x.shape[-2] == 1 else x
+
     for k in range(0, len(objs), 2):
         o, c = objs[k], objs[k + 1]
         orc_o, _ = loss_oracle(problem, o.loss.name, o.hp, o.static, population_data=population)
         orc_c, _ = loss_oracle(problem, c.loss.name, c.hp, c.static)
-        for j, a in enumerate(alphas):
-            p, q = trajs[k].policy[j], trajs[k + 1].policy[j]
-            ep, eq = exact[k][j].policy, exact[k + 1][j].policy
-            records.append(
-                {
-                    "loss": o.label,
-                    "counterpart": c.label,
-                    "counterpart_declared": declared[k // 2],
-                    "alpha": a,
-                    "beta": s.beta,
-                    "policy": to_list(p),
-                    "counterpart_policy": to_list(q),
-                    "exact": to_list(ep),
-                    "counterpart_exact": to_list(eq),
-                    "oracle": None if orc_o is None else to_list(orc_o),
-                    "counterpart_oracle": None if orc_c is None else to_list(orc_c),
-                    "tv": float(metrics.tv(p, q)),
-                    "distance": float(dist(p, q)),
-                    "exact_distance": float(dist(ep, eq)),
-                    "adam_gap": float(metrics.tv(p, ep)),
-                    "counterpart_adam_gap": float(metrics.tv(q, eq)),
-                    "exact_residual": max(exact[k][j].residual, exact[k + 1][j].residual),
-                }
-            )
-    return {"distance_name": s.distance, "sweep": s.alpha is None, "records": records}
+        p, q = np.asarray(trajs[k].policy, dtype=float), np.asarray(trajs[k + 1].policy, dtype=float)
+        ep = np.stack([np.asarray(e.policy, dtype=float) for e in exact[k]])
+        eq = np.stack([np.asarray(e.policy, dtype=float) for e in exact[k + 1]])
+        ep, eq = ep.reshape(p.shape), eq.reshape(q.shape)
+        for name, lab in (("loss", o.label), ("counterpart", c.label)):
+            cols[name].append(np.full(P, lab))
+        cols["counterpart_declared"].append(np.full(P, bool(declared[k // 2])))
+        cols["alpha"].append(a)
+        cols["beta"].append(np.full(P, float(s.beta)))
+        for name, x in (("policy", p), ("counterpart_policy", q), ("exact", ep), ("counterpart_exact", eq)):
+            cols[name].append(flat(x))
+        for name, orc in (("oracle", orc_o), ("counterpart_oracle", orc_c)):
+            K = flat(p).shape[1:]
+            cols[name].append(np.full((P,) + K, np.nan) if orc is None else np.broadcast_to(flat(np.asarray(orc, dtype=float)[None]), (P,) + K))
+            nulls[name].append(np.full(P, orc is None))
+        cols["tv"].append(np.asarray(metrics.tv(p, q), dtype=float).reshape(P))
+        cols["distance"].append(np.asarray(dist(p, q), dtype=float).reshape(P))
+        cols["exact_distance"].append(np.asarray(dist(ep, eq), dtype=float).reshape(P))
+        cols["adam_gap"].append(np.asarray(metrics.tv(p, ep), dtype=float).reshape(P))
+        cols["counterpart_adam_gap"].append(np.asarray(metrics.tv(q, eq), dtype=float).reshape(P))
+        cols["exact_residual"].append(np.maximum([e.residual for e in exact[k]], [e.residual for e in exact[k + 1]]).astype(float))
+    # rows ordered loss by loss, α within a loss (as the per-point records always were)
+    records = Table({k: np.concatenate(v) for k, v in cols.items()}, {k: np.concatenate(v) for k, v in nulls.items()})
+    return {"distance_name": s.distance, "sweep": s.alpha is None,
+            "bandit": {"pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}, "records": records}
 
 
 def _fmt(p) -> str:
@@ -139,14 +155,30 @@ def report(res: dict) -> str:
     recs = res["records"]
     d = res["distance_name"]
     if res["sweep"]:
+        t = as_table(recs)
+        al, dd, ed = t.column("alpha"), t.column("distance"), t.column("exact_distance")
+        gap = np.maximum(t.column("adam_gap"), t.column("counterpart_adam_gap"))
+        # α = 0 and, per loss, the one α nearest each power of ten (within 0.07 decades): a dense
+        # grid (65,536 points) would otherwise print thousands of rows
+        lg = np.log10(np.maximum(al, 1e-300))
+        near = np.isclose(lg % 1, 0, atol=0.07) | np.isclose(lg % 1, 1, atol=0.07)
+        loss_col = t.column("loss")
+        picks = set(np.nonzero(al == 0.0)[0].tolist())
+        for lab in dict.fromkeys(loss_col.tolist()):
+            for dec in np.unique(np.round(lg[near & (loss_col == lab) & (al > 0)])):
+                cand = np.nonzero(near & (loss_col == lab) & (al > 0) & (np.round(lg) == dec))[0]
+                picks.add(int(cand[np.argmin(np.abs(lg[cand] - dec))]))
         lines = [f"{'loss':<16}{'α':>10}{d + '(loss, RLHF)':>20}{'exact ' + d:>14}{'|Adam−exact|':>14}"]
-        for r in recs:
-            if r["alpha"] in (0.0,) or np.isclose(np.log10(max(r["alpha"], 1e-300)) % 1, 0, atol=0.07):
-                lines.append(f"{r['loss']:<16}{r['alpha']:>10.3g}{r['distance']:>20.3e}{r['exact_distance']:>14.3e}{max(r['adam_gap'], r['counterpart_adam_gap']):>14.1e}")
-        lines.append(f"({len(recs)} records; table shows α = 0 and about one α per decade)")
+        for i in sorted(picks):
+            lines.append(f"{str(t.column('loss')[i]):<16}{al[i]:>10.3g}{dd[i]:>20.3e}{ed[i]:>14.3e}{gap[i]:>14.1e}")
+        lines.append(f"({len(t)} records; table shows α = 0 and about one α per decade)")
         return "\n".join(lines)
     a = recs[0]["alpha"]
-    lines = [f"weight decay α = {a:g} on the logits, β = {recs[0]['beta']:g}; π* = Kong Eq. 26, π_ref = Eq. 28", ""]
+    s = res.get("bandit", {})
+    ps, pr = (", ".join(f"{v:g}" for v in s.get(k, ())) for k in ("pi_star", "pi_ref"))
+    app_b = tuple(s.get("pi_star", ())) == (0.6, 0.3, 0.1) and tuple(s.get("pi_ref", ())) == (0.4, 0.4, 0.2)
+    lines = [f"weight decay α = {a:g} on the logits, β = {recs[0]['beta']:g}; target π* = [{ps}], reference π_ref = [{pr}]"
+             + (" (Kong et al. App. B)" if app_b else ""), ""]
     head = f"{'objective':<22}{'trained (Adam)':<28}{'exact constrained':<28}{'unconstrained oracle':<28}{'|Adam−exact|':>12}"
     lines.append(head)
     for r in recs:
@@ -173,13 +205,15 @@ def plot(res: dict, out_dir: str) -> list[str]:
     if not res["sweep"]:
         return []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    labels = list(dict.fromkeys(r["loss"] for r in recs))
+    t = as_table(recs)
+    loss_col, cp_col = t.column("loss"), t.column("counterpart")
+    labels = list(dict.fromkeys(loss_col.tolist()))
     colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     for lab in labels:
-        rs = [r for r in recs if r["loss"] == lab]
-        a = np.array([r["alpha"] for r in rs])
-        ax.plot(a, [r["distance"] for r in rs], "o", ms=3, color=colors[lab], label=f"{lab} vs {rs[0]['counterpart']} (Adam)")
-        ax.plot(a, [r["exact_distance"] for r in rs], "-", lw=1.2, color=colors[lab], alpha=0.7, label=f"{lab} (exact constrained optima)")
+        m = loss_col == lab
+        a = t.column("alpha")[m]
+        ax.plot(a, t.column("distance")[m], "o", ms=3, color=colors[lab], label=f"{lab} vs {cp_col[m][0]} (Adam)")
+        ax.plot(a, t.column("exact_distance")[m], "-", lw=1.2, color=colors[lab], alpha=0.7, label=f"{lab} (exact constrained optima)")
     ax.set_xscale("symlog", linthresh=res_linthresh(recs))
     ax.set_xlabel("weight decay α  (α‖θ‖², symlog axis: 0 at the left)")
     ax.set_ylabel(f"{res['distance_name']}(π_loss, π_RLHF)")
@@ -190,8 +224,9 @@ def plot(res: dict, out_dir: str) -> list[str]:
 
 
 def res_linthresh(recs) -> float:
-    pos = [r["alpha"] for r in recs if r["alpha"] > 0]
-    return min(pos) if pos else 1e-3
+    a = as_table(recs).column("alpha")
+    pos = a[a > 0]
+    return float(pos.min()) if pos.size else 1e-3
 
 
 EXPERIMENT = Experiment(

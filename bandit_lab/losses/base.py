@@ -161,9 +161,16 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
     for k, v in params.items():
         if k in hp:
             try:
+                if isinstance(v, (str, bytes, bool)):  # "1" (a JSON string) or true is not a number
+                    raise TypeError
                 hp[k] = float(v)
             except (TypeError, ValueError):
                 raise BanditError(f"loss parameter {k} must be a number; got {v!r}") from None
+            from bandit_lab import bounds
+
+            e = bounds.SCALAR.error(hp[k])
+            if e:
+                raise BanditError(f"loss parameter {k}: {e}")
         else:
             allowed = sorted(set(hp) | set(static))
             raise BanditError(f"loss {spec.name!r} has no parameter {k!r}; it takes {', '.join(allowed)}")
