@@ -49,3 +49,13 @@ def test_vojnovic_yun_oracle_agrees_with_stationary_solver_at_1e_12():
     assert orc is not None and "Vojnovic" in note
     s = solve(o)
     assert metrics.tv(orc[0], s.result.policy[0]) < 1e-9
+
+
+@pytest.mark.parametrize("beta,p_ref", [(50.0, 1e-12), (50.0, 1e-9), (5.0, 1e-6), (5.0, 0.3)])
+def test_mroueh_fixed_point_relative_precision(beta, p_ref):
+    """Mroueh's map h at its returned point: relative residual at rounding level (was 7e-8 at
+    p_ref = 1e-12, β = 50, and 5e5 at p_ref = 1e-6, β = 5, where the iteration has not settled)."""
+    from bandit_lab.onpolicy.closed_forms import mroueh_fixed_point, mroueh_h
+
+    p, _ = mroueh_fixed_point(p_ref, beta)
+    assert abs(mroueh_h(p, p_ref, beta) - p) <= 1e-14 * p
