@@ -45,6 +45,27 @@ def _np(res):
 
 # --------------------------------------------------------------------------- training and solving
 
+def _check_train_args(objective, config, lr, seed, hp) -> None:
+    """train_policy's arguments, each refused with a BanditError naming it (not an error from inside JAX)."""
+    from bandit_lab import bounds
+    from bandit_lab.objective import Objective
+    from bandit_lab.train import TrainConfig
+
+    if not isinstance(objective, Objective):
+        raise BanditError(f"objective: an Objective (bl.make_objective(problem, loss, hp)); got {type(objective).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise BanditError(f"config: a TrainConfig; got {type(config).__name__}")
+    if isinstance(lr, (bool, str)) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise BanditError(f"lr: a number; got {lr!r}")
+    e = bounds.LR.error(float(lr))
+    if e:
+        raise BanditError(f"lr: {e}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or bounds.SEED.error(int(seed)):
+        raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
+    if hp is not None and not isinstance(hp, dict):
+        raise BanditError(f"hp: a dict of hyperparameters; got {type(hp).__name__}")
+
+
 def _arrays(objective) -> list:
     """The arrays an objective computes with (its data and constants), for the precision rule."""
     import jax
@@ -87,6 +108,7 @@ def train_policy(objective, config=None, *, lr: float = 0.05, steps: int | None 
     from bandit_lab.precision import promised_float64
     from bandit_lab.train import TrainConfig
 
+    _check_train_args(objective, config, lr, seed, hp)
     config = config or TrainConfig()
     overrides = {k: v for k, v in {"steps": steps, "optimizer": optimizer, "schedule": schedule}.items() if v is not None}
     config = dc.replace(config, **overrides).validate()
@@ -254,6 +276,8 @@ def find_fixed_points(spec=None, only: Sequence[str] | None = None) -> FixedPoin
 
     if isinstance(spec, str):
         spec = spec_mod.load(spec)
+    if isinstance(only, str):
+        raise BanditError(f"only: a list of loss names (e.g. [{only!r}]); got the string {only!r}")
     with x64():
         res = jsonable(fp_mod.fixed_points(spec, None if only is None else list(only)))
     rows = [fp_mod.Row(**r) for r in res.pop("records")]
@@ -272,6 +296,12 @@ def verify(only: Sequence[str] | None = None, instances: int | None = None, seed
     """
     from bandit_lab import checks
 
+    if instances is not None and (isinstance(instances, bool) or not isinstance(instances, int) or instances < 1):
+        raise BanditError(f"instances: an integer ≥ 1 (None = each check's default); got {instances!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
+    if isinstance(only, str):
+        raise BanditError(f"only: a list of check names (e.g. [{only!r}]); got the string {only!r}")
     reg = checks.registry()
     names = list(only) if only else list(reg)
     unknown = [n for n in names if n not in reg]

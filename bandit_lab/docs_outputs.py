@@ -80,17 +80,19 @@ def normalise(text: str) -> str:
     return text
 
 
-def run_command(command: str, root: Path = ROOT, timeout: float = 600) -> str:
-    """The block a command's marker should hold: ``$ CMD``, its stdout then stderr, ``[exit N]``."""
+def run_command(command: str, root: Path = ROOT, timeout: float = 600, *, cwd: Path | None = None) -> str:
+    """The block a command's marker should hold: ``$ CMD``, its stdout then stderr, ``[exit N]``.
+    ``cwd``: run there instead of a temporary directory (e.g. the repository itself, to check
+    that a command leaves a clone clean)."""
     argv = shlex.split(command)
     if not argv or argv[0] != "bandit-lab":
         raise SystemExit(f"docs_outputs: only `bandit-lab …` commands can be shown, got {command!r}")
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONWARNINGS": "ignore"}
+           "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     with tempfile.TemporaryDirectory(prefix="bandit-lab-docs-") as tmp:
         for name in ("examples", "docs"):
             os.symlink(root / name, Path(tmp) / name)
-        proc = subprocess.run([sys.executable, "-m", "cli.main", *argv[1:]], cwd=tmp, env=env,
+        proc = subprocess.run([sys.executable, "-m", "cli.main", *argv[1:]], cwd=cwd or tmp, env=env,
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     out = proc.stdout + proc.stderr
     out = out.replace(tmp, "<tmp>")

@@ -483,11 +483,31 @@ def configurations() -> list[tuple[str, dict]]:
     return out
 
 
+def _check_only(only) -> list[str]:
+    """``only``: a list of registered bandit loss names (not a bare string, not a token-tree loss)."""
+    from bandit_lab.experiments import check_losses
+    from bandit_lab.losses.token import TOKEN_LOSSES
+
+    if isinstance(only, (str, bytes)) or not all(isinstance(n, str) for n in only):
+        raise BanditError(f"only: a list of loss names (e.g. [\"dpo\"]); got {only!r}")
+    names = list(dict.fromkeys(only))
+    if not names:
+        raise BanditError("only: an empty list selects no loss; pass None for every registered loss")
+    check_losses("only", names, kinds=("pairwise", "policy", "onpolicy"))
+    tok = [n for n in names if n in TOKEN_LOSSES]
+    if tok:
+        raise BanditError(f"only: {', '.join(map(repr, tok))} is a token-tree loss (it compares sequences, not bandit "
+                          "responses); its fixed points are not defined on a bandit — see `bandit-lab run token-tree`")
+    return names
+
+
 def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dict:
     """Every registered loss's exact population optimum on ``spec`` (default: Kong et al. App. B,
     π* = [0.6, 0.3, 0.1], π_ref = [0.4, 0.4, 0.2], uniform pairs, β = 1)."""
     from bandit_lab.spec import build
 
+    if only is not None:
+        only = _check_only(only)
     spec = dict(DEFAULT_SPEC if spec is None else spec)
     spec.setdefault("loss", "dpo")
     base, *_ = build(spec)

@@ -71,6 +71,12 @@ class TrainConfig:
             raise BanditError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise BanditError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        for f in ("b1", "b2"):  # Adam's decay rates: in [0, 1) (Kingma & Ba 2015, Alg. 1)
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
+                raise BanditError(f"{f} must be a number in [0, 1); got {v!r}")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) < float("inf"):
+            raise BanditError(f"eps must be a finite number ≥ 0; got {self.eps!r}")
         if int(self.steps) < 0:
             raise BanditError(f"steps must be ≥ 0; got {self.steps}")
         if int(self.resample_pairs) < 0:

@@ -54,6 +54,8 @@ def explore(
         out = "explore.html"
     if out is not None:
         ex.check_out(out, overwrite)
+    if serve:
+        ex.check_port(port)
     t0 = time.perf_counter()
     data = ex.build(settings, loaded, spec, out)
     from bandit_lab.explore.page import render

@@ -287,3 +287,98 @@ def test_grid_is_one_compiled_sweep(small):
     finally:
         jax.monitoring.clear_event_listeners()
     assert len(counts) <= 3, counts
+
+
+# ----------------------------------------------------------------------------- issue 24: explore keeps the bad-input promise
+
+@pytest.mark.parametrize("args, msg", [
+    (["explore", "--steps", "1000000000000"], "over the limit"),  # refused by the same budget check as `run`, in ms
+    (["explore", "--n-alpha", "1000000000"], "over the limit"),
+    (["--max-memory", "1k", "explore"], "over the limit of 1 kB"),  # the root option reaches explore
+    (["explore", "--serve", "--port", "70000"], "--port must be 0"),
+    (["explore", "--serve", "--port", "-1"], "--port must be 0"),
+])
+def test_budget_and_port_refused_before_work(tmp_path, capsys, args, msg):
+    from bandit_lab import budget
+
+    try:
+        code, out, err = run_cli(args + ([] if "--serve" in args else ["--out", str(tmp_path / "p.html")]), capsys)
+    finally:
+        budget.set_limits(None, None)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cost_of_the_default_page_is_within_the_default_budget():
+    from bandit_lab import budget
+    from bandit_lab.explore.build import cost
+
+    c = cost(Settings(), 3, 6)
+    budget.check(c, "the default page")
+    assert c.work < 60e9 and c.memory < 1e9
+    big = cost(Settings(steps=10**12), 3, 6)
+    assert big.memory > 1e15 and big.work > 1e15
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="no /proc")
+def test_out_under_proc_is_one_line(capsys):
+    code, out, err = run_cli(["explore", "--out", "/proc/explore.html"], capsys)
+    assert code == 2 and err.startswith("bandit-lab: error: cannot write /proc/explore.html") and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes anywhere")
+def test_out_in_unwritable_directory_is_one_line(tmp_path, capsys):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    try:
+        code, out, err = run_cli(["explore", "--out", str(d / "p.html")], capsys)
+    finally:
+        d.chmod(0o755)
+    assert code == 2 and "Permission denied" in err and len(err.strip().splitlines()) == 1, err
+    assert list(d.iterdir()) == []
+
+
+def test_write_is_atomic_under_a_file_size_limit(tmp_path):
+    """A 64 kB RLIMIT_FSIZE (Python ignores SIGXFSZ, so the write fails with EFBIG): one line,
+    nothing left — neither a partial page nor the temporary file; an old page is kept intact."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n"
+            "from bandit_lab.errors import BanditError\n"
+            "from bandit_lab.explore import write\n"
+            "try:\n"
+            "    write('x' * 200_000, sys.argv[1], overwrite=True)\n"
+            "except BanditError as e:\n"
+            "    print(e); sys.exit(2)\n")
+    target = tmp_path / "p.html"
+    target.write_text("old page")
+    r = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout.startswith(f"cannot write {target}:") and "File too large" in r.stdout, (r.stdout, r.stderr)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.html"] and target.read_text() == "old page"
+
+
+def test_write_goes_through_a_temporary_file(tmp_path, monkeypatch):
+    """kill -9 mid-write leaves at most a hidden temporary file, never a partial page under the
+    target name, so a rerun without --overwrite is not blocked."""
+    import os
+
+    import bandit_lab.explore as ex
+
+    seen = {}
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen["src"], seen["dst"] = src, dst
+        assert not os.path.exists(dst)  # the page does not exist under its name until complete
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    target = tmp_path / "p.html"
+    assert ex.write("<html>page</html>", str(target)) == len("<html>page</html>")
+    assert os.path.basename(seen["src"]).startswith(".p.html.") and seen["dst"] == str(target)
+    assert target.read_text() == "<html>page</html>" and [p.name for p in tmp_path.iterdir()] == ["p.html"]
+    (tmp_path / ".q.html.abc.tmp").write_text("<ht")  # what kill -9 could leave behind
+    ex.check_out(str(tmp_path / "q.html"), overwrite=False)  # does not block the rerun

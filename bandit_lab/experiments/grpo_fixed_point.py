@@ -29,7 +29,7 @@ class Settings:
     solver_g: tuple[int, ...] = dataclasses.field(default=(2, 4, 8), metadata=meta("group sizes also solved by the exact root solver", bounds.Int(ge=2, le=bounds.INT64_MAX)))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (3 responses)", bounds.PROBABILITY))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("graded reward r = log π*", bounds.PROBABILITY))
-    std_eps: float = dataclasses.field(default=1e-4, metadata=meta("ε in (r − mean)/(std + ε) (TRL 1e-4)", bounds.NONNEGATIVE))
+    std_eps: float = dataclasses.field(default=1e-4, metadata=meta("ε in (r − mean)/(std + ε) (TRL 1e-4); > 0", bounds.POSITIVE))
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)

@@ -144,7 +144,8 @@ def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> di
         cols["exact_residual"].append(np.maximum([e.residual for e in exact[k]], [e.residual for e in exact[k + 1]]).astype(float))
     # rows ordered loss by loss, α within a loss (as the per-point records always were)
     records = Table({k: np.concatenate(v) for k, v in cols.items()}, {k: np.concatenate(v) for k, v in nulls.items()})
-    return {"distance_name": s.distance, "sweep": s.alpha is None, "records": records}
+    return {"distance_name": s.distance, "sweep": s.alpha is None,
+            "bandit": {"pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}, "records": records}
 
 
 def _fmt(p) -> str:
@@ -174,7 +175,11 @@ def report(res: dict) -> str:
         lines.append(f"({len(t)} records; table shows α = 0 and about one α per decade)")
         return "\n".join(lines)
     a = recs[0]["alpha"]
-    lines = [f"weight decay α = {a:g} on the logits, β = {recs[0]['beta']:g}; π* = Kong Eq. 26, π_ref = Eq. 28", ""]
+    s = res.get("bandit", {})
+    ps, pr = (", ".join(f"{v:g}" for v in s.get(k, ())) for k in ("pi_star", "pi_ref"))
+    app_b = tuple(s.get("pi_star", ())) == (0.6, 0.3, 0.1) and tuple(s.get("pi_ref", ())) == (0.4, 0.4, 0.2)
+    lines = [f"weight decay α = {a:g} on the logits, β = {recs[0]['beta']:g}; target π* = [{ps}], reference π_ref = [{pr}]"
+             + (" (Kong et al. App. B)" if app_b else ""), ""]
     head = f"{'objective':<22}{'trained (Adam)':<28}{'exact constrained':<28}{'unconstrained oracle':<28}{'|Adam−exact|':>12}"
     lines.append(head)
     for r in recs:

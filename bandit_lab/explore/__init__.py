@@ -11,7 +11,9 @@ plotly is imported only here (lazily, by :mod:`.page`), so no other command pays
 from __future__ import annotations
 
 import os
+import tempfile
 
+from bandit_lab import files
 from bandit_lab.errors import BanditError
 from bandit_lab.explore.build import OBJECTIVES, Settings, build  # noqa: F401
 
@@ -26,15 +28,30 @@ def check_out(path: str, overwrite: bool) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise BanditError(f"--out {path}: directory {parent} does not exist")
+    try:  # probe: can a file really be created (and removed) there? (/proc, read-only, unwritable)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".bandit-lab-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise files.os_error(path, e) from None
 
 
 def write(html: str, path: str, overwrite: bool = False) -> int:
-    """Write the page; returns its size in bytes."""
+    """Write the page atomically (a temporary file in the same directory, renamed into place:
+    a full device, a file-size limit or ``kill -9`` never leaves a partial page); returns its size
+    in bytes. OS errors are one :class:`BanditError` line."""
     check_out(path, overwrite)
     data = html.encode("utf-8")
-    with open(path, "wb") as fh:
+    with files.atomic(path, "wb") as fh:
         fh.write(data)
     return len(data)
+
+
+def check_port(port: int) -> int:
+    """A TCP port for ``--serve``: 0 (any free port) to 65535."""
+    if not 0 <= int(port) <= 65535:
+        raise BanditError(f"--port must be 0 (a free port) to 65535; got {port}")
+    return int(port)
 
 
 def make_server(html: str, port: int = 0):
@@ -45,6 +62,8 @@ def make_server(html: str, port: int = 0):
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
+            if self.path.split("?")[0] == "/api/solve":
+                return self._solve()
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self.send_error(404, "the explorer serves one page, at /")
                 return
@@ -54,13 +73,36 @@ def make_server(html: str, port: int = 0):
             self.end_headers()
             self.wfile.write(body)
 
+        def _solve(self):
+            """``GET /api/solve?pi_star=…&pi_ref=…&alpha=…&beta=…&steps=…&lr=…&losses=…`` → JSON
+            (:func:`bandit_lab.explore.live.answer`); bad input → 400 ``{"error": one line}``."""
+            import json
+            import urllib.parse
+
+            from bandit_lab.explore import live
+
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()}
+            try:
+                status, obj = 200, live.answer(q)
+            except BanditError as e:
+                status, obj = 400, {"error": str(e)}
+            except Exception as e:  # noqa: BLE001 - never a stack trace to the page
+                status, obj = 500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}
+            data = json.dumps(obj, allow_nan=False, default=str).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def log_message(self, fmt, *args):  # quiet: the CLI prints the URL once
             pass
 
+    port = check_port(port)
     try:
-        return http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
-    except OSError as e:
-        raise BanditError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}") from None
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    except (OSError, OverflowError) as e:
+        raise BanditError(f"cannot listen on 127.0.0.1:{port}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def url_of(server) -> str:

@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab import budget, metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import meta
 from bandit_lab.train import OPTIMIZERS, SCHEDULES
@@ -202,6 +202,19 @@ def _objectives(problem, data, penalty: str, entries: list[tuple[str, dict]]) ->
     return objs, pairs
 
 
+def cost(settings: Settings, responses: int, objectives: int) -> budget.Cost:
+    """The page's estimated memory and work (:mod:`bandit_lab.budget`): one ``jit(vmap(scan))`` of
+    ``objectives × β × α`` Adam runs of ``steps`` steps (π logged at the step budgets), then the
+    exact solve of every run's problem; counted from the settings alone (``steps = 1e12`` or
+    ``n_alpha = 1e9`` is refused before any array exists)."""
+    K = int(responses)
+    points = (int(settings.n_alpha) + 2) * len(settings.betas) + 1  # α = 0 and a spec's α/β may join the grid
+    runs = int(objectives) * points
+    train = budget.training(steps=settings.steps, responses=K, runs=runs, params=K, logged=int(settings.n_budget) + 1)
+    exact = budget.newton(params=K, responses=K, points=runs, stacked=int(objectives))
+    return budget.problem(1, K) + (train | exact)
+
+
 def build(settings: Settings, spec: dict | None = None, spec_path: str | None = None, out: str = "explore.html") -> dict:
     """Compute the page's data (JSON-ready). ``spec`` (a loaded spec) replaces Kong App. B."""
     from bandit_lab.experiments.simplex_view import STYLE
@@ -215,6 +228,7 @@ def build(settings: Settings, spec: dict | None = None, spec_path: str | None = 
     if extra is not None and extra not in entries:
         entries.append(extra)
     objs, pairs = _objectives(problem, data, penalty, entries)
+    budget.check(cost(settings, problem.n_responses, len(objs)), "this explorer page")  # before any grid is allocated
     alphas = settings.alphas(() if spec_alpha is None else (spec_alpha,))
     betas = sorted({float(b) for b in settings.betas} | ({spec_beta} if spec_beta is not None else set()))
     budgets = settings.budgets()

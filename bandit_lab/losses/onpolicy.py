@@ -469,8 +469,11 @@ def _exact(objective, hp, init=None):
 def _spec(name, defaults, static, summary, citation, *, epochs=False):
     fn = functools.partial(onpolicy_loss, algo=name)
     static = {"sampling": "exact", **static}
+    from bandit_lab.onpolicy.trl import TRANSLATORS  # TRL 1.16 field names, verbatim (issue 21)
+
     return LossSpec(name, fn, defaults, static, kind="onpolicy", summary=summary, citation=citation, check=_check,
-                    exact=_exact, state_init=state_init, state_update=state_update if epochs else None)
+                    exact=_exact, state_init=state_init, state_update=state_update if epochs else None,
+                    translate=TRANSLATORS.get(name))
 
 
 _PG = {"kl_estimator": "k1", "kl_placement": "reward", "reward": "bt"}

@@ -1,0 +1,125 @@
+"""`bandit-lab explore --serve`, the live half: ``GET /api/solve`` re-solves a problem on the server.
+
+References: `bandit-lab solve --json` run on the spec the endpoint prints for each objective (its
+own single-problem path), and XLA's compile events (moving π*, π_ref, α, β must not recompile).
+One server per module.
+"""
+import json
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import jax
+import numpy as np
+import pytest
+
+from bandit_lab.explore import live, make_server, url_of
+from cli.main import main
+
+Q = {"pi_star": "0.6,0.3,0.1", "pi_ref": "0.4,0.4,0.2", "alpha": "0.1", "beta": "1", "steps": "300", "lr": "0.05"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = make_server("<html>page</html>", 0)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield url_of(srv)
+    srv.shutdown()
+    srv.server_close()
+
+
+def get(url, q):
+    try:
+        with urllib.request.urlopen(url + "api/solve?" + urllib.parse.urlencode(q), timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def warm(server):
+    status, body = get(server, Q)
+    assert status == 200, body
+    return body
+
+
+def test_every_exact_optimum_matches_solve_json(server, warm, tmp_path_factory, capsys):
+    """A moved π*, π_ref, α and β: each objective's exact optimum (and trained policy) against
+    `bandit-lab solve --json` on the spec the endpoint prints, to 1e-6."""
+    q = {**Q, "pi_star": "0.2,0.5,0.3", "pi_ref": "0.25,0.25,0.5", "alpha": "0.3", "beta": "0.6"}
+    status, body = get(server, q)
+    assert status == 200, body
+    assert body["losses"] == ["dpo", "rlhf[reverse_kl]", "fdpo[forward_kl]", "rlhf[forward_kl]", "ipo", "rlhf[reverse_kl,ipo]"]
+    d = tmp_path_factory.mktemp("specs")
+    for row, cmd in zip(body["objectives"], body["command"]):
+        spec = json.loads(cmd.split("echo '", 1)[1].rsplit("'", 1)[0])
+        assert spec["preference"]["pi_star"] == pytest.approx([0.2, 0.5, 0.3]) and spec["weight_decay"] == 0.3
+        (d / "s.json").write_text(json.dumps(spec))
+        with pytest.raises(SystemExit) as e:
+            main(["solve", "--json", str(d / "s.json")])
+        out, err = capsys.readouterr()
+        assert e.value.code in (0, None), err
+        ref = json.loads(out)
+        assert ref["loss"] == row["label"]
+        np.testing.assert_allclose(row["exact"], ref["exact"], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(row["trained"], ref["policy"], atol=1e-6, rtol=0)
+        assert row["residual"] < 1e-8 and row["verdict"]["line"]
+
+
+def test_numbers_only_never_recompile(server, warm):
+    """Moving π*, π_ref, α, β and the learning rate: zero XLA compiles (problems are arguments)."""
+    counts = []
+    jax.monitoring.register_event_duration_secs_listener(lambda ev, d, **kw: counts.append(ev) if "backend_compile" in ev else None)
+    try:
+        rng = np.random.default_rng(0)
+        for i in range(4):
+            ps, pr = rng.dirichlet([2, 2, 2]), rng.dirichlet([2, 2, 2])
+            status, body = get(server, {**Q, "pi_star": ",".join(map(str, ps)), "pi_ref": ",".join(map(str, pr)),
+                                        "alpha": str(0.05 * i), "beta": str(0.5 + 0.3 * i), "lr": str(0.02 + 0.01 * i)})
+            assert status == 200, body
+    finally:
+        jax.monitoring.clear_event_listeners()
+    assert counts == [], counts
+
+
+def test_resolve_latency(server, warm):
+    """≤ 100 ms median for 6 objectives on K = 3 (exact + a 300-step Adam retrain), after warm-up:
+    the server's compute time and the HTTP round trip, medians of 7 (the machine is shared: under load)."""
+    compute, trip = [], []
+    for i in range(7):
+        t = time.perf_counter()
+        status, body = get(server, {**Q, "alpha": str(0.01 * (i + 1))})
+        trip.append(time.perf_counter() - t)
+        compute.append(body["seconds"]["total"])
+    print(f"live re-solve: server {1e3 * statistics.median(compute):.1f} ms, round trip {1e3 * statistics.median(trip):.1f} ms (medians of 7)")
+    assert statistics.median(compute) <= 0.1 and statistics.median(trip) <= 0.1, (compute, trip)
+
+
+@pytest.mark.parametrize("change, msg", [
+    ({"pi_star": "0.6,0.3,0.2"}, "sum to 1"),
+    ({"pi_star": "1.2,-0.1,-0.1"}, "must be > 0"),
+    ({"pi_ref": "0.5,nan,0.5"}, "must be finite"),
+    ({"pi_ref": "0.5,0.5"}, "3 to 16"),
+    ({"pi_star": "0.25,0.25,0.25,0.25"}, "pi_star has 4 responses"),
+    ({"alpha": "inf"}, "alpha: must be finite"),
+    ({"alpha": "-1"}, "alpha: must be ≥ 0"),
+    ({"beta": "0"}, "beta: must be > 0"),
+    ({"beta": "x"}, "beta: expected a number"),
+    ({"lr": "1e999"}, "lr: must be finite"),
+    ({"steps": "2.5"}, "steps: a whole number"),
+    ({"steps": "1000000000000"}, "steps: a whole number"),
+    ({"losses": "nope"}, "unknown loss"),
+])
+def test_bad_input_is_a_message_never_a_trace(server, change, msg):
+    status, body = get(server, {**Q, **change})
+    assert status == 400 and msg in body["error"] and "\n" not in body["error"] and "Traceback" not in body["error"], body
+
+
+def test_unknown_path_is_404(server):
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server + "api/nope", timeout=10)
+    assert e.value.code == 404
