@@ -59,3 +59,17 @@ def test_mroueh_fixed_point_relative_precision(beta, p_ref):
 
     p, _ = mroueh_fixed_point(p_ref, beta)
     assert abs(mroueh_h(p, p_ref, beta) - p) <= 1e-14 * p
+
+
+@pytest.mark.parametrize("a", [0.3, 1e-6, 1e-12])
+def test_forward_kl_optimum_at_the_boundary(a):
+    """β·π_ref/(λ − r): stationarity β(1 − π_ref/π) − r = −λ in every component to 1e-14 (was 6e-6
+    at π_ref = 1e-12, from bisection on λ instead of on the gap λ − max r)."""
+    from bandit_lab.oracles import rlhf_optimum
+
+    ref = np.array([a, 0.5, 0.5])
+    ref = ref / ref.sum()
+    r = np.array([1.0, 0.0, 0.5])
+    p = rlhf_optimum(ref[None], r[None], 0.5, "forward_kl")[0]
+    g = 0.5 * (1 - ref / p) - r
+    assert np.ptp(g) < 1e-14 and abs(p.sum() - 1) < 1e-15

@@ -24,9 +24,9 @@ def _pb(seed=0):
     ({"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": 3, "beta": 0.5, "use_bias_correction_kl": False},
      {"length_norm": "constant", "normalize": "group_mean", "group_size": 3, "beta": 0.5}),
     ({"loss_type": "grpo", "epsilon": 0.1, "importance_sampling_level": "sequence", "num_iterations": 2},
-     {"length_norm": "sequence", "clip": 0.1, "clip_high": 0.1, "ratio_level": "sequence", "epochs": 2}),
+     {"length_norm": "sequence", "clip": 0.1, "clip_high": 0.1, "ratio_level": "sequence", "epochs": 2, "kl_bias_correction": True}),
     ({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "scale_rewards": "group"},
-     {"length_norm": "token", "clip": 0.2, "clip_high": 0.28, "normalize": "group_std"}),
+     {"length_norm": "token", "clip": 0.2, "clip_high": 0.28, "normalize": "group_std", "kl_bias_correction": True}),
 ])
 def test_grpo_fields_translate_to_native(trl, native):
     pb = _pb()
@@ -56,7 +56,7 @@ def test_rloo_fields():
     ("grpo", {"loss_type": "sapo"}, ("sapo", "not implemented")),
     ("grpo", {"loss_type": "nope"}, ("loss_type", "dr_grpo")),
     ("grpo", {"scale_rewards": "batch"}, ("batch",)),
-    ("grpo", {"loss_type": "dapo", "beta": 0.04}, ("use_bias_correction_kl",)),  # TRL default bias correction is on
+    ("grpo", {"use_bias_correction_kl": "yes"}, ("use_bias_correction_kl",)),
     ("grpo", {"delta": 4.0}, ("delta",)),
     ("grpo", {"not_a_field": 1}, ("not_a_field",)),
     ("rloo", {"normalize_advantages": True}, ("normalize_advantages",)),
@@ -74,3 +74,26 @@ def test_cli_refuses_with_one_line(tmp_path):
     p.write_text(json.dumps(spec))
     bad = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "use_vllm" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
+    """Derivation: with A = r − group mean, E[A ∇log π] = (G−1)/G · ∇E_π r (the focal sample's own
+    share of the mean cancels 1/G of it); bias-corrected k3 (k3·ρ, ρ = π/π_old) has expected gradient
+    ∇KL(π‖π_ref). So the expected update is ((G−1)/G)·∇[E_π r − β·G/(G−1)·KL(π‖π_ref)], whose
+    unique maximiser is π_ref·e^{r(G−1)/(Gβ)}/Z (independent NumPy closed form, 1e-8). With the
+    correction off (plain k3: ∇ of KL(π_ref‖π)-like, Tang & Munos) the point is not Gibbs."""
+    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.onpolicy.stationary import solve
+
+    pb = random_problem(np.random.default_rng(7), k=4, contexts=2, preference="reward", pairs="uniform")
+    G, beta = 3, 0.6
+    lp = {"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": G, "beta": beta}
+    s = solve(make_objective(pb, "grpo", lp))
+    r = np.asarray(pb.reward)
+    gibbs = np.asarray(pb.pi_ref) * np.exp(r * (G - 1) / (G * beta))
+    gibbs /= gibbs.sum(-1, keepdims=True)
+    np.testing.assert_allclose(gibbs, rlhf_optimum(pb.pi_ref, pb.reward, beta * G / (G - 1)), atol=1e-14)
+    assert s.status == "attracting"
+    assert np.max(np.abs(np.asarray(s.result.policy) - gibbs)) < 1e-8
+    off = solve(make_objective(pb, "grpo", {**lp, "use_bias_correction_kl": False}))
+    assert metrics.tv(off.result.policy, gibbs, pb.context_weight) > 1e-3

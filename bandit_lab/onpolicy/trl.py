@@ -18,11 +18,13 @@ Translated now (exact in bandit-lab's native implementation):
 - ``scale_rewards`` group → ``normalize="group_std"``, none (or ``False``) → ``"group_mean"``
   (``True`` = group, as TRL accepts);
 - ``loss_type`` grpo → per-sequence token mean (``length_norm="sequence"``), dapo / bnpo → token
-  mean over the batch (``"token"``), dr_grpo → constant normaliser (``"constant"``).
+  mean over the batch (``"token"``), dr_grpo → constant normaliser (``"constant"``);
+- ``use_bias_correction_kl`` → ``kl_bias_correction``: k3 in the loss times the differentiable
+  importance ratio (``per_token_kl * coef_1``), whose expected gradient is ∇KL(π‖π_ref). With it,
+  dr_grpo + ``scale_rewards="none"`` is Gibbs at β·G/(G−1) (:func:`bandit_lab.onpolicy.closed_forms`).
 
 Refused, with the reason, rather than silently approximated: the loss types cispo, sapo, luspo,
-vespo, ``scale_rewards="batch"``, ``delta`` (two-sided clip) and ``use_bias_correction_kl=True``
-with ``beta > 0`` (not yet implemented exactly); and every field that cannot matter on a bandit
+vespo, ``scale_rewards="batch"`` and ``delta`` (two-sided clip) (not yet implemented exactly); and every field that cannot matter on a bandit
 (generation, vLLM, logging, …). An unknown field falls through to the loss's own one-line
 "has no parameter" message.
 """
@@ -131,10 +133,7 @@ def translate_grpo(params: dict) -> dict:
         bc = p.pop("use_bias_correction_kl")
         if not isinstance(bc, bool):
             raise BanditError(f"use_bias_correction_kl must be true or false; got {bc!r}")
-        beta = float(p.get("beta", 0.0))
-        if bc and beta != 0.0:
-            raise BanditError("use_bias_correction_kl=True with beta > 0: the bias-corrected k3 is not implemented "
-                              "exactly yet; set use_bias_correction_kl=false for plain k3 in the loss")
+        out["kl_bias_correction"] = bc  # k3 × the differentiable ratio: ∇ of KL(π‖π_ref) in expectation
     return {**p, **out}
 
 
