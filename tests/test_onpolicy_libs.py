@@ -73,3 +73,6 @@ def test_forward_kl_optimum_at_the_boundary(a):
     p = rlhf_optimum(ref[None], r[None], 0.5, "forward_kl")[0]
     g = 0.5 * (1 - ref / p) - r
     assert np.ptp(g) < 1e-14 and abs(p.sum() - 1) < 1e-15
+    p = rlhf_optimum(ref[None], r[None], 0.5, "js")[0]  # f'(u) = log(2u/(1 + u)); was 1.8e-5 at 1e-12
+    u = p / ref
+    assert np.ptp(0.5 * np.log(2 * u / (1 + u)) - r) < 1e-14 and abs(p.sum() - 1) < 1e-15

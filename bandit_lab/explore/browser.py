@@ -101,9 +101,32 @@ def screenshot(html_path: str, png_path: str) -> str:
     return png_path
 
 
+def live_screenshot(png_path: str) -> str:
+    """The live page (figures/explorer_live.png): the default page served on a free loopback
+    port, after its first live answer."""
+    import threading
+
+    from bandit_lab.explore import Settings, build, make_server, url_of
+    from bandit_lab.explore.page import render
+
+    srv = make_server(render(build(Settings())), 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        return screenshot(url_of(srv), png_path)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--live":
+        why = missing()
+        if why:
+            sys.exit(f"cannot take a screenshot: {why}")
+        print(live_screenshot(sys.argv[2]))
+        sys.exit(0)
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png")
+        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png | --live OUT.png")
     why = missing()
     if why:
         sys.exit(f"cannot take a screenshot: {why}")
