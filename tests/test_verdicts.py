@@ -1,7 +1,7 @@
 """Issue 20, items 1–3 and 7: certified verdicts. These tests record the Done-when as it stands
 (reproduced 2026-12-05): deterministic-label DPO is still reported as a converged exact optimum at
-a point on its runaway. They are strict xfails, so the day the verdicts land they fail loudly and
-must be turned into ordinary tests. See docs/verdicts.md."""
+a point on its runaway. `solve` now refuses to certify such a point
+(exact_converged False, "NOT certified"); fixed-points still does not. See docs/verdicts.md."""
 import numpy as np
 import pytest
 
@@ -27,6 +27,5 @@ def test_deterministic_dpo_loss_keeps_decreasing_past_the_reported_point(dpo_det
     assert np.all(np.diff(loss) < 0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 item 1: deterministic DPO still certified as a finite optimum")
 def test_deterministic_dpo_is_not_reported_as_converged(dpo_det):
     assert not dpo_det.exact_converged
