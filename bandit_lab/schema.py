@@ -678,7 +678,14 @@ class Spec(Strict):
                      f"n ≥ {self.batch.size}" + ("" if n is None else f" (got n = {n})"), "batch", "replacement")
         if self.sampling is not None and "sampling" not in spec.static:
             fail(f"applies to on-policy losses only; {self.loss!r} is not one", "sampling")
-        for k, v in self.loss_params.items():
+        params = self.loss_params
+        if spec.translate is not None:  # a library's option names (TRL, verl, …) → native ones
+            try:
+                params = spec.translate(dict(params))
+            except BanditError as e:
+                named = [k for k in self.loss_params if k in str(e)]
+                fail(str(e), "loss_params", *named[:1])
+        for k, v in params.items():
             if k in spec.defaults:
                 e = _hp_range(spec, k).error(v)
                 if e:

@@ -220,7 +220,11 @@ def solve(spec) -> dict:
         "exact_residual": ex.residual if np.isfinite(ex.residual) else None,
         "converged": bool(station <= CONVERGED_GRAD),
         "optimizer": config.optimizer,
-        "exact_converged": ex.converged,
+        # issue 20: where the loss's own closed form says it has no finite minimiser (deterministic
+        # labels, oracles.loss_oracle), the exact solver's point is only a point on the runaway
+        # (its absolute-gradient test underflows: β·σ(−βΔ) → 0): never certify it as converged.
+        "exact_converged": bool(ex.converged and not (unconstrained and oracle is None
+                                                      and "no finite minimiser" in (note or ""))),
     }
     guards.check_result(res, "solve")
     return res
@@ -243,7 +247,10 @@ def report(res: dict) -> str:
         f"trained policy        {fmt(res['policy'])}",
         (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {residual or '—'}; {res['stationary_status']})" if onp else
          f"exact constrained opt {fmt(res['exact'])}   " + (f"(residual {residual}" if residual else "(this solver has no first-order residual")
-         + ("" if res["exact_converged"] else "; NOT certified: no exact method reached a stationary point") + ")"),
+         + ("" if res["exact_converged"] else "; NOT certified: " + (
+             "the loss has no finite minimiser, this is a point on the runaway"
+             if res["oracle"] is None and "no finite minimiser" in (res["oracle_note"] or "")
+             else "no exact method reached a stationary point")) + ")"),
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]

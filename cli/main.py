@@ -505,6 +505,9 @@ app.command()(_explore)
 from cli.check_loss import check_loss as _check_loss  # noqa: E402  (the loss battery, issue 15)
 
 app.command("check-loss")(_check_loss)
+from cli.explain import explain as _explain  # noqa: E402  (what a library config optimises, issue 21)
+
+app.command()(_explain)
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -202,7 +202,7 @@ def grpo_differs_from_gibbs(n: int, seed: int) -> float:
 
 def dr_grpo_removes_std(n: int, seed: int) -> float:
     """Dr. GRPO (advantage r − mean, no std) lands on an RLHF optimum, GRPO does not: max TV of
-    Dr. GRPO (exact KL) to Gibbs at β·G/(G−1), Dr. GRPO (k3 in the loss) to the forward-KL
+    Dr. GRPO (exact KL, and TRL 1.16's bias-corrected k3 under TRL's names) to Gibbs at β·G/(G−1), Dr. GRPO (k3 in the loss) to the forward-KL
     optimum at β·G/(G−1), and GRPO *and* Dr. GRPO with k1 in the reward to Gibbs at β."""
     rng = np.random.default_rng(seed)
     worst = 0.0
@@ -216,6 +216,10 @@ def dr_grpo_removes_std(n: int, seed: int) -> float:
         for name, lp, ref in cases:
             s = _stationary(make_objective(pb, name, {"beta": beta, "group_size": G, **lp}))
             worst = max(worst, metrics.tv(s.result.policy, ref, pb.context_weight))
+        # TRL 1.16 names: dr_grpo + scale_rewards="none" + bias-corrected k3 (TRL's default) → Gibbs at β·G/(G−1)
+        trl = {"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": G, "beta": beta}
+        s = _stationary(make_objective(pb, "grpo", trl))
+        worst = max(worst, metrics.tv(s.result.policy, rlhf_optimum(pb.pi_ref, pb.reward, be), pb.context_weight))
     return worst
 
 

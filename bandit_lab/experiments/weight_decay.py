@@ -70,7 +70,7 @@ class Settings:
         c = budget.problem(1, K) + budget.array(P, "the α grid")
         if self.data == "sampled":
             c = c + budget.sampling(self.n_pairs, K)
-        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P, loss_every_step=False)
+        return c + (budget.training(steps=self.steps, responses=K, runs=runs * P, loss_every_step=self.alpha is not None)
                     | budget.newton(params=K, responses=K, points=runs * P, stacked=runs))
 
     def alphas(self) -> list[float]:
@@ -96,7 +96,8 @@ def run(s: Settings) -> dict:
         objs += [o, c]
         declared.append(d)
     alphas = s.alphas()
-    config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps), loss_every_step=False)
+    config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps),
+                         loss_every_step=s.alpha is not None)  # a sweep keeps the loss at the logged steps only
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
     trajs, exact = train_and_solve(objs, config, hps, seed=s.seed)
     with timing.phase("records"):

@@ -52,22 +52,26 @@ class Session:
 
 @contextlib.contextmanager
 def open_page(path: str, width: int = 1500, height: int = 1000, timeout_ms: int = 60000):
-    """Load ``path`` offline, wait until the page reports ready, yield a :class:`Session`."""
+    """Load ``path`` offline, wait until the page reports ready, yield a :class:`Session`.
+    ``path`` may be a loopback URL (``http://127.0.0.1:PORT/…``, the live page): then requests to
+    that origin pass and every other request is aborted and recorded, as for a file."""
     from playwright.sync_api import sync_playwright
 
     exe = chromium_path()
     if exe is None:
         raise RuntimeError(missing())
     profile = tempfile.mkdtemp(prefix="bandit-lab-chromium-")
+    live = path.startswith("http://127.0.0.1:")
+    origin = "/".join(path.split("/")[:3]) + "/" if live else None
     requests: list = []
     errors: list = []
     try:
         with sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, offline=True,
+            ctx = pw.chromium.launch_persistent_context(profile, executable_path=exe, headless=True, offline=not live,
                                                         args=CHROMIUM_ARGS, viewport={"width": width, "height": height})
             try:
                 def route(r):
-                    if r.request.url.startswith("file:"):
+                    if r.request.url.startswith("file:") or (live and r.request.url.startswith(origin)):
                         r.continue_()
                     else:
                         requests.append(r.request.url)
@@ -76,7 +80,7 @@ def open_page(path: str, width: int = 1500, height: int = 1000, timeout_ms: int 
                 ctx.route("**/*", route)
                 page = ctx.new_page()
                 page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto("file://" + os.path.abspath(path))
+                page.goto(path if live else "file://" + os.path.abspath(path))
                 page.wait_for_function("document.body.dataset.ready !== undefined", timeout=timeout_ms)
                 yield Session(page, requests, errors)
             finally:
@@ -86,17 +90,43 @@ def open_page(path: str, width: int = 1500, height: int = 1000, timeout_ms: int 
 
 
 def screenshot(html_path: str, png_path: str) -> str:
-    """Full-page PNG of an explorer page (the README's figures/explorer.png)."""
+    """Full-page PNG of an explorer page (figures/explorer.png); a loopback URL: the live page,
+    after its first answer (figures/explorer_live.png)."""
     with open_page(html_path) as s:
+        if html_path.startswith("http://"):
+            s.page.wait_for_function("document.body.dataset.liveSeq !== undefined", timeout=120000)
         if s.page.evaluate("document.body.dataset.ready") != "1":
             raise RuntimeError("the page did not draw its plot: " + s.page.inner_text("#plot"))
         s.page.screenshot(path=png_path, full_page=True)
     return png_path
 
 
+def live_screenshot(png_path: str) -> str:
+    """The live page (figures/explorer_live.png): the default page served on a free loopback
+    port, after its first live answer."""
+    import threading
+
+    from bandit_lab.explore import Settings, build, make_server, url_of
+    from bandit_lab.explore.page import render
+
+    srv = make_server(render(build(Settings())), 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        return screenshot(url_of(srv), png_path)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--live":
+        why = missing()
+        if why:
+            sys.exit(f"cannot take a screenshot: {why}")
+        print(live_screenshot(sys.argv[2]))
+        sys.exit(0)
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png")
+        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png | --live OUT.png")
     why = missing()
     if why:
         sys.exit(f"cannot take a screenshot: {why}")

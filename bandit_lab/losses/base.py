@@ -109,6 +109,12 @@ class LossSpec:
     # optional BibTeX entry (or entries) for ``bandit-lab cite``; built-ins are keyed by
     # ``citation`` in :mod:`bandit_lab.bibliography`
     bibtex: str = ""
+    # optional ``translate(loss_params) -> loss_params``: a library's own option names and values
+    # (e.g. TRL 1.16 ``GRPOConfig`` fields, :mod:`bandit_lab.onpolicy.trl`) → this loss's native
+    # hyperparameters and static options; native names pass through unchanged (idempotent). It
+    # raises BanditError naming the field it refuses. Called once, first, by :func:`split_params`
+    # (and by the spec validator), so every entry point reads library names the same way.
+    translate: Callable | None = None
 
 
 REGISTRY: dict[str, LossSpec] = {}
@@ -150,6 +156,8 @@ def get(name: str) -> LossSpec:
 def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
     """Separate user ``loss_params`` into float hyperparameters and static options; validate."""
     params = dict(params or {})
+    if spec.translate is not None:
+        params = dict(spec.translate(params))
     static = dict(spec.static)
     for k in [k for k in params if k in static]:
         static[k] = params.pop(k)

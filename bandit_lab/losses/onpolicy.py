@@ -405,7 +405,15 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
         p = jnp.exp(logp)
         kl = jnp.sum(jnp.where(p > 0, p * (logp - inputs.logp_ref), 0.0), -1)
     elif static.get("kl_placement", "loss") == "loss":
-        kl = jnp.sum(_slot(st["ckl"], path) * kl_estimate(lp_slot, ref_slot, est), -1)
+        per = kl_estimate(lp_slot, ref_slot, est)
+        if static.get("kl_bias_correction", False):
+            # TRL 1.16 grpo_trainer.py (use_bias_correction_kl): per_token_kl * coef_1, the importance
+            # ratio π/π_old (value 1 on-policy, differentiable): E_π[∇(k3·ρ)] = ∇E_π[k3] = ∇KL(π‖π_ref)
+            if path is not None and not token:
+                raise BanditError("use_bias_correction_kl with importance_sampling_level='sequence' on a token tree "
+                                  "is not implemented exactly yet")
+            per = per * jnp.exp(lp_slot - st["logq_slot"])
+        kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
     else:
         kl = 0.0
     return jnp.sum(cw * (-pg + beta * kl))
@@ -443,7 +451,7 @@ def _check(hp: dict, static: dict) -> None:
             static[k] = int(v)
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
-    for k in ("dynamic_sampling", "whiten"):
+    for k in ("dynamic_sampling", "whiten", "kl_bias_correction"):
         if k in static and not isinstance(static[k], bool):
             raise BanditError(f"{k} must be true or false; got {static[k]!r}")
     for k in ("clip", "clip_high", "std_eps", "value_lr"):
@@ -469,8 +477,11 @@ def _exact(objective, hp, init=None):
 def _spec(name, defaults, static, summary, citation, *, epochs=False):
     fn = functools.partial(onpolicy_loss, algo=name)
     static = {"sampling": "exact", **static}
+    from bandit_lab.onpolicy.trl import TRANSLATORS  # TRL 1.16 field names, verbatim (issue 21)
+
     return LossSpec(name, fn, defaults, static, kind="onpolicy", summary=summary, citation=citation, check=_check,
-                    exact=_exact, state_init=state_init, state_update=state_update if epochs else None)
+                    exact=_exact, state_init=state_init, state_update=state_update if epochs else None,
+                    translate=TRANSLATORS.get(name))
 
 
 _PG = {"kl_estimator": "k1", "kl_placement": "reward", "reward": "bt"}
@@ -486,15 +497,15 @@ for _s in (
           "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
     _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "reward": "bt"},
+          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt"},
           "GRPO: group-normalised advantage (r − mean)/(std + ε), clip ε, k3 KL in the loss (TRL 1.16 defaults)",
           "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025", epochs=True),
     _spec("dr_grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_GROUP, "normalize": "group_mean", "length_norm": "constant", "kl_estimator": "k3", "kl_placement": "loss", "reward": "bt"},
+          {**_GROUP, "normalize": "group_mean", "length_norm": "constant", "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt"},
           "Dr. GRPO: advantage r − mean (no std), constant length normaliser",
           "Liu et al. 2025 Eq. 3 (Dr. GRPO)", epochs=True),
     _spec("dapo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.28, "std_eps": 1e-4},
-          {**_GROUP, "group_size": 16, "dynamic_sampling": True, "length_norm": "token", "kl_estimator": "k3", "kl_placement": "loss", "reward": "bt"},
+          {**_GROUP, "group_size": 16, "dynamic_sampling": True, "length_norm": "token", "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt"},
           "DAPO: clip-higher (ε_low 0.2, ε_high 0.28), dynamic sampling, token-mean loss, no KL",
           "Yu et al. 2025 Eq. 8–11 (DAPO)", epochs=True),
     _spec("ppo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "value_lr": 0.1},

@@ -153,18 +153,60 @@ def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, nor
         ab = lambda pi: abar(pi, r, G, normalize, ddof, eps)  # noqa: E731
         method = f"enumeration of the G−1 = {G - 1} companions"
 
+    lref = np.log(ref)
+
     def residual(z):
+        # forward: the linear form π_k(1 − ā_k/β) − π_ref,k (Σ_k = −Σπā/β = 0 for group-normalised
+        # advantages), well conditioned where 1 − ā_k/β ≈ π_ref,k/π_k → 0 (π_ref,k down to 1e-12),
+        # unlike log π − log(π_ref/(1 − ā/β)), whose derivative there is ~1/π_ref,k.
         pi = softmax_np(z[None])[0]
         a = ab(pi)
         if penalty == "forward":
-            tgt = ref / np.maximum(1.0 - a / beta, 1e-300)
-            tgt = tgt / tgt.sum()
-            return np.log(pi) - np.log(tgt)
-        return np.log(pi) - np.log(softmax_np((np.log(ref) + a / beta)[None])[0])
+            out = pi * (1.0 - a / beta) - ref
+        else:
+            t = lref + a / beta  # log π − log softmax(t), both in log space (no log 0)
+            out = (z - z.max() - np.log(np.exp(z - z.max()).sum())) - (t - t.max() - np.log(np.exp(t - t.max()).sum()))
+            out = out - out.mean()
+        return out + (z.mean() - lref.mean())
 
-    z0 = np.log(ref if start is None else start)
-    pi, res = _solve_logits(lambda z: residual(z) - residual(z).mean() + (z.mean() - z0.mean()), z0)
-    return pi, res, method
+    def attempt(z0):
+        z = _solve_logits(residual, z0)[0]
+        zz = np.log(z)
+        zz = zz - zz.mean() + lref.mean()
+        return z, float(np.max(np.abs(residual(zz)))), zz
+
+    # Starts: the given one, π_ref, uniform; then continuation in log π_ref from the uniform
+    # reference (t: 0 → 1, warm-started, step halved on failure) — the boundary regime
+    # π_ref,k → 0 where a cold start from log π_ref lands on the wrong side of 1 − ā/β = 0.
+    tol = 1e-13
+    starts = ([np.log(start)] if start is not None else []) + [lref.copy(), np.full_like(lref, lref.mean())]
+    best = None
+    for z0 in starts:
+        pi, res, _ = attempt(z0)
+        if best is None or res < best[1]:
+            best = (pi, res)
+        if res <= tol:
+            return pi, res, method
+    full_ref = ref
+    uni = np.full_like(lref, lref.mean())
+    t, h, z = 0.0, 0.125, uni.copy()
+    while t < 1.0 and h > 1e-6:
+        tn = min(1.0, t + h)
+        ref = softmax_np((uni + tn * (lref - uni))[None])[0]
+        lref_t = np.log(ref)
+        saved = lref
+        lref = lref_t
+        pi, res, zz = attempt(z)
+        lref = saved
+        if res <= tol:
+            t, z, h = tn, zz - zz.mean() + lref.mean(), min(2 * h, 0.25)
+        else:
+            h /= 2
+    ref = full_ref
+    pi, res, _ = attempt(z)
+    if res < best[1]:
+        best = (pi, res)
+    return best[0], best[1], method
 
 
 def mroueh_h(p: float, p_ref: float, beta: float, eps: float = 1e-4) -> float:
@@ -173,20 +215,42 @@ def mroueh_h(p: float, p_ref: float, beta: float, eps: float = 1e-4) -> float:
 
 
 def mroueh_fixed_point(p_ref: float, beta: float, eps: float = 1e-4, iters: int = 10000) -> tuple[float, list[float]]:
-    """Iterate ``p_n = h(p_{n−1})`` from p_ref; returns (limit, iterates). The limit is refined
-    by bisection on ``h(p) − p`` around the last iterate."""
+    """Iterate ``p_n = h(p_{n−1})`` from p_ref (Mroueh 2025); returns (limit, iterates). The limit
+    is refined by Brent's method in log space, ``log h(e^u) − u = 0`` on a relative window
+    u = log p_last ± 1e-3 (relative precision, so p_ref down to 1e-12 works: the earlier absolute
+    window [p − 1e-3, p + 1e-3] left a relative residual 7e-8 at p_ref = 1e-12, β = 50). Without a
+    sign change there (the iteration has not settled) the root of a log-grid scan nearest the last
+    iterate; the last iterate only if g has no sign change at all."""
+    from scipy import optimize
+
     ps = [p_ref]
     for _ in range(iters):
         nxt = mroueh_h(ps[-1], p_ref, beta, eps)
         ps.append(nxt)
-        if abs(nxt - ps[-2]) < 1e-16:
+        if abs(nxt - ps[-2]) <= 1e-16 * max(nxt, 1e-300):
             break
-    from scipy import optimize
+    lodds = math.log1p(-p_ref) - math.log(p_ref)
 
-    g = lambda p: mroueh_h(p, p_ref, beta, eps) - p  # noqa: E731
-    lo, hi = max(ps[-1] - 1e-3, 1e-15), min(ps[-1] + 1e-3, 1 - 1e-15)
-    p_star = optimize.brentq(g, lo, hi, xtol=1e-16) if g(lo) * g(hi) < 0 else ps[-1]
-    return p_star, ps
+    def g(u):
+        p = math.exp(u)
+        c = 1.0 / (beta * math.sqrt(p * (1.0 - p) + eps))
+        return float(-np.logaddexp(0.0, lodds - c) - u)
+
+    if mroueh_h(ps[-1], p_ref, beta, eps) == ps[-1]:  # a fixed point in float64 (e.g. p = 1.0)
+        return ps[-1], ps
+    u0 = math.log(ps[-1])
+    lo, hi = u0 - 1e-3, min(u0 + 1e-3, math.log1p(-1e-16))
+    if lo < hi and g(lo) * g(hi) < 0:
+        return float(math.exp(optimize.brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps))), ps
+    # not settled (e.g. a 2-cycle of the map): every sign change of g on a log grid above p_ref,
+    # the root nearest the last iterate in log p (the old absolute window found one only by chance)
+    grid = np.linspace(math.log(p_ref), math.log1p(-1e-16), 2001)
+    vals = np.array([g(u) for u in grid])
+    roots = [optimize.brentq(g, grid[k], grid[k + 1], xtol=1e-300, rtol=4 * np.finfo(float).eps)
+             for k in range(len(grid) - 1) if vals[k] * vals[k + 1] < 0]
+    if roots:
+        return float(math.exp(min(roots, key=lambda u: abs(u - u0)))), ps
+    return ps[-1], ps
 
 
 def nash_fixed_point(ref: np.ndarray, P: np.ndarray, beta: float, mixture: float = 0.0) -> tuple[np.ndarray, float]:
@@ -257,7 +321,7 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     rows, notes = [], set()
     for x in range(X):
         pi, res, method = grpo_fixed_point(ref[x], r[x], beta, G, normalize=norm, ddof=ddof, eps=eps, penalty="forward" if fwd else "reverse")
-        if res > 1e-9:
+        if res > 1e-12:
             return None, f"Vojnovic–Yun characterisation: no solution found (residual {res:.1e})"
         rows.append(pi)
         notes.add(method)

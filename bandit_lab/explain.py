@@ -1,0 +1,119 @@
+"""``bandit-lab explain``: what a library's on-policy config optimises (issue 21).
+
+A *reader* turns a library config (a dict as the library writes it, e.g. TRL 1.16's
+``GRPOConfig``/``RLOOConfig`` saved as YAML/JSON) into a registered loss and its ``loss_params``;
+:func:`explain` then states the expected update's objective and the divergence that regularises it,
+solves its exact stationary point on a spec (default: Kong et al. App. B bandit) with
+:func:`bandit_lab.onpolicy.stationary.solve`, and reports the verdict and TV to the Gibbs policy
+π_ref·e^{r/β}/Z. Other libraries plug in with :func:`register_reader` and ``PRESETS``.
+
+Divergence statements (single-token responses; Tang & Munos 2025 Eq. 2–4): k1 in the reward →
+∇KL(π‖π_ref); k3 in the loss → E_π[∇k3] = Σ(π − π_ref)∇log π = ∇KL(π_ref‖π); k3 × ratio (TRL
+``use_bias_correction_kl``) → ∇KL(π‖π_ref). Advantage r − group mean → ((G−1)/G)·∇E_π r; group-std
+normalisation → no known objective (Vojnovic & Yun 2025); RLOO's leave-one-out → ∇E_π r.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from bandit_lab.errors import BanditError
+from bandit_lab.onpolicy import trl as _trl
+
+READERS: dict[str, Callable[[dict], tuple[str, dict]]] = {}
+PRESETS: dict[str, tuple[str, dict]] = {}
+
+
+def register_reader(name: str, fn: Callable[[dict], tuple[str, dict]]) -> None:
+    """Add a config reader ``fn(config) -> (loss name, loss_params)`` under ``name``."""
+    READERS[name] = fn
+
+
+def _trl_reader(loss: str, defaults: dict):
+    keep = set(defaults) | set(_trl._NOT_YET)
+
+    def read(cfg: dict) -> tuple[str, dict]:
+        # a config as TRL writes it holds every TrainingArguments field: keep those that act on the update
+        return loss, {**defaults, **{k: v for k, v in cfg.items() if k in keep}}
+    return read
+
+
+register_reader("grpo", _trl_reader("grpo", _trl.GRPO_DEFAULTS))
+register_reader("rloo", _trl_reader("rloo", _trl.RLOO_DEFAULTS))
+PRESETS.update({
+    "trl-grpo-default": ("grpo", {}),
+    "trl-grpo-beta0.04": ("grpo", {"beta": 0.04}),
+    "trl-grpo-beta0.04-no-bias-correction": ("grpo", {"beta": 0.04, "use_bias_correction_kl": False}),
+    "trl-dr_grpo-beta0.04": ("grpo", {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.04}),
+    "trl-grpo-gspo": ("grpo", {"importance_sampling_level": "sequence", "beta": 0.04}),
+    "trl-rloo-default": ("rloo", {}),
+})
+
+KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "pairs": "uniform"}
+
+
+def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
+    """``(objective, divergence)`` of the expected update, in words (module docstring)."""
+    beta, G = hp.get("beta", 0.0), static.get("group_size")
+    norm = static.get("normalize")
+    if norm == "group_std":
+        obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"
+    elif norm == "group_mean":
+        obj = f"gradient of ((G−1)/G)·E_π[r] − β·D with G = {G}"
+    elif norm == "loo":
+        obj = "gradient of E_π[r] − β·D"
+    else:
+        obj = "gradient of E_π[r] − β·D"
+    if beta == 0:
+        return obj.replace(" − β·D", ""), "none (β = 0)"
+    est, place = static.get("kl_estimator"), static.get("kl_placement")
+    if est == "k1" and place == "reward":
+        div = "KL(π‖π_ref) (k1 in the reward)"
+    elif est == "k3" and place == "loss":
+        div = ("KL(π‖π_ref) (k3 × ratio, use_bias_correction_kl)" if static.get("kl_bias_correction")
+               else "KL(π_ref‖π) (k3 in the loss: E_π[∇k3] = ∇KL(π_ref‖π))")
+    else:
+        div = f"{est} KL estimator, placement {place}"
+    return obj, div
+
+
+def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
+    """Objective, divergence, exact stationary point, verdict and TV to Gibbs of a library config."""
+    from bandit_lab import metrics
+    from bandit_lab.objective import make_objective
+    from bandit_lab.onpolicy.stationary import solve
+    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.spec import build
+
+    if reader not in READERS:
+        raise BanditError(f"unknown config kind {reader!r}; known: {', '.join(sorted(READERS))}")
+    loss, lp = READERS[reader](dict(config))
+    base, *_ = build({**(spec or KONG_APP_B), "loss": "dpo", "loss_params": {"beta": 1.0}})
+    pb = base.problem
+    o = make_objective(pb, loss, lp)
+    obj, div = describe(loss, o.hp, o.static)
+    s = solve(o)
+    beta = o.hp["beta"]
+    pol = None if s.status == "runaway" else np.asarray(s.result.policy)
+    gibbs = None if beta == 0 or pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
+    tv = None if pol is None or gibbs is None else float(metrics.tv(pol, gibbs, pb.context_weight))
+    return {"reader": reader, "loss": loss, "loss_params": lp, "objective": obj, "divergence": div,
+            "status": s.status, "note": s.note, "residual": float(s.result.residual),
+            "policy": None if pol is None else pol.tolist(), "beta": beta, "tv_gibbs": tv}
+
+
+def lines(r: dict) -> list[str]:
+    pol = "—" if r["policy"] is None else "[" + ", ".join(f"{p:.6f}" for p in np.ravel(r["policy"])) + "]"
+    tv = "undefined (β = 0)" if r["beta"] == 0 else ("—" if r["tv_gibbs"] is None else f"{r['tv_gibbs']:.3e}")
+    return [f"config      {r['reader']} → loss {r['loss']}",
+            f"update      {r['objective']}",
+            f"divergence  {r['divergence']}",
+            f"stationary  {r['status']}  (‖F‖ = {r['residual']:.1e}) {r['note']}".rstrip(),
+            f"policy      {pol}",
+            f"TV to Gibbs {tv}"]
+
+
+def preset_table(spec: dict | None = None) -> list[dict]:
+    """Every preset → objective, divergence, verdict, TV to Gibbs (for docs/onpolicy-libraries.md)."""
+    return [{"preset": name, **explain(rd, cfg, spec)} for name, (rd, cfg) in PRESETS.items()]

@@ -1,0 +1,48 @@
+"""``bandit-lab explain KIND [CONFIG] [--set k=v,…]``: what a library's on-policy config optimises
+(thin: the numerics live in :mod:`bandit_lab.explain`)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _value(s: str):
+    try:
+        return json.loads(s)
+    except ValueError:
+        return {"True": True, "False": False, "None": None}.get(s, s)
+
+
+def explain(
+    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), or a preset name with --preset"),
+    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig as YAML or JSON"),
+    set_: Optional[str] = typer.Option(None, "--set", help="fields, e.g. loss_type=dapo,beta=0.04"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+):
+    """The objective, divergence, exact stationary point, verdict and TV to Gibbs of a library config."""
+    from bandit_lab import enable_x64
+    from bandit_lab.errors import BanditError
+    from bandit_lab.explain import PRESETS, explain as run, lines
+
+    enable_x64()
+    cfg: dict = {}
+    if kind in PRESETS:
+        kind, cfg = PRESETS[kind][0], dict(PRESETS[kind][1])
+    if config is not None:
+        text = config.read_text()
+        if config.suffix in (".yaml", ".yml"):
+            import yaml
+
+            cfg.update(yaml.safe_load(text) or {})
+        else:
+            cfg.update(json.loads(text))
+    for item in filter(None, (set_ or "").split(",")):
+        if "=" not in item:
+            raise BanditError(f"--set: expected field=value; got {item!r}")
+        k, v = item.split("=", 1)
+        cfg[k.strip()] = _value(v.strip())
+    r = run(kind, cfg)
+    typer.echo(json.dumps(r) if as_json else "\n".join(lines(r)))

@@ -1,0 +1,28 @@
+"""``bandit-lab explain`` (issue 21) on TRL 1.16's default GRPOConfig and RLOOConfig, Kong App. B."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from bandit_lab.explain import explain
+from bandit_lab.oracles import rlhf_optimum
+
+
+def test_trl_default_grpo_config_runs_away():
+    """TRL 1.16 default: loss_type dapo, β = 0, group std → no regulariser, no finite stationary point."""
+    r = explain("grpo", {})
+    assert r["loss_params"]["loss_type"] == "dapo" and r["beta"] == 0.0
+    assert r["divergence"].startswith("none") and "not the gradient" in r["objective"]
+    assert r["status"] == "runaway" and r["policy"] is None
+
+
+def test_rloo_default_is_gibbs_and_cli_prints_it():
+    r = explain("rloo", {"beta": 0.5})
+    g = rlhf_optimum(np.array([[0.4, 0.4, 0.2]]), np.log(np.array([[0.6, 0.3, 0.1]])), 0.5)
+    assert r["status"] == "attracting" and np.max(np.abs(np.asarray(r["policy"]) - g)) < 1e-10
+    assert r["tv_gibbs"] < 1e-10 and r["divergence"].startswith("KL(π‖π_ref)")
+    out = subprocess.run([sys.executable, "-m", "cli.main", "explain", "grpo"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "divergence  none (β = 0)" in out.stdout and "stationary  runaway" in out.stdout

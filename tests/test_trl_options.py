@@ -1,0 +1,99 @@
+"""TRL 1.16 option names verbatim (issue 21): ``LossSpec.translate`` maps GRPOConfig/RLOOConfig
+fields onto the native on-policy options; the translated objective is the native one (same static
+options, same hyperparameters, same stationary point); refusals name the field."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bandit_lab import metrics
+from bandit_lab.errors import BanditError
+from bandit_lab.objective import make_objective
+from bandit_lab.random_problems import random_problem
+
+
+def _pb(seed=0):
+    return random_problem(np.random.default_rng(seed), k=3, contexts=1, preference="reward", pairs="uniform")
+
+
+@pytest.mark.parametrize("trl, native", [
+    ({"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": 3, "beta": 0.5, "use_bias_correction_kl": False},
+     {"length_norm": "constant", "normalize": "group_mean", "group_size": 3, "beta": 0.5}),
+    ({"loss_type": "grpo", "epsilon": 0.1, "importance_sampling_level": "sequence", "num_iterations": 2},
+     {"length_norm": "sequence", "clip": 0.1, "clip_high": 0.1, "ratio_level": "sequence", "epochs": 2, "kl_bias_correction": True}),
+    ({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "scale_rewards": "group"},
+     {"length_norm": "token", "clip": 0.2, "clip_high": 0.28, "normalize": "group_std", "kl_bias_correction": True}),
+])
+def test_grpo_fields_translate_to_native(trl, native):
+    pb = _pb()
+    a, b = make_objective(pb, "grpo", trl), make_objective(pb, "grpo", native)
+    assert a.static == b.static and a.hp == b.hp
+
+
+def test_translated_grpo_has_the_native_stationary_point():
+    from bandit_lab.onpolicy.stationary import solve
+
+    pb = _pb(4)
+    a = solve(make_objective(pb, "grpo", {"num_generations": 3, "beta": 0.8, "use_bias_correction_kl": False})).result.policy
+    b = solve(make_objective(pb, "grpo", {"group_size": 3, "beta": 0.8})).result.policy
+    assert metrics.tv(a, b, pb.context_weight) < 1e-12
+
+
+def test_rloo_fields():
+    pb = _pb()
+    a = make_objective(pb, "rloo", {"num_generations": 4, "beta": 0.3, "normalize_advantages": False, "reward_clip_range": None})
+    b = make_objective(pb, "rloo", {"group_size": 4, "beta": 0.3})
+    assert a.static == b.static and a.hp == b.hp
+
+
+@pytest.mark.parametrize("loss, lp, words", [
+    ("grpo", {"use_vllm": True}, ("use_vllm", "cannot matter on a bandit")),
+    ("grpo", {"temperature": 0.7}, ("temperature", "cannot matter")),
+    ("grpo", {"loss_type": "sapo"}, ("sapo", "not implemented")),
+    ("grpo", {"loss_type": "nope"}, ("loss_type", "dr_grpo")),
+    ("grpo", {"scale_rewards": "batch"}, ("batch",)),
+    ("grpo", {"use_bias_correction_kl": "yes"}, ("use_bias_correction_kl",)),
+    ("grpo", {"delta": 4.0}, ("delta",)),
+    ("grpo", {"not_a_field": 1}, ("not_a_field",)),
+    ("rloo", {"normalize_advantages": True}, ("normalize_advantages",)),
+])
+def test_refusals_name_the_field(loss, lp, words):
+    with pytest.raises(BanditError) as e:
+        make_objective(_pb(), loss, lp)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_cli_refuses_with_one_line(tmp_path):
+    spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "loss": "grpo",
+            "loss_params": {"num_generations": 3, "use_vllm": True}}
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps(spec))
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p)], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "use_vllm" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
+    """Derivation: with A = r − group mean, E[A ∇log π] = (G−1)/G · ∇E_π r (the focal sample's own
+    share of the mean cancels 1/G of it); bias-corrected k3 (k3·ρ, ρ = π/π_old) has expected gradient
+    ∇KL(π‖π_ref). So the expected update is ((G−1)/G)·∇[E_π r − β·G/(G−1)·KL(π‖π_ref)], whose
+    unique maximiser is π_ref·e^{r(G−1)/(Gβ)}/Z (independent NumPy closed form, 1e-8). With the
+    correction off (plain k3: ∇ of KL(π_ref‖π)-like, Tang & Munos) the point is not Gibbs."""
+    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.onpolicy.stationary import solve
+
+    pb = random_problem(np.random.default_rng(7), k=4, contexts=2, preference="reward", pairs="uniform")
+    G, beta = 3, 0.6
+    lp = {"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": G, "beta": beta}
+    s = solve(make_objective(pb, "grpo", lp))
+    r = np.asarray(pb.reward)
+    gibbs = np.asarray(pb.pi_ref) * np.exp(r * (G - 1) / (G * beta))
+    gibbs /= gibbs.sum(-1, keepdims=True)
+    np.testing.assert_allclose(gibbs, rlhf_optimum(pb.pi_ref, pb.reward, beta * G / (G - 1)), atol=1e-14)
+    assert s.status == "attracting"
+    assert np.max(np.abs(np.asarray(s.result.policy) - gibbs)) < 1e-8
+    off = solve(make_objective(pb, "grpo", {**lp, "use_bias_correction_kl": False}))
+    assert metrics.tv(off.result.policy, gibbs, pb.context_weight) > 1e-3
