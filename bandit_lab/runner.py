@@ -143,6 +143,10 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
+    from bandit_lab.records import Table  # columnar records (large sweeps): their rows
+
+    if isinstance(obj, Table):
+        return jsonable(obj.rows())
     if hasattr(obj, "tolist"):
         return jsonable(obj.tolist())
     if isinstance(obj, float) and not np.isfinite(obj):
