@@ -57,20 +57,24 @@ def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence
         while mass(hi) > 0:
             step *= 2
             hi = lo_ + step
-        # bisection on the monotone mass(λ) to the last bit (no SciPy import: cold starts matter)
-        a, b = lo_, hi
-        for _ in range(2000):
-            mid = 0.5 * (a + b)
-            if mid <= a or mid >= b:
-                break
-            if mass(mid) > 0:
-                a = mid
-            else:
-                b = mid
-        lam = b if abs(mass(b)) <= abs(mass(a)) else a
+        lam = _bisect_decreasing(mass, lo_, hi)
         p = ref * divergences.fprime_inv(divergence, (r - lam) / beta, f_alpha)
         out[x] = p / p.sum()
     return out
+
+
+def _bisect_decreasing(mass, a: float, b: float) -> float:
+    """The root of a decreasing ``mass`` on ``[a, b]`` (``mass(a) > 0 ≥ mass(b)``), bisected to the
+    last bit and returned as the end with the smaller ``|mass|`` (no SciPy import: cold starts matter)."""
+    for _ in range(2000):
+        mid = 0.5 * (a + b)
+        if mid <= a or mid >= b:
+            break
+        if mass(mid) > 0:
+            a = mid
+        else:
+            b = mid
+    return b if abs(mass(b)) <= abs(mass(a)) else a
 
 
 def _forward_kl_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence: str = "forward_kl") -> np.ndarray:
@@ -98,15 +102,7 @@ def _forward_kl_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, div
         a -= 1e-9
         while mass(a) <= 0:
             a -= 1.0
-        for _ in range(2000):
-            mid = 0.5 * (a + b)
-            if mid <= a or mid >= b:
-                break
-            if mass(mid) > 0:
-                a = mid
-            else:
-                b = mid
-        ls = b if abs(mass(b)) <= abs(mass(a)) else a
+        ls = _bisect_decreasing(mass, a, b)
         p = pol(ls)
         out[x] = p / p.sum()
     return out
