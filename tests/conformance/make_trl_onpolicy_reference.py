@@ -231,10 +231,10 @@ def grpo_configs():
 
 
 def config_fields() -> dict:
-    from transformers import TrainingArguments
     from trl import GRPOConfig, RLOOConfig
 
-    base = {f.name for f in dataclasses.fields(TrainingArguments)}
+    targs = next(c for c in GRPOConfig.__mro__ if c.__name__ == "TrainingArguments")  # transformers', via TRL
+    base = {f.name for f in dataclasses.fields(targs)}
     out = {}
     for name, C in (("grpo", GRPOConfig), ("rloo", RLOOConfig)):
         d = {}
