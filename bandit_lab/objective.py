@@ -274,6 +274,10 @@ def make_objective(
     param = support.resolve(problem, spec, static, param, data)
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
+    if static.get("reward_noise", "none") != "none":  # stochastic on-policy rewards: success probabilities
+        from bandit_lab.losses.onpolicy import check_reward_noise
+
+        check_reward_noise(obj)
     return obj
 
 
