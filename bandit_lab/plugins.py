@@ -100,8 +100,8 @@ def _trace(spec) -> None:
     import jax
 
     from bandit_lab.losses import base
-    from bandit_lab.objective import make_objective
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.core.problems import Problem
 
     pb = Problem.create([0.5, 0.3, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
     base.REGISTRY[spec.name] = spec  # make_objective looks the loss up by name

@@ -11,7 +11,7 @@ never recompiles: only a new K, a new set of objectives or a new step budget doe
 Every input is validated here (:func:`parse`): a point off the simplex, a non-finite number or an
 unknown loss is a :class:`~bandit_lab.errors.BanditError` whose one line the server returns as
 ``{"error": ...}`` with status 400 — the page shows it; no stack trace ever leaves the server.
-The budget check of :mod:`bandit_lab.budget` bounds the step budget like every other command.
+The budget check of :mod:`bandit_lab.infra.budget` bounds the step budget like every other command.
 """
 from __future__ import annotations
 
@@ -94,10 +94,10 @@ def _verdict(r) -> dict:
 
 def answer(q: dict) -> dict:
     """Solve one request; JSON-ready. Raises :class:`BanditError` on bad input."""
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
     from bandit_lab.explore.build import Settings, _objectives, _problem
     from bandit_lab.runner import solve_batch, train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     p = parse(q)
     spec = {"pi_ref": p["pi_ref"], "preference": {"pi_star": p["pi_star"]}, "pairs": "uniform"}

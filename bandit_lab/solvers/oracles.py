@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit_lab import divergences
-from bandit_lab.problems import Problem
+from bandit_lab.core import divergences
+from bandit_lab.core.problems import Problem
 
 
 def softmax_np(z: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ turns that on in the user's cache directory:
   or simply not used — a cache can only make a run faster, never make it fail.
 
 Entries are keyed by JAX on the program, the JAX/XLA versions and the device, so a stale entry
-is never used. Beside them, in ``exported/``, :mod:`bandit_lab.export_cache` keeps the traced
+is never used. Beside them, in ``exported/``, :mod:`bandit_lab.infra.export_cache` keeps the traced
 programs themselves (so a cold start skips Python tracing too); it is on exactly when this is. The library never turns it on by itself (importing :mod:`bandit_lab` changes no
 JAX setting); call :func:`enable` to opt in from Python.
 """
@@ -37,7 +37,7 @@ def enable(path: str | None = None) -> str | None:
 
     Returns the directory in use, or ``None`` when it is disabled (``BANDIT_LAB_NO_CACHE``) or
     neither writable nor readable."""
-    from bandit_lab import export_cache
+    from bandit_lab.infra import export_cache
 
     export_cache.set_dir(None)
     if os.environ.get(ENV_OFF, "") not in ("", "0"):
