@@ -27,7 +27,8 @@ def ipo_optimum(problem: Problem, beta: float) -> np.ndarray | None:
     """
     if not problem.ipo_closed_form:
         return None
-    return softmax_np(np.log(problem.pi_ref) + problem.r_ipo / beta)
+    with np.errstate(divide="ignore"):  # log 0 = −∞: π = 0 off supp(π_ref), exactly
+        return softmax_np(np.log(problem.pi_ref) + problem.r_ipo / beta)
 
 
 def _pairs_connected(problem: Problem) -> bool:
