@@ -31,7 +31,7 @@ def register_reader(name: str, fn: Callable[[dict], tuple[str, dict]]) -> None:
 
 
 def _trl_reader(loss: str, defaults: dict):
-    keep = set(defaults) | set(_trl._NOT_YET)
+    keep = set(defaults) | set(_trl._NOT_YET) | set(_trl._INERT_WITH) | set(_trl._BATCH)
 
     def read(cfg: dict) -> tuple[str, dict]:
         # a config as TRL writes it holds every TrainingArguments field: keep those that act on the update
