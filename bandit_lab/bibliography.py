@@ -233,6 +233,9 @@ ENTRIES: dict[str, str] = {e.split("{", 1)[1].split(",", 1)[0]: e for e in [
             "Mankowitz, Daniel J. and Precup, Doina and Piot, Bilal", 2024, "2312.00886", ICML),
     _misc("tang2025pitfalls", "On a Few Pitfalls in {KL} Divergence Gradient Estimation for {RL}",
           "Tang, Yunhao and Munos, R{\\'e}mi", 2025, "2506.09477"),
+    _misc("xu2024dposuperior", "Is {DPO} Superior to {PPO} for {LLM} Alignment? A Comprehensive Study",
+          "Xu, Shusheng and Fu, Wei and Gao, Jiaxuan and Ye, Wenjie and Liu, Weilin and Mei, Zhiyu and Wang, Guangju and "
+          "Yu, Chao and Wu, Yi", 2024, "2404.10719"),
     # --- notes and software
     _misc("nguyen2025notes", "{LLM} Alignment Fine-tuning via Human Preference: {DPO} vs {IPO}", "Nguyen, Tri", 2025, "",
           note="Notes, March 28, 2025"),
@@ -292,6 +295,7 @@ PROVENANCE: dict[str, str] = {
     "guo2024direct": "TRL OnlineDPOTrainer BibTeX",
     "munos2024nash": "TRL NashMDTrainer BibTeX (ICML 2024 author list); arXiv id in several refs lists",
     "tang2025pitfalls": "many refs lists (authors, arXiv id)",
+    "xu2024dposuperior": "three paper indexes agree (authors in order, arXiv id); venue (ICML 2024) in one source only: left out",
     "nguyen2025notes": "papers/dpo-vs-ipo-notes.txt title page",
     "vonwerra2020trl": "TRL CITATION.cff",
     "sheng2024hybridflow": "verl 0.9.1 package metadata (README citation block)",
@@ -436,6 +440,7 @@ EXPERIMENT_SOURCES: dict[str, tuple[str, ...]] = {
         "kong2025constraints", "williams1992simple", "ahmadian2024back", "schulman2017proximal", "shao2024deepseekmath",
         "liu2025understanding", "yu2025dapo", "guo2024direct", "munos2024nash"),
     "Vojnovic & Yun 2025; Mroueh 2025": ("vojnovic2025alignment", "mroueh2025rlvr", "shao2024deepseekmath"),
+    "Xu et al. 2024 §4.1 Table 1, Theorem 4.1": ("xu2024dposuperior",),
     "Azar et al. 2024 §4.2; Nguyen notes Eq. 12": ("azar2024general", "nguyen2025notes"),
     "Azar et al. 2024 §5, Figs. 1–2 (protocol)": ("azar2024general",),
     "Tang & Munos 2025": ("tang2025pitfalls",),

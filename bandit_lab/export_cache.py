@@ -17,14 +17,16 @@ that are not shareable): those are traced as before.
 It is on exactly when the compilation cache is (:func:`bandit_lab.cache.enable`, the command line
 by default; off with ``--no-cache`` / ``BANDIT_LAB_NO_CACHE=1``), in ``exported/`` inside that
 directory. A missing, unreadable, corrupt or stale entry, or a read-only directory, only means
-tracing as before: nothing here can make a run fail. Results are bit-identical to the traced
+tracing as before: nothing here can make a run fail. Each entry is sealed with a SHA-256 of its
+file name (the hash of key, signature, avals and environment) and bytes
+(:func:`bandit_lab.cache.seal`): an entry swapped with another, truncated or garbled is never
+deserialized, and is replaced. Results are bit-identical to the traced
 program (tested in ``tests/test_cold_start.py``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from typing import Callable
 
 import jax
@@ -160,26 +162,25 @@ class _Exported:
 
 
 def _load(file: str):
+    """The exported program in ``file``, verified against its name (:func:`bandit_lab.cache.read_sealed`:
+    a swapped, truncated or garbled entry is ``None``, removed, and said once), else ``None``."""
+    from bandit_lab.cache import read_sealed
+
+    data = read_sealed(file, os.path.basename(file), os.path.dirname(file))
+    if data is None:
+        return None
     try:
-        with open(file, "rb") as fh:
-            data = fh.read()
         return jax.export.deserialize(bytearray(data))
-    except Exception:  # missing, unreadable, truncated, from another format version…
+    except Exception:  # verified bytes from another format version…
         return None
 
 
 def _save(file: str, exp) -> None:
-    """Write atomically (a temporary file renamed into place), or not at all."""
+    """Write sealed and atomically (a temporary file renamed into place), or not at all."""
+    from bandit_lab.cache import write_sealed
+
     try:
         data = exp.serialize()
-        os.makedirs(os.path.dirname(file), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(file), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, file)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except Exception:  # read-only or full directory, an output jax.export cannot serialize…
-        pass
+    except Exception:  # an output jax.export cannot serialize…
+        return
+    write_sealed(file, os.path.basename(file), bytes(data), os.path.dirname(file))

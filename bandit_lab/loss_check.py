@@ -624,6 +624,11 @@ def check_loss(name: str, loss_params: dict | None = None, *, seed: int = 0, con
         finite_row, large = _finite_rows(name, loss_params, hp, seed)
         fd_row, detached = _fd_row(name, loss_params, hp, seed)
         rows += [finite_row, fd_row]
+        if finite_row.passed is False and not (np.isfinite(v0) and np.all(np.isfinite(g0))):
+            # non-finite at π_ref itself (e.g. a NaN loss): no optimum to look for; the `finite` row fails
+            rows.append(CheckRow("counterpart", "at α = 0 the exact optimum equals the declared RLHF counterpart's", None,
+                                 COUNTERPART_TOL, None, "not run: the loss is not finite at π_ref (see `finite`)"))
+            return done(True, "", rows, [large])
         facts = []
         base, fp = _fixed_point(name, loss_params, obj.problem)
         facts.append(_fixed_point_fact(fp))

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import losses
+from bandit_lab import losses, support
 from bandit_lab.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
 from bandit_lab.params import Softmax
@@ -61,7 +61,7 @@ class Objective:
     def consts(self) -> dict:
         r = self.reward()
         return {
-            "logp_ref": np.log(self.problem.pi_ref),
+            "logp_ref": support.log_ref(self.problem.pi_ref),  # LOG_ZERO where π_ref = 0 (bandit_lab.support)
             "reward": np.zeros_like(self.problem.pi_ref) if r is None else np.asarray(r, dtype=np.float64),
             "context_weight": self.problem.context_weight,
             "data": self.data,
@@ -166,7 +166,10 @@ class Objective:
         carried = {k: v for k, v in self.hp.items() if k in spec.defaults}
         hp, static = losses.split_params(spec, {**carried, **(params or {})})
         hp["weight_decay"] = self.hp.get("weight_decay", 0.0)
-        return dataclasses.replace(self, loss=spec, static=static, hp=hp)
+        param = self.param
+        if not support.full(self.problem.pi_ref):  # a KL-regularised counterpart lives on supp(π_ref)
+            param = support.resolve(self.problem, spec, static, None if type(param) is Softmax else param, self.data)
+        return dataclasses.replace(self, loss=spec, static=static, hp=hp, param=param)
 
     def counterpart(self) -> "Objective | None":
         c = None if self.loss.counterpart is None else self.loss.counterpart(self.static)
@@ -267,6 +270,8 @@ def make_objective(
 
         with contextlib.nullcontext() if x64_enabled() or float32_chosen() else x64(True):
             data = no_pairs(problem) if spec.kind == "policy" else population(problem)
+    # π_ref with zeros: masked logits for KL-regularised losses, pairs checked (bandit_lab.support)
+    param = support.resolve(problem, spec, static, param, data)
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
     return obj

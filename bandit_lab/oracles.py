@@ -29,6 +29,12 @@ def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence
     """Unconstrained f-RLHF optimum per context (see module docstring)."""
     pi_ref = np.atleast_2d(pi_ref)
     reward = np.atleast_2d(reward)
+    if np.any(pi_ref <= 0):  # π_ref with zeros: the optimum lives on supp(π_ref) (bandit_lab.support)
+        out = np.zeros(np.broadcast_shapes(pi_ref.shape, reward.shape))
+        for x in range(out.shape[0]):
+            s = pi_ref[x] > 0
+            out[x, s] = rlhf_optimum(pi_ref[x, s], np.broadcast_to(reward, out.shape)[x, s], beta, divergence, f_alpha)[0]
+        return out
     if divergence == "reverse_kl":
         return softmax_np(np.log(pi_ref) + reward / beta)
     if divergence in ("forward_kl", "js"):
@@ -118,7 +124,8 @@ def ipo_optimum(problem: Problem, beta: float) -> np.ndarray | None:
     """
     if not problem.ipo_closed_form:
         return None
-    return softmax_np(np.log(problem.pi_ref) + problem.r_ipo / beta)
+    with np.errstate(divide="ignore"):  # log 0 = −∞: π = 0 off supp(π_ref), exactly
+        return softmax_np(np.log(problem.pi_ref) + problem.r_ipo / beta)
 
 
 def _pairs_connected(problem: Problem) -> bool:

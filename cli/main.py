@@ -58,6 +58,9 @@ def _root(
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", metavar="PATH",
                                                help="import user-defined losses from this Python file first (repeatable; "
                                                     "may appear anywhere on the command line; see examples/my_losses.py)"),
+    plugin_timeout: Optional[float] = typer.Option(None, "--plugin-timeout", metavar="SECONDS", parser=lambda t: _parse_float(t),
+                                                   help="time limit for each call into plugin code: its import, tracing "
+                                                        "its loss, its oracle (0: none) [default: 60]"),
 ):
     if not no_cache:
         from bandit_lab import cache
@@ -66,10 +69,11 @@ def _root(
     from bandit_lab import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
-    if plugin:
+    if plugin or plugin_timeout is not None:
         from bandit_lab import plugins
 
-        for path in plugin:
+        plugins.set_timeout(plugins.DEFAULT_TIMEOUT if plugin_timeout is None else plugin_timeout)
+        for path in plugin or ():
             plugins.load_plugin(path)
     if max_memory is not None or max_work is not None:
         from bandit_lab import budget
@@ -524,7 +528,7 @@ def _one_line(text: str) -> str:
 
 
 GLOBAL_FLAGS = ("--float32", "--no-cache")
-GLOBAL_VALUED = ("--plugin", "--max-memory", "--max-work")
+GLOBAL_VALUED = ("--plugin", "--plugin-timeout", "--max-memory", "--max-work")
 
 
 def hoist_plugins(argv: list[str]) -> list[str]:
@@ -601,6 +605,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_BAD_INPUT)
         if isinstance(e, MemoryError):
             print("bandit-lab: error: out of memory (the job's estimate missed it); make it smaller", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        plugins = sys.modules.get("bandit_lab.plugins")
+        failure = plugins.runtime_failure(e) if plugins is not None else None
+        if failure:  # a user's plugin failed inside compiled code (a host callback): its line, exit 2
+            print(f"bandit-lab: error: {_one_line(failure)}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
         if os.environ.get("BANDIT_LAB_DEBUG"):  # a bug, not bad input: one line, traceback on request
             raise

@@ -70,6 +70,7 @@ NORMALIZE = ("group_std", "group_mean", "none", "loo", "population")
 LENGTH_NORMS = ("sum", "sequence", "token", "constant")
 BASELINES = ("none", "value", "learned")
 LABELS = ("preference", "argmax")
+SURROGATES = ("clip", "cispo", "sapo", "vespo")  # TRL 1.16 GRPO loss_type families (grpo_trainer.py _compute_loss)
 DPO_LOSSES = ("sigmoid", "ipo")
 # exact enumeration limit: compositions × responses (memory/time of one expected update)
 MAX_COMPOSITION_ENTRIES = 1 << 20
@@ -232,6 +233,9 @@ def _state(objective, params, hp, key, consts, prev=None):
         return out
 
     reward = jnp.asarray(c["reward"])
+    if st.get("reward_clip") is not None:  # TRL RLOOTrainer reward_clip_range: clamp(r, lo, hi) before the KL penalty
+        lo, hi = st["reward_clip"]
+        reward = jnp.clip(reward, lo, hi)
     if algo == "nash_md":
         P = preference_matrix(c["data"].weight)
         m = hp["mixture"]
@@ -392,14 +396,46 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
     clipped = algo in ("rloo", "grpo", "dr_grpo", "dapo", "ppo")
     eps_l = hp["clip"] if clipped else jnp.inf
     eps_h = hp["clip_high"] if clipped else jnp.inf
-    token = path is not None and static.get("ratio_level", "token") == "token"
+    level = static.get("ratio_level", "token")
+    token = path is not None and level == "token"
+    lens = None if path is None else jnp.sum(jnp.where(path["mask"], 1.0, 0.0), -1)  # tokens per response
     if token:
-        ratio = jnp.exp(lp_slot - st["logq_slot"])
-        cp, cm = _slot(st["cp"], path), _slot(st["cm"], path)
+        log_ratio = lp_slot - st["logq_slot"]
+        cp, cm, lp_pg = _slot(st["cp"], path), _slot(st["cm"], path), lp_slot
     else:
-        ratio = jnp.exp(logp - st["logq"])
-        cp, cm = st["cp"], st["cm"]
-    pg = jnp.sum(cp * jnp.minimum(ratio, 1.0 + eps_h) - cm * jnp.maximum(ratio, 1.0 - eps_l), -1)
+        log_ratio = logp - st["logq"]
+        if level == "geometric" and path is not None:  # GSPO: exp(mean log-ratio over the response's tokens)
+            log_ratio = log_ratio / lens
+        cp, cm, lp_pg = st["cp"], st["cm"], logp
+    ratio = jnp.exp(log_ratio)
+    surrogate = static.get("surrogate", "clip")
+    # TRL 1.16 grpo_trainer.py GRPOTrainer._compute_loss, per loss_type; c± carry the loss-type's
+    # normaliser. A (B, 1) sequence-level term broadcast over a response's tokens (TRL's
+    # importance_sampling_level="sequence") is counted once per token: ×len for the ratio surrogates.
+    bcast = lens if (level == "geometric" and path is not None) else 1.0
+    if surrogate == "clip":  # grpo, bnpo, dr_grpo, dapo, luspo: −min(ρ₁A, clip(ρ, 1−ε, 1+ε_h)A)
+        delta = hp.get("delta", 0.0)
+        r1 = jnp.where(delta > 0, jnp.minimum(ratio, jnp.where(delta > 0, delta, 1.0)), ratio)  # INTELLECT-2 two-sided clip
+        r2 = jnp.clip(ratio, 1.0 - eps_l, 1.0 + eps_h)
+        pg = jnp.sum(bcast * (cp * jnp.minimum(r1, r2) - cm * jnp.maximum(r1, r2)), -1)
+    elif surrogate == "cispo":  # −sg(min(ρ, ε_high))·A·log π (MiniMax-M1 Eq. 4; ε_high is an absolute cap)
+        w = jax.lax.stop_gradient(jnp.minimum(ratio, hp["clip_high"]))
+        pg = jnp.sum((cp - cm) * w * lp_pg, -1)
+    elif surrogate == "sapo":  # −(4/τ)·σ(τ(ρ − 1))·A, τ = τ_pos for A > 0 else τ_neg (SAPO, Gao et al. 2025)
+        tp, tn = hp["sapo_temperature_pos"], hp["sapo_temperature_neg"]
+        gate = lambda t: 4.0 / t * jax.nn.sigmoid(t * (ratio - 1.0))  # noqa: E731
+        pg = jnp.sum(bcast * (cp * gate(tp) - cm * gate(tn)), -1)
+    elif surrogate == "vespo":  # −sg(φ(w))·A·log π, φ(w) = e^{λ + k log w − λw}, w = Π_t ρ_t (GRPOTrainer.get_gamma_weights)
+        lr_t = jnp.clip((lp_slot - st["logq_slot"]) if path is not None else (logp - st["logq"]), -20.0, 20.0)
+        lw = jnp.clip(_seq(lr_t, path), math.log(1e-8), 20.0)
+
+        def phi(k, lam):
+            lam = jnp.maximum(lam, 1e-4)
+            return jax.lax.stop_gradient(jnp.exp(lam + k * lw - lam * jnp.exp(lw)))
+        pg = jnp.sum((st["cp"] * phi(hp["vespo_k_pos"], hp["vespo_lambda_pos"])
+                      - st["cm"] * phi(hp["vespo_k_neg"], hp["vespo_lambda_neg"])) * logp, -1)
+    else:
+        raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {surrogate!r}")
     est = static.get("kl_estimator", "exact")
     if est == "exact":
         p = jnp.exp(logp)
@@ -409,11 +445,12 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
         if static.get("kl_bias_correction", False):
             # TRL 1.16 grpo_trainer.py (use_bias_correction_kl): per_token_kl * coef_1, the importance
             # ratio π/π_old (value 1 on-policy, differentiable): E_π[∇(k3·ρ)] = ∇E_π[k3] = ∇KL(π‖π_ref)
-            if path is not None and not token:
-                raise BanditError("use_bias_correction_kl with importance_sampling_level='sequence' on a token tree "
-                                  "is not implemented exactly yet")
-            per = per * jnp.exp(lp_slot - st["logq_slot"])
-        kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
+            if path is not None and not token:  # a per-response weight (B, 1) broadcast onto the token KL
+                kl = jnp.sum(st["ckl"] * ratio * _seq(per, path), -1)
+            else:
+                kl = jnp.sum(_slot(st["ckl"], path) * per * jnp.exp(lp_slot - st["logq_slot"]), -1)
+        else:
+            kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
     else:
         kl = 0.0
     return jnp.sum(cw * (-pg + beta * kl))
@@ -439,7 +476,8 @@ def normalise_sampling(v):
 def _check(hp: dict, static: dict) -> None:
     static["sampling"] = normalise_sampling(static.get("sampling"))  # canonical, hashable form
     choice = {"kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "normalize": NORMALIZE, "length_norm": LENGTH_NORMS,
-              "baseline": BASELINES, "labels": LABELS, "loss_type": DPO_LOSSES, "ratio_level": ("token", "sequence")}
+              "baseline": BASELINES, "labels": LABELS, "loss_type": DPO_LOSSES, "ratio_level": ("token", "sequence", "geometric"),
+              "surrogate": SURROGATES}
     for k, allowed in choice.items():
         if k in static and static[k] not in allowed:
             raise BanditError(f"{k} must be one of {', '.join(allowed)}; got {static[k]!r}")
@@ -449,17 +487,30 @@ def _check(hp: dict, static: dict) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or float(v) != int(v) or int(v) < lo:
                 raise BanditError(f"{k} must be an integer ≥ {lo}; got {v!r}")
             static[k] = int(v)
+    if static.get("reward_clip") is not None:
+        rc = static["reward_clip"]
+        if (not isinstance(rc, (list, tuple)) or len(rc) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in rc)
+                or not rc[0] <= rc[1]):
+            raise BanditError(f"reward_clip must be [lo, hi] with lo ≤ hi (TRL's reward_clip_range); got {rc!r}")
+        static["reward_clip"] = (float(rc[0]), float(rc[1]))  # hashable
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
     for k in ("dynamic_sampling", "whiten", "kl_bias_correction"):
         if k in static and not isinstance(static[k], bool):
             raise BanditError(f"{k} must be true or false; got {static[k]!r}")
-    for k in ("clip", "clip_high", "std_eps", "value_lr"):
+    for k in ("clip", "clip_high", "std_eps", "value_lr", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
+              "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"):
         if k in hp and not (np.isfinite(hp[k]) and hp[k] >= 0):
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if "labels" in static or "mixture" in hp:  # online DPO / Nash-MD: β is a temperature
         if not hp["beta"] > 0:
             raise BanditError(f"beta must be > 0 for online DPO and Nash-MD; got {hp['beta']}")
+    for k in ("sapo_temperature_pos", "sapo_temperature_neg"):
+        if k in hp and not hp[k] > 0:
+            raise BanditError(f"{k} must be > 0; got {hp[k]}")
+    if "delta" in hp and 0 < hp["delta"] <= 1:
+        raise BanditError(f"delta must be > 1 (TRL: an upper cap on the ratio, recommended > 1 + ε) or 0 for off; got {hp['delta']}")
     if "mixture" in hp and not (0.0 <= hp["mixture"] <= 1.0):
         raise BanditError(f"mixture must lie in [0, 1]; got {hp['mixture']}")
     if static.get("normalize") == "population" and static.get("std_ddof", 1) not in (0, 1):
@@ -493,11 +544,15 @@ for _s in (
           "REINFORCE: −E[(r − β·k̂ − b)∇log π], baseline none | value (exact V^π, detached)",
           "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3"),
     _spec("rloo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum"},
+          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum",
+           "reward_clip": None},
           "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
-    _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt"},
+    _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4, "delta": 0.0,
+                   "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05, "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0,
+                   "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0},
+          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt",
+           "surrogate": "clip"},
           "GRPO: group-normalised advantage (r − mean)/(std + ε), clip ε, k3 KL in the loss (TRL 1.16 defaults)",
           "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025", epochs=True),
     _spec("dr_grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},

@@ -232,6 +232,29 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
                       + (f" ({weak} very slow direction(s): tiny probabilities)" if weak else ""), lo)
 
 
+def precompile(objective, hp: dict | None = None, init=None) -> None:
+    """Compile every program :func:`solve_batch` may call for one hyperparameter point (the flow
+    burst and the gauge Jacobian are otherwise compiled lazily, the first time a solve stalls or
+    classifies an unpenalised root): afterwards, moving only numbers — the problem's arrays, β, α —
+    never compiles (the live explorer, ``tests/test_explore_live.py``). Values are discarded."""
+    full = [{k: float(v) for k, v in {**objective.hp, **(hp or {})}.items()}]
+    keys = sorted(full[0])
+    template = objective.param.init() if init is None else init
+    z0, unravel = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, template))
+    fn = _fns(objective, unravel, _LS)
+    c = objective.consts()
+    z = np.asarray(z0, dtype=np.float64)[None]
+    hp_b = _rows(full, keys, 1)
+    fn["F"](np.repeat(z, _LS, axis=0), _rows(full, keys, _LS), c)
+    fn["J"](z, hp_b, c)
+    fn["logp"](z, c)
+    fn["logp"](np.repeat(z, _LS, axis=0), c)
+    fn["value"](z, hp_b, c)
+    fn["flow"](z, np.zeros(1), hp_b, c)
+    fn["dlogp"](jnp.asarray(z[0]), c)
+    warm_start(objective, [full[0]], init)
+
+
 def solve(objective, hp: dict | None = None, init=None, **kw) -> Stationary:
     """:func:`solve_batch` at one hyperparameter point."""
     return solve_batch(objective, [dict(hp or {})], init, **kw)[0]
