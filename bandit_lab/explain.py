@@ -65,6 +65,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
         obj = "gradient of E_π[r] − β·D"
     else:
         obj = "gradient of E_π[r] − β·D"
+    if static.get("surrogate") == "cispo":  # TRL cispo: detached min(ρ, ε_high) = min(1, ε_high) on-policy
+        c = min(1.0, float(hp.get("clip_high", 1.0)))
+        if c != 1.0:
+            obj += f" (cispo: the policy-gradient term × min(1, ε_high) = {c:g}, so the KL acts as β/{c:g})"
     if beta == 0:
         return obj.replace(" − β·D", ""), "none (β = 0)"
     est, place = static.get("kl_estimator"), static.get("kl_placement")

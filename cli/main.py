@@ -572,12 +572,14 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(gc.freeze)
         from bandit_lab import errors as _errs  # light: no JAX
 
-        _errs.install_interrupt_handlers()
+        _errs.install_interrupt_handlers(armed=False)  # already installed by cli/__init__.py, recording only
     process = argv is None
     argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
     if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
         sys.modules["bandit_lab.budget"].set_limits()
     try:
+        if process:
+            _errs.arm()  # a signal that came during the imports ends the run here: exit 130, one line
         with warnings.catch_warnings():
             # NumPy's RuntimeWarnings (overflow, invalid value) are not for the user's terminal: a
             # non-finite result is reported by the guards as one line, so these would only precede it.
