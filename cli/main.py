@@ -621,7 +621,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
-    if _interrupted():  # a Ctrl-C that a callback swallowed (the run went on): still interrupted
+    # a Ctrl-C that a callback swallowed (the run went on): still interrupted; and click's own
+    # KeyboardInterrupt → Exit(130), *returned* (not raised) under standalone_mode=False
+    if _interrupted() or rv == EXIT_INTERRUPTED:
         _exit_interrupted(process)
     sys.exit(rv if isinstance(rv, int) else 0)
 
