@@ -63,10 +63,10 @@ def _root(
                                                         "its loss, its oracle (0: none) [default: 60]"),
 ):
     if not no_cache:
-        from bandit_lab import cache
+        from bandit_lab.infra import cache
 
         cache.enable()
-    from bandit_lab import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
+    from bandit_lab.infra import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
     if plugin or plugin_timeout is not None:
@@ -76,7 +76,7 @@ def _root(
         for path in plugin or ():
             plugins.load_plugin(path)
     if max_memory is not None or max_work is not None:
-        from bandit_lab import budget
+        from bandit_lab.infra import budget
 
         budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
                           None if max_work is None else budget.parse_duration(max_work))
@@ -86,7 +86,7 @@ def _root(
 
 def _clean(obj, what: str):
     """JSON-ready result; a non-finite number is a divergence, never printed (nor a ``null``)."""
-    from bandit_lab import guards
+    from bandit_lab.infra import guards
     from bandit_lab.runner import jsonable
 
     guards.check_result(obj, what)
@@ -94,7 +94,7 @@ def _clean(obj, what: str):
 
 
 def _prepare_out(path: str, overwrite: bool):
-    from bandit_lab import files
+    from bandit_lab.infra import files
 
     return files.prepare_out(path, overwrite)
 
@@ -262,10 +262,10 @@ def experiment_command(exp, action=None) -> TyperCommand:
 def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[dict, list]:
     """Check the records (as columns), write records.json + records.npz (+ figures) to ``outdir``;
     return ``(record, written)``."""
-    # records as columns (bandit_lab.records): checked and written as arrays; listed in
+    # records as columns (bandit_lab.infra.records): checked and written as arrays; listed in
     # records.json (and --json) only up to JSON_MAX_RECORDS rows unless --json asks for them
-    from bandit_lab import files
-    from bandit_lab import records as records_mod
+    from bandit_lab.infra import files
+    from bandit_lab.infra import records as records_mod
 
     table = records_mod.as_table(result.get("records", []))
     bad = records_mod.first_nonfinite(table)
@@ -292,7 +292,8 @@ def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[d
 
 
 def run_experiment(exp, overrides: dict, common: dict) -> int:
-    from bandit_lab import experiments, progress, timing
+    from bandit_lab import experiments
+    from bandit_lab.infra import progress, timing
 
     settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
@@ -388,7 +389,8 @@ def verify(
     slow: bool = typer.Option(False, "--slow", help="run long checks at the paper's full size (sampled-rate: N up to 4096; minutes)"),
 ):
     """Run the registered theorem checks; exit 1 on any failure."""
-    from bandit_lab import bounds, budget, checks, progress
+    from bandit_lab.infra import bounds, budget, progress
+    from bandit_lab import checks
 
     for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED), ("--jobs", jobs, bounds.COUNT)):
         e = None if value is None else rng.error(value)
@@ -578,12 +580,14 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(gc.freeze)
         from bandit_lab import errors as _errs  # light: no JAX
 
-        _errs.install_interrupt_handlers()
+        _errs.install_interrupt_handlers(armed=False)  # already installed by cli/__init__.py, recording only
     process = argv is None
     argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
-    if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
-        sys.modules["bandit_lab.budget"].set_limits()
+    if "bandit_lab.infra.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
+        sys.modules["bandit_lab.infra.budget"].set_limits()
     try:
+        if process:
+            _errs.arm()  # a signal that came during the imports ends the run here: exit 130, one line
         with warnings.catch_warnings():
             # NumPy's RuntimeWarnings (overflow, invalid value) are not for the user's terminal: a
             # non-finite result is reported by the guards as one line, so these would only precede it.
@@ -623,7 +627,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
-    if _interrupted():  # a Ctrl-C that a callback swallowed (the run went on): still interrupted
+    # a Ctrl-C that a callback swallowed (the run went on): still interrupted; and click's own
+    # KeyboardInterrupt → Exit(130), *returned* (not raised) under standalone_mode=False
+    if _interrupted() or rv == EXIT_INTERRUPTED:
         _exit_interrupted(process)
     sys.exit(rv if isinstance(rv, int) else 0)
 

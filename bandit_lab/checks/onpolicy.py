@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import ipo_optimum, rlhf_optimum
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet, random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import ipo_optimum, rlhf_optimum
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet, random_problem
 
 
 def _beta(rng, lo=0.3, hi=3.0) -> float:
@@ -295,7 +295,7 @@ def _sampled_tv(n_seeds: int, seed: int, N: int, steps: int) -> float:
     key = (n_seeds, seed, N, steps)
     if key not in _SAMPLED:
         from bandit_lab.runner import train_batch
-        from bandit_lab.train import TrainConfig
+        from bandit_lab.core.train import TrainConfig
 
         rng = np.random.default_rng(seed)
         pb = random_problem(rng, k=5, contexts=3, preference="reward")
