@@ -97,10 +97,10 @@ def _worker_init(x64: bool, cache_dir: str | None) -> None:
 
     os.environ.setdefault("BANDIT_LAB_NO_PROGRESS", "1")
     if cache_dir:
-        from bandit_lab import cache
+        from bandit_lab.infra import cache
 
         cache.enable(cache_dir)
-    from bandit_lab import precision
+    from bandit_lab.infra import precision
 
     precision.enable_x64(x64)
 
@@ -130,7 +130,7 @@ def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: i
 
     import jax
 
-    from bandit_lab import precision
+    from bandit_lab.infra import precision
 
     cache_dir = jax.config.jax_compilation_cache_dir or None
     # a unit of work = a check with the checks that reuse its results; submitted in the order of
