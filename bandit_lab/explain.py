@@ -65,6 +65,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
         obj = "gradient of E_π[r] − β·D"
     else:
         obj = "gradient of E_π[r] − β·D"
+    if static.get("surrogate") == "cispo":  # TRL cispo: detached min(ρ, ε_high) = min(1, ε_high) on-policy
+        c = min(1.0, float(hp.get("clip_high", 1.0)))
+        if c != 1.0:
+            obj += f" (cispo: the policy-gradient term × min(1, ε_high) = {c:g}, so the KL acts as β/{c:g})"
     if beta == 0:
         return obj.replace(" − β·D", ""), "none (β = 0)"
     est, place = static.get("kl_estimator"), static.get("kl_placement")
@@ -80,10 +84,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
 
 def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     """Objective, divergence, exact stationary point, verdict and TV to Gibbs of a library config."""
-    from bandit_lab import metrics
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core import metrics
+    from bandit_lab.core.objective import make_objective
     from bandit_lab.onpolicy.stationary import solve
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.spec import build
 
     if reader not in READERS:

@@ -124,3 +124,71 @@ def test_rloo_advantages_match_trl(i):
     shaped = r - cfg["beta"] * k1
     ours = np.stack([_group_adv(shaped[x], "loo") for x in range(X)])
     np.testing.assert_allclose(ours, np.asarray(entry["advantages"]).reshape(X, G), rtol=0, atol=TOL)
+
+
+# --------------------------------------------------------------------------- token trees
+
+TREE, TI = DATA["tree"], DATA["tree_inputs"]
+
+
+def test_stored_tree_is_bandit_labs_tree():
+    from bandit_lab.tokens.tree import TokenTree
+
+    t = TokenTree.create(TREE["vocab"], TREE["horizon"], eos=True)
+    assert t.n_states == TREE["n_states"]
+    for name in ("tokens", "states_at", "mask"):
+        np.testing.assert_array_equal(np.asarray(getattr(t, name)), np.asarray(TREE[name], dtype=getattr(t, name).dtype))
+
+
+def _norm(loss_type, lens, B, n_tok, T):
+    """TRL 1.16 _compute_loss aggregation per completion (grpo/sapo: per-sequence token mean then
+    batch mean; dapo/bnpo/cispo/vespo: / tokens in the batch; dr_grpo: / (B·max_completion_length);
+    luspo: per-sequence token sum then batch mean)."""
+    return {"grpo": 1 / (B * lens), "sapo": 1 / (B * lens), "dr_grpo": np.full_like(lens, 1 / (B * T)),
+            "luspo": np.full_like(lens, 1 / B)}.get(loss_type, np.full_like(lens, 1 / n_tok))
+
+
+def _ours_tree(cfg, off_policy):
+    from bandit_lab.tokens.tree import along_tokens
+
+    spec = losses.get("grpo")
+    hp, static = losses.split_params(spec, dict(cfg))
+    hp = {k: jnp.asarray(v) for k, v in hp.items()}
+    Xt, Gt, S, Vt = TI["X"], TI["G"], TREE["n_states"], TREE["vocab"]
+    mask = np.asarray(TREE["mask"], bool)
+    c = {"flat_index": np.asarray(TREE["states_at"]) * Vt + np.asarray(TREE["tokens"]), "mask": mask,
+         "states_at": np.asarray(TREE["states_at"])}
+    K = mask.shape[0]
+    resp = np.asarray(TI["responses"])
+    lens = mask.sum(1)[resp]  # [X, G]
+    B, n_tok = Xt * Gt, lens.sum()
+    w = _norm(cfg["loss_type"], lens.astype(float), B, n_tok, TREE["horizon"])
+    A = np.asarray(TI["advantages"])
+    oh = np.eye(K)[resp]  # [X, G, K]
+    ref_state = jax.nn.log_softmax(jnp.asarray(TI["theta_ref"]), -1)
+    beh = jax.nn.log_softmax(jnp.asarray(TI["theta_old"] if off_policy else TI["theta"]), -1).reshape(Xt, -1)
+    st = {"logq": along_tokens(beh, c), "logq_slot": beh,
+          "cp": jnp.asarray(np.einsum("xgk,xg->xk", oh, np.maximum(A, 0) * w)),
+          "cm": jnp.asarray(np.einsum("xgk,xg->xk", oh, np.maximum(-A, 0) * w)),
+          "ckl": jnp.asarray(np.einsum("xgk,xg->xk", oh, w))}
+
+    def f(theta):
+        ls = jax.nn.log_softmax(theta, -1).reshape(Xt, -1)
+        aux = {**c, "ref_logp": ref_state, "logp_state": ls}
+        inp = LossInputs(logp=along_tokens(ls, c), logp_ref=along_tokens(ref_state.reshape(Xt, -1), c), data=None,
+                         context_weight=jnp.ones(Xt), aux=aux, state=st)
+        return onpolicy_loss(inp, hp, algo="grpo", **static)
+
+    v, g = jax.value_and_grad(f)(jnp.asarray(TI["theta"]))
+    return float(v), np.asarray(g)
+
+
+@pytest.mark.parametrize("row", DATA["tree_rows"], ids=_rid)
+def test_tree_loss_value_and_gradient_match_trl(row):
+    """Completions of 1–2 tokens: GSPO's geometric-mean ratio (importance_sampling_level sequence),
+    luspo's per-sequence sum, each loss type's normaliser, the bias-corrected KL with a
+    sequence-level weight broadcast onto the token KL — TRL's own values, 1e-12."""
+    v, g = _ours_tree(row["config"], row["off_policy"])
+    ref_v, ref_g = row["value"], np.asarray(row["grad"])
+    assert abs(v - ref_v) <= TOL * max(1.0, abs(ref_v)), (v, ref_v)
+    assert np.max(np.abs(g - ref_g)) <= TOL * max(1.0, np.max(np.abs(ref_g))), np.max(np.abs(g - ref_g))

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import random_problem
 
 
 def _pb(seed=0):
@@ -73,6 +73,7 @@ def test_rloo_fields():
     ("grpo", {"use_bias_correction_kl": "yes"}, ("use_bias_correction_kl",)),
     ("grpo", {"not_a_field": 1}, ("not_a_field",)),
     ("rloo", {"normalize_advantages": True}, ("normalize_advantages",)),
+    ("rloo", {"reward_clip_range": [2.0, 1.0]}, ("reward_clip",)),
 ])
 def test_refusals_name_the_field(loss, lp, words):
     with pytest.raises(BanditError) as e:
@@ -95,7 +96,7 @@ def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
     ∇KL(π‖π_ref). So the expected update is ((G−1)/G)·∇[E_π r − β·G/(G−1)·KL(π‖π_ref)], whose
     unique maximiser is π_ref·e^{r(G−1)/(Gβ)}/Z (independent NumPy closed form, 1e-8). With the
     correction off (plain k3: ∇ of KL(π_ref‖π)-like, Tang & Munos) the point is not Gibbs."""
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.onpolicy.stationary import solve
 
     pb = random_problem(np.random.default_rng(7), k=4, contexts=2, preference="reward", pairs="uniform")
@@ -137,3 +138,19 @@ def test_every_grpo_config_field_of_trl_1_16_is_handled():
         assert grpo_fields["grpo"][k] == v, k
     for k, v in trl.RLOO_DEFAULTS.items():
         assert grpo_fields["rloo"][k] == v, k
+
+
+def test_rloo_reward_clip_range_is_gibbs_of_the_clipped_reward():
+    """RLOOTrainer clamps rewards to reward_clip_range before the k1 penalty (TRL 1.16, checked
+    against TRL's advantage code in test_trl_onpolicy_conformance); RLOO's expected update is
+    ∇[E_π r − β·KL(π‖π_ref)], so its point is Gibbs of the clipped reward (closed form, 1e-8)."""
+    from bandit_lab.solvers.oracles import rlhf_optimum
+    from bandit_lab.onpolicy.stationary import solve
+
+    pb = _pb(5)
+    r = np.asarray(pb.reward)
+    lo, hi = np.quantile(r, [0.3, 0.7])
+    s = solve(make_objective(pb, "rloo", {"reward_clip_range": [float(lo), float(hi)], "beta": 0.4, "num_generations": 3}))
+    want = rlhf_optimum(pb.pi_ref, np.clip(r, lo, hi), 0.4)
+    assert s.status == "attracting" and np.max(np.abs(np.asarray(s.result.policy) - want)) < 1e-8
+    assert metrics.tv(want, rlhf_optimum(pb.pi_ref, r, 0.4), pb.context_weight) > 1e-3

@@ -293,6 +293,9 @@ def _state(objective, params, hp, key, consts, prev=None):
         return out
 
     reward = jnp.asarray(c["reward"])
+    if st.get("reward_clip") is not None:  # TRL RLOOTrainer reward_clip_range: clamp(r, lo, hi) before the KL penalty
+        lo, hi = st["reward_clip"]
+        reward = jnp.clip(reward, lo, hi)
     if algo == "nash_md":
         P = preference_matrix(c["data"].weight)
         m = hp["mixture"]
@@ -560,6 +563,13 @@ def _check(hp: dict, static: dict) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or float(v) != int(v) or int(v) < lo:
                 raise BanditError(f"{k} must be an integer ≥ {lo}; got {v!r}")
             static[k] = int(v)
+    if static.get("reward_clip") is not None:
+        rc = static["reward_clip"]
+        if (not isinstance(rc, (list, tuple)) or len(rc) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in rc)
+                or not rc[0] <= rc[1]):
+            raise BanditError(f"reward_clip must be [lo, hi] with lo ≤ hi (TRL's reward_clip_range); got {rc!r}")
+        static["reward_clip"] = (float(rc[0]), float(rc[1]))  # hashable
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
     for k in ("dynamic_sampling", "whiten", "kl_bias_correction"):
@@ -610,7 +620,8 @@ for _s in (
           "REINFORCE: −E[(r − β·k̂ − b)∇log π], baseline none | value (exact V^π, detached)",
           "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3"),
     _spec("rloo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum"},
+          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum",
+           "reward_clip": None},
           "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
     _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4, "delta": 0.0,

@@ -187,7 +187,7 @@ def _one_group_per_batch(p: dict) -> bool | None:
 _SHARED = ("beta", "delta", "sapo_temperature_pos", "sapo_temperature_neg", "vespo_k_pos", "vespo_lambda_pos",
            "vespo_k_neg", "vespo_lambda_neg")
 # native option → the TRL field that sets it (a TRL config must not also carry the native name)
-_NATIVE_OF = {"group_size": "num_generations", "epochs": "num_iterations", "clip": "epsilon", "clip_high": "epsilon_high",
+_NATIVE_OF = {"reward_clip": "reward_clip_range", "group_size": "num_generations", "epochs": "num_iterations", "clip": "epsilon", "clip_high": "epsilon_high",
               "length_norm": "loss_type", "surrogate": "loss_type", "normalize": "scale_rewards",
               "ratio_level": "importance_sampling_level", "kl_bias_correction": "use_bias_correction_kl"}
 
@@ -270,8 +270,8 @@ def translate_rloo(params: dict) -> dict:
             raise BanditError("normalize_advantages=True is not implemented exactly yet; leave it false (TRL's default)")
     if "reward_clip_range" in p:
         v = p.pop("reward_clip_range")
-        if v is not None:
-            raise BanditError(f"reward_clip_range={v!r}: reward clipping is not implemented exactly yet; leave it None")
+        if v is not None:  # RLOOTrainer: rewards.clamp(lo, hi) before the k1 penalty (checked in the conformance data)
+            out["reward_clip"] = v
     return {**p, **out}
 
 

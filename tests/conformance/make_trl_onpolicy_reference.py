@@ -29,7 +29,10 @@ What is called, verbatim:
 ``torch.set_default_dtype(torch.float64)``: TRL builds its sapo temperatures with
 ``torch.where(cond, python_float, python_float)``, which takes the default dtype; under float64
 every quantity TRL computes here is float64, so the default suite compares to 1e-12.
-Single-token completions only (the token-tree rows of GSPO's sequence level are not generated yet).
+Token-tree rows (``tree_rows``): completions of 1–2 tokens from the tree V = 3, horizon 2, token 2
+ends a response (bandit-lab's ``TokenTree.create(3, 2, eos=True)``: 3 states, 7 responses; its
+index arrays are stored and the test checks them), per-state logits θ[x, s] — where GSPO's
+geometric-mean ratio, luspo's length weighting and the per-loss-type normalisers differ.
 """
 from __future__ import annotations
 
@@ -164,6 +167,59 @@ def rloo_loss(inp, cfg, adv, old):
     return float(loss), g.numpy().tolist()
 
 
+# --------------------------------------------------------------------------- token trees
+
+TREE = {"vocab": 3, "horizon": 2, "n_states": 3,
+        "tokens": [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [2, 0]],
+        "states_at": [[0, 1], [0, 1], [0, 1], [0, 2], [0, 2], [0, 2], [0, 0]],
+        "mask": [[1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 1], [1, 0]]}
+XT, GT = 3, 4
+
+
+def make_tree_inputs() -> dict:
+    rng = np.random.default_rng(SEED + 1)
+    S, V = TREE["n_states"], TREE["vocab"]
+    theta = rng.normal(0.0, 1.0, (XT, S, V))
+    return {"theta": theta.tolist(), "theta_old": (theta + rng.normal(0.0, 0.5, (XT, S, V))).tolist(),
+            "theta_ref": rng.normal(0.0, 1.0, (XT, S, V)).tolist(),
+            "responses": rng.integers(0, len(TREE["tokens"]), (XT, GT)).tolist(),
+            "advantages": rng.normal(0.0, 1.0, (XT, GT)).tolist(), "X": XT, "G": GT}
+
+
+def _tree_logps(theta, k):
+    """Per-token log-probabilities [B, T] of responses ``k`` [B] (row b in context b // GT), 0 past the end."""
+    lp = torch.log_softmax(theta, -1)  # [X, S, V]
+    st, tok, m = (torch.tensor(TREE[n])[k] for n in ("states_at", "tokens", "mask"))
+    x = torch.arange(len(k)) // GT
+    return lp[x[:, None], st, tok] * m
+
+
+def _tree_batch(ti, old: bool, k):
+    b = {"prompt_ids": (torch.arange(XT * GT) // GT)[:, None], "completion_ids": torch.tensor(TREE["tokens"])[k],
+         "completion_mask": torch.tensor(TREE["mask"])[k], "advantages": torch.tensor(np.ravel(ti["advantages"])),
+         "ref_per_token_logps": _tree_logps(torch.tensor(ti["theta_ref"]), k)}
+    b["prompt_mask"] = torch.ones_like(b["prompt_ids"])
+    b["num_items_in_batch"] = b["completion_mask"].sum().double()
+    if old:
+        b["old_per_token_logps"] = _tree_logps(torch.tensor(ti["theta_old"]), k)
+    return b
+
+
+def grpo_tree_loss(ti, cfg, old):
+    k = torch.tensor(np.ravel(ti["responses"]))
+    theta = torch.tensor(ti["theta"], requires_grad=True)
+    t = grpo_stub(cfg, theta)
+    object.__setattr__(t, "max_completion_length", TREE["horizon"])
+
+    def per_token(self, model, input_ids, attention_mask, logits_to_keep, compute_entropy=False, **kw):
+        lp = _tree_logps(theta, k)
+        return lp, torch.zeros_like(lp), None
+    object.__setattr__(t, "_get_per_token_logps_and_entropies", types.MethodType(per_token, t))
+    loss = t._compute_loss(None, _tree_batch(ti, old, k))
+    (g,) = torch.autograd.grad(loss, theta)
+    return float(loss), g.numpy().tolist()
+
+
 # --------------------------------------------------------------------------- TRL's advantage code, cut out verbatim
 
 def _block(cls, first: str, last: str) -> str:
@@ -269,11 +325,18 @@ def build() -> dict:
         for old in (False, True):
             val, grad = rloo_loss(inp, cfg, A_r, old)
             rows.append({"trainer": "RLOOTrainer", "config": cfg, "off_policy": old, "value": val, "grad": grad})
+    ti = make_tree_inputs()
+    tree_rows = []
+    for cfg in grpo_configs():
+        for old in (False, True):
+            val, grad = grpo_tree_loss(ti, cfg, old)
+            tree_rows.append({"trainer": "GRPOTrainer", "config": cfg, "off_policy": old, "value": val, "grad": grad})
     return {"generator": "tests/conformance/make_trl_onpolicy_reference.py",
             "versions": {"trl": trl.__version__, "torch": torch.__version__, "numpy": np.__version__},
             "dtype": "float64 (torch.set_default_dtype)", "inputs": inp,
             "loss_advantages": "whole_batch.group (the advantages fed to every GRPOTrainer row); RLOO rows: rloo_advantages[0]",
-            "advantages": adv, "rloo_advantages": adv_rloo, "rows": rows, "config_fields": config_fields()}
+            "advantages": adv, "rloo_advantages": adv_rloo, "rows": rows, "config_fields": config_fields(),
+            "tree": TREE, "tree_inputs": ti, "tree_rows": tree_rows}
 
 
 def main(argv=None) -> int:
@@ -285,17 +348,18 @@ def main(argv=None) -> int:
     if a.check:
         with open(a.out) as fh:
             old = json.load(fh)
-        bad = [i for i, (p, q) in enumerate(zip(old["rows"], data["rows"]))
+        pairs = list(zip(old["rows"] + old["tree_rows"], data["rows"] + data["tree_rows"]))
+        bad = [i for i, (p, q) in enumerate(pairs)
                if abs(p["value"] - q["value"]) > 1e-12 or np.max(np.abs(np.subtract(p["grad"], q["grad"]))) > 1e-12]
-        if bad or len(old["rows"]) != len(data["rows"]):
+        if bad or len(pairs) != len(data["rows"]) + len(data["tree_rows"]):
             print(f"differs from TRL {data['versions']['trl']}: rows {bad[:10]}", file=sys.stderr)
             return 1
-        print(f"{len(data['rows'])} rows agree with TRL {data['versions']['trl']}")
+        print(f"{len(pairs)} rows agree with TRL {data['versions']['trl']}")
         return 0
     with open(a.out, "w") as fh:
         json.dump(data, fh, indent=1, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
         fh.write("\n")
-    print(f"wrote {len(data['rows'])} rows to {a.out}")
+    print(f"wrote {len(data['rows'])} + {len(data['tree_rows'])} tree rows to {a.out}")
     return 0
 
 
