@@ -9,8 +9,8 @@ import pytest
 
 import bandit_lab as bl
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle, rlhf_optimum
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle, rlhf_optimum
 
 REF, Q = [0.4, 0.4, 0.2], [0.8, 0.3, 0.5]
 GRPO = {"beta": 0.5, "group_size": 4, "reward_noise": "bernoulli"}
@@ -95,7 +95,7 @@ def test_sampled_runs_converge_to_the_exact_stationary_point(pb):
     (0.66320, 0.19875, 0.13805) and the spread shrinks with the samples per step N (measured under
     load: mean TV 5.2e-3 at N = 16, 1.2e-3 at N = 256); a seed's run is reproducible bit for bit."""
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     with bl.x64():
         o = make_objective(pb, "grpo", GRPO)

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core.rewards import REWARD_NOISE, success_probability
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.tokens.tree import along_tokens, to_slots
@@ -197,30 +198,6 @@ def _scatter(y, A, K):
 
 # --------------------------------------------------------------------------- stochastic rewards
 
-REWARD_NOISE = ("none", "bernoulli", "margin")
-
-
-def success_probability(reward, noise: str, margin: float = 1.0):
-    """Success probability ``q(y)`` of a stochastic 0/1 reward (static option ``reward_noise``):
-
-    - ``bernoulli``: the spec's reward *is* the success probability, ``q = r ∈ [0, 1]``; the reward
-      of a draw is 1 with probability q(y), else 0 (a verifier that passes a response at random);
-    - ``margin`` (``reward_margin`` = γ ∈ [0, 1]): a correct response (r = 1) succeeds with
-      probability (1 + γ)/2, a wrong one (r = 0) with (1 − γ)/2 — ``q = (1 + γ(2r − 1))/2``; a
-      symmetric label flip with probability (1 − γ)/2, the confidence margin γ of Vojnovic & Yun
-      2025's binary questions as this project reads it (their text is not in /work/shared/papers:
-      docs/stochastic.md). γ = 1 is the deterministic reward.
-
-    The expected reward is q: algorithms whose advantage is affine in the rewards (REINFORCE, RLOO,
-    Dr. GRPO, PPO without whitening) have the expected update of the reward q; the others (group
-    std, population std, whitening, dynamic sampling) are exact through :func:`with_outcomes`."""
-    if noise == "bernoulli":
-        return reward
-    if noise == "margin":
-        return 0.5 * (1.0 + margin * (2.0 * reward - 1.0))
-    raise BanditError(f"reward_noise must be one of {', '.join(REWARD_NOISE)}; got {noise!r}")
-
-
 def with_outcomes(logp, succ, kl_part):
     """The sample space of a stochastic 0/1 reward: outcome ``(k, s)`` for response k with reward
     s ∈ {1, 0}, as ``2K`` "responses" ``[(k, 1) for k] + [(k, 0) for k]`` with log-probabilities
@@ -229,7 +206,7 @@ def with_outcomes(logp, succ, kl_part):
     exact expectation (group compositions over 2K outcomes, population moments, whitening) and
     every draw (one categorical over 2K: y ~ π, then s ~ Bernoulli(q(y))) then holds as it is;
     the caller sums the two halves back. Returns ``(logp, q, shaped, 2K)``."""
-    from bandit_lab.support import LOG_ZERO
+    from bandit_lab.core.support import LOG_ZERO
 
     def safe_log(p):
         ok = p > 0
@@ -239,20 +216,6 @@ def with_outcomes(logp, succ, kl_part):
     lp = jnp.concatenate([logp + safe_log(succ), logp + safe_log(1.0 - succ)], -1)
     shaped = jnp.concatenate([1.0 + kl_part, 0.0 + kl_part], -1)
     return lp, jnp.exp(lp), shaped, 2 * logp.shape[-1]
-
-
-def check_reward_noise(objective) -> None:
-    """A stochastic reward needs success probabilities: the reward in [0, 1] (one line naming it)."""
-    st = objective.static
-    if st.get("reward_noise", "none") == "none":
-        return
-    r = objective.reward()
-    if r is None or np.any(r < 0) or np.any(r > 1):
-        what = "success probabilities" if st["reward_noise"] == "bernoulli" else "correct (1) / wrong (0) labels in [0, 1]"
-        raise BanditError(f"preference.reward: reward_noise {st['reward_noise']!r} needs {what}; got reward "
-                          f"{np.round(np.asarray(r), 4).tolist() if r is not None else None} (give \"preference\": {{\"reward\": [...]}})")
-    if getattr(objective.param, "tree_problem", None) is not None:
-        raise BanditError("loss_params.reward_noise: stochastic rewards on token trees are not implemented")
 
 
 # --------------------------------------------------------------------------- the state

@@ -297,7 +297,7 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     noise = static.get("reward_noise", "none")
     succ = None
     if noise != "none" and r is not None:  # stochastic 0/1 rewards: the expected reward is q
-        from bandit_lab.losses.onpolicy import success_probability
+        from bandit_lab.core.rewards import success_probability
 
         r = succ = np.asarray(success_probability(np.asarray(r, float), noise, float(static.get("reward_margin", 1.0))))
     if loss == "online_dpo":
