@@ -242,6 +242,11 @@ ENTRIES: dict[str, str] = {e.split("{", 1)[1].split(",", 1)[0]: e for e in [
     # --- notes and software
     _misc("nguyen2025notes", "{LLM} Alignment Fine-tuning via Human Preference: {DPO} vs {IPO}", "Nguyen, Tri", 2025, "",
           note="Notes, March 28, 2025"),
+    _misc("sheng2024hybridflow", "{HybridFlow}: A Flexible and Efficient {RLHF} Framework",
+          "Sheng, Guangming and Zhang, Chi and Ye, Zilingfeng and Wu, Xibin and Zhang, Wang and Zhang, Ru and "
+          "Peng, Yanghua and Lin, Haibin and Wu, Chuan", 2024, "2409.19256"),
+    _misc("hu2024openrlhf", "{OpenRLHF}: An Easy-to-use, Scalable and High-performance {RLHF} Framework",
+          "Hu, Jian and Wu, Xibin and Zhu, Zilin and Xianyu and Wang, Weixun and Zhang, Dehao and Cao, Yu", 2024, "2405.11143"),
     _bib("software", "vonwerra2020trl", title="{TRL}: Transformers Reinforcement Learning",
          author="von Werra, Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan and "
                 "Lambert, Nathan and Huang, Shengyi and Rasul, Kashif and Gallou{\\'e}dec, Quentin",
@@ -297,6 +302,8 @@ PROVENANCE: dict[str, str] = {
     "xu2024dposuperior": "three paper indexes agree (authors in order, arXiv id); venue (ICML 2024) in one source only: left out",
     "nguyen2025notes": "papers/dpo-vs-ipo-notes.txt title page",
     "vonwerra2020trl": "TRL CITATION.cff",
+    "sheng2024hybridflow": "verl 0.9.1 package metadata (README citation block)",
+    "hu2024openrlhf": "OpenRLHF 0.11.2 package metadata (README citation block)",
 }
 
 # Printed as a ``% UNVERIFIED:`` line before the entry.
@@ -341,6 +348,8 @@ LOSS_SOURCES: dict[str, tuple[str, ...]] = {
     "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3": ("williams1992simple", "ahmadian2024back"),
     "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019": ("ahmadian2024back", "kool2019buy"),
     "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025": ("shao2024deepseekmath", "vojnovic2025alignment"),
+    "verl 0.9.1 verl/trainer/ppo/core_algos.py; Sheng et al. 2024 (HybridFlow)": ("sheng2024hybridflow",),
+    "OpenRLHF 0.11.2 openrlhf/trainer/ppo_utils/experience_maker.py, models/utils.py; Hu et al. 2024": ("hu2024openrlhf",),
     "Liu et al. 2025 Eq. 3 (Dr. GRPO)": ("liu2025understanding",),
     "Yu et al. 2025 Eq. 8–11 (DAPO)": ("yu2025dapo",),
     "Schulman et al. 2017 Eq. 7; TRL PPOConfig 0.19": ("schulman2017proximal", "vonwerra2020trl"),
