@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bandit_lab.objective import make_objective
+from bandit_lab.core.objective import make_objective
 from bandit_lab.onpolicy.stationary import solve
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.random_problems import random_problem
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.random_problems import random_problem
 
 
 @pytest.fixture(scope="module")
