@@ -72,10 +72,8 @@ def explore(
     if serve:
         server = ex.make_server(html, port)
         print(f"serving {ex.url_of(server)} (127.0.0.1 only) — press Ctrl-C to stop", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped")
+        try:  # Ctrl-C / SIGTERM: the socket is closed, then main() says "bandit-lab: interrupted", exit 130
+            server.serve_forever()           # (bandit_lab.errors.exit_interrupted), like every command
         finally:
             server.server_close()
     return 0
