@@ -12,7 +12,8 @@ import time
 from typing import Callable, Iterator
 
 
-from bandit_lab import experiments, files, guards, progress
+from bandit_lab import experiments
+from bandit_lab.infra import files, guards, progress
 from bandit_lab.runner import jsonable
 
 # experiment name, the paper item it regenerates
@@ -207,7 +208,7 @@ def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
 
 def reproduce(out: str, quick: bool = False) -> Iterator[str]:
     """Run the plan; yield one progress line per experiment; write RESULTS.md last. ``out`` must
-    exist (the CLI prepares and probes it); every file goes through :mod:`bandit_lab.files`."""
+    exist (the CLI prepares and probes it); every file goes through :mod:`bandit_lab.infra.files`."""
     os.makedirs(out, exist_ok=True)
     results, timings, figures = {}, {}, {}
     reg = experiments.registry()

@@ -63,10 +63,10 @@ def _root(
                                                         "its loss, its oracle (0: none) [default: 60]"),
 ):
     if not no_cache:
-        from bandit_lab import cache
+        from bandit_lab.infra import cache
 
         cache.enable()
-    from bandit_lab import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
+    from bandit_lab.infra import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
     if plugin or plugin_timeout is not None:
@@ -76,7 +76,7 @@ def _root(
         for path in plugin or ():
             plugins.load_plugin(path)
     if max_memory is not None or max_work is not None:
-        from bandit_lab import budget
+        from bandit_lab.infra import budget
 
         budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
                           None if max_work is None else budget.parse_duration(max_work))
@@ -86,7 +86,7 @@ def _root(
 
 def _clean(obj, what: str):
     """JSON-ready result; a non-finite number is a divergence, never printed (nor a ``null``)."""
-    from bandit_lab import guards
+    from bandit_lab.infra import guards
     from bandit_lab.runner import jsonable
 
     guards.check_result(obj, what)
@@ -94,7 +94,7 @@ def _clean(obj, what: str):
 
 
 def _prepare_out(path: str, overwrite: bool):
-    from bandit_lab import files
+    from bandit_lab.infra import files
 
     return files.prepare_out(path, overwrite)
 
@@ -262,10 +262,10 @@ def experiment_command(exp, action=None) -> TyperCommand:
 def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[dict, list]:
     """Check the records (as columns), write records.json + records.npz (+ figures) to ``outdir``;
     return ``(record, written)``."""
-    # records as columns (bandit_lab.records): checked and written as arrays; listed in
+    # records as columns (bandit_lab.infra.records): checked and written as arrays; listed in
     # records.json (and --json) only up to JSON_MAX_RECORDS rows unless --json asks for them
-    from bandit_lab import files
-    from bandit_lab import records as records_mod
+    from bandit_lab.infra import files
+    from bandit_lab.infra import records as records_mod
 
     table = records_mod.as_table(result.get("records", []))
     bad = records_mod.first_nonfinite(table)
@@ -292,7 +292,8 @@ def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[d
 
 
 def run_experiment(exp, overrides: dict, common: dict) -> int:
-    from bandit_lab import experiments, progress, timing
+    from bandit_lab import experiments
+    from bandit_lab.infra import progress, timing
 
     settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
@@ -383,11 +384,15 @@ def verify(
                                             help="random instances per check; ≥ 1"),
     seed: int = typer.Option(0, "--seed", parser=_parse_int, metavar="INTEGER", help="seed of the random instances; in [0, 2^32 − 1]"),
     as_json: bool = typer.Option(False, "--json"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", parser=_parse_int, metavar="INTEGER",
+                                       help="worker processes; ≥ 1 [default: the CPUs available, at most 4; 1 for fewer than 8 checks]"),
+    slow: bool = typer.Option(False, "--slow", help="run long checks at the paper's full size (sampled-rate: N up to 4096; minutes)"),
 ):
     """Run the registered theorem checks; exit 1 on any failure."""
-    from bandit_lab import bounds, budget, checks, progress
+    from bandit_lab.infra import bounds, budget, progress
+    from bandit_lab import checks
 
-    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED)):
+    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED), ("--jobs", jobs, bounds.COUNT)):
         e = None if value is None else rng.error(value)
         if e:
             raise _bandit_error(f"{flag}: {e}")
@@ -403,21 +408,24 @@ def verify(
     if not as_json:
         print(f"{'check':<24}{'claim':<92}{'value':>11}{'tol':>10}  pass")
     with progress.bar("verify", total=len(names)) as bar:
-        for n in names:
-            bar.update(f"verify {n}")
-            r = checks.run_check(reg[n], instances, seed)
+        bar.update(f"verify {names[0]}")
+        for i, r in enumerate(checks.run_checks(names, instances, seed, jobs=jobs or checks.default_jobs(len(names)), slow=slow)):
+            n = r.check.name
             bar.advance()
+            if i + 1 < len(names):
+                bar.update(f"verify {names[i + 1]}")
             results.append(r)
             if not as_json:
                 sign = "≥" if r.check.direction == "≥" else "≤"
                 value = f"{r.value:>11.2e}" if r.value == r.value else f"{'—':>11}"  # NaN: the check could not evaluate
-                print(f"{n:<24}{r.check.claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
+                claim = checks.claim(r.check, slow)
+                print(f"{n:<24}{claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
     if as_json:
         from bandit_lab.runner import jsonable
 
-        print(json.dumps(jsonable([{"check": r.check.name, "claim": r.check.claim, "value": r.value, "tolerance": r.check.tolerance,
+        print(json.dumps(jsonable([{"check": r.check.name, "claim": checks.claim(r.check, slow), "value": r.value, "tolerance": r.check.tolerance,
                                     "direction": r.check.direction, "passed": r.passed, "instances": instances or r.check.n_instances,
-                                    "seconds": r.seconds} for r in results]), allow_nan=False))
+                                    "seconds": r.seconds, "tier": r.tier} for r in results]), allow_nan=False))
     failed = [r.check.name for r in results if not r.passed]
     if failed:
         print(f"bandit-lab: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -575,8 +583,8 @@ def main(argv: list[str] | None = None) -> None:
         _errs.install_interrupt_handlers(armed=False)  # already installed by cli/__init__.py, recording only
     process = argv is None
     argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
-    if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
-        sys.modules["bandit_lab.budget"].set_limits()
+    if "bandit_lab.infra.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
+        sys.modules["bandit_lab.infra.budget"].set_limits()
     try:
         if process:
             _errs.arm()  # a signal that came during the imports ends the run here: exit 130, one line

@@ -300,7 +300,7 @@ def test_grid_is_one_compiled_sweep(small):
     (["explore", "--serve", "--port", "-1"], "--port must be 0"),
 ])
 def test_budget_and_port_refused_before_work(tmp_path, capsys, args, msg):
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
 
     try:
         code, out, err = run_cli(args + ([] if "--serve" in args else ["--out", str(tmp_path / "p.html")]), capsys)
@@ -311,7 +311,7 @@ def test_budget_and_port_refused_before_work(tmp_path, capsys, args, msg):
 
 
 def test_cost_of_the_default_page_is_within_the_default_budget():
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
     from bandit_lab.explore.build import cost
 
     c = cost(Settings(), 3, 6)

@@ -9,14 +9,16 @@ import jax
 import numpy as np
 import pytest
 
-from bandit_lab import cache, export_cache, metrics, solver
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.problems import Problem
+from bandit_lab.infra import cache, export_cache
+from bandit_lab.core import metrics
+from bandit_lab.solvers import solver
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
 from bandit_lab.tokens.param import make_param
 from bandit_lab.tokens.tree import TokenTree, make_tree_problem
-from bandit_lab.train import CHUNK, TrainConfig
+from bandit_lab.core.train import CHUNK, TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -267,7 +269,7 @@ def test_steihaug_cg_solves_the_trust_region_model():
 def test_both_trust_region_metrics_reach_the_same_optimum(monkeypatch):
     """The metric is a convention of the solver, not of the answer: Fisher (default for RLHF) and
     Euclidean (default for DPO) land on the same closed form for each; a stack mixes them."""
-    from bandit_lab.objective import Stack
+    from bandit_lab.core.objective import Stack
 
     tp, _ = _small_tree(V=4, T=4, seed=3)
     star = rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, 1.0)
@@ -303,7 +305,7 @@ def test_an_objective_without_an_init_of_its_own_does_not_keep_the_first_problem
     """``train_batch(…, inits=[None, w])``: the ``None`` objective starts from *its* problem's
     ``param.init()``, passed as an argument. It used to be traced into the compiled program as a
     constant (constant-folded at 10⁵ contexts, and reused by the next problem of the same shape)."""
-    from bandit_lab.params import LogLinear, Simplex
+    from bandit_lab.core.params import LogLinear, Simplex
 
     rng = np.random.default_rng(0)
     cfg = TrainConfig(steps=20, log_steps=(0, 20))
@@ -344,7 +346,7 @@ def test_float32_keeps_simplex_runs_finite_and_softmax_ties():
 def test_exact_solvers_compute_in_float64_under_float32():
     """``--float32`` trains in float32, but the exact columns stay float64 (``@precision.float64`` on the solvers): the
     same solve inside and outside a float32 scope agrees to 1e-12 (before: 1e-4 apart, α = 0.1)."""
-    from bandit_lab import precision
+    from bandit_lab.infra import precision
 
     pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
     for loss in ("dpo", "rlhf"):

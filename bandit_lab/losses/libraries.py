@@ -319,7 +319,7 @@ def oracle(problem, hp: dict, static: dict):
     Vojnovic–Yun point (:func:`bandit_lab.onpolicy.closed_forms.grpo_fixed_point`) for the group std.
     A clamp active at the answer, or an estimator in the reward other than k1, gives no closed form."""
     from bandit_lab.onpolicy.closed_forms import grpo_fixed_point
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
 
     r = problem.reward
     if r is None:

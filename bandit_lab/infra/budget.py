@@ -210,11 +210,11 @@ def sampling(n_pairs: int, responses: int, contexts: int = 1, datasets: int = 1)
 
 
 def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True, stacked: int = 1) -> Cost:
-    """The batched modified Newton method of :func:`bandit_lab.solver.newton_free` (dense up to
+    """The batched modified Newton method of :func:`bandit_lab.solvers.solver.newton_free` (dense up to
     ``solver.DENSE_MAX`` parameters; above, matrix-free trust-region Newton–CG one point
     at a time: no Hessian, a few dozen Hessian-vector products per iteration). ``stacked``
     objectives solved as one stack share a block of ``solver.NEWTON_BLOCK`` points."""
-    from bandit_lab.solver import DENSE_MAX
+    from bandit_lab.solvers.solver import DENSE_MAX
 
     n, B = float(params), float(points)
     cells = _cells(contexts, responses, pairwise)
@@ -223,7 +223,7 @@ def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, p
         work = B * NEWTON_ITERS * 50 * 3 * (RUN_NS + GRID_NS * cells + PARAM_NS * n)
         return Cost(mem, work, f"the matrix-free exact solver's Hessian-vector products on {_n(cells)} cells",
                     f"exact solve ({_n(points)} points, {_n(params)} parameters, matrix-free)")
-    from bandit_lab.solver import NEWTON_BLOCK
+    from bandit_lab.solvers.solver import NEWTON_BLOCK
 
     rows = max(2 * n + 1, 40.0)
     work_B, B = B, min(B, float(NEWTON_BLOCK) * max(int(stacked), 1))  # memory: one block of points at a time
@@ -234,7 +234,7 @@ def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, p
 
 
 def constrained(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
-    """SciPy L-BFGS-B/SLSQP plus the active-set Newton polish of :func:`bandit_lab.solver.solve_exact`."""
+    """SciPy L-BFGS-B/SLSQP plus the active-set Newton polish of :func:`bandit_lab.solvers.solver.solve_exact`."""
     n, B = float(params), float(points)
     cells = _cells(contexts, responses, pairwise)
     mem = (n * GRID_TEMPS * cells + 4 * n * n) * F64
