@@ -30,6 +30,10 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from cli import helpfmt
+
+helpfmt.install()  # typed --help: no <bool>/<str> placeholders, [brackets] in help texts kept
+
 EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 4, 130  # = bandit_lab.errors (tested equal)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
