@@ -57,10 +57,12 @@ def explore(
     if serve:
         ex.check_port(port)
     t0 = time.perf_counter()
-    data = ex.build(settings, loaded, spec, out)
     from bandit_lab.explore.page import render
+    from bandit_lab.infra import progress
 
-    html = render(data)
+    with progress.bar("explore: training every objective on the grid"):
+        data = ex.build(settings, loaded, spec, out)
+        html = render(data)
     seconds = time.perf_counter() - t0
     s = data["summary"]
     grid = f"{s['objectives']} objectives × {len(data['grid']['beta'])} β × {len(data['grid']['alpha'])} α × {len(data['grid']['steps'])} step budgets"
