@@ -388,12 +388,15 @@ def verify(
                                             help="random instances per check; ≥ 1"),
     seed: int = typer.Option(0, "--seed", parser=_parse_int, metavar="INTEGER", help="seed of the random instances; in [0, 2^32 − 1]"),
     as_json: bool = typer.Option(False, "--json"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", parser=_parse_int, metavar="INTEGER",
+                                       help="worker processes; ≥ 1 [default: the CPUs available, at most 4; 1 for fewer than 8 checks]"),
+    slow: bool = typer.Option(False, "--slow", help="run long checks at the paper's full size (sampled-rate: N up to 4096; minutes)"),
 ):
     """Run the registered theorem checks; exit 1 on any failure."""
     from bandit_lab.infra import bounds, budget, progress
     from bandit_lab import checks
 
-    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED)):
+    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED), ("--jobs", jobs, bounds.COUNT)):
         e = None if value is None else rng.error(value)
         if e:
             raise _bandit_error(f"{flag}: {e}")
@@ -409,21 +412,24 @@ def verify(
     if not as_json:
         print(f"{'check':<24}{'claim':<92}{'value':>11}{'tol':>10}  pass")
     with progress.bar("verify", total=len(names)) as bar:
-        for n in names:
-            bar.update(f"verify {n}")
-            r = checks.run_check(reg[n], instances, seed)
+        bar.update(f"verify {names[0]}")
+        for i, r in enumerate(checks.run_checks(names, instances, seed, jobs=jobs or checks.default_jobs(len(names)), slow=slow)):
+            n = r.check.name
             bar.advance()
+            if i + 1 < len(names):
+                bar.update(f"verify {names[i + 1]}")
             results.append(r)
             if not as_json:
                 sign = "≥" if r.check.direction == "≥" else "≤"
                 value = f"{r.value:>11.2e}" if r.value == r.value else f"{'—':>11}"  # NaN: the check could not evaluate
-                print(f"{n:<24}{r.check.claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
+                claim = checks.claim(r.check, slow)
+                print(f"{n:<24}{claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
     if as_json:
         from bandit_lab.runner import jsonable
 
-        print(json.dumps(jsonable([{"check": r.check.name, "claim": r.check.claim, "value": r.value, "tolerance": r.check.tolerance,
+        print(json.dumps(jsonable([{"check": r.check.name, "claim": checks.claim(r.check, slow), "value": r.value, "tolerance": r.check.tolerance,
                                     "direction": r.check.direction, "passed": r.passed, "instances": instances or r.check.n_instances,
-                                    "seconds": r.seconds} for r in results]), allow_nan=False))
+                                    "seconds": r.seconds, "tier": r.tier} for r in results]), allow_nan=False))
     failed = [r.check.name for r in results if not r.passed]
     if failed:
         print(f"bandit-lab: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)

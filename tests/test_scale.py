@@ -359,3 +359,17 @@ def test_exact_solvers_compute_in_float64_under_float32():
         assert r32.converged and k32.converged and np.asarray(r32.policy).dtype == np.float64
         np.testing.assert_allclose(r32.policy, r64.policy, atol=1e-12)
         np.testing.assert_allclose(k32.policy, r64.policy, atol=1e-10)
+
+
+def test_big_sweep_work_estimate_matches_measured_runs():
+    """The budget's estimate for the big weight-decay sweeps (issue 22) against measured runs on the
+    2-core machine under load (docs/performance.md): 4,096 points 15.9 s, 65,536 points 167–217 s
+    (train 150–185 s, exact 14–28 s). Within a factor 2.5 either way, and under the default
+    10-minute limit, so `--n-alphas 65536` needs no `--max-work` (it was ≈ 6× too high: 18 min)."""
+    from bandit_lab.experiments import weight_decay as wd
+    from bandit_lab.infra import budget
+
+    for n, measured in ((4096, 15.9), (65536, 190.0)):
+        est = wd.Settings(n_alphas=n).cost().work / 1e9
+        assert measured / 2.5 <= est <= measured * 2.5, (n, est)
+        assert est < budget.DEFAULT_WORK_S
