@@ -231,11 +231,22 @@ ENTRIES: dict[str, str] = {e.split("{", 1)[1].split(",", 1)[0]: e for e in [
             "and Guo, Zhaohan Daniel and Tang, Yunhao and Geist, Matthieu and Mesnard, Thomas and Fiegel, C{\\^o}me and "
             "Michi, Andrea and Selvi, Marco and Girgin, Sertan and Momchev, Nikola and Bachem, Olivier and "
             "Mankowitz, Daniel J. and Precup, Doina and Piot, Bilal", 2024, "2312.00886", ICML),
+    _misc("brantley2025accelerating", "Accelerating {RL} for {LLM} Reasoning with Optimal Advantage Regression",
+          "Brantley, Kiant{\\'e} and Chen, Mingyu and Gao, Zhaolin and Lee, Jason D. and Sun, Wen and Zhan, Wenhao "
+          "and Zhang, Xuezhou", 2025, "2505.20686"),
     _misc("tang2025pitfalls", "On a Few Pitfalls in {KL} Divergence Gradient Estimation for {RL}",
           "Tang, Yunhao and Munos, R{\\'e}mi", 2025, "2506.09477"),
+    _misc("xu2024dposuperior", "Is {DPO} Superior to {PPO} for {LLM} Alignment? A Comprehensive Study",
+          "Xu, Shusheng and Fu, Wei and Gao, Jiaxuan and Ye, Wenjie and Liu, Weilin and Mei, Zhiyu and Wang, Guangju and "
+          "Yu, Chao and Wu, Yi", 2024, "2404.10719"),
     # --- notes and software
     _misc("nguyen2025notes", "{LLM} Alignment Fine-tuning via Human Preference: {DPO} vs {IPO}", "Nguyen, Tri", 2025, "",
           note="Notes, March 28, 2025"),
+    _misc("sheng2024hybridflow", "{HybridFlow}: A Flexible and Efficient {RLHF} Framework",
+          "Sheng, Guangming and Zhang, Chi and Ye, Zilingfeng and Wu, Xibin and Zhang, Wang and Zhang, Ru and "
+          "Peng, Yanghua and Lin, Haibin and Wu, Chuan", 2024, "2409.19256"),
+    _misc("hu2024openrlhf", "{OpenRLHF}: An Easy-to-use, Scalable and High-performance {RLHF} Framework",
+          "Hu, Jian and Wu, Xibin and Zhu, Zilin and Xianyu and Wang, Weixun and Zhang, Dehao and Cao, Yu", 2024, "2405.11143"),
     _bib("software", "vonwerra2020trl", title="{TRL}: Transformers Reinforcement Learning",
          author="von Werra, Leandro and Belkada, Younes and Tunstall, Lewis and Beeching, Edward and Thrush, Tristan and "
                 "Lambert, Nathan and Huang, Shengyi and Rasul, Kashif and Gallou{\\'e}dec, Quentin",
@@ -286,9 +297,13 @@ PROVENANCE: dict[str, str] = {
     "schulman2017proximal": "Kong, SPO and Ra-DPO refs",
     "guo2024direct": "TRL OnlineDPOTrainer BibTeX",
     "munos2024nash": "TRL NashMDTrainer BibTeX (ICML 2024 author list); arXiv id in several refs lists",
+    "brantley2025accelerating": "TRL 1.16 A2POTrainer BibTeX (authors, title, arXiv id)",
     "tang2025pitfalls": "many refs lists (authors, arXiv id)",
+    "xu2024dposuperior": "three paper indexes agree (authors in order, arXiv id); venue (ICML 2024) in one source only: left out",
     "nguyen2025notes": "papers/dpo-vs-ipo-notes.txt title page",
     "vonwerra2020trl": "TRL CITATION.cff",
+    "sheng2024hybridflow": "verl 0.9.1 package metadata (README citation block)",
+    "hu2024openrlhf": "OpenRLHF 0.11.2 package metadata (README citation block)",
 }
 
 # Printed as a ``% UNVERIFIED:`` line before the entry.
@@ -333,11 +348,14 @@ LOSS_SOURCES: dict[str, tuple[str, ...]] = {
     "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3": ("williams1992simple", "ahmadian2024back"),
     "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019": ("ahmadian2024back", "kool2019buy"),
     "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025": ("shao2024deepseekmath", "vojnovic2025alignment"),
+    "verl 0.9.1 verl/trainer/ppo/core_algos.py; Sheng et al. 2024 (HybridFlow)": ("sheng2024hybridflow",),
+    "OpenRLHF 0.11.2 openrlhf/trainer/ppo_utils/experience_maker.py, models/utils.py; Hu et al. 2024": ("hu2024openrlhf",),
     "Liu et al. 2025 Eq. 3 (Dr. GRPO)": ("liu2025understanding",),
     "Yu et al. 2025 Eq. 8–11 (DAPO)": ("yu2025dapo",),
     "Schulman et al. 2017 Eq. 7; TRL PPOConfig 0.19": ("schulman2017proximal", "vonwerra2020trl"),
     "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7": ("guo2024direct", "rafailov2023direct"),
     "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19": ("munos2024nash", "vonwerra2020trl"),
+    "Brantley et al. 2025 (A*-PO) Eq. 5–6; TRL 1.16 experimental A2POTrainer": ("brantley2025accelerating", "vonwerra2020trl"),
     "Sharifnassab et al. SPO Eq. 8–12, 24": ("sharifnassab2024soft",),
     "Sharifnassab et al. SPO Eq. 5, 8–12; App. B": ("sharifnassab2024soft",),
     "Ra-DPO Fig. 1 / Eq. 17 with Φ = E; Zeng et al. 2024": ("zhang2025riskaware", "zeng2024token"),
@@ -427,6 +445,7 @@ EXPERIMENT_SOURCES: dict[str, tuple[str, ...]] = {
         "kong2025constraints", "williams1992simple", "ahmadian2024back", "schulman2017proximal", "shao2024deepseekmath",
         "liu2025understanding", "yu2025dapo", "guo2024direct", "munos2024nash"),
     "Vojnovic & Yun 2025; Mroueh 2025": ("vojnovic2025alignment", "mroueh2025rlvr", "shao2024deepseekmath"),
+    "Xu et al. 2024 §4.1 Table 1, Theorem 4.1": ("xu2024dposuperior",),
     "Azar et al. 2024 §4.2; Nguyen notes Eq. 12": ("azar2024general", "nguyen2025notes"),
     "Azar et al. 2024 §5, Figs. 1–2 (protocol)": ("azar2024general",),
     "Tang & Munos 2025": ("tang2025pitfalls",),

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab import precision
+from bandit_lab.infra import precision
 from bandit_lab.verdict import Kind, Verdict, response_label
 
 STEP_TOL = 1e-8  # Newton step (parameter units, gauge removed) below which a point is stationary
@@ -73,7 +73,7 @@ def _fns(obj, unravel):
     if key not in _CACHE:
         if len(_CACHE) > 128:
             _CACHE.clear()
-        from bandit_lab import export_cache
+        from bandit_lab.infra import export_cache
 
         stable = getattr(obj, "stable_signature", lambda: None)()
         f = lambda z, hp, c: obj.value(unravel(z), hp, consts=c)  # noqa: E731
@@ -355,7 +355,7 @@ def _certify_constrained(obj, z, f, g, H) -> Verdict:
     multipliers, the Hessian reduced to the free face. A minimiser exists (compact set)."""
     kind = obj.param.constraint
     shape = np.shape(obj.param.init())
-    from bandit_lab.solver import _residual
+    from bandit_lab.solvers.solver import _residual
 
     r = _residual(kind, z, g, shape)
     if kind == "simplex":
@@ -408,7 +408,7 @@ def onpolicy_verdict(status: str, note: str, residual: float, converged: bool) -
 def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None = None) -> Verdict:
     """The verdict on an exact solver's result ``ex`` for ``obj`` (a potential: not on-policy).
 
-    - a loss with a *detached statistic* (KTO's z_ref, BCO's δ; :mod:`bandit_lab.exact_solvers`)
+    - a loss with a *detached statistic* (KTO's z_ref, BCO's δ; :mod:`bandit_lab.solvers.exact_solvers`)
       trains along a field with no potential: its self-consistent point is ``STATIONARY``, with the
       certificate of θ minimising ``L(·; s)`` at the frozen ``s = s(θ)``;
     - a kinked loss solved by its own exact hook (hinge's LP / QP) has no Hessian to test: when the
@@ -422,7 +422,7 @@ def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None
 
     det = zoo.detached_statistic(obj.loss.name, obj.static)
     if det is not None:  # certify θ against L(·; s) with the statistic frozen at its value s(θ)
-        from bandit_lab import exact_solvers
+        from bandit_lab.solvers import exact_solvers
 
         s = exact_solvers.statistic(obj, ex.params, {**obj.hp, **(hp or {})}, det)
         hp = {**(hp or {}), det[0]: float(s)}

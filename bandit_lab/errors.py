@@ -38,15 +38,30 @@ class DivergenceError(ArithmeticError):
 # (``os._exit`` after flushing) skips the interpreter's teardown, which can crash by SIGABRT/SIGSEGV
 # ("pure virtual method called") while XLA's threads still run.
 _INTERRUPTED: list = []
+_ARMED = [True]
+_INSTALLED: list = []
 
 
-def install_interrupt_handlers() -> None:
+def install_interrupt_handlers(armed: bool = True) -> None:
     """SIGINT and SIGTERM → KeyboardInterrupt (first signal) and a record (every signal). Only for
-    a process that *is* the command (the CLI's ``main()`` without argv; explore's server)."""
+    a process that *is* the command (the CLI's ``main()`` without argv; explore's server).
+
+    ``armed=False``: only record, never raise, until :func:`arm` — the entry point installs the
+    handlers first thing (``cli/__init__.py``, before typer and JAX are imported), so a signal during
+    those imports is neither a death by signal nor an exception inside an import; ``main()`` then
+    arms them inside its ``try`` and a signal that came early ends the run there (exit 130)."""
     import signal
     import sys
 
+    _ARMED[0] = armed
+    if _INSTALLED:
+        return
+    _INSTALLED.append(True)
+
     def handler(signum, frame):
+        if not _ARMED[0]:
+            _INTERRUPTED.append(signum)
+            return
         if _unsafe(frame):  # raised there it would be swallowed or abort the process: again in 20 ms
             _resend(signum)
             return
@@ -68,6 +83,14 @@ def install_interrupt_handlers() -> None:
             signal.signal(s, handler)
         except (ValueError, OSError):  # not the main thread, or the platform has no such signal
             pass
+
+
+def arm() -> None:
+    """Let the handlers raise from now on; raise KeyboardInterrupt at once if a signal came while
+    they were only recording."""
+    _ARMED[0] = True
+    if _INTERRUPTED:
+        raise KeyboardInterrupt
 
 
 def _unsafe(frame) -> bool:

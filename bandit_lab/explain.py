@@ -20,9 +20,13 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.onpolicy import trl as _trl
+from bandit_lab.onpolicy import verl as _verl
 
 READERS: dict[str, Callable[[dict], tuple[str, dict]]] = {}
 PRESETS: dict[str, tuple[str, dict]] = {}
+# loss → ``describe(hp, static) -> (objective, divergence, β of the Gibbs reference)`` for losses
+# whose options are not the native on-policy ones (verl/OpenRLHF, :mod:`bandit_lab.onpolicy.verl`)
+DESCRIBERS: dict[str, Callable[[dict, dict], tuple[str, str, float]]] = {}
 
 
 def register_reader(name: str, fn: Callable[[dict], tuple[str, dict]]) -> None:
@@ -31,7 +35,7 @@ def register_reader(name: str, fn: Callable[[dict], tuple[str, dict]]) -> None:
 
 
 def _trl_reader(loss: str, defaults: dict):
-    keep = set(defaults) | set(_trl._NOT_YET)
+    keep = set(defaults) | set(_trl._NOT_YET) | set(_trl._INERT_WITH) | set(_trl._BATCH)
 
     def read(cfg: dict) -> tuple[str, dict]:
         # a config as TRL writes it holds every TrainingArguments field: keep those that act on the update
@@ -41,6 +45,7 @@ def _trl_reader(loss: str, defaults: dict):
 
 register_reader("grpo", _trl_reader("grpo", _trl.GRPO_DEFAULTS))
 register_reader("rloo", _trl_reader("rloo", _trl.RLOO_DEFAULTS))
+register_reader("a2po", _trl_reader("a2po", _trl.A2PO_DEFAULTS))
 PRESETS.update({
     "trl-grpo-default": ("grpo", {}),
     "trl-grpo-beta0.04": ("grpo", {"beta": 0.04}),
@@ -48,6 +53,32 @@ PRESETS.update({
     "trl-dr_grpo-beta0.04": ("grpo", {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.04}),
     "trl-grpo-gspo": ("grpo", {"importance_sampling_level": "sequence", "beta": 0.04}),
     "trl-rloo-default": ("rloo", {}),
+    "trl-cispo-beta0.04": ("grpo", {"loss_type": "cispo", "beta": 0.04}),
+    "trl-a2po-default": ("a2po", {}),
+})
+
+# verl 0.9.1 / OpenRLHF 0.11.2 (issue 21): configs as the libraries write them; presets at their defaults
+register_reader("verl", _verl.read_verl)
+register_reader("openrlhf", _verl.read_openrlhf)
+DESCRIBERS.update(verl=_verl.describe, openrlhf=_verl.describe)
+PRESETS.update({  # the libraries' defaults, then their KL forms at β = 0.1 (at 1e-3/1e-2 Kong's Gibbs point has masses e^−70)
+    "verl-default": ("verl", {}),
+    "verl-grpo-low_var_kl-beta0.1": ("verl", {"adv_estimator": "grpo", "n": 5, "use_kl_loss": True, "kl_loss_coef": 0.1}),
+    "verl-grpo-k3+-beta0.1": ("verl", {"adv_estimator": "grpo", "n": 5, "use_kl_loss": True, "kl_loss_type": "k3+",
+                                       "kl_loss_coef": 0.1}),
+    "verl-grpo-nostd-k3+-beta0.1": ("verl", {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "n": 5,
+                                             "use_kl_loss": True, "kl_loss_type": "k3+", "kl_loss_coef": 0.1}),
+    "verl-rloo-kl-in-reward-beta0.1": ("verl", {"adv_estimator": "rloo", "n": 5, "use_kl_in_reward": True,
+                                                "kl_ctrl": {"kl_coef": 0.1}}),
+    "verl-reinforce_plus_plus_baseline-kl-in-reward-beta0.1": ("verl", {"adv_estimator": "reinforce_plus_plus_baseline", "n": 4,
+                                                                        "use_kl_in_reward": True, "kl_ctrl": {"kl_coef": 0.1}}),
+    "openrlhf-default": ("openrlhf", {}),
+    "openrlhf-rloo-beta0.1": ("openrlhf", {"algo.advantage.estimator": "rloo", "rollout.n_samples_per_prompt": 4,
+                                           "algo.kl.init_coef": 0.1}),
+    "openrlhf-reinforce_baseline-beta0.1": ("openrlhf", {"algo.advantage.estimator": "reinforce_baseline",
+                                                         "rollout.n_samples_per_prompt": 4, "algo.kl.init_coef": 0.1}),
+    "openrlhf-group_norm-k3-loss-beta0.1": ("openrlhf", {"algo.advantage.estimator": "group_norm", "rollout.n_samples_per_prompt": 4,
+                                                         "algo.kl.use_loss": True, "algo.kl.estimator": "k3", "algo.kl.init_coef": 0.1}),
 })
 
 KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "pairs": "uniform"}
@@ -56,6 +87,9 @@ KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.
 def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
     """``(objective, divergence)`` of the expected update, in words (module docstring)."""
     beta, G = hp.get("beta", 0.0), static.get("group_size")
+    if loss == "a2po":  # bandit_lab.losses.onpolicy: E_π[(βh − r + V*)∇h] = ∇[β·KL(π‖π_ref) − E_π r] (V* drops)
+        return ("2β·(gradient of E_π[r] − β·D); V*, β₁ and num_value_samples drop out of the expected update",
+                "KL(π‖π_ref) (A*-PO's regression of β·log(π/π_ref) onto r − V*)")
     norm = static.get("normalize")
     if norm == "group_std":
         obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"
@@ -65,6 +99,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
         obj = "gradient of E_π[r] − β·D"
     else:
         obj = "gradient of E_π[r] − β·D"
+    if static.get("surrogate") == "cispo":  # TRL cispo: detached min(ρ, ε_high) = min(1, ε_high) on-policy
+        c = min(1.0, float(hp.get("clip_high", 1.0)))
+        if c != 1.0:
+            obj += f" (cispo: the policy-gradient term × min(1, ε_high) = {c:g}, so the KL acts as β/{c:g})"
     if beta == 0:
         return obj.replace(" − β·D", ""), "none (β = 0)"
     est, place = static.get("kl_estimator"), static.get("kl_placement")
@@ -80,10 +118,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
 
 def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     """Objective, divergence, exact stationary point, verdict and TV to Gibbs of a library config."""
-    from bandit_lab import metrics
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core import metrics
+    from bandit_lab.core.objective import make_objective
     from bandit_lab.onpolicy.stationary import solve
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.spec import build
 
     if reader not in READERS:
@@ -92,9 +130,12 @@ def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     base, *_ = build({**(spec or KONG_APP_B), "loss": "dpo", "loss_params": {"beta": 1.0}})
     pb = base.problem
     o = make_objective(pb, loss, lp)
-    obj, div = describe(loss, o.hp, o.static)
+    if loss in DESCRIBERS:
+        obj, div, beta = DESCRIBERS[loss](o.hp, o.static)
+    else:
+        obj, div = describe(loss, o.hp, o.static)
+        beta = o.hp["beta"]
     s = solve(o)
-    beta = o.hp["beta"]
     pol = None if s.status == "runaway" else np.asarray(s.result.policy)
     gibbs = None if beta == 0 or pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
     tv = None if pol is None or gibbs is None else float(metrics.tv(pol, gibbs, pb.context_weight))

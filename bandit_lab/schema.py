@@ -5,7 +5,7 @@ decoded JSON/TOML object into it (or raises :class:`~bandit_lab.errors.BanditErr
 naming the field, ``optimizer.lr: must be a finite number in (0, 1e+06], got inf``), and
 :func:`json_schema` prints it for editors (``bandit-lab schema``).
 
-Rules (ranges come from :mod:`bandit_lab.bounds`, shared with the experiments' options):
+Rules (ranges come from :mod:`bandit_lab.infra.bounds`, shared with the experiments' options):
 
 - strict types: no string → number, no bool → number, integers for counts and indices;
   every number finite and within its declared range;
@@ -30,12 +30,12 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, ValidationError, WithJsonSchema, model_validator
 
-from bandit_lab import bounds
-from bandit_lab.bounds import got, show
+from bandit_lab.infra import bounds
+from bandit_lab.infra.bounds import got, show
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import PENALTIES
-from bandit_lab.params import PARAMETERIZATIONS
-from bandit_lab.train import OPTIMIZERS, SCHEDULES
+from bandit_lab.core.objective import PENALTIES
+from bandit_lab.core.params import PARAMETERIZATIONS
+from bandit_lab.core.train import OPTIMIZERS, SCHEDULES
 
 WEIGHT = bounds.Real(gt=0.0, le=1e12)  # an explicit pair weight (normalised afterwards)
 MAX_TEXT = 10_000
@@ -495,14 +495,19 @@ def _loss_params(v):
         fail(f"must be an object of loss parameters, got {got(v)}")
     for k, x in v.items():
         names = isinstance(x, list) and x and all(isinstance(t, str) for t in x)  # a mixture's terms
-        if not (bounds.is_number(x) or isinstance(x, (str, bool)) or names):
-            fail(f"must be a number, a string, a boolean or a list of loss names, got {got(x)}", k)
+        # a library's config as it writes it (LossSpec.translate: verl/OpenRLHF): null, a nested
+        # object, a list of numbers (OpenRLHF reward.clip_range); the loss's own check refuses them
+        # where they do not belong
+        lib = x is None or isinstance(x, dict) or (isinstance(x, list) and x and all(bounds.is_number(t) for t in x))
+        if not (bounds.is_number(x) or isinstance(x, (str, bool)) or names or lib):
+            fail(f"must be a number, a string, a boolean, null, an object or a list (of loss names or numbers), got {got(x)}", k)
     return dict(v)
 
 
 LossParams = Annotated[Any, PlainValidator(_loss_params), WithJsonSchema({
-    "type": "object", "additionalProperties": {"anyOf": [{"type": ["number", "string", "boolean"]},
-                                                         {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+    "type": "object", "additionalProperties": {"anyOf": [{"type": ["number", "string", "boolean", "null", "object"]},
+                                                         {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                                         {"type": "array", "items": {"type": "number"}, "minItems": 1}]},
     "description": "the loss's hyperparameters and options (see `bandit-lab list losses`)"})]
 
 
@@ -597,7 +602,7 @@ class Spec(Strict):
         if K < 2:
             fail(f"needs at least 2 responses, got {K}", "pi_ref")
         try:
-            _distribution(ref2, "pi_ref", strict=True)
+            _distribution(ref2, "pi_ref", strict=False)  # zeros allowed: bandit_lab.core.support
         except Invalid as e:
             fail(e.msg, "pi_ref")
         shape = "[K]" if self.pi_ref.ndim == 1 else "[X, K]"
@@ -783,6 +788,8 @@ def json_schema() -> dict:
         cond = {"properties": {"loss": {"const": name}}} if name != "dpo" else {"anyOf": [{"properties": {"loss": {"const": name}}}, {"not": {"required": ["loss"]}}]}
         if name != "dpo":
             cond["required"] = ["loss"]
-        rules.append({"if": cond, "then": {"properties": {"loss_params": {"type": "object", "properties": lp, "additionalProperties": False}}}})
+        # a loss that reads a library's own option names (LossSpec.translate) takes those too
+        rules.append({"if": cond, "then": {"properties": {"loss_params": {"type": "object", "properties": lp,
+                                                                           "additionalProperties": spec.translate is not None}}}})
     js["allOf"] = rules
     return js

@@ -19,9 +19,9 @@ nested lists = several contexts)::
      "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
 
-This module only reads files, checks the budget (:mod:`bandit_lab.budget`) and turns a
+This module only reads files, checks the budget (:mod:`bandit_lab.infra.budget`) and turns a
 validated spec into library objects; :func:`solve` trains, solves exactly and guards both
-(:mod:`bandit_lab.guards`).
+(:mod:`bandit_lab.infra.guards`).
 """
 from __future__ import annotations
 
@@ -32,18 +32,20 @@ import tomllib
 import jax
 import numpy as np
 
-from bandit_lab import budget, guards, metrics, progress, schema
-from bandit_lab import params as params_mod
-from bandit_lab.data import make_data
+from bandit_lab.infra import budget, guards, progress
+from bandit_lab.core import metrics
+from bandit_lab import schema
+from bandit_lab.core import params as params_mod
+from bandit_lab.core.data import make_data
 from bandit_lab.certificates import onpolicy_verdict, verdict_of
-from bandit_lab.exact_solvers import stationarity
+from bandit_lab.solvers.exact_solvers import stationarity
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import to_list, train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig
 from bandit_lab.verdict import Kind, Verdict
 
 CONVERGED_GRAD = 1e-6
@@ -112,7 +114,7 @@ def load(path: str) -> dict:
 
 
 def cost(s: schema.Spec) -> budget.Cost:
-    """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.budget`)."""
+    """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.infra.budget`)."""
     from bandit_lab import losses
 
     X, K = s.contexts, s.responses
@@ -160,8 +162,8 @@ def build(spec):
             seed = s.sampling.seed  # keys the training draws
     try:
         obj = make_objective(problem, s.loss, s.all_loss_params, weight_decay=s.weight_decay, penalty=s.penalty, param=param, data=data)
-    except BanditError as e:
-        raise BanditError(f"loss: {e}") from None
+    except BanditError as e:  # a refusal that names its own field (bandit_lab.core.support: pi_ref) keeps it
+        raise BanditError(str(e) if str(e).startswith(("pi_ref: ", "preference.reward: ")) else f"loss: {e}") from None
     opt = s.optimizer
     batch = {} if s.batch is None else {"batch_size": s.batch.size, "batch_replacement": s.batch.replacement,
                                         "batch_pool": 0 if isinstance(s.data, str) else s.data.sampled}

@@ -17,8 +17,8 @@ def _value(s: str):
 
 
 def explain(
-    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), or a preset name with --preset"),
-    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig as YAML or JSON"),
+    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), verl (0.9.1), openrlhf (0.11.2), or a preset name"),
+    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig, a verl trainer/actor config, OpenRLHF arguments: YAML or JSON"),
     set_: Optional[str] = typer.Option(None, "--set", help="fields, e.g. loss_type=dapo,beta=0.04"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
@@ -44,5 +44,8 @@ def explain(
             raise BanditError(f"--set: expected field=value; got {item!r}")
         k, v = item.split("=", 1)
         cfg[k.strip()] = _value(v.strip())
-    r = run(kind, cfg)
+    from bandit_lab.infra import progress
+
+    with progress.bar(f"explain {kind}: solving for the stationary point"):
+        r = run(kind, cfg)
     typer.echo(json.dumps(r) if as_json else "\n".join(lines(r)))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bandit_lab import BanditError, Problem
-from bandit_lab.data import make_data, population, sample
-from bandit_lab.problems import bt_matrix, bt_reward_of_matrix, target_matrix
+from bandit_lab.core.data import make_data, population, sample
+from bandit_lab.core.problems import bt_matrix, bt_reward_of_matrix, target_matrix
 
 
 def kong():
@@ -15,7 +15,7 @@ def kong():
 @pytest.mark.parametrize(
     "kwargs, msg",
     [
-        (dict(pi_ref=[-0.1, 0.6, 0.5], pi_star=[0.6, 0.3, 0.1]), "strictly positive"),
+        (dict(pi_ref=[-0.1, 0.6, 0.5], pi_star=[0.6, 0.3, 0.1]), "non-negative"),
         (dict(pi_ref=[0.4, 0.4, 0.3], pi_star=[0.6, 0.3, 0.1]), "sum to 1"),
         (dict(pi_ref=[0.4, 0.4, 0.2 + 2e-9], pi_star=[0.6, 0.3, 0.1]), "sum to 1"),
         (dict(pi_ref=[0.4, 0.4, 0.2], pi_star=[0.6, 0.4]), "responses"),

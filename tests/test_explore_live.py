@@ -19,7 +19,7 @@ import pytest
 from bandit_lab.explore import live, make_server, url_of
 from cli.main import main
 
-Q = {"pi_star": "0.6,0.3,0.1", "pi_ref": "0.4,0.4,0.2", "alpha": "0.1", "beta": "1", "steps": "300", "lr": "0.05"}
+Q = {"pi_star": "0.6,0.3,0.1", "pi_ref": "0.4,0.4,0.2", "alpha": "0.1", "beta": "1", "steps": "300", "lr": "0.05", "onpolicy": "rloo"}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,17 @@ def warm(server):
     return body
 
 
+def solve_json(cmd, d, capsys):
+    """`bandit-lab solve --json` on the spec a live answer prints (its own single-problem path)."""
+    spec = json.loads(cmd.split("echo '", 1)[1].rsplit("'", 1)[0])
+    (d / "s.json").write_text(json.dumps(spec))
+    with pytest.raises(SystemExit) as e:
+        main(["solve", "--json", str(d / "s.json")])
+    out, err = capsys.readouterr()
+    assert e.value.code in (0, None), err
+    return spec, json.loads(out)
+
+
 def test_every_exact_optimum_matches_solve_json(server, warm, tmp_path_factory, capsys):
     """A moved π*, π_ref, α and β: each objective's exact optimum (and trained policy) against
     `bandit-lab solve --json` on the spec the endpoint prints, to 1e-6."""
@@ -54,24 +65,60 @@ def test_every_exact_optimum_matches_solve_json(server, warm, tmp_path_factory, 
     status, body = get(server, q)
     assert status == 200, body
     assert body["losses"] == ["dpo", "rlhf[reverse_kl]", "fdpo[forward_kl]", "rlhf[forward_kl]", "ipo", "rlhf[reverse_kl,ipo]"]
+    assert [r["label"] for r in body["objectives"]] == body["losses"] + ["rloo"]
     d = tmp_path_factory.mktemp("specs")
-    for row, cmd in zip(body["objectives"], body["command"]):
-        spec = json.loads(cmd.split("echo '", 1)[1].rsplit("'", 1)[0])
+    for row, cmd in zip(body["objectives"], body["command"], strict=True):
+        spec, ref = solve_json(cmd, d, capsys)
         assert spec["preference"]["pi_star"] == pytest.approx([0.2, 0.5, 0.3]) and spec["weight_decay"] == 0.3
-        (d / "s.json").write_text(json.dumps(spec))
-        with pytest.raises(SystemExit) as e:
-            main(["solve", "--json", str(d / "s.json")])
-        out, err = capsys.readouterr()
-        assert e.value.code in (0, None), err
-        ref = json.loads(out)
         assert ref["loss"] == row["label"]
+        # the verdict column reads what the solver says (solve --json's flag), never more
+        assert row["verdict"]["exact_converged"] is ref["exact_converged"]
         np.testing.assert_allclose(row["exact"], ref["exact"], atol=1e-6, rtol=0)
         np.testing.assert_allclose(row["trained"], ref["policy"], atol=1e-6, rtol=0)
         assert row["residual"] < 1e-8 and row["verdict"]["line"]
 
 
+def test_onpolicy_preset_g_and_placement_match_solve_json(server, warm, tmp_path_factory, capsys):
+    """A library preset (read from ``explain.PRESETS``, not hard-coded) with the page's G and β:
+    the stationary point, its classification and its TV to Gibbs and to DPO equal `solve --json`'s
+    to 1e-6; RLOO (k1 in the reward, leave-one-out) is stationary exactly at the Gibbs policy
+    π_ref·π*^{1/β}/Z (Ahmadian et al. 2024: an unbiased gradient of E r − β KL), for any G."""
+    from bandit_lab.explain import PRESETS
+
+    assert PRESETS["trl-rloo-default"][0] == "rloo"
+    q = {**Q, "pi_star": "0.2,0.5,0.3", "pi_ref": "0.25,0.25,0.5", "alpha": "0", "beta": "0.7",
+         "onpolicy": "trl-rloo-default", "G": "3", "kl_placement": "reward"}
+    status, body = get(server, q)
+    assert status == 200, body
+    (row,) = [r for r in body["objectives"] if r["kind"] == "onpolicy"]
+    assert row["name"] == "trl-rloo-default" and row["label"] == "rloo" and row["G"] == 3 and row["status"] == "attracting"
+    spec, ref = solve_json(body["command"][-1], tmp_path_factory.mktemp("onp"), capsys)
+    assert spec["loss_params"]["group_size"] == 3 and spec["loss_params"]["beta"] == 0.7 and spec["weight_decay"] == 0
+    np.testing.assert_allclose(row["exact"], ref["exact"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(row["trained"], ref["policy"], atol=1e-6, rtol=0)
+    assert row["status"] == ref["stationary_status"] and row["verdict"]["status"] == ref["stationary_status"]
+    assert set(row["tv_reference"]) == set(ref["exact_vs_reference_tv"]) == {"gibbs", "dpo"}
+    for k, v in ref["exact_vs_reference_tv"].items():
+        assert abs(row["tv_reference"][k] - v) <= 1e-6
+    gibbs = np.array([0.25, 0.25, 0.5]) * np.array([0.2, 0.5, 0.3]) ** (1 / 0.7)
+    np.testing.assert_allclose(row["exact"], gibbs / gibbs.sum(), atol=1e-9, rtol=0)
+
+
+def test_options_list_the_registry_and_presets(server):
+    from bandit_lab import losses
+    from bandit_lab.explain import PRESETS, READERS
+
+    with urllib.request.urlopen(server + "api/options", timeout=30) as r:
+        body = json.loads(r.read())
+    assert {"grpo", "rloo", "ppo"} <= set(body["onpolicy"])
+    assert all(losses.get(n).kind == "onpolicy" for n in body["onpolicy"])
+    readable = [k for k, (rd, cfg) in PRESETS.items() if losses.get(READERS[rd](dict(cfg))[0]).kind == "onpolicy"]
+    assert list(body["presets"]) == readable and "trl-rloo-default" in readable
+
+
 def test_numbers_only_never_recompile(server, warm):
-    """Moving π*, π_ref, α, β and the learning rate: zero XLA compiles (problems are arguments)."""
+    """Moving π*, π_ref, α (0 and > 0), β and the learning rate: zero XLA compiles (problems are
+    arguments), for the offline losses and the on-policy stationary solve (RLOO) alike."""
     counts = []
     jax.monitoring.register_event_duration_secs_listener(lambda ev, d, **kw: counts.append(ev) if "backend_compile" in ev else None)
     try:
@@ -92,7 +139,7 @@ def test_resolve_latency(server, warm):
     compute, trip = [], []
     for i in range(7):
         t = time.perf_counter()
-        status, body = get(server, {**Q, "alpha": str(0.01 * (i + 1))})
+        status, body = get(server, {**Q, "onpolicy": "", "alpha": str(0.01 * (i + 1))})  # the issue's 6 objectives
         trip.append(time.perf_counter() - t)
         compute.append(body["seconds"]["total"])
     print(f"live re-solve: server {1e3 * statistics.median(compute):.1f} ms, round trip {1e3 * statistics.median(trip):.1f} ms (medians of 7)")
@@ -113,6 +160,15 @@ def test_resolve_latency(server, warm):
     ({"steps": "2.5"}, "steps: a whole number"),
     ({"steps": "1000000000000"}, "steps: a whole number"),
     ({"losses": "nope"}, "unknown loss"),
+    ({"onpolicy": "nope"}, "onpolicy: 'nope' is neither an on-policy algorithm"),
+    ({"onpolicy": "dpo"}, "onpolicy: 'dpo' is neither"),
+    ({"onpolicy": "grpo[group_size=1]"}, "group_size must be an integer ≥ 2"),
+    ({"G": "1"}, "G: the group size"),
+    ({"G": "2.5"}, "G: the group size"),
+    ({"G": "nan"}, "G: must be finite"),
+    ({"kl_placement": "both"}, "kl_placement: loss, reward or empty"),
+    ({"beta": "-0.5"}, "beta: must be > 0"),
+    ({"alpha": ""}, "alpha: expected a number, got ''"),
 ])
 def test_bad_input_is_a_message_never_a_trace(server, change, msg):
     status, body = get(server, {**Q, **change})
@@ -123,3 +179,38 @@ def test_unknown_path_is_404(server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(server + "api/nope", timeout=10)
     assert e.value.code == 404
+
+
+@pytest.mark.parametrize("during", ["idle", "request"])
+def test_sigint_on_serve_is_one_line_exit_130(tmp_path, during):
+    """Ctrl-C on `bandit-lab explore --serve` (idle, or while a first request compiles) goes
+    through bandit_lab.errors.exit_interrupted: exit 130, stderr exactly one line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.Popen([sys.executable, "-m", "cli.main", "explore", "--serve", "--n-alpha", "1", "--betas", "1",
+                          "--steps", "20", "--n-budget", "2", "--losses", "dpo"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path), env=env, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("serving http://127.0.0.1:"), (line, p.poll())
+        url = line.split()[1]
+        if during == "request":
+            def request():  # a new step budget: compiles; the server dies under it (no answer: expected)
+                try:
+                    get(url, {**Q, "steps": "777"})
+                except OSError:
+                    pass
+
+            threading.Thread(target=request, daemon=True).start()
+            time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130 and err == "bandit-lab: interrupted\n", (p.returncode, err[-2000:])

@@ -31,7 +31,7 @@ def session():
     srv = make_server(render(build(SMALL)), 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        with open_page(url_of(srv) + "?alpha=0.2&steps=200") as s:
+        with open_page(url_of(srv) + "?alpha=0.2&steps=200&onpolicy=rloo") as s:
             s.page.wait_for_function("document.body.dataset.liveSeq !== undefined", timeout=120000)
             yield s
     finally:
@@ -66,6 +66,29 @@ def settle(page):
     page.wait_for_function("!document.body.dataset.liveBusy && window.banditLabLive.answered()", timeout=120000)
 
 
+def solve_json(cmd, tmp_path, capsys):
+    spec = json.loads(cmd.split("echo '", 1)[1].rsplit("'", 1)[0])
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    with pytest.raises(SystemExit) as e:
+        main(["solve", "--json", str(tmp_path / "s.json")])
+    out, err = capsys.readouterr()
+    assert e.value.code in (0, None), err
+    return spec, json.loads(out)
+
+
+def shown(row, cls):
+    return [float(v) for v in row.locator("td." + cls).inner_text().split("]")[0].strip("[").split(",")]
+
+
+def set_field(page, key, value):
+    if page.locator("#live-" + key).evaluate("e => e.tagName") == "SELECT":
+        page.select_option("#live-" + key, value)
+    else:
+        page.fill("#live-" + key, value)
+    page.dispatch_event("#live-" + key, "change")
+    settle(page)
+
+
 def test_drag_change_and_match_solve_json(session, tmp_path, capsys):
     page = session.page
     assert page.evaluate("document.getElementById('live').hidden") is False
@@ -86,26 +109,88 @@ def test_drag_change_and_match_solve_json(session, tmp_path, capsys):
     assert state["alpha"] == "0.35" and state["losses"] == "dpo,ipo"
     rows = page.locator("#live-table tbody tr")
     labels = [rows.nth(i).get_attribute("data-label") for i in range(rows.count())]
-    assert labels == ["dpo", "rlhf[reverse_kl]", "ipo", "rlhf[reverse_kl,ipo]"]
+    assert labels == ["dpo", "rlhf[reverse_kl]", "ipo", "rlhf[reverse_kl,ipo]", "rloo"]
     commands = page.inner_text("#live-command").strip().splitlines()
+    assert len(commands) == len(labels)
     for i, cmd in enumerate(commands):
-        spec = json.loads(cmd.split("echo '", 1)[1].rsplit("'", 1)[0])
+        spec, ref = solve_json(cmd, tmp_path, capsys)
         assert spec["preference"]["pi_star"] == pytest.approx(ps) and spec["pi_ref"] == pytest.approx(pr) and spec["weight_decay"] == 0.35
-        (tmp_path / "s.json").write_text(json.dumps(spec))
-        with pytest.raises(SystemExit) as e:
-            main(["solve", "--json", str(tmp_path / "s.json")])
-        out, err = capsys.readouterr()
-        assert e.value.code in (0, None), err
-        ref = json.loads(out)
         assert ref["loss"] == labels[i]
-        shown = [float(v) for v in rows.nth(i).locator("td.exact").inner_text().strip("[]").split(",")]
-        np.testing.assert_allclose(shown, ref["exact"], atol=1e-6, rtol=0)  # 6 decimals shown: rounding ≤ 5e-7
+        np.testing.assert_allclose(shown(rows.nth(i), "exact"), ref["exact"], atol=1e-6, rtol=0)  # 6 decimals shown: rounding ≤ 5e-7
+
+
+def test_onpolicy_preset_beta_g_placement_match_solve_json(session, tmp_path, capsys):
+    """On-policy on the page: a library preset typed in, β, G and the KL placement moved; the
+    displayed stationary point equals `bandit-lab solve --json` on the printed spec to 1e-6, its
+    verdict cell is the solver's classification, and its TV to Gibbs is solve's."""
+    page = session.page
+    set_field(page, "onpolicy", "trl-rloo-default")
+    set_field(page, "beta", "0.7")
+    set_field(page, "G", "3")
+    set_field(page, "kl_placement", "reward")
+    assert page.inner_text("#live-error") == ""
+    rows = page.locator("#live-table tbody tr[data-kind=onpolicy]")
+    assert rows.count() == 1 and rows.nth(0).get_attribute("data-name") == "trl-rloo-default"
+    assert "G = 3" in rows.nth(0).locator("td.name").inner_text()
+    spec, ref = solve_json(page.inner_text("#live-command").strip().splitlines()[-1], tmp_path, capsys)
+    assert spec["loss"] == "rloo" and spec["loss_params"]["group_size"] == 3 and spec["loss_params"]["beta"] == 0.7
+    np.testing.assert_allclose(shown(rows.nth(0), "exact"), ref["exact"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(shown(rows.nth(0), "trained"), ref["policy"], atol=1e-6, rtol=0)
+    verdict = rows.nth(0).locator("td.verdict").inner_text()
+    assert verdict.startswith(f"stationary point ({ref['stationary_status']},"), verdict
+    tv = rows.nth(0).locator("td.tv").inner_text()
+    assert f"Gibbs {ref['exact_vs_reference_tv']['gibbs']:.2e}" in tv, tv
+
+
+def test_runaway_is_marked_never_an_optimum(session, tmp_path, capsys):
+    """RLOO with k1 in the *loss* has no regulariser on a bandit (E_π[∇k1] = 0): the solver finds no
+    finite stationary point. The page says what `solve --json` says (runaway), marks the shown
+    limit ⚠, and never calls it an optimum."""
+    page = session.page
+    alpha = page.evaluate("window.banditLabLive.state").get("alpha")
+    set_field(page, "alpha", "0")  # weight decay would give the flow a finite root
+    set_field(page, "onpolicy", "rloo[kl_placement=loss]")
+    assert page.inner_text("#live-error") == ""
+    row = page.locator("#live-table tbody tr[data-kind=onpolicy]").nth(0)
+    spec, ref = solve_json(page.inner_text("#live-command").strip().splitlines()[-1], tmp_path, capsys)
+    assert spec["loss_params"]["kl_placement"] == "loss" and ref["stationary_status"] == "runaway"
+    assert row.locator("td.verdict").inner_text().startswith("stationary point (runaway,")
+    assert "warn" in row.locator("td.exact").get_attribute("class") and row.locator("td.exact").inner_text().endswith("⚠")
+    np.testing.assert_allclose(shown(row, "exact"), ref["exact"], atol=1e-6, rtol=0)
+    set_field(page, "onpolicy", "rloo")
+    set_field(page, "alpha", alpha)
+
+
+@pytest.mark.parametrize("key, value, msg", [
+    ("pi_star", "1.2,-0.1,-0.1", "pi_star: every probability must be > 0"),
+    ("pi_ref", "0.5,0.3,0.3", "pi_ref: probabilities must sum to 1"),
+    ("pi_star", "0.5,nan,0.5", "pi_star: must be finite"),
+    ("pi_ref", "0.5,inf,0.5", "pi_ref: must be finite"),
+    ("beta", "-0.5", "beta: must be > 0"),
+    ("alpha", "-1", "alpha: must be ≥ 0"),
+    ("lr", "1e999", "lr: expected a number, got '' (the browser could not read what was typed in lr: not a finite number)"),
+    ("steps", "", "steps: expected a number, got ''"),
+    ("G", "1", "G: the group size"),
+    ("onpolicy", "grpo[kl_placement=nowhere]", "kl_placement must be one of"),
+])
+def test_typed_bad_input_is_a_line_on_the_page(session, key, value, msg):
+    """Typed into the page: an out-of-simplex point, a non-finite number, a negative β… → one
+    line in the page's error slot (from the server's 400), never a trace; a good value clears it."""
+    page = session.page
+    good = page.evaluate("window.banditLabLive.state")[key]
+    set_field(page, key, value)
+    err = page.inner_text("#live-error")
+    assert msg in err and "\n" not in err and "Traceback" not in err and "internal error" not in err, err
+    assert page.locator("#live-table").evaluate("t => t.style.opacity") == "0.35"
+    assert session.errors == []
+    set_field(page, key, good)
+    assert page.inner_text("#live-error") == ""
 
 
 def test_url_round_trips_the_state(session):
     page = session.page
     state = page.evaluate("window.banditLabLive.state")
-    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query))
+    q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(page.url).query, keep_blank_values=True))
     assert q == state
     before = seq(page)
     page.goto(page.url)
@@ -116,15 +201,30 @@ def test_url_round_trips_the_state(session):
     del before
 
 
-def test_round_trip_latency(session):
-    page = session.page
-    trips = []
-    for i in range(6):
+def trips(page, n=6):
+    out = []
+    for i in range(n):
         before = seq(page)
         page.fill("#live-alpha", str(0.01 * (i + 1)))
         page.dispatch_event("#live-alpha", "change")
         wait_answer(page, before)
-        trips.append(float(page.evaluate("document.body.dataset.liveRoundTrip")))
-    med = statistics.median(trips[1:])
-    print(f"\nlive page: browser round trip median {med:.1f} ms over 5 (machine shared, under load)")
-    assert med <= 100, trips
+        out.append(float(page.evaluate("document.body.dataset.liveRoundTrip")))
+    return out[1:]
+
+
+def test_round_trip_latency(session):
+    """The issue's target: 6 objectives on K = 3 (the offline losses and their RLHF counterparts),
+    median browser round trip ≤ 100 ms after warm-up. With one on-policy algorithm (RLOO, its
+    stationary solve and TV to Gibbs/DPO) added the median is measured and printed, not asserted."""
+    page = session.page
+    set_field(page, "losses", "dpo,fdpo[divergence=forward_kl],ipo")
+    set_field(page, "onpolicy", "rloo")
+    set_field(page, "G", "")
+    set_field(page, "kl_placement", "")
+    with_onp = statistics.median(trips(page))
+    set_field(page, "onpolicy", "")
+    rows = page.locator("#live-table tbody tr")
+    assert rows.count() == 6
+    med = statistics.median(t := trips(page))
+    print(f"\nlive page: browser round trip median {med:.1f} ms (6 objectives), {with_onp:.1f} ms (+ RLOO), medians of 5 (machine shared, under load)")
+    assert med <= 100, t

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import random_problem
 
 
 def _pb(seed=0):
@@ -24,7 +24,15 @@ def _pb(seed=0):
     ({"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": 3, "beta": 0.5, "use_bias_correction_kl": False},
      {"length_norm": "constant", "normalize": "group_mean", "group_size": 3, "beta": 0.5}),
     ({"loss_type": "grpo", "epsilon": 0.1, "importance_sampling_level": "sequence", "num_iterations": 2},
-     {"length_norm": "sequence", "clip": 0.1, "clip_high": 0.1, "ratio_level": "sequence", "epochs": 2, "kl_bias_correction": True}),
+     {"length_norm": "sequence", "clip": 0.1, "clip_high": 0.1, "ratio_level": "geometric", "epochs": 2, "kl_bias_correction": True}),
+    ({"loss_type": "cispo", "epsilon_high": 5.0, "scale_rewards": "batch"},  # batch = group: one prompt per generation batch
+     {"surrogate": "cispo", "length_norm": "token", "clip": 0.2, "clip_high": 5.0, "normalize": "group_std", "kl_bias_correction": True}),
+    ({"loss_type": "sapo", "sapo_temperature_neg": 2.0},
+     {"surrogate": "sapo", "length_norm": "sequence", "sapo_temperature_neg": 2.0, "kl_bias_correction": True}),
+    ({"loss_type": "luspo", "importance_sampling_level": "sequence", "delta": 4.0},
+     {"length_norm": "sum", "ratio_level": "geometric", "delta": 4.0, "kl_bias_correction": True}),
+    ({"loss_type": "vespo", "vespo_k_pos": 1.5},
+     {"surrogate": "vespo", "length_norm": "token", "vespo_k_pos": 1.5, "kl_bias_correction": True}),
     ({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28, "scale_rewards": "group"},
      {"length_norm": "token", "clip": 0.2, "clip_high": 0.28, "normalize": "group_std", "kl_bias_correction": True}),
 ])
@@ -52,14 +60,20 @@ def test_rloo_fields():
 
 @pytest.mark.parametrize("loss, lp, words", [
     ("grpo", {"use_vllm": True}, ("use_vllm", "cannot matter on a bandit")),
-    ("grpo", {"temperature": 0.7}, ("temperature", "cannot matter")),
-    ("grpo", {"loss_type": "sapo"}, ("sapo", "not implemented")),
+    ("grpo", {"temperature": 0.7}, ("temperature", "reparametrised")),
+    ("grpo", {"log_completions": True}, ("log_completions", "cannot matter")),
+    ("grpo", {"loss_type": "sapo", "delta": 4.0}, ("delta", "sapo")),
+    ("grpo", {"delta": 0.9}, ("delta", "> 1")),
+    ("grpo", {"top_p": 0.9}, ("top_p", "truncated")),
+    ("grpo", {"entropy_coef": 0.01}, ("entropy_coef",)),
+    ("grpo", {"multi_objective_aggregation": "normalize_then_sum"}, ("multi_objective_aggregation",)),
+    ("grpo", {"num_generations": 4, "group_size": 4}, ("group_size", "num_generations")),
+    ("grpo", {"scale_rewards": "batch", "per_device_train_batch_size": 16}, ("batch", "couples")),
     ("grpo", {"loss_type": "nope"}, ("loss_type", "dr_grpo")),
-    ("grpo", {"scale_rewards": "batch"}, ("batch",)),
     ("grpo", {"use_bias_correction_kl": "yes"}, ("use_bias_correction_kl",)),
-    ("grpo", {"delta": 4.0}, ("delta",)),
     ("grpo", {"not_a_field": 1}, ("not_a_field",)),
     ("rloo", {"normalize_advantages": True}, ("normalize_advantages",)),
+    ("rloo", {"reward_clip_range": [2.0, 1.0]}, ("reward_clip",)),
 ])
 def test_refusals_name_the_field(loss, lp, words):
     with pytest.raises(BanditError) as e:
@@ -82,7 +96,7 @@ def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
     ∇KL(π‖π_ref). So the expected update is ((G−1)/G)·∇[E_π r − β·G/(G−1)·KL(π‖π_ref)], whose
     unique maximiser is π_ref·e^{r(G−1)/(Gβ)}/Z (independent NumPy closed form, 1e-8). With the
     correction off (plain k3: ∇ of KL(π_ref‖π)-like, Tang & Munos) the point is not Gibbs."""
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.onpolicy.stationary import solve
 
     pb = random_problem(np.random.default_rng(7), k=4, contexts=2, preference="reward", pairs="uniform")
@@ -97,3 +111,46 @@ def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
     assert np.max(np.abs(np.asarray(s.result.policy) - gibbs)) < 1e-8
     off = solve(make_objective(pb, "grpo", {**lp, "use_bias_correction_kl": False}))
     assert metrics.tv(off.result.policy, gibbs, pb.context_weight) > 1e-3
+
+
+def test_every_grpo_config_field_of_trl_1_16_is_handled():
+    """Every GRPOConfig / RLOOConfig field of TRL 1.16.0 (the list printed by
+    ``dataclasses.fields`` in /work/venv-trl, minus TrainingArguments') at its TRL default is either
+    translated or accepted as neutral — a config as TRL writes it is read, never refused for a
+    default — and the neutral/refused sets name no field TRL 1.16 lacks."""
+    from bandit_lab.onpolicy import trl
+
+    grpo_fields = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "trl_onpolicy_reference.json")
+                             .read_text())["config_fields"]
+    for loss, fields in grpo_fields.items():
+        known = (set(trl.GRPO_DEFAULTS if loss == "grpo" else trl.RLOO_DEFAULTS) | set(trl._NO_EFFECT) | set(trl._NOT_YET)
+                 | set(trl._INERT_WITH) | set(trl._BATCH))
+        missing = set(fields) - known
+        assert not missing, (loss, missing)
+        neutral = {k: v for k, v in fields.items() if k not in trl._NO_EFFECT}
+        make_objective(_pb(), loss, neutral)  # TRL's own defaults: accepted
+    every = set(grpo_fields["grpo"]) | set(grpo_fields["rloo"]) | {"logging_steps", "output_dir", "report_to", "save_steps",
+                                                                  "seed", "gradient_checkpointing", "use_liger_kernel",
+                                                                  "torch_empty_cache_steps", "bf16", "fp16", "remove_unused_columns",
+                                                                  "per_device_train_batch_size", "gradient_accumulation_steps"}
+    assert not (set(trl._NO_EFFECT) | set(trl._NOT_YET) | set(trl._INERT_WITH)) - every
+    for k, v in trl.GRPO_DEFAULTS.items():
+        assert grpo_fields["grpo"][k] == v, k
+    for k, v in trl.RLOO_DEFAULTS.items():
+        assert grpo_fields["rloo"][k] == v, k
+
+
+def test_rloo_reward_clip_range_is_gibbs_of_the_clipped_reward():
+    """RLOOTrainer clamps rewards to reward_clip_range before the k1 penalty (TRL 1.16, checked
+    against TRL's advantage code in test_trl_onpolicy_conformance); RLOO's expected update is
+    ∇[E_π r − β·KL(π‖π_ref)], so its point is Gibbs of the clipped reward (closed form, 1e-8)."""
+    from bandit_lab.solvers.oracles import rlhf_optimum
+    from bandit_lab.onpolicy.stationary import solve
+
+    pb = _pb(5)
+    r = np.asarray(pb.reward)
+    lo, hi = np.quantile(r, [0.3, 0.7])
+    s = solve(make_objective(pb, "rloo", {"reward_clip_range": [float(lo), float(hi)], "beta": 0.4, "num_generations": 3}))
+    want = rlhf_optimum(pb.pi_ref, np.clip(r, lo, hi), 0.4)
+    assert s.status == "attracting" and np.max(np.abs(np.asarray(s.result.policy) - want)) < 1e-8
+    assert metrics.tv(want, rlhf_optimum(pb.pi_ref, r, 0.4), pb.context_weight) > 1e-3

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from bandit_lab import files
+from bandit_lab.infra import files
 from bandit_lab.errors import BanditError
 from bandit_lab.explore.build import OBJECTIVES, Settings, build  # noqa: F401
 
@@ -64,6 +64,13 @@ def make_server(html: str, port: int = 0):
         def do_GET(self):  # noqa: N802 (http.server's name)
             if self.path.split("?")[0] == "/api/solve":
                 return self._solve()
+            if self.path.split("?")[0] == "/api/options":  # the on-policy algorithms and library presets
+                from bandit_lab.explore import live
+
+                try:
+                    return self._json(200, {"onpolicy": live.onpolicy_names(), "presets": live.presets()})
+                except Exception as e:  # noqa: BLE001 - never a stack trace to the page
+                    return self._json(500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]})
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self.send_error(404, "the explorer serves one page, at /")
                 return
@@ -76,19 +83,26 @@ def make_server(html: str, port: int = 0):
         def _solve(self):
             """``GET /api/solve?pi_star=…&pi_ref=…&alpha=…&beta=…&steps=…&lr=…&losses=…`` → JSON
             (:func:`bandit_lab.explore.live.answer`); bad input → 400 ``{"error": one line}``."""
-            import json
             import urllib.parse
 
             from bandit_lab.explore import live
 
-            q = {k: v[-1] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).items()}
+            # blank values kept: an emptied number field is refused by name, never replaced by a default
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True).items()}
             try:
                 status, obj = 200, live.answer(q)
             except BanditError as e:
                 status, obj = 400, {"error": str(e)}
             except Exception as e:  # noqa: BLE001 - never a stack trace to the page
                 status, obj = 500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]}
-            data = json.dumps(obj, allow_nan=False, default=str).encode("utf-8")
+            self._json(status, obj)
+
+        def _json(self, status, obj):
+            import json
+
+            from bandit_lab.runner import jsonable  # non-finite numbers → null: the page never gets invalid JSON
+
+            data = json.dumps(jsonable(obj), allow_nan=False, default=str).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

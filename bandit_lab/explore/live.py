@@ -11,7 +11,18 @@ never recompiles: only a new K, a new set of objectives or a new step budget doe
 Every input is validated here (:func:`parse`): a point off the simplex, a non-finite number or an
 unknown loss is a :class:`~bandit_lab.errors.BanditError` whose one line the server returns as
 ``{"error": ...}`` with status 400 — the page shows it; no stack trace ever leaves the server.
-The budget check of :mod:`bandit_lab.budget` bounds the step budget like every other command.
+The budget check of :mod:`bandit_lab.infra.budget` bounds the step budget like every other command.
+
+On-policy algorithms (``onpolicy=``: registered on-policy losses such as ``grpo``, ``rloo``,
+``ppo``, ``NAME[key=value]``, or a library preset from :data:`bandit_lab.explain.PRESETS`, read
+through its config reader) are answered by their exact stationary point — a root of the expected
+update, :func:`bandit_lab.onpolicy.stationary.solve_batch`, the solver ``bandit-lab solve`` uses —
+with the solver's own classification (attracting / not attracting / runaway / not converged) and
+its TV to the reverse-KL RLHF optimum (Gibbs, π_ref·e^{r/β}/Z when α = 0) and to DPO's optimum
+(:func:`bandit_lab.onpolicy.stationary.references`). The page's β, α and, where given, the group
+size ``G`` and the KL placement override a preset's (a preset fixes the algorithm, the page moves
+the numbers); an option typed in brackets (``grpo[group_size=4]``) beats the page's. β, α, π*, π_ref are arguments of the compiled programs; a new ``G`` or placement is a
+new program (compiled once, then cached).
 """
 from __future__ import annotations
 
@@ -25,6 +36,7 @@ from bandit_lab.errors import BanditError
 
 MAX_K = 16  # the page draws a simplex (K = 3) or bars; a live request is a small problem
 SIMPLEX_TOL = 1e-9
+_COMPILED: set = set()  # on-policy objectives whose stationary programs are all compiled
 _lock = threading.Lock()  # one solve at a time: JAX is thread-safe, but the 2-core machine is not bigger for it
 
 
@@ -59,6 +71,54 @@ def _point(q: dict, key: str) -> list[float]:
     return [x / sum(p) for x in p]
 
 
+def onpolicy_names() -> list[str]:
+    """The registry's on-policy algorithms (``LossSpec.kind == "onpolicy"``)."""
+    from bandit_lab import losses
+
+    return sorted(n for n, spec in losses.registry().items() if spec.kind == "onpolicy")
+
+
+def presets() -> dict:
+    """The library presets (:data:`bandit_lab.explain.PRESETS`, read at request time: presets
+    registered later appear) as ``{name: {"loss": …, "loss_params": …}}`` through their readers."""
+    from bandit_lab.explain import PRESETS, READERS
+
+    from bandit_lab import losses
+
+    out = {}
+    for name, (reader, cfg) in PRESETS.items():
+        try:
+            loss, lp = READERS[reader](dict(cfg))
+            if losses.get(loss).kind != "onpolicy":  # the page answers presets by a stationary point
+                continue
+        except BanditError:  # a preset its reader refuses is left off the page, not a failed page
+            continue
+        out[name] = {"reader": reader, "loss": loss, "loss_params": lp}
+    return out
+
+
+_INTS = ("group_size", "epochs", "std_ddof")
+
+
+def _onpolicy_entry(entry: str) -> tuple[str, str, dict]:
+    """``"grpo[group_size=4]"`` or a preset name → (shown name, loss, loss_params)."""
+    from bandit_lab.explore.build import parse_objective
+
+    table = presets()
+    if entry in table:
+        return entry, table[entry]["loss"], dict(table[entry]["loss_params"])
+    name, params = parse_objective(entry)
+    if name not in onpolicy_names():
+        raise BanditError(f"onpolicy: {entry!r} is neither an on-policy algorithm ({', '.join(onpolicy_names())}) "
+                          f"nor a preset ({', '.join(table)})")
+    for k, v in list(params.items()):
+        if k in _INTS and isinstance(v, float) and v == int(v):
+            params[k] = int(v)
+        elif v in ("true", "false"):
+            params[k] = v == "true"
+    return entry, name, params
+
+
 def parse(q: dict) -> dict:
     """Validate a request (a dict of strings or JSON values) into the problem it names."""
     from bandit_lab.explore.build import OBJECTIVES, parse_objective, split_losses
@@ -68,19 +128,32 @@ def parse(q: dict) -> dict:
         raise BanditError(f"pi_star has {len(pi_star)} responses, pi_ref {len(pi_ref)}")
     losses = q.get("losses", ",".join(OBJECTIVES))
     losses = split_losses(losses) if isinstance(losses, str) else tuple(losses)
-    if not losses:
+    onp = q.get("onpolicy", "")
+    onp = split_losses(onp) if isinstance(onp, str) else tuple(onp)
+    if not losses and not onp:
         raise BanditError("losses: give at least one objective")
+    G = str(q.get("G", "") or "").strip()
+    if G:
+        g = _number({"G": G}, "G")
+        if g != int(g) or not 2 <= g <= 64:
+            raise BanditError(f"G: the group size (num_generations) is a whole number from 2 to 64, got {G!r}")
+        G = int(g)
+    place = str(q.get("kl_placement", "") or "").strip()
+    if place not in ("", "loss", "reward"):
+        raise BanditError(f"kl_placement: loss, reward or empty (each algorithm's own), got {place!r}")
     steps = _number(q, "steps", 3000, positive=True)
     if steps != int(steps) or steps > 10**6:
         raise BanditError(f"steps: a whole number from 1 to 1000000 on the live page, got {q.get('steps')!r}")
     return {"pi_star": pi_star, "pi_ref": pi_ref, "alpha": _number(q, "alpha", 0.0, nonneg=True),
             "beta": _number(q, "beta", 1.0, positive=True), "lr": _number(q, "lr", 0.05, positive=True),
-            "steps": int(steps), "entries": [parse_objective(e) for e in losses]}
+            "steps": int(steps), "entries": [parse_objective(e) for e in losses],
+            "onpolicy": [_onpolicy_entry(e) for e in onp], "G": G or None, "kl_placement": place or None}
 
 
-def _verdict(r) -> dict:
-    """The verdict attached to an exact result if the solver attaches one (``verdict`` field);
-    otherwise the plain residual, labelled as not certified."""
+def _verdict(r, flag: bool | None = None, why: str = "") -> dict:
+    """What the solver says about an exact answer: its ``verdict`` if it attaches one (``Verdict``:
+    kind and one-line certificate); otherwise its own flag, as ``bandit-lab solve --json`` reports
+    it (``exact_converged``) — never called certified: without a verdict the line says so."""
     v = getattr(r, "verdict", None)
     if v is not None:
         try:
@@ -89,41 +162,115 @@ def _verdict(r) -> dict:
             return d
         except Exception:  # noqa: BLE001 - a verdict we cannot print is reported as absent
             pass
-    return {"kind": "not certified", "line": f"stationary point, gradient norm {r.residual:.2g} (no certificate attached)"}
+    ok = bool(r.converged if flag is None else flag)
+    if not ok:
+        return {"kind": "not certified", "exact_converged": False,
+                "line": f"not certified: {why or 'no exact method reached a stationary point'} (gradient norm {r.residual:.2g})"}
+    return {"kind": "no certificate", "exact_converged": True,
+            "line": f"no certificate attached: a stationary point, gradient norm {r.residual:.2g}"}
+
+
+def _exact_converged(problem, o, hp: dict, r) -> tuple[bool, str]:
+    """``bandit-lab solve``'s ``exact_converged`` for this answer (spec.solve: the solver's flag,
+    withdrawn where the loss's own closed form says it has no finite minimiser)."""
+    from bandit_lab.solvers.oracles import loss_oracle
+
+    if not r.converged:
+        return False, "no exact method reached a stationary point"
+    if hp.get("weight_decay", 0.0) == 0:
+        oracle, note = loss_oracle(problem, o.loss.name, hp, o.static, population_data=True)
+        if oracle is None and "no finite minimiser" in (note or ""):
+            return False, "the loss has no finite minimiser, this is a point on the runaway"
+    return True, ""
+
+
+def _stationary_verdict(st) -> dict:
+    """An on-policy answer: the stationary solver's classification (a root of a field that is not a
+    gradient: attracting / not attracting / runaway / not converged) with its note and ‖F‖."""
+    for holder in (st, st.result):
+        if getattr(holder, "verdict", None) is not None:
+            return _verdict(holder)
+    return {"kind": "stationary point", "status": st.status, "exact_converged": bool(st.result.converged),
+            "line": f"stationary point ({st.status}, ‖expected update‖ {st.result.residual:.1e}): {st.note}"}
+
+
+def _onpolicy_objectives(problem, data, p: dict) -> list[tuple[str, object]]:
+    """(shown name, objective) per on-policy entry, with the page's β, α and the optional G and KL
+    placement in the objective itself (as ``bandit-lab solve`` builds it from the printed spec)."""
+    from bandit_lab import losses
+    from bandit_lab.core.objective import make_objective
+
+    out = []
+    for shown, loss, lp in p["onpolicy"]:
+        spec = losses.get(loss)
+        params = dict(spec.translate(lp)) if spec.translate is not None else dict(lp)  # library names → bandit-lab's
+        params["beta"] = p["beta"]
+        own = set() if shown in presets() else set(lp)  # NAME[key=value]: the typed option beats the page's
+        if p["G"] is not None and "group_size" in spec.static and "group_size" not in own:
+            params["group_size"] = p["G"]
+        if p["kl_placement"] is not None and "kl_placement" in spec.static and "kl_placement" not in own:
+            params["kl_placement"] = p["kl_placement"]
+        try:
+            o = make_objective(problem, loss, params, weight_decay=p["alpha"], data=data)
+        except BanditError as e:
+            raise BanditError(f"onpolicy: {shown}: {e}") from None
+        out.append((shown, o))
+    return out
 
 
 def answer(q: dict) -> dict:
     """Solve one request; JSON-ready. Raises :class:`BanditError` on bad input."""
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
+    from bandit_lab.core import metrics
     from bandit_lab.explore.build import Settings, _objectives, _problem
+    from bandit_lab.onpolicy import stationary
     from bandit_lab.runner import solve_batch, train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     p = parse(q)
     spec = {"pi_ref": p["pi_ref"], "preference": {"pi_star": p["pi_star"]}, "pairs": "uniform"}
     with _lock:
         t0 = time.perf_counter()
         problem, data, _pop, penalty, *_ = _problem(spec, Settings())
-        objs, pairs = _objectives(problem, data, penalty, p["entries"])
+        objs, pairs = _objectives(problem, data, penalty, p["entries"]) if p["entries"] else ([], [])
+        onp = _onpolicy_objectives(problem, data, p)
         K = problem.n_responses
-        budget.check(budget.training(steps=p["steps"], responses=K, runs=len(objs), params=K) | budget.newton(params=K, responses=K, points=len(objs), stacked=len(objs)),
-                     "this live request")
+        runs = len(objs) + 2 * len(onp)  # an on-policy answer also trains its warm start
+        budget.check(budget.training(steps=max(p["steps"], stationary.WARM_STEPS), responses=K, runs=runs, params=K)
+                     | budget.newton(params=K, responses=K, points=runs, stacked=max(len(objs), 1)), "this live request")
         hps = [[{**o.hp, "beta": p["beta"], "weight_decay": p["alpha"], "lr": p["lr"]}] for o in objs]
-        t1 = time.perf_counter()
-        exact = solve_batch(objs, hps)
-        t2 = time.perf_counter()
         config = TrainConfig(optimizer="adam", steps=p["steps"], schedule="cosine", log_steps=(0, p["steps"]))
-        trajs = train_batch(objs, config, hps)
+        t1 = time.perf_counter()
+        exact = solve_batch(objs, hps) if objs else []
+        verdicts = [_verdict(ex[0], *_exact_converged(problem, o, h[0], ex[0])) for o, h, ex in zip(objs, hps, exact)]
+        for _, o in onp:
+            if (o.signature(), tuple(sorted(o.hp))) not in _COMPILED:  # every program its solve may need, once
+                stationary.precompile(o)
+                _COMPILED.add((o.signature(), tuple(sorted(o.hp))))
+        stat = [stationary.solve_batch(o, [dict(o.hp)])[0] for _, o in onp]
+        refs = stationary.references(onp[0][1]) if onp else {}
+        t2 = time.perf_counter()
+        trajs = train_batch(objs, config, hps) if objs else []
+        trajs += [train_batch([o], config, [[{**o.hp, "lr": p["lr"]}]])[0] for _, o in onp]
         t3 = time.perf_counter()
     rows = []
-    for o, ex, tr in zip(objs, exact, trajs):
+    for o, ex, v, tr in zip(objs, exact, verdicts, trajs):
         r = ex[0]
-        rows.append({"label": o.label, "exact": np.asarray(r.policy).reshape(-1).tolist(), "residual": float(r.residual),
-                     "verdict": _verdict(r), "trained": np.asarray(tr.policies)[0, -1].reshape(-1).tolist()})
-    return {"request": {k: v for k, v in p.items() if k != "entries"},
+        rows.append({"label": o.label, "name": o.label, "kind": "loss", "exact": np.asarray(r.policy).reshape(-1).tolist(),
+                     "residual": float(r.residual), "verdict": v, "trained": np.asarray(tr.policies)[0, -1].reshape(-1).tolist()})
+    w = problem.context_weight
+    for (shown, o), st, tr in zip(onp, stat, trajs[len(objs):]):
+        pol = np.asarray(st.result.policy)
+        rows.append({"label": o.label, "name": shown, "kind": "onpolicy", "exact": pol.reshape(-1).tolist(),
+                     "residual": float(st.result.residual), "verdict": _stationary_verdict(st),
+                     "status": st.status, "tv_reference": {k: float(metrics.tv(pol, v, w)) for k, v in refs.items()},
+                     "G": o.static.get("group_size"), "kl": f"{o.static.get('kl_estimator')} in the {o.static.get('kl_placement')}",
+                     "trained": np.asarray(tr.policies)[0, -1].reshape(-1).tolist()})
+    return {"request": {k: v for k, v in p.items() if k not in ("entries", "onpolicy")} | {"onpolicy": [e[0] for e in p["onpolicy"]]},
             "losses": [o.label for o in objs], "pairs": [list(x) for x in pairs], "objectives": rows,
+            "references": {k: np.asarray(v).reshape(-1).tolist() for k, v in refs.items()},
             "seconds": {"setup": t1 - t0, "exact": t2 - t1, "train": t3 - t2, "total": t3 - t0},
-            "command": solve_command(p, objs)}
+            "command": solve_command(p, objs) + solve_command(p, [o for _, o in onp])}
 
 
 def solve_command(p: dict, objs) -> list[str]:

@@ -58,11 +58,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core.rewards import REWARD_NOISE, success_probability
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.tokens.tree import along_tokens, to_slots
 
-ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "dapo", "ppo", "online_dpo", "nash_md")
+ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "dapo", "ppo", "online_dpo", "nash_md", "a2po")
 GROUP_ALGORITHMS = ("rloo", "grpo", "dr_grpo", "dapo")
 KL_ESTIMATORS = ("exact", "k1", "k2", "k3")
 KL_PLACEMENTS = ("reward", "loss")
@@ -70,6 +71,7 @@ NORMALIZE = ("group_std", "group_mean", "none", "loo", "population")
 LENGTH_NORMS = ("sum", "sequence", "token", "constant")
 BASELINES = ("none", "value", "learned")
 LABELS = ("preference", "argmax")
+SURROGATES = ("clip", "cispo", "sapo", "vespo")  # TRL 1.16 GRPO loss_type families (grpo_trainer.py _compute_loss)
 DPO_LOSSES = ("sigmoid", "ipo")
 # exact enumeration limit: compositions × responses (memory/time of one expected update)
 MAX_COMPOSITION_ENTRIES = 1 << 20
@@ -194,6 +196,28 @@ def _scatter(y, A, K):
     return cp, cm, jnp.sum(oh, axes) / n
 
 
+# --------------------------------------------------------------------------- stochastic rewards
+
+def with_outcomes(logp, succ, kl_part):
+    """The sample space of a stochastic 0/1 reward: outcome ``(k, s)`` for response k with reward
+    s ∈ {1, 0}, as ``2K`` "responses" ``[(k, 1) for k] + [(k, 0) for k]`` with log-probabilities
+    ``log π_k + log q_k`` and ``log π_k + log(1 − q_k)`` (``support.LOG_ZERO`` for log 0: exact
+    zeros), shaped rewards ``s + kl_part_k`` (the KL estimator placed in the reward, if any). Every
+    exact expectation (group compositions over 2K outcomes, population moments, whitening) and
+    every draw (one categorical over 2K: y ~ π, then s ~ Bernoulli(q(y))) then holds as it is;
+    the caller sums the two halves back. Returns ``(logp, q, shaped, 2K)``."""
+    from bandit_lab.core.support import LOG_ZERO
+
+    def safe_log(p):
+        ok = p > 0
+        return jnp.where(ok, jnp.log(jnp.where(ok, p, 1.0)), LOG_ZERO)
+
+    succ = jnp.broadcast_to(succ, logp.shape)
+    lp = jnp.concatenate([logp + safe_log(succ), logp + safe_log(1.0 - succ)], -1)
+    shaped = jnp.concatenate([1.0 + kl_part, 0.0 + kl_part], -1)
+    return lp, jnp.exp(lp), shaped, 2 * logp.shape[-1]
+
+
 # --------------------------------------------------------------------------- the state
 
 def _samples(static) -> int:
@@ -231,7 +255,18 @@ def _state(objective, params, hp, key, consts, prev=None):
         out["pairs"] = W
         return out
 
+    if algo == "a2po":  # one completion per prompt from the current policy (TRL A2POTrainer._prepare_inputs)
+        if N == 0:
+            out["ckl"] = q
+        else:
+            y = jax.random.categorical(key, logp, axis=-1, shape=(N, X))
+            out["ckl"] = jnp.sum(jax.nn.one_hot(y, K), 0) / N
+        return out
+
     reward = jnp.asarray(c["reward"])
+    if st.get("reward_clip") is not None:  # TRL RLOOTrainer reward_clip_range: clamp(r, lo, hi) before the KL penalty
+        lo, hi = st["reward_clip"]
+        reward = jnp.clip(reward, lo, hi)
     if algo == "nash_md":
         P = preference_matrix(c["data"].weight)
         m = hp["mixture"]
@@ -246,6 +281,9 @@ def _state(objective, params, hp, key, consts, prev=None):
         shaped = reward - beta * _seq(kl_estimate(lp_slot, ref_slot, est), path)
     else:
         shaped = reward
+    noise = st.get("reward_noise", "none")
+    if noise != "none":  # stochastic 0/1 rewards: a draw is (response, outcome), one of 2K (see with_outcomes)
+        logp, q, shaped, K = with_outcomes(logp, success_probability(reward, noise, st.get("reward_margin", 1.0)), shaped - reward)
 
     if algo in GROUP_ALGORITHMS:
         G = int(st["group_size"])
@@ -335,6 +373,10 @@ def _state(objective, params, hp, key, consts, prev=None):
             lr_v = hp["value_lr"]
             out["value"] = V + lr_v * (batch_r - V) if key is not None else V  # one SGD step on ½(V − r̃)²
 
+    if noise != "none":  # back from (response, outcome) to responses: E[· | y = k] sums both outcomes
+        K //= 2
+        cp, cm, freq = (a[..., :K] + a[..., K:] for a in (cp, cm, freq))
+
     # length normalisation (inert on a bandit: every response is one token)
     if path is not None:
         lens = jnp.sum(jnp.where(path["mask"], 1.0, 0.0), -1)  # tokens per response
@@ -389,17 +431,61 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
             per = -jax.nn.log_sigmoid(beta * u)
         W = st["pairs"]
         return jnp.sum(cw * jnp.sum(jnp.where(W > 0, W * per, 0.0), (-1, -2)))
+    if algo == "a2po":
+        # TRL 1.16 experimental/a2po/a2po_trainer.py A2POTrainer.compute_loss: mean over on-policy samples of
+        # (β₂·log(π/π_ref) − (r − V*))², V*(x) = β₁·log mean_i e^{r(x, y_i)/β₁} over reference samples
+        # (_estimate_optimal_values); here its n → ∞ value β₁·log E_{π_ref} e^{r/β₁}. V* is a per-prompt
+        # constant, and E_π[c·∇log π] = 0, so it (hence β₁ and num_value_samples) does not move the
+        # expected update: 2β₂·∇_θ[β₂·KL(π‖π_ref) − E_π r], the RLHF gradient (Brantley et al. 2025 §3).
+        r = inputs.reward
+        vstar = st.get("v_star")  # a finite-sample estimate [X, 1] when the state carries one
+        if vstar is None:
+            vstar = hp["beta1"] * jax.nn.logsumexp(r / hp["beta1"] + inputs.logp_ref, axis=-1, keepdims=True)
+        per = (beta * (logp - inputs.logp_ref) - (r - vstar)) ** 2
+        return jnp.sum(cw * jnp.sum(jnp.where(st["ckl"] > 0, st["ckl"] * per, 0.0), -1))
     clipped = algo in ("rloo", "grpo", "dr_grpo", "dapo", "ppo")
     eps_l = hp["clip"] if clipped else jnp.inf
     eps_h = hp["clip_high"] if clipped else jnp.inf
-    token = path is not None and static.get("ratio_level", "token") == "token"
+    level = static.get("ratio_level", "token")
+    token = path is not None and level == "token"
+    lens = None if path is None else jnp.sum(jnp.where(path["mask"], 1.0, 0.0), -1)  # tokens per response
     if token:
-        ratio = jnp.exp(lp_slot - st["logq_slot"])
-        cp, cm = _slot(st["cp"], path), _slot(st["cm"], path)
+        log_ratio = lp_slot - st["logq_slot"]
+        cp, cm, lp_pg = _slot(st["cp"], path), _slot(st["cm"], path), lp_slot
     else:
-        ratio = jnp.exp(logp - st["logq"])
-        cp, cm = st["cp"], st["cm"]
-    pg = jnp.sum(cp * jnp.minimum(ratio, 1.0 + eps_h) - cm * jnp.maximum(ratio, 1.0 - eps_l), -1)
+        log_ratio = logp - st["logq"]
+        if level == "geometric" and path is not None:  # GSPO: exp(mean log-ratio over the response's tokens)
+            log_ratio = log_ratio / lens
+        cp, cm, lp_pg = st["cp"], st["cm"], logp
+    ratio = jnp.exp(log_ratio)
+    surrogate = static.get("surrogate", "clip")
+    # TRL 1.16 grpo_trainer.py GRPOTrainer._compute_loss, per loss_type; c± carry the loss-type's
+    # normaliser. A (B, 1) sequence-level term broadcast over a response's tokens (TRL's
+    # importance_sampling_level="sequence") is counted once per token: ×len for the ratio surrogates.
+    bcast = lens if (level == "geometric" and path is not None) else 1.0
+    if surrogate == "clip":  # grpo, bnpo, dr_grpo, dapo, luspo: −min(ρ₁A, clip(ρ, 1−ε, 1+ε_h)A)
+        delta = hp.get("delta", 0.0)
+        r1 = jnp.where(delta > 0, jnp.minimum(ratio, jnp.where(delta > 0, delta, 1.0)), ratio)  # INTELLECT-2 two-sided clip
+        r2 = jnp.clip(ratio, 1.0 - eps_l, 1.0 + eps_h)
+        pg = jnp.sum(bcast * (cp * jnp.minimum(r1, r2) - cm * jnp.maximum(r1, r2)), -1)
+    elif surrogate == "cispo":  # −sg(min(ρ, ε_high))·A·log π (MiniMax-M1 Eq. 4; ε_high is an absolute cap)
+        w = jax.lax.stop_gradient(jnp.minimum(ratio, hp["clip_high"]))
+        pg = jnp.sum((cp - cm) * w * lp_pg, -1)
+    elif surrogate == "sapo":  # −(4/τ)·σ(τ(ρ − 1))·A, τ = τ_pos for A > 0 else τ_neg (SAPO, Gao et al. 2025)
+        tp, tn = hp["sapo_temperature_pos"], hp["sapo_temperature_neg"]
+        gate = lambda t: 4.0 / t * jax.nn.sigmoid(t * (ratio - 1.0))  # noqa: E731
+        pg = jnp.sum(bcast * (cp * gate(tp) - cm * gate(tn)), -1)
+    elif surrogate == "vespo":  # −sg(φ(w))·A·log π, φ(w) = e^{λ + k log w − λw}, w = Π_t ρ_t (GRPOTrainer.get_gamma_weights)
+        lr_t = jnp.clip((lp_slot - st["logq_slot"]) if path is not None else (logp - st["logq"]), -20.0, 20.0)
+        lw = jnp.clip(_seq(lr_t, path), math.log(1e-8), 20.0)
+
+        def phi(k, lam):
+            lam = jnp.maximum(lam, 1e-4)
+            return jax.lax.stop_gradient(jnp.exp(lam + k * lw - lam * jnp.exp(lw)))
+        pg = jnp.sum((st["cp"] * phi(hp["vespo_k_pos"], hp["vespo_lambda_pos"])
+                      - st["cm"] * phi(hp["vespo_k_neg"], hp["vespo_lambda_neg"])) * logp, -1)
+    else:
+        raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {surrogate!r}")
     est = static.get("kl_estimator", "exact")
     if est == "exact":
         p = jnp.exp(logp)
@@ -409,11 +495,12 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
         if static.get("kl_bias_correction", False):
             # TRL 1.16 grpo_trainer.py (use_bias_correction_kl): per_token_kl * coef_1, the importance
             # ratio π/π_old (value 1 on-policy, differentiable): E_π[∇(k3·ρ)] = ∇E_π[k3] = ∇KL(π‖π_ref)
-            if path is not None and not token:
-                raise BanditError("use_bias_correction_kl with importance_sampling_level='sequence' on a token tree "
-                                  "is not implemented exactly yet")
-            per = per * jnp.exp(lp_slot - st["logq_slot"])
-        kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
+            if path is not None and not token:  # a per-response weight (B, 1) broadcast onto the token KL
+                kl = jnp.sum(st["ckl"] * ratio * _seq(per, path), -1)
+            else:
+                kl = jnp.sum(_slot(st["ckl"], path) * per * jnp.exp(lp_slot - st["logq_slot"]), -1)
+        else:
+            kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
     else:
         kl = 0.0
     return jnp.sum(cw * (-pg + beta * kl))
@@ -438,8 +525,18 @@ def normalise_sampling(v):
 
 def _check(hp: dict, static: dict) -> None:
     static["sampling"] = normalise_sampling(static.get("sampling"))  # canonical, hashable form
+    noise = static.get("reward_noise", "none")
+    if noise not in REWARD_NOISE:
+        raise BanditError(f"reward_noise must be one of {', '.join(REWARD_NOISE)}; got {noise!r}")
+    if noise != "none" and ("labels" in static or "mixture" in hp):
+        raise BanditError("reward_noise: online DPO and Nash-MD read preferences, not rewards (no stochastic reward)")
+    m = static.get("reward_margin", 1.0)
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating, np.integer)) or not 0.0 <= float(m) <= 1.0:
+        raise BanditError(f"reward_margin must be a number γ in [0, 1]; got {m!r}")
+    static["reward_margin"] = float(m)
     choice = {"kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "normalize": NORMALIZE, "length_norm": LENGTH_NORMS,
-              "baseline": BASELINES, "labels": LABELS, "loss_type": DPO_LOSSES, "ratio_level": ("token", "sequence")}
+              "baseline": BASELINES, "labels": LABELS, "loss_type": DPO_LOSSES, "ratio_level": ("token", "sequence", "geometric"),
+              "surrogate": SURROGATES}
     for k, allowed in choice.items():
         if k in static and static[k] not in allowed:
             raise BanditError(f"{k} must be one of {', '.join(allowed)}; got {static[k]!r}")
@@ -449,17 +546,30 @@ def _check(hp: dict, static: dict) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or float(v) != int(v) or int(v) < lo:
                 raise BanditError(f"{k} must be an integer ≥ {lo}; got {v!r}")
             static[k] = int(v)
+    if static.get("reward_clip") is not None:
+        rc = static["reward_clip"]
+        if (not isinstance(rc, (list, tuple)) or len(rc) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in rc)
+                or not rc[0] <= rc[1]):
+            raise BanditError(f"reward_clip must be [lo, hi] with lo ≤ hi (TRL's reward_clip_range); got {rc!r}")
+        static["reward_clip"] = (float(rc[0]), float(rc[1]))  # hashable
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
     for k in ("dynamic_sampling", "whiten", "kl_bias_correction"):
         if k in static and not isinstance(static[k], bool):
             raise BanditError(f"{k} must be true or false; got {static[k]!r}")
-    for k in ("clip", "clip_high", "std_eps", "value_lr"):
+    for k in ("clip", "clip_high", "std_eps", "value_lr", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
+              "vespo_k_pos", "vespo_lambda_pos", "vespo_k_neg", "vespo_lambda_neg"):
         if k in hp and not (np.isfinite(hp[k]) and hp[k] >= 0):
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if "labels" in static or "mixture" in hp:  # online DPO / Nash-MD: β is a temperature
         if not hp["beta"] > 0:
             raise BanditError(f"beta must be > 0 for online DPO and Nash-MD; got {hp['beta']}")
+    for k in ("sapo_temperature_pos", "sapo_temperature_neg"):
+        if k in hp and not hp[k] > 0:
+            raise BanditError(f"{k} must be > 0; got {hp[k]}")
+    if "delta" in hp and 0 < hp["delta"] <= 1:
+        raise BanditError(f"delta must be > 1 (TRL: an upper cap on the ratio, recommended > 1 + ε) or 0 for off; got {hp['delta']}")
     if "mixture" in hp and not (0.0 <= hp["mixture"] <= 1.0):
         raise BanditError(f"mixture must lie in [0, 1]; got {hp['mixture']}")
     if static.get("normalize") == "population" and static.get("std_ddof", 1) not in (0, 1):
@@ -476,7 +586,7 @@ def _exact(objective, hp, init=None):
 
 def _spec(name, defaults, static, summary, citation, *, epochs=False):
     fn = functools.partial(onpolicy_loss, algo=name)
-    static = {"sampling": "exact", **static}
+    static = {"sampling": "exact", "reward_noise": "none", "reward_margin": 1.0, **static}
     from bandit_lab.onpolicy.trl import TRANSLATORS  # TRL 1.16 field names, verbatim (issue 21)
 
     return LossSpec(name, fn, defaults, static, kind="onpolicy", summary=summary, citation=citation, check=_check,
@@ -493,11 +603,15 @@ for _s in (
           "REINFORCE: −E[(r − β·k̂ − b)∇log π], baseline none | value (exact V^π, detached)",
           "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3"),
     _spec("rloo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum"},
+          {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum",
+           "reward_clip": None},
           "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
-    _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
-          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt"},
+    _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4, "delta": 0.0,
+                   "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05, "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0,
+                   "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0},
+          {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt",
+           "surrogate": "clip"},
           "GRPO: group-normalised advantage (r − mean)/(std + ε), clip ε, k3 KL in the loss (TRL 1.16 defaults)",
           "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025", epochs=True),
     _spec("dr_grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
@@ -515,6 +629,9 @@ for _s in (
     _spec("online_dpo", {"beta": 0.1}, {"labels": "preference", "loss_type": "sigmoid"},
           "online DPO: pairs sampled from the current policy, labelled by the preference model",
           "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7"),
+    _spec("a2po", {"beta": 1e-3, "beta1": 0.5}, {"reward": "bt"},
+          "A*-PO: on-policy regression of β·log(π/π_ref) onto r − V*, V* = β₁·log E_ref e^{r/β₁} (TRL A2POTrainer)",
+          "Brantley et al. 2025 (A*-PO) Eq. 5–6; TRL 1.16 experimental A2POTrainer"),
     _spec("nash_md", {"beta": 0.1, "mixture": 0.5}, {"kl_estimator": "k1", "kl_placement": "reward", "length_norm": "sum"},
           "Nash-MD (policy gradient): y ~ π, y' ~ π^μ ∝ π^{1−m}π_ref^m, score P(y ≻ y') − ½, k1 KL in reward",
           "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19"),

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab.solver import ExactResult
+from bandit_lab.solvers.solver import ExactResult
 
 TOL = 1e-12
 CERTIFY = 1e-10
@@ -95,7 +95,7 @@ WARM_LR = 0.05
 def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, lr: float = WARM_LR):
     """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit."""
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     cfg = TrainConfig(optimizer="adam", steps=steps, schedule="cosine", log_steps=(0, steps))
     exact = objective if objective.static.get("sampling", "exact") == "exact" else objective.with_loss(
@@ -232,6 +232,29 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
                       + (f" ({weak} very slow direction(s): tiny probabilities)" if weak else ""), lo)
 
 
+def precompile(objective, hp: dict | None = None, init=None) -> None:
+    """Compile every program :func:`solve_batch` may call for one hyperparameter point (the flow
+    burst and the gauge Jacobian are otherwise compiled lazily, the first time a solve stalls or
+    classifies an unpenalised root): afterwards, moving only numbers — the problem's arrays, β, α —
+    never compiles (the live explorer, ``tests/test_explore_live.py``). Values are discarded."""
+    full = [{k: float(v) for k, v in {**objective.hp, **(hp or {})}.items()}]
+    keys = sorted(full[0])
+    template = objective.param.init() if init is None else init
+    z0, unravel = ravel_pytree(jax.tree_util.tree_map(jnp.asarray, template))
+    fn = _fns(objective, unravel, _LS)
+    c = objective.consts()
+    z = np.asarray(z0, dtype=np.float64)[None]
+    hp_b = _rows(full, keys, 1)
+    fn["F"](np.repeat(z, _LS, axis=0), _rows(full, keys, _LS), c)
+    fn["J"](z, hp_b, c)
+    fn["logp"](z, c)
+    fn["logp"](np.repeat(z, _LS, axis=0), c)
+    fn["value"](z, hp_b, c)
+    fn["flow"](z, np.zeros(1), hp_b, c)
+    fn["dlogp"](jnp.asarray(z[0]), c)
+    warm_start(objective, [full[0]], init)
+
+
 def solve(objective, hp: dict | None = None, init=None, **kw) -> Stationary:
     """:func:`solve_batch` at one hyperparameter point."""
     return solve_batch(objective, [dict(hp or {})], init, **kw)[0]
@@ -242,7 +265,7 @@ def references(objective) -> dict:
     (parameterization, weight decay): the exact optimum of reverse-KL RLHF with the problem's
     reward (= Gibbs π_ref·e^{r/β}/Z when unconstrained) and DPO's exact population optimum."""
     from bandit_lab.errors import BanditError
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.solvers.solver import solve_exact
 
     beta = objective.hp.get("beta", 0.0)
     out = {}

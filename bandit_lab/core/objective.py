@@ -21,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab import losses
-from bandit_lab.data import PreferenceData, no_pairs, population
+from bandit_lab.core import support
+from bandit_lab.core.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
-from bandit_lab.params import Softmax
-from bandit_lab.problems import Problem
+from bandit_lab.core.params import Softmax
+from bandit_lab.core.problems import Problem
 
 PENALTIES = ("params", "policy")
 
@@ -35,7 +36,7 @@ class Objective:
     loss: losses.LossSpec
     static: dict
     hp: dict  # default float hyperparameters (incl. weight_decay)
-    param: Any  # a parameterization from bandit_lab.params
+    param: Any  # a parameterization from bandit_lab.core.params
     data: PreferenceData
     penalty: str = "params"
 
@@ -61,7 +62,7 @@ class Objective:
     def consts(self) -> dict:
         r = self.reward()
         return {
-            "logp_ref": np.log(self.problem.pi_ref),
+            "logp_ref": support.log_ref(self.problem.pi_ref),  # LOG_ZERO where π_ref = 0 (bandit_lab.core.support)
             "reward": np.zeros_like(self.problem.pi_ref) if r is None else np.asarray(r, dtype=np.float64),
             "context_weight": self.problem.context_weight,
             "data": self.data,
@@ -83,7 +84,7 @@ class Objective:
 
     def stable_signature(self) -> tuple | None:
         """:meth:`signature` in names only, the same in every process — a key for caches that
-        outlive the process (:mod:`bandit_lab.export_cache`, which also hashes bandit-lab's source).
+        outlive the process (:mod:`bandit_lab.infra.export_cache`, which also hashes bandit-lab's source).
         ``None`` (not cacheable) unless the loss's functions and the parameterization are
         bandit-lab's own code, the parameterization is shareable and the static options are plain
         values: a user's plugin can change between runs without bandit-lab's source changing."""
@@ -166,7 +167,12 @@ class Objective:
         carried = {k: v for k, v in self.hp.items() if k in spec.defaults}
         hp, static = losses.split_params(spec, {**carried, **(params or {})})
         hp["weight_decay"] = self.hp.get("weight_decay", 0.0)
-        return dataclasses.replace(self, loss=spec, static=static, hp=hp)
+        param = self.param
+        if not support.full(self.problem.pi_ref):  # a KL-regularised counterpart lives on supp(π_ref)
+            # softmax (masked or not) is re-chosen for the new loss; any other parameterization is kept (or refused)
+            param = support.resolve(self.problem, spec, static, None if isinstance(param, Softmax) else param, self.data)
+            param = Softmax(self.problem) if param is None else param
+        return dataclasses.replace(self, loss=spec, static=static, hp=hp, param=param)
 
     def counterpart(self) -> "Objective | None":
         c = None if self.loss.counterpart is None else self.loss.counterpart(self.static)
@@ -262,13 +268,19 @@ def make_objective(
     if data is None:
         # whole-distribution objectives (RLHF) never read pair data: don't build the X·K² grid
         # built in float64 unless float32 was chosen, so that train_policy/solve_exact can give
-        # float64 answers without a switch (bandit_lab.precision.promised_float64)
-        from bandit_lab.precision import float32_chosen, x64, x64_enabled
+        # float64 answers without a switch (bandit_lab.infra.precision.promised_float64)
+        from bandit_lab.infra.precision import float32_chosen, x64, x64_enabled
 
         with contextlib.nullcontext() if x64_enabled() or float32_chosen() else x64(True):
             data = no_pairs(problem) if spec.kind == "policy" else population(problem)
+    # π_ref with zeros: masked logits for KL-regularised losses, pairs checked (bandit_lab.core.support)
+    param = support.resolve(problem, spec, static, param, data)
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
+    if static.get("reward_noise", "none") != "none":  # stochastic on-policy rewards: success probabilities
+        from bandit_lab.core.rewards import check_reward_noise
+
+        check_reward_noise(obj)
     return obj
 
 

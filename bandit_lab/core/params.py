@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core import support
 from bandit_lab.errors import BanditError
-from bandit_lab.problems import Problem
+from bandit_lab.core.problems import Problem
 
 # log of a probability that projection set to exactly 0: floor it so losses stay finite.
 # (Documented: the exact solver sees the very same floored function.) In float32 (``--float32``)
@@ -64,8 +65,9 @@ class Softmax:
     shareable = True  # log_probs reads every constant from ``c``: compiled code is shared by shape
 
     def init(self, how: Any = "reference"):
+        # π_ref = 0 (bandit_lab.core.support): the logit LOG_ZERO gives π = 0 exactly, and stays finite
         ref = self.problem.pi_ref
-        return jnp.asarray(_init_array(how, ref.shape, np.log(ref), np.zeros_like(ref)))
+        return jnp.asarray(_init_array(how, ref.shape, support.log_ref(ref), np.zeros_like(ref)))
 
     def consts(self) -> dict:
         return {}
@@ -75,6 +77,24 @@ class Softmax:
 
     def project(self, params):
         return params
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MaskedSoftmax(Softmax):
+    """Softmax logits on ``supp(π_ref)`` only: ``π(y|x) = 0`` exactly where ``π_ref(y|x) = 0``.
+
+    The parameterization of every KL-regularised objective on a reference with zeros
+    (:mod:`bandit_lab.core.support`): off the support the logit is masked (it carries zero gradient)
+    and ``log π`` is :data:`bandit_lab.core.support.LOG_ZERO`, whose exponential is exactly 0."""
+
+    def consts(self) -> dict:
+        return {"support": support.support(self.problem.pi_ref).astype(np.float64)}
+
+    def log_probs(self, params, c=None):
+        c = self.consts() if c is None else c
+        s = jnp.asarray(c["support"]) > 0
+        lp = jax.nn.log_softmax(jnp.where(s, params, -jnp.inf), axis=-1)
+        return jnp.where(s, lp, support.LOG_ZERO)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

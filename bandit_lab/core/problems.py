@@ -9,7 +9,7 @@ Conventions (shared by the whole package):
 - ``pairs[x, i, j]`` is the law of the *ordered* pair ``(y1, y2)`` shown to the labeller, a
   symmetric matrix summing to 1 per context. ``uniform`` puts equal mass on distinct pairs;
   ``reference`` is ``π_ref ⊗ π_ref`` (ties included — a tie carries no label and is dropped
-  from the data, see :mod:`bandit_lab.data`). Its marginal ``μ = pairs.sum(-1)`` is the μ of
+  from the data, see :mod:`bandit_lab.core.data`). Its marginal ``μ = pairs.sum(-1)`` is the μ of
   IPO (Azar et al. 2024; Nguyen's notes Eq. 9–12).
 - ``reward`` is a Bradley–Terry reward (``p(i≻j) = σ(r_i − r_j)``) when one is known: given,
   ``log π*`` for a target policy (Kong et al. Eq. 27; zeros of π* are floored at
@@ -120,7 +120,7 @@ class Problem:
     the ``[X, K]`` data (a reward or π* and a named pair law): an objective that never reads them
     (the RLHF objective on a token tree of 16,384 sequences, say) never allocates K² numbers."""
 
-    pi_ref: np.ndarray  # [X, K], strictly positive, rows sum to 1
+    pi_ref: np.ndarray  # [X, K], non-negative, rows sum to 1 (zeros: see bandit_lab.core.support)
     given_pref: np.ndarray | None  # [X, K, K] when given as a matrix, else derived lazily
     given_pairs: np.ndarray | None  # [X, K, K] for explicit pairs, else derived lazily
     context_weight: np.ndarray  # [X], sums to 1
@@ -186,7 +186,7 @@ class Problem:
         X, K = ref.shape
         if K < 2:
             raise BanditError("a bandit needs at least 2 responses")
-        _check_distribution(ref, "pi_ref", strict=True)
+        _check_distribution(ref, "pi_ref", strict=False)  # zeros: bandit_lab.core.support defines them
         given = [n for n, v in (("pi_star", pi_star), ("reward", reward), ("matrix", matrix)) if v is not None]
         if len(given) != 1:
             raise BanditError("give exactly one preference model: pi_star, reward or matrix")
@@ -218,6 +218,9 @@ class Problem:
             if pairs not in ("uniform", "reference"):
                 raise BanditError(f"pairs must be 'uniform', 'reference' or a list of [i, j, weight]; got {pairs!r}")
             law, kind = None, pairs  # built on first use; both put mass on distinct pairs (K ≥ 2, π_ref > 0)
+            if pairs == "reference" and np.any((ref > 0).sum(-1) < 2):
+                raise BanditError("pi_ref: pairs 'reference' (π_ref ⊗ π_ref) needs at least 2 responses with π_ref > 0 "
+                                  "in every context, or it shows no distinct pair")
         else:
             law, kind = _pair_law(pairs, ref)
             if np.any(law.sum(-1).sum(-1) - np.einsum("xii->x", law) <= 0):

@@ -1,0 +1,394 @@
+"""verl 0.9.1's and OpenRLHF 0.11.2's option names, verbatim, for the losses ``"verl"`` and
+``"openrlhf"`` (:mod:`bandit_lab.losses.libraries`; issue 21).
+
+``LossSpec.translate`` hooks: a ``loss_params`` dict written with the library's own names becomes
+native hyperparameters and static options. Names may be given as leaves (``adv_estimator``,
+``kl_loss_coef``), as dotted paths as the library writes them (``algorithm.adv_estimator``,
+``actor_rollout_ref.actor.policy_loss.loss_mode``, ``algo.kl.estimator``) or as nested dicts
+(a YAML config loaded as is). A dict that names any library field is read as a whole config: every
+field it leaves out takes the library's default. Native names pass through (idempotent).
+
+verl 0.9.1 fields and defaults (``verl/trainer/config/actor/actor.yaml``, ``algorithm.py``,
+``rollout/rollout.yaml``): ``adv_estimator`` gae, ``norm_adv_by_std_in_grpo`` true,
+``use_kl_in_reward`` false, ``kl_penalty`` kl, ``kl_ctrl.type`` fixed, ``kl_ctrl.kl_coef`` 0.001,
+``n`` 1 (``rollout.n``; ``actor.rollout_n`` mirrors it), ``policy_loss.loss_mode`` vanilla,
+``clip_ratio`` / ``clip_ratio_low`` / ``clip_ratio_high`` 0.2, ``clip_ratio_c`` 3.0,
+``loss_agg_mode`` token-mean, ``loss_scale_factor`` null, ``entropy_coeff`` 0, ``use_kl_loss``
+false, ``kl_loss_coef`` 0.001, ``kl_loss_type`` low_var_kl, ``ppo_epochs`` 1.
+
+OpenRLHF 0.11.2 fields and defaults (``openrlhf/cli/train_ppo_ray.py``): ``algo.advantage.estimator``
+gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl.estimator`` k1,
+``algo.kl.init_coef`` 0.01, ``algo.kl.unbiased_gradient`` false, ``algo.kl.target`` null,
+``rollout.n_samples_per_prompt`` 1, ``actor.eps_clip`` 0.2, ``actor.eps_clip_low_high`` null,
+``actor.dual_clip`` null, ``actor.policy_loss_type`` ppo, ``actor.loss_agg_mode`` token-mean,
+``actor.entropy_coef`` null, ``reward.clip_range`` [−10, 10], ``train.max_epochs`` 1.
+
+Refused, naming the field: values not implemented exactly (verl ``grpo_passk``, ``gdpo``, the optimal
+token baselines, ``clip_cov``/``kl_cov`` — they pick tokens by covariance rank inside a finite batch,
+which has no population limit —, ``geo_mean``, ``sapo``, ``dppo_*``, ``dro``, ``bypass_mode``,
+``kl_penalty: full``, an adaptive KL controller, ``token-sum``), fields that cannot matter on a
+bandit (γ, λ and the other per-token / generation / system settings, with the reason), and unknown
+fields.
+"""
+from __future__ import annotations
+
+from bandit_lab.errors import BanditError
+
+VERL_VERSION = "0.9.1"
+OPENRLHF_VERSION = "0.11.2"
+
+VERL_DEFAULTS = {
+    "adv_estimator": "gae", "norm_adv_by_std_in_grpo": True, "use_kl_in_reward": False, "kl_penalty": "kl",
+    "kl_ctrl.type": "fixed", "kl_ctrl.kl_coef": 0.001, "n": 1, "policy_loss.loss_mode": "vanilla",
+    "clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "clip_ratio_c": 3.0,
+    "loss_agg_mode": "token-mean", "loss_scale_factor": None, "entropy_coeff": 0.0, "use_kl_loss": False,
+    "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1,
+}
+OPENRLHF_DEFAULTS = {
+    "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
+    "algo.kl.estimator": "k1", "algo.kl.init_coef": 0.01, "algo.kl.unbiased_gradient": False, "algo.kl.target": None,
+    "rollout.n_samples_per_prompt": 1, "actor.eps_clip": 0.2, "actor.eps_clip_low_high": None, "actor.dual_clip": None,
+    "actor.policy_loss_type": "ppo", "actor.loss_agg_mode": "token-mean", "actor.entropy_coef": None,
+    "reward.clip_range": [-10.0, 10.0], "train.max_epochs": 1,
+}
+
+# where a verl leaf lives in a full trainer config (stripped before matching)
+_VERL_PREFIXES = ("actor_rollout_ref.actor.", "actor_rollout_ref.rollout.", "actor_rollout_ref.", "algorithm.", "actor.", "rollout.")
+_VERL_ALIASES = {"loss_mode": "policy_loss.loss_mode", "rollout_n": "n", "kl_coef": "kl_ctrl.kl_coef"}
+
+_BANDIT = "one token per response on a bandit"
+VERL_NO_EFFECT = {
+    **{k: f"{_BANDIT}: GAE's γ and λ act across tokens" for k in ("gamma", "lam")},
+    **{k: "generation happens through the bandit's exact policy, not a sampler" for k in (
+        "temperature", "top_p", "top_k", "response_length", "prompt_length", "do_sample", "name", "mode")},
+    **{k: "a batching / system setting; the expected update is the large-batch limit" for k in (
+        "ppo_mini_batch_size", "ppo_micro_batch_size", "ppo_micro_batch_size_per_gpu", "use_dynamic_bsz",
+        "ppo_max_token_len_per_gpu", "shuffle", "data_loader_seed", "strategy", "use_torch_compile", "use_prefix_grouper",
+        "calculate_entropy", "calculate_sum_pi_squared", "freeze_vision_tower", "checkpoint", "optim", "fsdp_config",
+        "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
+}
+VERL_NOT_YET = {
+    "policy_loss.clip_cov_ratio": None, "policy_loss.clip_cov_lb": None, "policy_loss.clip_cov_ub": None,
+    "policy_loss.kl_cov_ratio": None, "policy_loss.ppo_kl_coef": None, "policy_loss.dro_beta": None,
+    "tau_pos": None, "tau_neg": None, "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
+}
+_VERL_ADV = {  # adv_estimator → (advantage, post)
+    "gae": ("critic", "whiten"), "grpo": ("group_std", "none"), "grpo_vectorized": ("group_std", "none"),
+    "rloo": ("loo", "none"), "rloo_vectorized": ("loo", "none"), "opo": ("group_mean", "none"),
+    "reinforce_plus_plus": ("none", "whiten"), "reinforce_plus_plus_baseline": ("group_mean", "whiten"),
+    "remax": ("greedy", "none"), "gpg": ("group_mean", "gpg_alpha"),
+}
+_VERL_ADV_NOT_YET = ("grpo_passk", "gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
+_VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none")}
+_VERL_LOSS_NOT_YET = {
+    "clip_cov": "picks tokens by their covariance rank inside a finite batch (clip_cov_ratio): no population limit on a bandit",
+    "kl_cov": "picks tokens by their covariance rank inside a finite batch (kl_cov_ratio): no population limit on a bandit",
+    "geo_mean": "GMPO's geometric mean is not implemented exactly yet", "sapo": "SAPO's soft gate is not implemented exactly yet",
+    "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
+    "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
+}
+_KL = {"kl": "k1", "k1": "k1", "abs": "abs", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
+_AGG = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+OPENRLHF_NO_EFFECT = {
+    **{k: f"{_BANDIT}: GAE's γ and λ act across tokens" for k in ("algo.advantage.gamma", "algo.advantage.lambd")},
+    **{k: "the adaptive KL controller's horizon: only with algo.kl.target" for k in ("algo.kl.horizon",)},
+    **{k: "a batching / system setting; the expected update is the large-batch limit" for k in (
+        "rollout.batch_size", "rollout.micro_batch_size", "train.micro_batch_size", "train.batch_size", "actor.adam.lr",
+        "critic.adam.lr", "actor.max_norm", "actor.aux_loss_coef", "vllm.num_engines", "rollout.temperature",
+        "rollout.top_p", "rollout.max_new_tokens", "seed")},
+}
+_OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
+    "gae": ("critic", "whiten_clamp", 1), "reinforce": ("none", "whiten_clamp", 1), "rloo": ("loo", "none", 2),
+    "reinforce_baseline": ("group_mean", "whiten_clamp", 2), "group_norm": ("group_std", "none", 2),
+    "dr_grpo": ("group_mean", "none", 2), "flash_reinforce": ("batch_mean", "none", 1),
+}
+_OPENRLHF_NOT_YET = {"algo.dynamic_filtering_enable": False, "algo.advantage.is_correction_level": "off",
+                     "reward.overlong_buffer_len": None}
+
+
+def _flatten(d: dict, pre: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{pre}{k}"
+        if isinstance(v, dict) and k not in ("sampling",):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _num(field: str, v, lo: float | None = None, strict: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BanditError(f"{field} must be a number; got {v!r}")
+    v = float(v)
+    if lo is not None and (v < lo or (strict and v == lo)):
+        raise BanditError(f"{field} must be {'>' if strict else '≥'} {lo}; got {v}")
+    return v
+
+
+def _bool(field: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise BanditError(f"{field} must be true or false; got {v!r}")
+    return v
+
+
+def _int(field: str, v, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise BanditError(f"{field} must be an integer ≥ {lo}; got {v!r}")
+    return v
+
+
+def _verl_key(k: str) -> str:
+    for p in _VERL_PREFIXES:
+        if k.startswith(p):
+            k = k[len(p):]
+            break
+    return _VERL_ALIASES.get(k, k)
+
+
+def native(cfg: dict, lib: str) -> tuple[dict, dict]:
+    """A *complete* library config (every field of the defaults) → ``(hp, static)`` natively."""
+    return (_verl_native if lib == "verl" else _openrlhf_native)(dict(cfg))
+
+
+def _kl_type(field: str, v) -> tuple[str, str]:
+    """verl kl type → (estimator, gradient): a '+' suffix keeps the value, takes k2's gradient."""
+    if not isinstance(v, str):
+        raise BanditError(f"{field} must be a string; got {v!r}")
+    if v == "full":
+        raise BanditError(f"{field}='full': verl 0.9.1 raises NotImplementedError for it")
+    base, plus = (v[:-1], True) if v.endswith("+") else (v, False)
+    if base not in _KL:
+        raise BanditError(f"{field} must be one of kl, k1, abs, mse, k2, low_var_kl, k3 (optionally with '+'); got {v!r}")
+    return _KL[base], ("k2" if plus and _KL[base] != "k2" else "pathwise")
+
+
+def _verl_native(c: dict) -> tuple[dict, dict]:
+    hp, st = {}, {"kl_clamp": "verl", "kl_after_advantage": False}
+    est = c["adv_estimator"]
+    if est in _VERL_ADV_NOT_YET:
+        raise BanditError(f"adv_estimator={est!r}: not implemented exactly yet (available: {', '.join(_VERL_ADV)})")
+    if est not in _VERL_ADV:
+        raise BanditError(f"adv_estimator must be one of {', '.join(_VERL_ADV)} (verl {VERL_VERSION}); got {est!r}")
+    adv, post = _VERL_ADV[est]
+    if est == "grpo" and not _bool("norm_adv_by_std_in_grpo", c["norm_adv_by_std_in_grpo"]):
+        adv = "group_mean"
+    _bool("norm_adv_by_std_in_grpo", c["norm_adv_by_std_in_grpo"])
+    st.update(advantage=adv, post=post, group_size=_int("n", c["n"], 1))
+    hp["std_eps"] = 1e-6
+    if _bool("use_kl_in_reward", c["use_kl_in_reward"]):
+        if c["kl_ctrl.type"] != "fixed":
+            raise BanditError(f"kl_ctrl.type={c['kl_ctrl.type']!r}: an adaptive KL controller changes β during training; "
+                              "the stationary point needs a fixed β (kl_ctrl.type: fixed)")
+        st["kl_reward"] = _kl_type("kl_penalty", c["kl_penalty"])[0]  # in the reward only the value counts (detached)
+        hp["beta_reward"] = _num("kl_ctrl.kl_coef", c["kl_ctrl.kl_coef"], 0.0)
+    else:
+        _kl_type("kl_penalty", c["kl_penalty"])
+        st["kl_reward"], hp["beta_reward"] = "none", 0.0
+    mode = c["policy_loss.loss_mode"]
+    if mode in _VERL_LOSS_NOT_YET:
+        raise BanditError(f"policy_loss.loss_mode={mode!r}: {_VERL_LOSS_NOT_YET[mode]}")
+    if mode not in _VERL_LOSS:
+        raise BanditError(f"policy_loss.loss_mode must be one of {', '.join(_VERL_LOSS)} (verl {VERL_VERSION}); got {mode!r}")
+    st["surrogate"], st["ratio_clamp"] = _VERL_LOSS[mode]
+    eps = _num("clip_ratio", c["clip_ratio"], 0.0)
+    hp["clip"] = eps if c["clip_ratio_low"] is None else _num("clip_ratio_low", c["clip_ratio_low"], 0.0)
+    hp["clip_high"] = eps if c["clip_ratio_high"] is None else _num("clip_ratio_high", c["clip_ratio_high"], 0.0)
+    hp["clip_c"] = _num("clip_ratio_c", c["clip_ratio_c"], 1.0, strict=True)
+    agg = c["loss_agg_mode"]
+    if agg == "token-sum":
+        raise BanditError("loss_agg_mode='token-sum' multiplies the update by the batch's token count, which the "
+                          "expected update on a bandit does not have (same stationary point as token-mean); use token-mean")
+    if agg not in _AGG:
+        raise BanditError(f"loss_agg_mode must be one of {', '.join(_AGG)} or token-sum; got {agg!r}")
+    hp["loss_scale"] = 1.0 / (1.0 + 1e-8) if agg == "seq-mean-token-mean" else 1.0  # agg_loss: / (token count + 1e-8)
+    hp["pg_scale"] = 1.0
+    if agg == "seq-mean-token-sum-norm" and c["loss_scale_factor"] is not None:
+        hp["loss_scale"] = 1.0 / _num("loss_scale_factor", c["loss_scale_factor"], 0.0, strict=True)
+    hp["entropy_coeff"] = _num("entropy_coeff", c["entropy_coeff"], 0.0)
+    if _bool("use_kl_loss", c["use_kl_loss"]):
+        st["kl_loss"], st["kl_grad"] = _kl_type("kl_loss_type", c["kl_loss_type"])
+        hp["beta"] = _num("kl_loss_coef", c["kl_loss_coef"], 0.0)
+    else:
+        _kl_type("kl_loss_type", c["kl_loss_type"])
+        st["kl_loss"], st["kl_grad"], hp["beta"] = "none", "pathwise", 0.0
+    st["epochs"] = _int("ppo_epochs", c["ppo_epochs"], 1)
+    hp["reward_clip"] = 0.0  # no clip
+    return hp, st
+
+
+def _openrlhf_native(c: dict) -> tuple[dict, dict]:
+    hp, st = {}, {"kl_clamp": "openrlhf", "kl_after_advantage": True}
+    est = c["algo.advantage.estimator"]
+    if est not in _OPENRLHF_ADV:
+        raise BanditError(f"algo.advantage.estimator must be one of {', '.join(_OPENRLHF_ADV)} (OpenRLHF {OPENRLHF_VERSION}); "
+                          f"got {est!r}")
+    adv, post, nmin = _OPENRLHF_ADV[est]
+    n = _int("rollout.n_samples_per_prompt", c["rollout.n_samples_per_prompt"], 1)
+    if n < nmin:
+        raise BanditError(f"rollout.n_samples_per_prompt={n}: algo.advantage.estimator={est!r} needs a group of ≥ {nmin} "
+                          "(OpenRLHF divides by n − 1 or by the std of one sample, or the advantage is 0)")
+    if _bool("algo.advantage.no_std_norm", c["algo.advantage.no_std_norm"]) and post == "whiten_clamp":
+        post = "center"
+    st.update(advantage=adv, post=post, group_size=n)
+    hp["std_eps"] = 1e-9
+    kl = c["algo.kl.estimator"]
+    if kl not in ("k1", "k2", "k3"):
+        raise BanditError(f"algo.kl.estimator must be one of k1, k2, k3; got {kl!r}")
+    if c["algo.kl.target"] is not None:
+        raise BanditError("algo.kl.target: an adaptive KL controller changes β during training; the stationary point "
+                          "needs a fixed β (leave algo.kl.target null)")
+    coef = _num("algo.kl.init_coef", c["algo.kl.init_coef"])
+    coef = max(coef, 0.0)  # compute_reward: kl_coef <= 0 → 0
+    unbiased = _bool("algo.kl.unbiased_gradient", c["algo.kl.unbiased_gradient"])
+    if _bool("algo.kl.use_loss", c["algo.kl.use_loss"]):
+        st.update(kl_reward="none", kl_loss=kl if coef > 0 else "none", kl_grad="k2_is" if unbiased else "pathwise")
+        hp.update(beta=coef, beta_reward=0.0)
+    else:
+        st.update(kl_reward=kl if coef > 0 else "none", kl_loss="none", kl_grad="pathwise")
+        hp.update(beta=0.0, beta_reward=coef)
+    ptype = c["actor.policy_loss_type"]
+    if ptype not in ("ppo", "gspo"):
+        raise BanditError(f"actor.policy_loss_type must be ppo or gspo; got {ptype!r}")
+    st["surrogate"], st["ratio_clamp"] = ("vanilla", "pm20") if ptype == "ppo" else ("gspo", "none")
+    eps = _num("actor.eps_clip", c["actor.eps_clip"], 0.0)
+    lh = c["actor.eps_clip_low_high"]
+    if lh is None:
+        hp["clip"] = hp["clip_high"] = eps
+    else:
+        if not isinstance(lh, (list, tuple)) or len(lh) != 2:
+            raise BanditError(f"actor.eps_clip_low_high must be [low, high]; got {lh!r}")
+        hp["clip"], hp["clip_high"] = (_num("actor.eps_clip_low_high", x, 0.0) for x in lh)
+    dc = c["actor.dual_clip"]
+    hp["clip_c"] = 0.0 if dc is None else _num("actor.dual_clip", dc, 1.0, strict=True)
+    agg = c["actor.loss_agg_mode"]
+    if agg not in ("token-mean", "seq-mean-token-mean"):
+        raise BanditError(f"actor.loss_agg_mode must be token-mean or seq-mean-token-mean; got {agg!r}")
+    hp["loss_scale"] = 1.0
+    # models/loss.py aggregate_loss, per-sample mode (gspo forces it): / (token count + 1e-8); KL and entropy: token mean
+    hp["pg_scale"] = 1.0 / (1.0 + 1e-8) if (ptype == "gspo" or agg == "seq-mean-token-mean") else 1.0
+    ec = c["actor.entropy_coef"]
+    hp["entropy_coeff"] = 0.0 if ec is None else _num("actor.entropy_coef", ec, 0.0)
+    rc = c["reward.clip_range"]
+    if rc is None:
+        hp["reward_clip"] = 0.0
+    else:
+        if not isinstance(rc, (list, tuple)) or len(rc) != 2 or float(rc[0]) != -float(rc[1]):
+            raise BanditError(f"reward.clip_range must be a symmetric [−c, c] here (got {rc!r}); asymmetric ranges are "
+                              "not implemented yet")
+        hp["reward_clip"] = _num("reward.clip_range", rc[1], 0.0, strict=True)
+    st["epochs"] = _int("train.max_epochs", c["train.max_epochs"], 1)
+    return hp, st
+
+
+def _translate(params: dict, lib: str) -> dict:
+    flat = _flatten(dict(params))
+    defaults = VERL_DEFAULTS if lib == "verl" else OPENRLHF_DEFAULTS
+    no_effect = VERL_NO_EFFECT if lib == "verl" else OPENRLHF_NO_EFFECT
+    name = f"verl {VERL_VERSION}" if lib == "verl" else f"OpenRLHF {OPENRLHF_VERSION}"
+    lib_cfg, rest = {}, {}
+    for k, v in flat.items():
+        key = _verl_key(k) if lib == "verl" else k
+        if key in no_effect:
+            raise BanditError(f"{k}: a {name} field that cannot matter on a bandit ({no_effect[key]}); remove it")
+        if lib == "verl" and key in VERL_NOT_YET:
+            raise BanditError(f"{k}: belongs to a verl loss mode that is not implemented exactly yet")
+        if lib == "openrlhf" and key in _OPENRLHF_NOT_YET:
+            if v == _OPENRLHF_NOT_YET[key]:
+                continue
+            raise BanditError(f"{k}={v!r}: not implemented exactly yet (leave it at {_OPENRLHF_NOT_YET[key]!r})")
+        if key in defaults:
+            lib_cfg[key] = v
+        else:
+            rest[k] = v
+    if not lib_cfg:
+        return rest  # native names only: the loss's own (= the library's) defaults
+    hp, st = native({**defaults, **lib_cfg}, lib)
+    return {**hp, **st, **rest}
+
+
+def translate_verl(params: dict) -> dict:
+    """verl 0.9.1 config names → native options of the ``verl`` loss (module docstring)."""
+    return _translate(params, "verl")
+
+
+def translate_openrlhf(params: dict) -> dict:
+    """OpenRLHF 0.11.2 CLI names → native options of the ``openrlhf`` loss (module docstring)."""
+    return _translate(params, "openrlhf")
+
+
+# --------------------------------------------------------------------------- explain
+
+def _strip_dashes(cfg: dict) -> dict:
+    return {(k[2:] if isinstance(k, str) and k.startswith("--") else k): v for k, v in cfg.items()}
+
+
+def _interpolation(v) -> bool:
+    return isinstance(v, str) and "${" in v  # an OmegaConf interpolation verl resolves at run time
+
+
+def read_verl(cfg: dict) -> tuple[str, dict]:
+    """``bandit-lab explain verl CONFIG``: a verl trainer or actor config as verl writes it (the
+    ``_generated_ppo_trainer.yaml`` layout, or the ``actor`` section alone, or dotted overrides) →
+    ``("verl", loss_params)``: the fields that act on the update, everything else (optimiser,
+    FSDP, checkpoint, batch sizes, interpolations such as ``rollout_n: ${oc.select:…}``) skipped."""
+    out = {}
+    for k, v in _flatten(_strip_dashes(dict(cfg))).items():
+        key = _verl_key(k)
+        if key in VERL_DEFAULTS and not _interpolation(v):
+            out[key] = v
+    return "verl", out
+
+
+def read_openrlhf(cfg: dict) -> tuple[str, dict]:
+    """``bandit-lab explain openrlhf CONFIG``: OpenRLHF's ``train_ppo_ray`` arguments (dotted names,
+    with or without the leading ``--``, or nested) → ``("openrlhf", loss_params)``."""
+    flat = _flatten(_strip_dashes(dict(cfg)))
+    return "openrlhf", {k: v for k, v in flat.items() if k in OPENRLHF_DEFAULTS or k in _OPENRLHF_NOT_YET}
+
+
+def describe(hp: dict, static: dict) -> tuple[str, str, float]:
+    """``(objective, divergence, β of the Gibbs reference)`` of a verl/OpenRLHF expected update in
+    words (single-token responses; the derivation is in :func:`bandit_lab.losses.libraries.oracle`)."""
+    adv, post, G = static["advantage"], static["post"], int(static["group_size"])
+    kr, kl, grad = static["kl_reward"], static["kl_loss"], static["kl_grad"]
+    br = hp["beta_reward"] if kr != "none" else 0.0
+    bl = hp["beta"] if kl != "none" else 0.0
+    before = not static["kl_after_advantage"]
+    if adv == "group_std" and G > 1:
+        obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"
+    else:
+        scale = f"((G−1)/G)·" if adv == "group_mean" and G > 1 else ""
+        if br > 0 and before:
+            obj = f"gradient of {scale}(E_π[r] − β_r·D_r)" + (f" with G = {G}" if scale else "")
+        else:
+            obj = f"gradient of {scale}E_π[r]" + (" − β_r·D_r" if br > 0 else "") + (f" with G = {G}" if scale else "")
+        if post in ("whiten", "whiten_clamp"):
+            obj += ", divided by the batch std of the advantage (whitening)" + (
+                ": the std rescales the loss-side terms, not a fixed objective" if bl > 0 or hp["entropy_coeff"] > 0 else "")
+        elif post == "gpg_alpha":
+            obj += ", times α = 1/P(score ≠ 0) (GPG)"
+    if bl > 0:
+        obj += " − β·D_loss"
+    if hp["entropy_coeff"] > 0:
+        obj += f" + {hp['entropy_coeff']:g}·H(π)"
+    divs = []
+    if br > 0:
+        divs.append({"k1": "D_r = KL(π‖π_ref) (k1 in the reward)",
+                     "k3": "D_r: k3 in the reward, E = KL(π‖π_ref) − KL(π_ref‖π) (not a divergence)",
+                     "k2": "D_r: k2 in the reward, a non-convex f-functional",
+                     "abs": "D_r: |log π/π_ref| in the reward, no known divergence"}[kr] + f", β_r = {br:g}")
+    if bl > 0:
+        if grad != "pathwise" or kl == "k2":
+            d = "D_loss = KL(π‖π_ref)" + (" (straight-through: k2's gradient)" if grad == "k2" else
+                                          " (unbiased_gradient: w·k2's gradient)" if grad == "k2_is" else " (k2)")
+        elif kl == "k3":
+            d = "D_loss = KL(π_ref‖π) (k3 differentiated: E_π[∇k3] = ∇KL(π_ref‖π); clamped at 10, no force where π_ref/π ≳ 12.9)"
+        elif kl == "k1":
+            d = "none (k1 in the loss differentiated: E_π[∇ log π/π_ref] = 0)"
+        else:
+            d = "D_loss: |log π/π_ref| differentiated, E_π[sign(h)∇log π], no known divergence"
+        divs.append(d + f", β = {bl:g}")
+    div = "; ".join(divs) if divs else "none (no KL penalty)"
+    return obj, div, (bl if bl > 0 else br)
