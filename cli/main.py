@@ -166,7 +166,8 @@ def experiment_index() -> dict[str, ExperimentInfo]:
             if not fn.endswith(".py") or fn.startswith("_"):
                 continue
             try:
-                tree = ast.parse(open(os.path.join(d, fn), encoding="utf-8").read())
+                with open(os.path.join(d, fn), encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read())
             except (OSError, SyntaxError):
                 continue
             for node in tree.body:
