@@ -14,17 +14,17 @@ style); everything else is internal and may change. A five-minute tour, run by t
 >>> print(float(abs(ex.policy - rl.policy).sum() / 2) < 1e-9)   # Kong et al. Eq. 10–11
 True
 
-Importing the package changes nothing in JAX's configuration: see :mod:`bandit_lab.precision`
+Importing the package changes nothing in JAX's configuration: see :mod:`bandit_lab.infra.precision`
 for the float64 rule (``enable_x64()`` process-wide, ``with x64():`` scoped; the ``bandit-lab``
 command enables it for its own process). Names resolve lazily, so ``import bandit_lab`` does not
 import JAX. (The functions are ``train_policy`` and ``find_fixed_points`` because
-``bandit_lab.train`` and ``bandit_lab.fixed_points`` are modules.)
+``bandit_lab.core.train`` and ``bandit_lab.fixed_points`` are modules.)
 """
 from __future__ import annotations
 
 import importlib
 
-from bandit_lab.precision import enable_x64, use_float32, x64, x64_enabled
+from bandit_lab.infra.precision import enable_x64, use_float32, x64, x64_enabled
 
 # public name → private module that defines it
 _LAZY = {
@@ -32,20 +32,20 @@ _LAZY = {
     "BanditError": "bandit_lab.errors",
     "DivergenceError": "bandit_lab.errors",
     # problems and data
-    "Problem": "bandit_lab.problems",
-    "PreferenceData": "bandit_lab.data",
-    "population": "bandit_lab.data",
-    "sample": "bandit_lab.data",
+    "Problem": "bandit_lab.core.problems",
+    "PreferenceData": "bandit_lab.core.data",
+    "population": "bandit_lab.core.data",
+    "sample": "bandit_lab.core.data",
     # objectives, training, exact solutions
-    "Objective": "bandit_lab.objective",
-    "make_objective": "bandit_lab.objective",
-    "make_parameterization": "bandit_lab.params",
-    "chosen_rejected": "bandit_lab.data",
-    "minibatch": "bandit_lab.data",
-    "batch_key": "bandit_lab.train",
-    "TrainConfig": "bandit_lab.train",
-    "Trajectory": "bandit_lab.train",
-    "ExactResult": "bandit_lab.solver",
+    "Objective": "bandit_lab.core.objective",
+    "make_objective": "bandit_lab.core.objective",
+    "make_parameterization": "bandit_lab.core.params",
+    "chosen_rejected": "bandit_lab.core.data",
+    "minibatch": "bandit_lab.core.data",
+    "batch_key": "bandit_lab.core.train",
+    "TrainConfig": "bandit_lab.core.train",
+    "Trajectory": "bandit_lab.core.train",
+    "ExactResult": "bandit_lab.solvers.solver",
     "Verdict": "bandit_lab.verdict",
     "VerdictKind": "bandit_lab.verdict",
     "train_policy": "bandit_lab.api",

@@ -15,7 +15,7 @@ and two functions on objects you build yourself (:func:`bandit_lab.make_objectiv
 :func:`train_policy` (Adam/SGD through the one compiled trainer) and :func:`solve_exact` (the
 exact constrained optimum, float64 Newton).
 
-Precision (:mod:`bandit_lab.precision`): every function here answers in float64 without a
+Precision (:mod:`bandit_lab.infra.precision`): every function here answers in float64 without a
 switch. ``solve``, ``find_fixed_points``, ``verify`` build their own problems and run inside
 ``x64()``; ``train_policy`` and ``solve_exact`` run inside ``x64()`` unless float32 was *chosen*
 (``use_float32()``, ``with x64(False):``), when ``train_policy`` trains in float32 and
@@ -31,7 +31,7 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.fixed_points import Row as FixedPointRow  # noqa: F401  (public: one record of FixedPoints)
-from bandit_lab.precision import require_x64, x64
+from bandit_lab.infra.precision import require_x64, x64
 
 
 def _np(res):
@@ -47,9 +47,9 @@ def _np(res):
 
 def _check_train_args(objective, config, lr, seed, hp) -> None:
     """train_policy's arguments, each refused with a BanditError naming it (not an error from inside JAX)."""
-    from bandit_lab import bounds
-    from bandit_lab.objective import Objective
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.infra import bounds
+    from bandit_lab.core.objective import Objective
+    from bandit_lab.core.train import TrainConfig
 
     if not isinstance(objective, Objective):
         raise BanditError(f"objective: an Objective (bl.make_objective(problem, loss, hp)); got {type(objective).__name__}")
@@ -105,8 +105,8 @@ def train_policy(objective, config=None, *, lr: float = 0.05, steps: int | None 
     import dataclasses as dc
 
     from bandit_lab import runner
-    from bandit_lab.precision import promised_float64
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.infra.precision import promised_float64
+    from bandit_lab.core.train import TrainConfig
 
     _check_train_args(objective, config, lr, seed, hp)
     config = config or TrainConfig()
@@ -120,7 +120,7 @@ def train_policy(objective, config=None, *, lr: float = 0.05, steps: int | None 
         traj = jax.tree_util.tree_map(lambda a: np.asarray(a[0]), traj)  # the batch of one point → that point
         data = getattr(objective, "data", None)
         if data is not None and data.weight.shape[-1] == traj.policies.shape[-1]:
-            from bandit_lab.data import chosen_rejected
+            from bandit_lab.core.data import chosen_rejected
 
             traj = traj._replace(**dict(zip(("chosen", "rejected"), chosen_rejected(data, traj.policies))))
     return traj
@@ -141,8 +141,8 @@ def solve_exact(objective, hp: dict | None = None, init=None):
     >>> r.converged, r.residual < 1e-10, r.policy.dtype
     (True, True, dtype('float64'))
     """
-    from bandit_lab import solver
-    from bandit_lab.precision import promised_float64
+    from bandit_lab.solvers import solver
+    from bandit_lab.infra.precision import promised_float64
 
     with promised_float64("solve_exact", _arrays(objective), refuse_float32=True):
         require_x64("solve_exact")
@@ -178,7 +178,8 @@ def closed_form(problem, loss: str = "dpo", loss_params: dict | None = None) -> 
     >>> bl.closed_form(pb, "hinge").policy is None
     True
     """
-    from bandit_lab import losses, oracles
+    from bandit_lab import losses
+    from bandit_lab.solvers import oracles
 
     spec = losses.get(loss)
     hp, static = losses.split_params(spec, loss_params)

@@ -8,7 +8,7 @@ process after a first call. Rows:
 
 - ``cold-alpha``: ``bandit-lab run weight-decay --alpha 0.1``, with a warm cache (a private cache
   directory, filled by one untimed run: JAX's compiled programs and bandit-lab's exported traced
-  programs, :mod:`bandit_lab.export_cache`) and with ``--no-cache``; floor: the plain script for
+  programs, :mod:`bandit_lab.infra.export_cache`) and with ``--no-cache``; floor: the plain script for
   one α, new process, no cache;
 - ``cold-sweep``: the 64-point α sweep (6 objectives, trained *and* solved exactly); floor: the
   plain script's 64-point training;
@@ -24,7 +24,7 @@ process after a first call. Rows:
 - ``--phases`` (issue 22): the big sweeps, ``bandit-lab --no-cache run weight-decay --n-alphas N
   --no-plot`` for N in ``--points`` (default 4,096 and 65,536), new process each, interleaved with
   the plain-JAX floor at the same N (``python -m bandit_lab.bench_floor N``, training only, no
-  cache); each run also reports where its time went (:mod:`bandit_lab.timing`: ``train``,
+  cache); each run also reports where its time went (:mod:`bandit_lab.infra.timing`: ``train``,
   ``exact``, ``records``, ``write``, and start-up = the rest), medians over ``--repeats``.
 """
 from __future__ import annotations
@@ -132,10 +132,10 @@ def tree_solve(repeats: int) -> list[dict]:
     import bandit_lab
 
     bandit_lab.enable_x64()
-    from bandit_lab import metrics
-    from bandit_lab.objective import make_objective
-    from bandit_lab.oracles import rlhf_optimum
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.core import metrics
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.solvers.oracles import rlhf_optimum
+    from bandit_lab.solvers.solver import solve_exact
     from bandit_lab.tokens.param import make_param
     from bandit_lab.tokens.tree import TokenTree, make_tree_problem
 
@@ -183,10 +183,10 @@ def sharded(repeats: int) -> list[dict]:
 _GRPO = r"""
 import numpy as np, bandit_lab
 bandit_lab.enable_x64()
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 o = make_objective(Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1]), "grpo", {"group_size": 8})
 train_batch([o], TrainConfig(steps=3000, log_steps=(0, 3000)), [[{**o.hp, "beta": b, "lr": 0.05} for b in np.geomspace(0.05, 10, 64)]])
 """
@@ -243,10 +243,10 @@ def token_tree_timings(repeats: int = 5) -> None:
     import bandit_lab
 
     bandit_lab.enable_x64()
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core.objective import make_objective
     from bandit_lab.tokens import make_param, make_tree_problem
     from bandit_lab.tokens.tree import TokenTree
-    from bandit_lab.train import TrainConfig, make_train
+    from bandit_lab.core.train import TrainConfig, make_train
 
     rng = np.random.default_rng(0)
     tp = make_tree_problem(4, 4, tree=TokenTree.create(4, 4), ref_logits=rng.normal(size=(85, 4)), token_reward=rng.normal(size=(85, 4)))

@@ -231,6 +231,9 @@ ENTRIES: dict[str, str] = {e.split("{", 1)[1].split(",", 1)[0]: e for e in [
             "and Guo, Zhaohan Daniel and Tang, Yunhao and Geist, Matthieu and Mesnard, Thomas and Fiegel, C{\\^o}me and "
             "Michi, Andrea and Selvi, Marco and Girgin, Sertan and Momchev, Nikola and Bachem, Olivier and "
             "Mankowitz, Daniel J. and Precup, Doina and Piot, Bilal", 2024, "2312.00886", ICML),
+    _misc("brantley2025accelerating", "Accelerating {RL} for {LLM} Reasoning with Optimal Advantage Regression",
+          "Brantley, Kiant{\\'e} and Chen, Mingyu and Gao, Zhaolin and Lee, Jason D. and Sun, Wen and Zhan, Wenhao "
+          "and Zhang, Xuezhou", 2025, "2505.20686"),
     _misc("tang2025pitfalls", "On a Few Pitfalls in {KL} Divergence Gradient Estimation for {RL}",
           "Tang, Yunhao and Munos, R{\\'e}mi", 2025, "2506.09477"),
     _misc("xu2024dposuperior", "Is {DPO} Superior to {PPO} for {LLM} Alignment? A Comprehensive Study",
@@ -294,6 +297,7 @@ PROVENANCE: dict[str, str] = {
     "schulman2017proximal": "Kong, SPO and Ra-DPO refs",
     "guo2024direct": "TRL OnlineDPOTrainer BibTeX",
     "munos2024nash": "TRL NashMDTrainer BibTeX (ICML 2024 author list); arXiv id in several refs lists",
+    "brantley2025accelerating": "TRL 1.16 A2POTrainer BibTeX (authors, title, arXiv id)",
     "tang2025pitfalls": "many refs lists (authors, arXiv id)",
     "xu2024dposuperior": "three paper indexes agree (authors in order, arXiv id); venue (ICML 2024) in one source only: left out",
     "nguyen2025notes": "papers/dpo-vs-ipo-notes.txt title page",
@@ -351,6 +355,7 @@ LOSS_SOURCES: dict[str, tuple[str, ...]] = {
     "Schulman et al. 2017 Eq. 7; TRL PPOConfig 0.19": ("schulman2017proximal", "vonwerra2020trl"),
     "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7": ("guo2024direct", "rafailov2023direct"),
     "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19": ("munos2024nash", "vonwerra2020trl"),
+    "Brantley et al. 2025 (A*-PO) Eq. 5–6; TRL 1.16 experimental A2POTrainer": ("brantley2025accelerating", "vonwerra2020trl"),
     "Sharifnassab et al. SPO Eq. 8–12, 24": ("sharifnassab2024soft",),
     "Sharifnassab et al. SPO Eq. 5, 8–12; App. B": ("sharifnassab2024soft",),
     "Ra-DPO Fig. 1 / Eq. 17 with Φ = E; Zeng et al. 2024": ("zhang2025riskaware", "zeng2024token"),

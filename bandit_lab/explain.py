@@ -84,10 +84,10 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
 
 def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     """Objective, divergence, exact stationary point, verdict and TV to Gibbs of a library config."""
-    from bandit_lab import metrics
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core import metrics
+    from bandit_lab.core.objective import make_objective
     from bandit_lab.onpolicy.stationary import solve
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.spec import build
 
     if reader not in READERS:

@@ -1,7 +1,7 @@
 """``bandit-lab fixed-points``: the exact population optimum of every registered loss on one bandit.
 
 For each registered loss (at its defaults, with the bandit's β; plus a few named variants) this
-finds the minimiser with the exact float64 solver (:func:`bandit_lab.solver.newton_free`, from
+finds the minimiser with the exact float64 solver (:func:`bandit_lab.solvers.solver.newton_free`, from
 π_ref, uniform and 6 random starts, keeping the lowest value: DiscoPOP is non-convex and has
 several local minima), and
 reports its entropy, its TV distance to the RLHF optimum ``π_ref·e^{r/β}/Z`` and to DPO's optimum,
@@ -42,12 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from bandit_lab import exact_solvers, losses, metrics
-from bandit_lab.data import population
+from bandit_lab.solvers import exact_solvers
+from bandit_lab import losses
+from bandit_lab.core import metrics
+from bandit_lab.core.data import population
 from bandit_lab.errors import BanditError
-from bandit_lab.exact_solvers import hinge_lp  # noqa: F401  (re-exported: the LP lives below both modules)
-from bandit_lab.oracles import loss_oracle, rlhf_optimum, softmax_np
-from bandit_lab.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.solvers.exact_solvers import hinge_lp  # noqa: F401  (re-exported: the LP lives below both modules)
+from bandit_lab.solvers.oracles import loss_oracle, rlhf_optimum, softmax_np
+from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
 
 DEFAULT_SPEC = {
     "pi_ref": [0.4, 0.4, 0.2],
@@ -299,7 +301,7 @@ def statistic(obj, params, hp: dict) -> float:
 
 
 def self_consistent(obj, hp: dict | None = None, *, init=None, tol: float = 1e-12, iters: int = 60) -> tuple[ExactResult, float, float]:
-    """:func:`bandit_lab.exact_solvers.self_consistent` for the objective's own statistic."""
+    """:func:`bandit_lab.solvers.exact_solvers.self_consistent` for the objective's own statistic."""
     return exact_solvers.self_consistent(obj, hp, detached(obj), init=init, tol=tol, iters=iters)
 
 

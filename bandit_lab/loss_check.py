@@ -27,7 +27,7 @@ Must pass (``bandit-lab check-loss`` exits 1 if any fails):
     ``e^{1000}``).
 ``gradient``
     The gradient JAX returns equals central finite differences of the value, in float64, at
-    several random points (random bandits from :mod:`bandit_lab.random_problems` with K = 4 and
+    several random points (random bandits from :mod:`bandit_lab.core.random_problems` with K = 4 and
     two contexts, logits ``N(0, 1)``). Error = ``‖g − g_FD‖₂ / max(‖g‖₂, ‖g_FD‖₂, 1e-8(1 + |f|))``,
     the smallest over steps ``h ∈ {1e-3, 1e-4, 1e-5, 1e-6}·max(1, |θ_i|)`` (the best step balances
     truncation O(h²) against rounding O(ε/h); a wrong gradient is wrong at *every* step, so the
@@ -84,7 +84,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import budget, losses, metrics, precision
+from bandit_lab.infra import budget, precision
+from bandit_lab import losses
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
 
 FD_TOL = 1e-6
@@ -152,13 +154,13 @@ class LossCheckReport:
 # --------------------------------------------------------------------------- building blocks
 
 def _problem(pi_ref, pi_star=None, reward=None, pairs="uniform"):
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.problems import Problem
 
     return Problem.create(pi_ref, pi_star=pi_star, reward=reward, pairs=pairs)
 
 
 def _objective(problem, name, loss_params, data=None):
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core.objective import make_objective
 
     return make_objective(problem, name, loss_params, data=data)
 
@@ -328,7 +330,7 @@ def _grid_points(name, loss_params, hp, seed):
 def _sampled(problem, rng, n_pairs: int = 40):
     """A finite dataset of ``n_pairs`` triples drawn from the population (NumPy: this grid's six
     draws would each cost a dispatch-heavy ``data.sample``); most triples get weight 0."""
-    from bandit_lab.data import PreferenceData, population
+    from bandit_lab.core.data import PreferenceData, population
 
     w = np.asarray(population(problem).weight)
     counts = rng.multinomial(n_pairs, w.ravel() / w.sum()).reshape(w.shape)
@@ -361,7 +363,7 @@ def _finite_rows(name, loss_params, hp, seed):
 
 
 def _fd_row(name, loss_params, hp, seed):
-    from bandit_lab.random_problems import random_problem
+    from bandit_lab.core.random_problems import random_problem
 
     rng = np.random.default_rng(seed + 1)
     objs = [_objective(random_problem(rng, k=4, contexts=2), name, loss_params) for _ in range(FD_POINTS)]
@@ -420,8 +422,8 @@ def _fd_row(name, loss_params, hp, seed):
 
 
 def _dpo_rlhf_refs(base):
-    from bandit_lab.oracles import rlhf_optimum
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.solvers.oracles import rlhf_optimum
+    from bandit_lab.solvers.solver import solve_exact
 
     beta = base.hp.get("beta", 1.0)
     if not beta > 0:  # β = 0 (an on-policy algorithm without KL): neither reference optimum is finite
@@ -435,7 +437,7 @@ def _dpo_rlhf_refs(base):
 def _fixed_point(name, loss_params, problem):
     from bandit_lab import fixed_points
 
-    from bandit_lab.data import population
+    from bandit_lab.core.data import population
 
     # population pair data even for a whole-distribution loss: DPO's reference optimum reads it
     base = _objective(problem, name, loss_params, data=population(problem))
@@ -457,7 +459,7 @@ def _fixed_point_fact(row) -> Fact:
 
 def _counterpart_row(name, loss_params, spec, static, first_row, first_base, seed) -> CheckRow:
     from bandit_lab import fixed_points
-    from bandit_lab.random_problems import random_problem
+    from bandit_lab.core.random_problems import random_problem
 
     cp = spec.counterpart(static)
     claim = f"at α = 0 the exact optimum equals the declared counterpart {cp[0]}{_opts(cp[1])}'s (TV, 2 BT bandits)"
@@ -483,7 +485,7 @@ def _opts(static: dict) -> str:
 
 
 def _convexity_fact(name, loss_params, hp, seed) -> Fact:
-    from bandit_lab.random_problems import random_problem
+    from bandit_lab.core.random_problems import random_problem
 
     rng = np.random.default_rng(seed + 3)
     objs = [_objective(random_problem(rng, k=3, contexts=1), name, loss_params) for _ in range(CONVEX_BANDITS)]
@@ -548,7 +550,7 @@ def _constraint_facts(base) -> list[Fact]:
     """TV(loss, counterpart) under weight decay α and early stopping, trained and exact: one
     :func:`bandit_lab.runner.train_and_solve` call (one compiled sweep, one batched exact solve)."""
     from bandit_lab.runner import train_and_solve
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     cp = base.counterpart()
     objs = [base, cp]

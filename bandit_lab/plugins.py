@@ -151,7 +151,7 @@ def boundary(owner: str, function: str, filename: str | None = None):
 
 def _guarded(fn: Callable, owner: str, function: str, check_result: Callable | None = None) -> Callable:
     """``fn`` called inside :func:`boundary`; the wrapper keeps ``fn``'s module and name (so
-    :meth:`~bandit_lab.objective.Objective.stable_signature` still sees user code, never cached)."""
+    :meth:`~bandit_lab.core.objective.Objective.stable_signature` still sees user code, never cached)."""
     filename = getattr(getattr(fn, "__code__", None), "co_filename", None) or getattr(
         getattr(getattr(fn, "func", None), "__code__", None), "co_filename", None)
 
@@ -360,8 +360,8 @@ def _trace(spec) -> None:
     import jax
 
     from bandit_lab.losses import base
-    from bandit_lab.objective import make_objective
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.core.problems import Problem
 
     base.REGISTRY[spec.name] = spec  # make_objective looks the loss up by name
     try:

@@ -12,7 +12,8 @@ import time
 from typing import Callable, Iterator
 
 
-from bandit_lab import experiments, files, guards, progress
+from bandit_lab import experiments
+from bandit_lab.infra import files, guards, progress
 from bandit_lab.runner import jsonable
 
 # experiment name, the paper item it regenerates
@@ -207,7 +208,7 @@ def register_rows(name: str, fn: Callable[[dict], list[Row]]) -> None:
 
 def reproduce(out: str, quick: bool = False) -> Iterator[str]:
     """Run the plan; yield one progress line per experiment; write RESULTS.md last. ``out`` must
-    exist (the CLI prepares and probes it); every file goes through :mod:`bandit_lab.files`."""
+    exist (the CLI prepares and probes it); every file goes through :mod:`bandit_lab.infra.files`."""
     os.makedirs(out, exist_ok=True)
     results, timings, figures = {}, {}, {}
     reg = experiments.registry()
@@ -226,12 +227,24 @@ def reproduce(out: str, quick: bool = False) -> Iterator[str]:
             guards.check_result(record, f"reproduce: {name}")
             figs = exp.plot(res, out) if exp.plot is not None else []
             timings[name] = time.perf_counter() - t0
-            files.write_json(os.path.join(out, f"{name}.json"), jsonable(record))
+            files.write_json(os.path.join(out, f"{name}.json"), without_wall_clock(jsonable(record)))
             results[name], figures[name] = res, figs
             bar.advance()
             yield f"{name:<16} {timings[name]:6.1f} s  {item:<28} " + ", ".join(os.path.basename(f) for f in figs)
     path = files.write_text(os.path.join(out, "RESULTS.md"), results_markdown(results, figures, timings, quick))
     yield f"wrote {path}"
+
+
+def without_wall_clock(obj):
+    """The record minus wall-clock fields (keys ending in ``_seconds``), recursively: what
+    ``reproduce`` writes is committed in ``figures/``, so it must be a function of the code and the
+    settings alone — a rerun on a fresh clone leaves ``git status`` clean (tests/test_reproduce_clean.py).
+    ``bandit-lab run NAME --out DIR`` keeps them."""
+    if isinstance(obj, dict):
+        return {k: without_wall_clock(v) for k, v in obj.items() if not (isinstance(k, str) and k.endswith("_seconds"))}
+    if isinstance(obj, list):
+        return [without_wall_clock(v) for v in obj]
+    return obj
 
 
 def results_markdown(results: dict, figures: dict, timings: dict, quick: bool) -> str:
@@ -255,5 +268,5 @@ def results_markdown(results: dict, figures: dict, timings: dict, quick: bool) -
     lines += ["", "## Figures", ""]
     for name, _ in PLAN:
         for f in figures.get(name, []):
-            lines.append(f"- `{os.path.basename(f)}` — {_cmd(name)} ({timings[name]:.1f} s in this run)")
+            lines.append(f"- `{os.path.basename(f)}` — {_cmd(name)}")  # timings go to the terminal, not the file
     return "\n".join(lines) + "\n"

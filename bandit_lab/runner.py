@@ -8,10 +8,10 @@ import jax
 import jax.flatten_util
 import numpy as np
 
-from bandit_lab import guards, timing
-from bandit_lab import train as train_mod
-from bandit_lab.objective import Objective, Stack
-from bandit_lab.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.infra import guards, timing
+from bandit_lab.core import train as train_mod
+from bandit_lab.core.objective import Objective, Stack
+from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
 
 
 STACK_MAX_PARAMS = 48
@@ -143,7 +143,7 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    from bandit_lab.records import Table  # columnar records (large sweeps): their rows
+    from bandit_lab.infra.records import Table  # columnar records (large sweeps): their rows
 
     if isinstance(obj, Table):
         return jsonable(obj.rows())

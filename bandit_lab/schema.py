@@ -5,7 +5,7 @@ decoded JSON/TOML object into it (or raises :class:`~bandit_lab.errors.BanditErr
 naming the field, ``optimizer.lr: must be a finite number in (0, 1e+06], got inf``), and
 :func:`json_schema` prints it for editors (``bandit-lab schema``).
 
-Rules (ranges come from :mod:`bandit_lab.bounds`, shared with the experiments' options):
+Rules (ranges come from :mod:`bandit_lab.infra.bounds`, shared with the experiments' options):
 
 - strict types: no string → number, no bool → number, integers for counts and indices;
   every number finite and within its declared range;
@@ -30,12 +30,12 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, ValidationError, WithJsonSchema, model_validator
 
-from bandit_lab import bounds
-from bandit_lab.bounds import got, show
+from bandit_lab.infra import bounds
+from bandit_lab.infra.bounds import got, show
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import PENALTIES
-from bandit_lab.params import PARAMETERIZATIONS
-from bandit_lab.train import OPTIMIZERS, SCHEDULES
+from bandit_lab.core.objective import PENALTIES
+from bandit_lab.core.params import PARAMETERIZATIONS
+from bandit_lab.core.train import OPTIMIZERS, SCHEDULES
 
 WEIGHT = bounds.Real(gt=0.0, le=1e12)  # an explicit pair weight (normalised afterwards)
 MAX_TEXT = 10_000

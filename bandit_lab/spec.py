@@ -19,9 +19,9 @@ nested lists = several contexts)::
      "sampling": "exact" | {"samples": N, "seed": s},   # on-policy losses only (default exact)
      "seed": 0}
 
-This module only reads files, checks the budget (:mod:`bandit_lab.budget`) and turns a
+This module only reads files, checks the budget (:mod:`bandit_lab.infra.budget`) and turns a
 validated spec into library objects; :func:`solve` trains, solves exactly and guards both
-(:mod:`bandit_lab.guards`).
+(:mod:`bandit_lab.infra.guards`).
 """
 from __future__ import annotations
 
@@ -32,17 +32,19 @@ import tomllib
 import jax
 import numpy as np
 
-from bandit_lab import budget, guards, metrics, progress, schema
-from bandit_lab import params as params_mod
-from bandit_lab.data import make_data
-from bandit_lab.exact_solvers import stationarity
+from bandit_lab.infra import budget, guards, progress
+from bandit_lab.core import metrics
+from bandit_lab import schema
+from bandit_lab.core import params as params_mod
+from bandit_lab.core.data import make_data
+from bandit_lab.solvers.exact_solvers import stationarity
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import to_list, train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig
 
 CONVERGED_GRAD = 1e-6
 MAX_SPEC_BYTES = 64 * 2**20
@@ -110,7 +112,7 @@ def load(path: str) -> dict:
 
 
 def cost(s: schema.Spec) -> budget.Cost:
-    """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.budget`)."""
+    """Memory and work of training and solving ``s`` (see :mod:`bandit_lab.infra.budget`)."""
     from bandit_lab import losses
 
     X, K = s.contexts, s.responses

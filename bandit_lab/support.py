@@ -11,7 +11,7 @@ Definition (issue 20, item 3; docs/verdicts.md, "Zero-support references"). Let
   ``π(y) > 0 = π_ref(y)``); for the f-divergences with finite ``f'(∞)`` (forward KL, JS, α) it
   is the usual convention ``π ≪ π_ref`` of KL-regularised RL, stated here as the definition. The
   policy is parameterised on ``S``: softmax logits masked off ``S``
-  (:class:`bandit_lab.params.MaskedSoftmax`), so the optimum is finite and puts exactly 0 there.
+  (:class:`bandit_lab.core.params.MaskedSoftmax`), so the optimum is finite and puts exactly 0 there.
 - **Pairwise losses** read the policy only through the labelled pairs (and the normalisation of
   π). A response ``y ∉ S(x)`` that appears in **no** pair of positive weight is free: its logit
   is a flat direction of the loss (Xu et al. 2024, *Is DPO Superior to PPO for LLM Alignment?*,
@@ -22,7 +22,7 @@ Definition (issue 20, item 3; docs/verdicts.md, "Zero-support references"). Let
   accept it.
 - **π* with zeros** (``preference.pi_star``) gives deterministic Bradley–Terry labels
   ``p(i ≻ j) = π*_i/(π*_i + π*_j) ∈ {0, 1}`` when exactly one of the two is 0
-  (:func:`bandit_lab.problems.target_matrix`); the BT reward ``log π*`` is floored at
+  (:func:`bandit_lab.core.problems.target_matrix`); the BT reward ``log π*`` is floored at
   ``reward_floor`` as before.
 
 Arrays: ``log π_ref`` off ``S`` (and ``log π`` of a masked policy off ``S``) is the number
@@ -107,7 +107,7 @@ def resolve(problem, spec, static: dict, param, data):
     """The parameterization an objective uses on a zero-support problem (see module docstring):
     KL-regularised losses get softmax logits masked to supp(π_ref); pairwise losses keep theirs,
     after :func:`check_pairs`. Returns ``param`` unchanged on a full-support problem."""
-    from bandit_lab import params as P
+    from bandit_lab.core import params as P
 
     if full(problem.pi_ref):
         return param

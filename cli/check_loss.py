@@ -34,7 +34,8 @@ def check_loss(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ):
     """Run the loss battery: finite at extreme inputs, gradient vs finite differences, counterpart, fixed point, convexity, constraints; exit 1 if a must-pass check fails."""
-    from bandit_lab import bounds, loss_check, progress
+    from bandit_lab.infra import bounds, progress
+    from bandit_lab import loss_check
     from bandit_lab.errors import BanditError
 
     e = bounds.SEED.error(seed)

@@ -44,5 +44,8 @@ def explain(
             raise BanditError(f"--set: expected field=value; got {item!r}")
         k, v = item.split("=", 1)
         cfg[k.strip()] = _value(v.strip())
-    r = run(kind, cfg)
+    from bandit_lab.infra import progress
+
+    with progress.bar(f"explain {kind}: solving for the stationary point"):
+        r = run(kind, cfg)
     typer.echo(json.dumps(r) if as_json else "\n".join(lines(r)))

@@ -17,7 +17,7 @@ def explore(
     out: Optional[str] = typer.Option(None, "--out", help="HTML file to write [default: explore.html; none with --serve]"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
     serve: bool = typer.Option(False, "--serve", help="also serve the page at http://127.0.0.1:PORT/ until Ctrl-C"),
-    port: int = typer.Option(0, "--port", help="port for --serve [default: 0 = a free port]"),
+    port: int = typer.Option(0, "--port", help="port for --serve (0 = a free port)"),
     losses: Optional[str] = typer.Option(None, "--losses", help="objectives, comma list, NAME[key=value] for static options; each comes with its RLHF counterpart [default: dpo,fdpo[divergence=forward_kl],ipo]"),
     n_alpha: Optional[int] = typer.Option(None, "--n-alpha", help="log-spaced positive weight decays α; α = 0 is always on the grid [default: 21]"),
     alpha_min: Optional[float] = typer.Option(None, "--alpha-min", help="smallest positive α [default: 0.001]"),
@@ -57,10 +57,12 @@ def explore(
     if serve:
         ex.check_port(port)
     t0 = time.perf_counter()
-    data = ex.build(settings, loaded, spec, out)
     from bandit_lab.explore.page import render
+    from bandit_lab.infra import progress
 
-    html = render(data)
+    with progress.bar("explore: training every objective on the grid"):
+        data = ex.build(settings, loaded, spec, out)
+        html = render(data)
     seconds = time.perf_counter() - t0
     s = data["summary"]
     grid = f"{s['objectives']} objectives × {len(data['grid']['beta'])} β × {len(data['grid']['alpha'])} α × {len(data['grid']['steps'])} step budgets"
@@ -72,10 +74,8 @@ def explore(
     if serve:
         server = ex.make_server(html, port)
         print(f"serving {ex.url_of(server)} (127.0.0.1 only) — press Ctrl-C to stop", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped")
+        try:  # Ctrl-C / SIGTERM: the socket is closed, then main() says "bandit-lab: interrupted", exit 130
+            server.serve_forever()           # (bandit_lab.errors.exit_interrupted), like every command
         finally:
             server.server_close()
     return 0

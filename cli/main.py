@@ -30,6 +30,10 @@ from typing import Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from cli import helpfmt
+
+helpfmt.install()  # typed --help: no <bool>/<str> placeholders, [brackets] in help texts kept
+
 EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 4, 130  # = bandit_lab.errors (tested equal)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -62,13 +66,13 @@ def _root(
                                                    help="time limit for each call into plugin code: its import, tracing "
                                                         "its loss, its oracle (0: none) [default: 60]"),
 ):
-    from bandit_lab import cache
+    from bandit_lab.infra import cache
 
     if not no_cache:
         cache.enable()
     else:
         cache.disable()
-    from bandit_lab import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
+    from bandit_lab.infra import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
     if plugin or plugin_timeout is not None:
@@ -78,7 +82,7 @@ def _root(
         for path in plugin or ():
             plugins.load_plugin(path)
     if max_memory is not None or max_work is not None:
-        from bandit_lab import budget
+        from bandit_lab.infra import budget
 
         budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
                           None if max_work is None else budget.parse_duration(max_work))
@@ -88,7 +92,7 @@ def _root(
 
 def _clean(obj, what: str):
     """JSON-ready result; a non-finite number is a divergence, never printed (nor a ``null``)."""
-    from bandit_lab import guards
+    from bandit_lab.infra import guards
     from bandit_lab.runner import jsonable
 
     guards.check_result(obj, what)
@@ -96,7 +100,7 @@ def _clean(obj, what: str):
 
 
 def _prepare_out(path: str, overwrite: bool):
-    from bandit_lab import files
+    from bandit_lab.infra import files
 
     return files.prepare_out(path, overwrite)
 
@@ -265,10 +269,10 @@ def experiment_command(exp, action=None) -> TyperCommand:
 def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[dict, list]:
     """Check the records (as columns), write records.json + records.npz (+ figures) to ``outdir``;
     return ``(record, written)``."""
-    # records as columns (bandit_lab.records): checked and written as arrays; listed in
+    # records as columns (bandit_lab.infra.records): checked and written as arrays; listed in
     # records.json (and --json) only up to JSON_MAX_RECORDS rows unless --json asks for them
-    from bandit_lab import files
-    from bandit_lab import records as records_mod
+    from bandit_lab.infra import files
+    from bandit_lab.infra import records as records_mod
 
     table = records_mod.as_table(result.get("records", []))
     bad = records_mod.first_nonfinite(table)
@@ -295,7 +299,8 @@ def _write_results(exp, settings, result: dict, common: dict, outdir) -> tuple[d
 
 
 def run_experiment(exp, overrides: dict, common: dict) -> int:
-    from bandit_lab import experiments, progress, timing
+    from bandit_lab import experiments
+    from bandit_lab.infra import progress, timing
 
     settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
@@ -387,11 +392,15 @@ def verify(
                                             help="random instances per check; ≥ 1"),
     seed: int = typer.Option(0, "--seed", parser=_parse_int, metavar="INTEGER", help="seed of the random instances; in [0, 2^32 − 1]"),
     as_json: bool = typer.Option(False, "--json"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", parser=_parse_int, metavar="INTEGER",
+                                       help="worker processes; ≥ 1 [default: the CPUs available, at most 4; 1 for fewer than 8 checks]"),
+    slow: bool = typer.Option(False, "--slow", help="run long checks at the paper's full size (sampled-rate: N up to 4096; minutes)"),
 ):
     """Run the registered theorem checks; exit 1 on any failure."""
-    from bandit_lab import bounds, budget, checks, progress
+    from bandit_lab.infra import bounds, budget, progress
+    from bandit_lab import checks
 
-    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED)):
+    for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED), ("--jobs", jobs, bounds.COUNT)):
         e = None if value is None else rng.error(value)
         if e:
             raise _bandit_error(f"{flag}: {e}")
@@ -407,21 +416,24 @@ def verify(
     if not as_json:
         print(f"{'check':<24}{'claim':<92}{'value':>11}{'tol':>10}  pass")
     with progress.bar("verify", total=len(names)) as bar:
-        for n in names:
-            bar.update(f"verify {n}")
-            r = checks.run_check(reg[n], instances, seed)
+        bar.update(f"verify {names[0]}")
+        for i, r in enumerate(checks.run_checks(names, instances, seed, jobs=jobs or checks.default_jobs(len(names)), slow=slow)):
+            n = r.check.name
             bar.advance()
+            if i + 1 < len(names):
+                bar.update(f"verify {names[i + 1]}")
             results.append(r)
             if not as_json:
                 sign = "≥" if r.check.direction == "≥" else "≤"
                 value = f"{r.value:>11.2e}" if r.value == r.value else f"{'—':>11}"  # NaN: the check could not evaluate
-                print(f"{n:<24}{r.check.claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
+                claim = checks.claim(r.check, slow)
+                print(f"{n:<24}{claim[:90]:<92}{value}{sign + format(r.check.tolerance, '.0e'):>10}  {'PASS' if r.passed else 'FAIL'}", flush=True)
     if as_json:
         from bandit_lab.runner import jsonable
 
-        print(json.dumps(jsonable([{"check": r.check.name, "claim": r.check.claim, "value": r.value, "tolerance": r.check.tolerance,
+        print(json.dumps(jsonable([{"check": r.check.name, "claim": checks.claim(r.check, slow), "value": r.value, "tolerance": r.check.tolerance,
                                     "direction": r.check.direction, "passed": r.passed, "instances": instances or r.check.n_instances,
-                                    "seconds": r.seconds} for r in results]), allow_nan=False))
+                                    "seconds": r.seconds, "tier": r.tier} for r in results]), allow_nan=False))
     failed = [r.check.name for r in results if not r.passed]
     if failed:
         print(f"bandit-lab: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -468,7 +480,11 @@ def fixed_points(
         from bandit_lab.experiments import check_losses
 
         check_losses("--only", names, kinds=("pairwise", "policy", "onpolicy"))
-    res = fp.fixed_points(None if spec is None else spec_mod.load(spec), names)
+    from bandit_lab.infra import progress
+
+    loaded = None if spec is None else spec_mod.load(spec)
+    with progress.bar("fixed-points: exact optimum of every loss"):  # ~36 s for all losses, silent before
+        res = fp.fixed_points(loaded, names)
     if as_json:
         from bandit_lab.runner import jsonable
 
@@ -581,8 +597,8 @@ def main(argv: list[str] | None = None) -> None:
         _errs.install_interrupt_handlers(armed=False)  # already installed by cli/__init__.py, recording only
     process = argv is None
     argv = hoist_plugins(list(sys.argv[1:] if argv is None else argv))
-    if "bandit_lab.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
-        sys.modules["bandit_lab.budget"].set_limits()
+    if "bandit_lab.infra.budget" in sys.modules:  # in-process callers (tests): limits do not leak between runs
+        sys.modules["bandit_lab.infra.budget"].set_limits()
     try:
         if process:
             _errs.arm()  # a signal that came during the imports ends the run here: exit 130, one line
@@ -625,7 +641,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bandit-lab: internal error: {type(e).__name__}: {msg} (set BANDIT_LAB_DEBUG=1 for the traceback; please report it)",
               file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
-    if _interrupted():  # a Ctrl-C that a callback swallowed (the run went on): still interrupted
+    # a Ctrl-C that a callback swallowed (the run went on): still interrupted; and click's own
+    # KeyboardInterrupt → Exit(130), *returned* (not raised) under standalone_mode=False
+    if _interrupted() or rv == EXIT_INTERRUPTED:
         _exit_interrupted(process)
     sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -102,7 +102,7 @@ def test_every_public_name_resolves_and_is_documented():
         bl.not_a_name  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["bandit_lab", "bandit_lab.api", "bandit_lab.plugins", "bandit_lab.precision",
+@pytest.mark.parametrize("module", ["bandit_lab", "bandit_lab.api", "bandit_lab.plugins", "bandit_lab.infra.precision",
                                     "bandit_lab.loss_check", "bandit_lab.bibliography"])
 def test_docstring_examples_run(module):
     res = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -354,7 +354,7 @@ def _experiments():
 
 def option_cases():
     """Wrong types and out-of-range values for every option of every experiment, from its
-    declared type and range (bandit_lab.bounds)."""
+    declared type and range (bandit_lab.infra.bounds)."""
     from bandit_lab import experiments
 
     cases = []
@@ -546,7 +546,7 @@ def test_out_paths_that_cannot_be_written(cli, tmp_path):
 
 def test_failed_write_leaves_nothing(cli, tmp_path, monkeypatch):
     """A write that fails mid-way (disk full) is one line, and no temporary or partial file stays."""
-    import bandit_lab.files as files
+    import bandit_lab.infra.files as files
 
     real = os.replace
 

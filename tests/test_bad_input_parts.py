@@ -17,7 +17,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from bandit_lab import budget, errors, experiments, files, guards, progress, schema
+from bandit_lab.infra import budget, files, guards, progress
+from bandit_lab import errors, experiments, schema
 from bandit_lab.errors import BanditError, DivergenceError
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -178,7 +179,7 @@ def test_every_option_is_typed_ranged_and_costed(name):
     for o in experiments.options(exp.settings):
         assert o.help, (name, o.name)
         if o.kind in (int, float):
-            assert o.valid is not None, f"{name} --{o.name}: declare its range (bandit_lab.bounds)"
+            assert o.valid is not None, f"{name} --{o.name}: declare its range (bandit_lab.infra.bounds)"
     s = exp.settings()
     assert callable(getattr(s, "cost", None)), f"{name}: settings need a cost() for the budget"
     c = s.cost()
@@ -238,10 +239,10 @@ print("RESULT", "jax" in sys.modules, ",".join(mods), "bandit_lab.schema" in sys
 
 def test_loss_trajectory_estimate_matches_the_real_arrays():
     """The dominant memory term of a long run, against what train_batch really returns."""
-    from bandit_lab.objective import make_objective
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.core.problems import Problem
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
     objs = [make_objective(pb, "dpo"), make_objective(pb, "ipo")]
@@ -336,9 +337,9 @@ def test_guard_reports_the_first_bad_step():
 
 
 def test_guard_on_a_real_divergence_agrees_with_the_trajectory():
-    from bandit_lab.objective import make_objective
-    from bandit_lab.problems import Problem
-    from bandit_lab.train import TrainConfig, make_train, run_many
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.core.problems import Problem
+    from bandit_lab.core.train import TrainConfig, make_train, run_many
 
     pb = Problem.create([0.4, 0.4, 0.2], reward=[1.0, 0.0, -1.0])
     o = make_objective(pb, "ipo")

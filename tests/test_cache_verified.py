@@ -1,6 +1,6 @@
 """Caches verified, not trusted (issue 24 item 3): every entry of JAX's compilation cache and of
 bandit-lab's export cache is sealed with a SHA-256 of its name and bytes
-(:func:`bandit_lab.cache.seal`) and written atomically; a swapped, truncated or garbled entry
+(:func:`bandit_lab.infra.cache.seal`) and written atomically; a swapped, truncated or garbled entry
 falls back to tracing/compiling, gives the ``--no-cache`` answer byte for byte, is replaced,
 and is reported in one line, once; a read-only cache directory is one line; two processes
 filling one cache at once leave it intact."""
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from bandit_lab import cache
+from bandit_lab.infra import cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, "examples", "kong_app_b.json")

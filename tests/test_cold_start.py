@@ -1,4 +1,4 @@
-"""Cold starts with a warm cache skip tracing (bandit_lab.export_cache, issue 13): exported
+"""Cold starts with a warm cache skip tracing (bandit_lab.infra.export_cache, issue 13): exported
 programs give bit-identical results to the traced ones, and a missing, corrupt or unwritable
 cache only means tracing again."""
 import json
@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bandit_lab import export_cache
-from bandit_lab.objective import Stack, make_objective
-from bandit_lab.problems import Problem
+from bandit_lab.infra import export_cache
+from bandit_lab.core.objective import Stack, make_objective
+from bandit_lab.core.problems import Problem
 
 # jax < 0.4.31 has no public jax.export: the cache is off there (export_cache.supported), which the
 # minimum-versions run (docs/dependencies.md) checks by running everything else
@@ -116,7 +116,8 @@ _SCRIPT = """
 import json, sys
 import bandit_lab
 bandit_lab.enable_x64()
-from bandit_lab import cache, objective
+from bandit_lab.infra import cache
+from bandit_lab.core import objective
 if sys.argv[1] == "cache":
     cache.enable()
 calls = []

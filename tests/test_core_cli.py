@@ -78,7 +78,7 @@ def test_out_dir_needs_overwrite(tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "--overwrite" in err
     assert os.path.getmtime(out / "records.json") == mtime
-    from bandit_lab.files import prepare_out  # --overwrite lets the same directory through
+    from bandit_lab.infra.files import prepare_out  # --overwrite lets the same directory through
 
     assert prepare_out(str(out), True) == str(out)
 

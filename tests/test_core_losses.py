@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
-from bandit_lab import Problem, divergences, losses
-from bandit_lab.data import PreferenceData, population
-from bandit_lab.oracles import ipo_optimum, rlhf_optimum
-from bandit_lab.random_problems import dirichlet, random_problem
+from bandit_lab import Problem, losses
+from bandit_lab.core import divergences
+from bandit_lab.core.data import PreferenceData, population
+from bandit_lab.solvers.oracles import ipo_optimum, rlhf_optimum
+from bandit_lab.core.random_problems import dirichlet, random_problem
 
 DIVS = [("reverse_kl", 0.5), ("forward_kl", 0.5), ("js", 0.5), ("alpha", 0.3)]
 

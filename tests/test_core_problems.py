@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bandit_lab import BanditError, Problem
-from bandit_lab.data import make_data, population, sample
-from bandit_lab.problems import bt_matrix, bt_reward_of_matrix, target_matrix
+from bandit_lab.core.data import make_data, population, sample
+from bandit_lab.core.problems import bt_matrix, bt_reward_of_matrix, target_matrix
 
 
 def kong():

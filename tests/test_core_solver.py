@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bandit_lab import Problem, metrics
+from bandit_lab import Problem
+from bandit_lab.core import metrics
 from bandit_lab import spec as spec_mod
 from bandit_lab.experiments import weight_decay as wd
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.params import Mixture, Simplex
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.params import Mixture, Simplex
+from bandit_lab.core.random_problems import random_problem
 from bandit_lab.runner import train_and_solve, train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig, make_train
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig, make_train
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_repeated_sweep_reuses_compilations():
     out = {}
     assert _compiles(lambda: out.setdefault("r", wd.run(s2))) == 0
     # the reused executable computed the new problem: its α = 0 point is on the new closed form
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
 
     rec = out["r"]["records"][0]
     assert rec["alpha"] == 0.0 and rec["loss"] == "dpo"

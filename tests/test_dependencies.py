@@ -32,7 +32,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIRST_PARTY = {"bandit_lab", "cli", "tests", "conftest"}
 # Extras that are optional by design; their imports must be lazy and guarded (checked below).
-OPTIONAL_EXTRAS = ("trl", "browser", "docs")
+OPTIONAL_EXTRAS = ("trl", "browser", "docs", "verl")
 
 
 def _norm(name: str) -> str:

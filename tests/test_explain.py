@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from bandit_lab.explain import explain
-from bandit_lab.oracles import rlhf_optimum
+from bandit_lab.solvers.oracles import rlhf_optimum
 
 
 def test_trl_default_grpo_config_runs_away():

@@ -242,7 +242,8 @@ def test_cli_help_quotes_the_settings_defaults():
 
 
 def test_cli_serve_until_ctrl_c(tmp_path, monkeypatch, capsys):
-    """--serve: prints the loopback URL, serves the page, Ctrl-C stops it with exit 0; no file written."""
+    """--serve: prints the loopback URL, serves the page, Ctrl-C stops it like every command (one
+    line, exit 130: bandit_lab.errors.exit_interrupted); no file written."""
     import bandit_lab.explore as ex
 
     real, got = ex.make_server, {}
@@ -265,8 +266,8 @@ def test_cli_serve_until_ctrl_c(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["explore", "--serve", "--n-alpha", "1", "--alpha-min", "0.1", "--alpha-max", "0.1", "--betas", "1",
                               "--steps", "20", "--n-budget", "2", "--losses", "dpo"], capsys)
-    assert code == 0, err
-    assert re.search(r"serving http://127\.0\.0\.1:\d+/ ", out) and out.rstrip().endswith("stopped")
+    assert code == 130 and err == "bandit-lab: interrupted\n", (code, err)
+    assert re.search(r"serving http://127\.0\.0\.1:\d+/ ", out)
     assert 'id="bandit-lab-data"' in got["body"] and "--serve" in got["body"]
     assert list(tmp_path.iterdir()) == []
 
@@ -299,7 +300,7 @@ def test_grid_is_one_compiled_sweep(small):
     (["explore", "--serve", "--port", "-1"], "--port must be 0"),
 ])
 def test_budget_and_port_refused_before_work(tmp_path, capsys, args, msg):
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
 
     try:
         code, out, err = run_cli(args + ([] if "--serve" in args else ["--out", str(tmp_path / "p.html")]), capsys)
@@ -310,7 +311,7 @@ def test_budget_and_port_refused_before_work(tmp_path, capsys, args, msg):
 
 
 def test_cost_of_the_default_page_is_within_the_default_budget():
-    from bandit_lab import budget
+    from bandit_lab.infra import budget
     from bandit_lab.explore.build import cost
 
     c = cost(Settings(), 3, 6)

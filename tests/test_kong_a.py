@@ -11,13 +11,13 @@ import pytest
 
 from bandit_lab import experiments
 from bandit_lab.checks import kong, run_check
-from bandit_lab.data import PreferenceData, make_data
+from bandit_lab.core.data import PreferenceData, make_data
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import early_stopping as es
 from bandit_lab.experiments import mode_seeking as ms
 from bandit_lab.experiments import simplex_view as sv
 from bandit_lab.losses import LossInputs, dpo
-from bandit_lab.solver import solve_exact
+from bandit_lab.solvers.solver import solve_exact
 
 
 # ----------------------------------------------------------------------------- early stopping

@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import optimize
 
-from bandit_lab import thresholding_loss
+from bandit_lab.solvers import thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import get, make_settings
 from bandit_lab.experiments import noise_adaptive as na
-from bandit_lab.objective import make_objective
-from bandit_lab.params import Mixture
-from bandit_lab.problems import Problem
-from bandit_lab.train import TrainConfig, make_train
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.params import Mixture
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.train import TrainConfig, make_train
 
 RATIOS = thresholding_loss.PAPER_RATIOS
 
@@ -321,7 +321,7 @@ def test_noise_adaptive_simplex_shows_effect_without_sharing_and_without_the_bou
     # independent reference for step 1, every context
     s = make_settings(get("noise-adaptive"), {"n_contexts": 1000, "lr": 5e-6})
     pb, log_r, _ = na.make_problem(s)
-    from bandit_lab.data import population
+    from bandit_lab.core.data import population
 
     w = np.asarray(population(pb).weight)[:, 0, 1]
     q = _numpy_simplex_first_step(pb.pi_ref, w, s.beta, s.lr, TrainConfig().eps)

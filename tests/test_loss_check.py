@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bandit_lab import fixed_points, loss_check, losses, precision
+from bandit_lab import fixed_points, loss_check, losses
+from bandit_lab.infra import precision
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import base as loss_base
 from bandit_lab.losses.base import LossSpec, expect, log_ratios

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import ipo_optimum, loss_oracle, rlhf_optimum
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import ipo_optimum, loss_oracle, rlhf_optimum
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import random_problem
 
 
 def _pb(seed=0, k=3, x=2):
@@ -133,7 +133,7 @@ def test_epochs_change_the_path_not_the_fixed_point():
     """PPO with 4 epochs per batch, clip 0.2, learned critic: Adam in exact mode ends on the same
     stationary point (Gibbs with k1 in the reward)."""
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     pb = _pb(8)
     o = make_objective(pb, "ppo", {"beta": 0.8})
@@ -183,7 +183,7 @@ def test_beta_sweep_compiles_once():
     """A β sweep of GRPO in exact mode is one compiled jit(vmap(scan)): 64 points cost the same
     compiles as 8 (the grid is a vmapped axis)."""
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     pb = _pb(10)
     o = make_objective(pb, "grpo", {"group_size": 4})

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
+from bandit_lab.core import metrics
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
 
 
 def _boundary_problem(a: float, r):
@@ -65,7 +65,7 @@ def test_mroueh_fixed_point_relative_precision(beta, p_ref):
 def test_forward_kl_optimum_at_the_boundary(a):
     """β·π_ref/(λ − r): stationarity β(1 − π_ref/π) − r = −λ in every component to 1e-14 (was 6e-6
     at π_ref = 1e-12, from bisection on λ instead of on the gap λ − max r)."""
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
 
     ref = np.array([a, 0.5, 0.5])
     ref = ref / ref.sum()

@@ -181,7 +181,7 @@ def test_python_registered_loss_is_guarded_too(clean_plugins):
         return bl.expect(inputs.data, -jax.nn.log_sigmoid(hp["beta"] * (hw - hl)))
 
     try:
-        from bandit_lab.oracles import loss_oracle
+        from bandit_lab.solvers.oracles import loss_oracle
 
         pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
         with pytest.raises(bl.BanditError, match=r"loss 'py_guarded': oracle of loss 'py_guarded' returned a policy that is not"):

@@ -1,4 +1,4 @@
-"""Columnar records (bandit_lab.records): the npz round trip, its schema, its speed at 10⁵ rows,
+"""Columnar records (bandit_lab.infra.records): the npz round trip, its schema, its speed at 10⁵ rows,
 and the CLI writing records.npz beside records.json (rows listed in JSON up to 10⁴ only)."""
 import json
 import os
@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from bandit_lab import records
-from bandit_lab.records import Table
+from bandit_lab.infra import records
+from bandit_lab.infra.records import Table
 from cli.main import main
 
 

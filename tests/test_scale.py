@@ -9,14 +9,16 @@ import jax
 import numpy as np
 import pytest
 
-from bandit_lab import cache, export_cache, metrics, solver
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.problems import Problem
+from bandit_lab.infra import cache, export_cache
+from bandit_lab.core import metrics
+from bandit_lab.solvers import solver
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
 from bandit_lab.tokens.param import make_param
 from bandit_lab.tokens.tree import TokenTree, make_tree_problem
-from bandit_lab.train import CHUNK, TrainConfig
+from bandit_lab.core.train import CHUNK, TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -267,7 +269,7 @@ def test_steihaug_cg_solves_the_trust_region_model():
 def test_both_trust_region_metrics_reach_the_same_optimum(monkeypatch):
     """The metric is a convention of the solver, not of the answer: Fisher (default for RLHF) and
     Euclidean (default for DPO) land on the same closed form for each; a stack mixes them."""
-    from bandit_lab.objective import Stack
+    from bandit_lab.core.objective import Stack
 
     tp, _ = _small_tree(V=4, T=4, seed=3)
     star = rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, 1.0)
@@ -303,7 +305,7 @@ def test_an_objective_without_an_init_of_its_own_does_not_keep_the_first_problem
     """``train_batch(…, inits=[None, w])``: the ``None`` objective starts from *its* problem's
     ``param.init()``, passed as an argument. It used to be traced into the compiled program as a
     constant (constant-folded at 10⁵ contexts, and reused by the next problem of the same shape)."""
-    from bandit_lab.params import LogLinear, Simplex
+    from bandit_lab.core.params import LogLinear, Simplex
 
     rng = np.random.default_rng(0)
     cfg = TrainConfig(steps=20, log_steps=(0, 20))
@@ -344,7 +346,7 @@ def test_float32_keeps_simplex_runs_finite_and_softmax_ties():
 def test_exact_solvers_compute_in_float64_under_float32():
     """``--float32`` trains in float32, but the exact columns stay float64 (``@precision.float64`` on the solvers): the
     same solve inside and outside a float32 scope agrees to 1e-12 (before: 1e-4 apart, α = 0.1)."""
-    from bandit_lab import precision
+    from bandit_lab.infra import precision
 
     pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
     for loss in ("dpo", "rlhf"):
@@ -357,3 +359,17 @@ def test_exact_solvers_compute_in_float64_under_float32():
         assert r32.converged and k32.converged and np.asarray(r32.policy).dtype == np.float64
         np.testing.assert_allclose(r32.policy, r64.policy, atol=1e-12)
         np.testing.assert_allclose(k32.policy, r64.policy, atol=1e-10)
+
+
+def test_big_sweep_work_estimate_matches_measured_runs():
+    """The budget's estimate for the big weight-decay sweeps (issue 22) against measured runs on the
+    2-core machine under load (docs/performance.md): 4,096 points 15.9 s, 65,536 points 167–217 s
+    (train 150–185 s, exact 14–28 s). Within a factor 2.5 either way, and under the default
+    10-minute limit, so `--n-alphas 65536` needs no `--max-work` (it was ≈ 6× too high: 18 min)."""
+    from bandit_lab.experiments import weight_decay as wd
+    from bandit_lab.infra import budget
+
+    for n, measured in ((4096, 15.9), (65536, 190.0)):
+        est = wd.Settings(n_alphas=n).cost().work / 1e9
+        assert measured / 2.5 <= est <= measured * 2.5, (n, est)
+        assert est < budget.DEFAULT_WORK_S

@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import ipo_notes
 from bandit_lab.checks import spo as spo_checks
-from bandit_lab.data import PreferenceData, population
+from bandit_lab.core.data import PreferenceData, population
 from bandit_lab.losses import spo
 from bandit_lab.losses import LossInputs, get
-from bandit_lab.objective import make_objective
-from bandit_lab.random_problems import dirichlet, random_problem
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import dirichlet, random_problem
+from bandit_lab.solvers.solver import solve_exact
 
 
 # ----------------------------------------------------------------------------- numpy reference
@@ -171,7 +171,7 @@ def test_thm2_flow_soft_importance_monotone():
 def test_alpha0_flow_stops_at_net_score_point_not_argmax():
     """Finding (docs/spo.md): K = 3, r = (1, 0.9, −3), uniform pairs: responses 0 and 1 both beat
     the rest on net, so the α = 0 flow ends at π ∝ c⁺, with mass on both — not at argmax r."""
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.problems import Problem
 
     pb = Problem.create([1 / 3] * 3, reward=[1.0, 0.9, -3.0], pairs="uniform")
     W = np.asarray(population(pb).weight)
@@ -262,7 +262,7 @@ def test_sampled_kl_exact_in_expectation():
 
 
 def test_sampled_kl_trainer_lands_near_exact_optimum():
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     pb = random_problem(np.random.default_rng(11), k=5, contexts=1, preference="reward")
     o = make_objective(pb, "spo", {"alpha": 0.7, "beta": 0.5})
@@ -348,7 +348,7 @@ def test_win_rate_dynamics_bit_for_bit():
 
 def test_loss_oracle_gives_softmax_r_over_alpha_for_spo_pref():
     """`solve` prints SPO Thm 1's closed form; it meets the exact solver on random bandits."""
-    from bandit_lab.oracles import loss_oracle
+    from bandit_lab.solvers.oracles import loss_oracle
 
     rng = np.random.default_rng(21)
     for _ in range(3):

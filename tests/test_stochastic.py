@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import bandit_lab as bl
-from bandit_lab.data import minibatch, sample
+from bandit_lab.core.data import minibatch, sample
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import azar_minibatch as az
 from bandit_lab.runner import train_batch

@@ -4,11 +4,11 @@ the run and a step; the batched exact solver's per-point results are views of it
 import numpy as np
 import pytest
 
-from bandit_lab import guards
+from bandit_lab.infra import guards
 from bandit_lab.errors import DivergenceError
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
-from bandit_lab.train import TrainConfig, make_train, run_many
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.train import TrainConfig, make_train, run_many
 
 
 def _hp(lr, n=3):

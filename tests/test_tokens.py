@@ -7,16 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
-from bandit_lab.data import PreferenceData, population
+from bandit_lab.core import metrics
+from bandit_lab.core.data import PreferenceData, population
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.solvers.solver import solve_exact
 from bandit_lab.tokens import (TokenTree, cvar, cvar_np, lemma34_policy, make_param, make_tree_problem, random_tree_problem,
                                soft_dp)
 from bandit_lab.tokens.solve import solve_stationary
-from bandit_lab.train import TrainConfig, make_train
+from bandit_lab.core.train import TrainConfig, make_train
 
 LOSSES = ("tdpo1", "tdpo2", "radpo1", "radpo2", "uedpo")
 SG = ("tdpo2", "radpo2")

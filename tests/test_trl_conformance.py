@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from bandit_lab import losses
-from bandit_lab.data import PreferenceData
+from bandit_lab.core.data import PreferenceData
 from bandit_lab.losses import LossInputs
 
 ROOT = pathlib.Path(__file__).resolve().parent
@@ -140,8 +140,8 @@ def test_sync_ref_model_mix_is_ours():
     """TR-DPO: TRL's SyncRefModelCallback mixes parameters θ_ref ← αθ + (1 − α)θ_ref; our state
     update mixes log-probabilities, the same policy for softmax logits."""
     from bandit_lab.losses import trdpo
-    from bandit_lab.objective import make_objective
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.core.problems import Problem
 
     for rec in DATA["sync_ref_model"]:
         th, tr, new = (np.asarray(rec[k]) for k in ("theta", "theta_ref", "theta_ref_new"))

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
-from bandit_lab.objective import make_objective
+from bandit_lab.core import metrics
+from bandit_lab.core.objective import make_objective
 from bandit_lab.onpolicy.stationary import solve
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.random_problems import random_problem
 
 G, BETA = 3, 0.6
 

@@ -192,3 +192,24 @@ def test_tree_loss_value_and_gradient_match_trl(row):
     ref_v, ref_g = row["value"], np.asarray(row["grad"])
     assert abs(v - ref_v) <= TOL * max(1.0, abs(ref_v)), (v, ref_v)
     assert np.max(np.abs(g - ref_g)) <= TOL * max(1.0, np.max(np.abs(ref_g))), np.max(np.abs(g - ref_g))
+
+
+@pytest.mark.parametrize("row", DATA["a2po_rows"], ids=lambda r: f"a2po-beta2={r['config']['beta2']}")
+def test_a2po_loss_matches_trl(row):
+    """``A2POTrainer.compute_loss``: mean over the batch of (β₂·log(π/π_ref) − (r − V*))², V* per
+    prompt as TRL cached it (the state's ``v_star``); value and gradient, 1e-12."""
+    y = np.asarray(INP["completions"])
+    oh = np.eye(V)[y]
+    r = np.asarray(row["reward_table"])
+    st = {"ckl": jnp.asarray(oh.sum(1) / (X * G)), "v_star": jnp.asarray(row["v_star"])[:, None]}
+    ref = jax.nn.log_softmax(jnp.asarray(INP["theta_ref"]), -1)
+    hp = {"beta": row["config"]["beta2"], "beta1": row["config"]["beta1"]}
+
+    def f(theta):
+        inp = LossInputs(logp=jax.nn.log_softmax(theta, -1), logp_ref=ref, data=None, reward=jnp.asarray(r),
+                         context_weight=jnp.ones(X), state=st)
+        return onpolicy_loss(inp, hp, algo="a2po")
+
+    v, g = jax.value_and_grad(f)(jnp.asarray(INP["theta"]))
+    assert abs(float(v) - row["value"]) <= TOL * max(1.0, abs(row["value"]))
+    assert np.max(np.abs(np.asarray(g) - np.asarray(row["grad"]))) <= TOL * max(1.0, np.max(np.abs(row["grad"])))

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import random_problem
 
 
 def _pb(seed=0):
@@ -96,7 +96,7 @@ def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():
     ∇KL(π‖π_ref). So the expected update is ((G−1)/G)·∇[E_π r − β·G/(G−1)·KL(π‖π_ref)], whose
     unique maximiser is π_ref·e^{r(G−1)/(Gβ)}/Z (independent NumPy closed form, 1e-8). With the
     correction off (plain k3: ∇ of KL(π_ref‖π)-like, Tang & Munos) the point is not Gibbs."""
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.onpolicy.stationary import solve
 
     pb = random_problem(np.random.default_rng(7), k=4, contexts=2, preference="reward", pairs="uniform")
@@ -144,7 +144,7 @@ def test_rloo_reward_clip_range_is_gibbs_of_the_clipped_reward():
     """RLOOTrainer clamps rewards to reward_clip_range before the k1 penalty (TRL 1.16, checked
     against TRL's advantage code in test_trl_onpolicy_conformance); RLOO's expected update is
     ∇[E_π r − β·KL(π‖π_ref)], so its point is Gibbs of the clipped reward (closed form, 1e-8)."""
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
     from bandit_lab.onpolicy.stationary import solve
 
     pb = _pb(5)

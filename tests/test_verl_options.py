@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
+from bandit_lab.core.objective import make_objective
 from bandit_lab.onpolicy import verl as vl
 from bandit_lab.onpolicy.stationary import solve
-from bandit_lab.oracles import rlhf_optimum
+from bandit_lab.solvers.oracles import rlhf_optimum
 
 
 @pytest.fixture(scope="module")

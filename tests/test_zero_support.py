@@ -8,9 +8,9 @@ import pytest
 
 import bandit_lab as bl
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.params import MaskedSoftmax, Softmax
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.params import MaskedSoftmax, Softmax
 from bandit_lab.support import LOG_ZERO
 
 REF3, REF2 = [0.5, 0.3, 0.0, 0.2], [0.5, 0.3, 0.2]

@@ -11,18 +11,19 @@ import pytest
 from scipy import optimize
 
 from bandit_lab import fixed_points as fp
-from bandit_lab import losses, metrics
-from bandit_lab.data import PreferenceData
+from bandit_lab import losses
+from bandit_lab.core import metrics
+from bandit_lab.core.data import PreferenceData
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs
 from bandit_lab.losses import zoo
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum, softmax_np
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet, random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum, softmax_np
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet, random_problem
 from bandit_lab.runner import train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig
 
 ZOO = ["hinge", "cdpo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
        "discopop", "simpo", "cpo", "orpo", "kto", "eta_sigmoid", "eta_linear",
@@ -402,7 +403,7 @@ def test_solve_exact_uses_the_loss_specific_solver():
 
 
 def test_fixed_points_sampled_data_has_no_population_closed_form():
-    from bandit_lab.data import make_data
+    from bandit_lab.core.data import make_data
 
     obj = make_objective(APP_B, "ipo", {"beta": 0.5}, data=make_data(APP_B, "sampled", 50, 1))
     cf, note = fp.closed_form(obj)

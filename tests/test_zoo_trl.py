@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bandit_lab import divergences, losses, metrics
+from bandit_lab.core import divergences, metrics
+from bandit_lab import losses
 from bandit_lab import fixed_points as fp
-from bandit_lab.data import PreferenceData
+from bandit_lab.core.data import PreferenceData
 from bandit_lab.errors import BanditError
-from bandit_lab.exact_solvers import stationarity
+from bandit_lab.solvers.exact_solvers import stationarity
 from bandit_lab.losses import LossInputs
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum, softmax_np
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet, random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum, softmax_np
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet, random_problem
 from bandit_lab.runner import train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig
 
 APP_B = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
 

@@ -3,6 +3,12 @@
 Each module in this package defines ``CHECKS = [Check(...), ...]``. A check's ``run(n, seed)``
 evaluates a claim on ``n`` random float64 instances and returns the largest error seen; the
 check passes when that error is at most its tolerance. Modules are discovered, not listed.
+
+A check that is inherently long at the paper's size (``sampled-rate``: 20 seeds × 1,500 steps
+with N = 4,096 draws per step) also has a ``slow`` run, the same claim at the full size, used by
+``bandit-lab verify --slow``; its default ``run`` checks the claim at a smaller size (see
+docs/performance.md). :func:`run_checks` runs checks in ``jobs`` worker processes (they share
+compiled programs through the persistent compilation cache when it is on).
 """
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ class Check:
     # "≤": error must be at most tolerance; "≥": the measured value must be at least it
     # (for claims that two things differ, e.g. constrained DPO ≠ constrained RLHF).
     direction: str = "≤"
+    # the same claim at the paper's full size, for `verify --slow` (None: ``run`` is already that)
+    slow: Callable[[int, int], float] | None = None
+    slow_claim: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +41,7 @@ class CheckResult:
     value: float
     passed: bool
     seconds: float
+    tier: str = "default"  # "slow" when the check's full-size run was used (`verify --slow`)
 
 
 _REGISTRY: dict[str, Check] = {}
@@ -48,10 +58,105 @@ def registry() -> dict[str, Check]:
     return dict(_REGISTRY)
 
 
-def run_check(check: Check, n: int | None = None, seed: int = 0) -> CheckResult:
+def run_check(check: Check, n: int | None = None, seed: int = 0, slow: bool = False) -> CheckResult:
     import time
 
+    full = slow and check.slow is not None
     t0 = time.perf_counter()
-    value = float(check.run(n or check.n_instances, seed))
+    value = float((check.slow if full else check.run)(n or check.n_instances, seed))
     ok = bool(np.isfinite(value) and (value <= check.tolerance if check.direction == "≤" else value >= check.tolerance))
-    return CheckResult(check, value, ok, time.perf_counter() - t0)
+    return CheckResult(check, value, ok, time.perf_counter() - t0, "slow" if full else "default")
+
+
+def claim(check: Check, slow: bool = False) -> str:
+    """The claim as run: the full-size wording under ``--slow`` where the check has one."""
+    return check.slow_claim if slow and check.slow is not None and check.slow_claim else check.claim
+
+
+PARALLEL_FROM = 8  # fewer checks than this run in-process by default: a spawned worker costs ≈ 2 s to start
+
+
+def default_jobs(n_checks: int | None = None) -> int:
+    """Worker processes for ``verify`` by default: the CPUs this process may use, at most 4
+    (the checks are compile-bound; XLA's CPU compiler uses about one core per program) — and 1,
+    in-process, for fewer than ``PARALLEL_FROM`` checks."""
+    import os
+
+    if n_checks is not None and n_checks < PARALLEL_FROM:
+        return 1
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(4, n))
+
+
+def _worker_init(x64: bool, cache_dir: str | None) -> None:
+    import os
+
+    os.environ.setdefault("BANDIT_LAB_NO_PROGRESS", "1")
+    if cache_dir:
+        from bandit_lab.infra import cache
+
+        cache.enable(cache_dir)
+    from bandit_lab.infra import precision
+
+    precision.enable_x64(x64)
+
+
+def _worker_run(name: str, n: int | None, seed: int, slow: bool):
+    r = run_check(registry()[name], n, seed, slow)
+    return r.value, r.passed, r.seconds, r.tier
+
+
+# checks that reuse another's in-process results (memoised trainings or stationary solves): kept
+# in one worker, after the check they reuse
+AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun"}
+
+
+def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: int = 1, slow: bool = False):
+    """Yield a :class:`CheckResult` per name, in the order of ``names``, each as soon as it and
+    every check before it are done. ``jobs > 1`` runs them in that many spawned processes
+    (JAX does not survive ``fork``); each worker uses float64 if this process does and the same
+    persistent compilation cache, so a program compiled by one worker is read by the others."""
+    reg = registry()
+    if jobs <= 1 or len(names) <= 1:
+        for name in names:
+            yield run_check(reg[name], n, seed, slow)
+        return
+    import concurrent.futures as cf
+    import multiprocessing
+
+    import jax
+
+    from bandit_lab.infra import precision
+
+    cache_dir = jax.config.jax_compilation_cache_dir or None
+    # a unit of work = a check with the checks that reuse its results; submitted in the order of
+    # ``names`` so the progress of the ordered output stays steady
+    units: list[list[str]] = []
+    home: dict[str, list[str]] = {}
+    for name in names:
+        lead = AFFINITY.get(name)
+        if lead in home:
+            home[lead].append(name)
+            home[name] = home[lead]
+        else:
+            home[name] = [name]
+            units.append(home[name])
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=ctx, initializer=_worker_init,
+                                initargs=(precision.x64_enabled(), cache_dir)) as pool:
+        futs = {u[0]: pool.submit(_run_unit, u, n, seed, slow) for u in units}
+        done: dict[str, CheckResult] = {}
+        for name in names:
+            unit = home[name]
+            if name not in done:
+                for nm, (value, passed, seconds, tier) in zip(unit, futs[unit[0]].result()):
+                    done[nm] = CheckResult(reg[nm], value, passed, seconds, tier)
+            yield done.pop(name)
+
+
+def _run_unit(unit: list[str], n: int | None, seed: int, slow: bool):
+    return [_worker_run(name, n, seed, slow) for name in unit]

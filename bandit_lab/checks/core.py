@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.data import population
+from bandit_lab.core.data import population
 from bandit_lab.losses import LossInputs, dpo, gaussian_nll
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import ipo_optimum, rlhf_optimum
-from bandit_lab.random_problems import dirichlet, random_problem
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import ipo_optimum, rlhf_optimum
+from bandit_lab.core.random_problems import dirichlet, random_problem
+from bandit_lab.solvers.solver import solve_exact
 
 import jax.numpy as jnp
 

@@ -21,11 +21,11 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.random_problems import random_problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.random_problems import random_problem
 
 DIVS = (("forward_kl", 0.5), ("js", 0.5), ("alpha", 0.5), ("chi_mix", 0.5))
 DIFFERENCE = ("dpo", "hinge", "cdpo", "robust", "exo_pair", "ipo", "gaussian_nll")
@@ -51,7 +51,7 @@ def table_row(pb, loss, beta, div, a):
     rk = make_objective(pb, loss, params)
     r0 = fp.multistart(rk)[0] if loss != "hinge" else None
     if loss == "hinge":
-        from bandit_lab.solver import solve_exact
+        from bandit_lab.solvers.solver import solve_exact
 
         r0 = solve_exact(rk)
     pi_L = np.atleast_2d(r0.policy)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import softmax_np
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import softmax_np
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet
+from bandit_lab.solvers.solver import solve_exact
 
 
 def random_matrix(rng, k: int) -> np.ndarray:

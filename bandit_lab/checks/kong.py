@@ -30,13 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import ipo_optimum
-from bandit_lab.params import Simplex
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import ipo_optimum
+from bandit_lab.core.params import Simplex
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet
 
 N_POLICIES = 8  # random π_θ per instance at which an identity is evaluated
 

@@ -18,7 +18,7 @@ distinct pairs (population data of a uniform or reference pair law), a tabular p
   Value: largest TV between the end of the flow (projected Euler, 20 000 steps of 0.01) and
   that point, on 20 random K = 3 instances.
 - ``spo-alpha0-rate``: how often that happens (:func:`alpha0_off_argmax_count`). On random
-  bandits (π_ref = :func:`~bandit_lab.random_problems.dirichlet`, r ~ N(0, 1.5²) i.i.d., uniform
+  bandits (π_ref = :func:`~bandit_lab.core.random_problems.dirichlet`, r ~ N(0, 1.5²) i.i.d., uniform
   or reference pair law) the fraction with ≥ 2 positive net scores is exactly ½ at K = 3 — the
   middle response has c > 0 iff it is nearer the top reward than the bottom one, and r → −r swaps
   the two gaps — and rises with K. Value: the two-sided binomial p-value of the K = 3 count under
@@ -44,14 +44,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.data import PreferenceData, population
+from bandit_lab.core.data import PreferenceData, population
 from bandit_lab.losses.spo import pref_per_triple, softmax_r_over_alpha, spo_pref
 from bandit_lab.losses import LossInputs, expect
-from bandit_lab.objective import make_objective
-from bandit_lab.random_problems import dirichlet, random_problem
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import dirichlet, random_problem
+from bandit_lab.solvers.solver import solve_exact
 
 
 def _alpha(rng, lo=0.1, hi=3.0) -> float:
@@ -256,7 +256,7 @@ def alpha0_off_argmax_count(k: int, n: int, seed: int, pairs: str) -> int:
     ``dirichlet``, r ~ N(0, 1.5²) i.i.d.) on which the α = 0 flow stops off the argmax vertex, i.e.
     ≥ 2 responses have a positive net score (:func:`borda_fixed_point`). Drawn as one problem with
     ``n`` contexts (same per-context law, one vectorised pass)."""
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.problems import Problem
 
     rng = np.random.default_rng(seed)
     ref = dirichlet(rng, (n, k))

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import metrics
+from bandit_lab.core import metrics
 from bandit_lab.checks import Check
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.solver import solve_exact
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.solvers.solver import solve_exact
 from bandit_lab.tokens.dp import eq31_optimum
 from bandit_lab.tokens import lemma34_policy, make_param, nested_values, random_tree_problem, soft_dp
 from bandit_lab.tokens.risk import cvar_np

@@ -14,9 +14,9 @@ labelled pairs at every step, 18,000 steps, several seeds. The datasets, as prin
 check its pairs, and we do not guess a dataset.) Each dataset is a bandit-lab population — the
 pair law puts equal mass on the dataset's pairs and the labels are deterministic — so a
 mini-batch of B pairs drawn with replacement from the population *is* a batch drawn with
-replacement from the dataset (:func:`bandit_lab.data.minibatch` inside the compiled trainer,
+replacement from the dataset (:func:`bandit_lab.core.data.minibatch` inside the compiled trainer,
 ``TrainConfig(batch_size=B)``); seeds are a vmapped axis, and IPO and DPO train as one
-:class:`~bandit_lab.objective.Stack`, so each seed's batches are the same for both losses.
+:class:`~bandit_lab.core.objective.Stack`, so each seed's batches are the same for both losses.
 
 What the exact solver says, and so what "the optimum" is:
 
@@ -43,13 +43,13 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
-from bandit_lab.metrics import tv
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
+from bandit_lab.core.metrics import tv
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 # dataset name → (labelled pairs (winner, loser) over y_a, y_b, y_c = 0, 1, 2, as the paper prints them)
 DATASETS = {
@@ -111,7 +111,7 @@ def reference(name: str, loss: str, objective) -> tuple[np.ndarray, str]:
         return objective.problem.pi_ref[0], "π_ref: full-batch gradient 0; a point of the minimiser set {π(y_a) = π(y_b)}"
     if loss == "dpo":
         return np.asarray(DPO_LIMIT[name]), "no finite minimiser: the limit policy of the infimum (deterministic labels)"
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.solvers.solver import solve_exact
 
     ex = solve_exact(objective, objective.hp)
     if not ex.converged:

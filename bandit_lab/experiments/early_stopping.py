@@ -23,14 +23,15 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
-from bandit_lab.divergences import DIVERGENCES
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
+from bandit_lab.core.divergences import DIVERGENCES
 from bandit_lab.experiments import Experiment, check_distributions, check_losses, loss_field, command_line, meta, pyplot, save_figure, with_counterpart
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import solve_batch, to_list, train_batch
-from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from bandit_lab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 

@@ -15,11 +15,12 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
 from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.problems import Problem
 
 
 @dataclasses.dataclass(frozen=True)

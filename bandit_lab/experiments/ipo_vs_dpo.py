@@ -10,7 +10,7 @@ shown margin ``h_w − h_l → ∞``: π(y_l) → 0, at every β (β only rescal
 the minimiser is the weighted least-squares solution (e.g. 2/3 and 4/3 of 1/(2β) for K = 3
 with equal counts), found here by the exact solver on the same data.
 
-DPO and IPO over the β grid are trained as one :class:`~bandit_lab.objective.Stack` in one
+DPO and IPO over the β grid are trained as one :class:`~bandit_lab.core.objective.Stack` in one
 compiled ``jit(vmap(scan))`` (Adam, constant learning rate, log-spaced logged steps).
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget
-from bandit_lab.data import make_data
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core.data import make_data
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import exact_batch, to_list, train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 
 

@@ -2,7 +2,7 @@
 
 Bandit: three responses ``a, b, c``, uniform π_ref, uniform pairs, ``p(a≻b) = p(c≻b) = 1``,
 ``p(a≻c) = ½`` — the BT preferences (Kong Eq. 27) of ``π* = [½, 0, ½]``. Policy family
-``π_θ = θ·[1, 0, 0] + (1 − θ)·[⅓, ⅓, ⅓]``, ``θ ∈ [0, 1]`` (:class:`bandit_lab.params.Mixture`),
+``π_θ = θ·[1, 0, 0] + (1 − θ)·[⅓, ⅓, ⅓]``, ``θ ∈ [0, 1]`` (:class:`bandit_lab.core.params.Mixture`),
 trained by projected Adam from ``θ = 0.5`` and solved exactly (box path of ``solve_exact``).
 
 Closed forms (derived in ``docs/kong-a.md``; the tests check them against the solver):
@@ -29,14 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.params import Mixture
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.params import Mixture
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import SCHEDULES, TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import SCHEDULES, TrainConfig
 
 PAPER = {"theta_rlhf": 1.00, "theta_dpo": 0.44}
 PI_STAR = (0.5, 0.0, 0.5)

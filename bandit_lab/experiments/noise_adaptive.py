@@ -49,14 +49,14 @@ import time
 import numpy as np
 from scipy import stats
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.params import LogLinear, Simplex, Softmax
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.params import LogLinear, Simplex, Softmax
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 PARAMS = ("softmax", "loglinear", "simplex")
 
@@ -120,7 +120,7 @@ TIE_DECIMALS = {True: 9, False: 5}  # x64 on / off: decimals Eq. 21 is compared 
 
 
 def _tie_decimals() -> int:
-    from bandit_lab import precision
+    from bandit_lab.infra import precision
 
     return TIE_DECIMALS[precision.x64_enabled()]
 

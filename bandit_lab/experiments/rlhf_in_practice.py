@@ -17,12 +17,13 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
 from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import exact_batch, to_list, train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 ALGOS = (("reinforce", {}), ("rloo", {}), ("ppo", {}), ("grpo", {}), ("grpo", {"kl_estimator": "k1", "kl_placement": "reward"}),
          ("dr_grpo", {}), ("dapo", {}), ("online_dpo", {}), ("nash_md", {}))

@@ -2,7 +2,7 @@
 
 One panel per weight decay α (default α = 0 and α = 0.1; Kong et al. §3.3, Fig. 2's bandit of
 App. B, Eq. 26–28): the trajectories of DPO, f-DPO (forward KL), IPO and their RLHF counterparts
-from π_ref, the unconstrained optima (closed forms, :func:`bandit_lab.oracles.loss_oracle`) and
+from π_ref, the unconstrained optima (closed forms, :func:`bandit_lab.solvers.oracles.loss_oracle`) and
 the exact constrained optima (:func:`bandit_lab.runner.solve_batch`). At α = 0 each loss lands on
 its counterpart's closed form; under α‖θ‖² they land apart (Props. 3.1, 3.2). A last panel draws
 the mode-seeking family of §3.3, ``π_θ = θ·[1,0,0] + (1−θ)·uniform``, as a segment with the DPO
@@ -18,16 +18,16 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, check_distributions, command_line, meta, save_figure
 from bandit_lab.experiments import mode_seeking as ms
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import solve_batch, to_list, train_batch
-from bandit_lab.solver import solve_exact
-from bandit_lab.train import TrainConfig
+from bandit_lab.solvers.solver import solve_exact
+from bandit_lab.core.train import TrainConfig
 
 VERTICES = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3.0) / 2.0]])
 # one colour per loss family; the RLHF counterpart shares a darker/complementary tone

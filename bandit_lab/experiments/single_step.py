@@ -18,7 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, thresholding_loss
+from bandit_lab.infra import bounds, budget
+from bandit_lab.solvers import thresholding_loss
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 

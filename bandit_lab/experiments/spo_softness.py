@@ -20,15 +20,16 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, check_distributions, meta, pyplot, save_figure
 from bandit_lab.losses.spo import softmax_r_over_alpha
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
-from bandit_lab.problems import Problem
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
+from bandit_lab.core.problems import Problem
 from bandit_lab.runner import solve_batch, to_list, train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 
 

@@ -10,7 +10,7 @@ the paper's init, ``L' < 0`` on (0, 1) for ``c < c*``, so θ only grows from θ�
 no step size, step budget or stopping rule can end at Table 1's 0.77 < θ₀ for c = 0.1. The
 *mirrored* init ``θ₀/(1−θ₀) = c`` with a small step (``--diag-lr``, 500 steps, unconverged)
 reproduces the whole printed row; it is shown as an explanation, never as the result.
-All numerics in :mod:`bandit_lab.thresholding_loss`.
+All numerics in :mod:`bandit_lab.solvers.thresholding_loss`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, thresholding_loss
+from bandit_lab.infra import bounds, budget
+from bandit_lab.solvers import thresholding_loss
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 
 

@@ -16,15 +16,16 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
-from bandit_lab.data import make_data
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
+from bandit_lab.core.data import make_data
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
+from bandit_lab.core.objective import make_objective
 from bandit_lab.runner import train_batch
-from bandit_lab.solver import solve_exact
+from bandit_lab.solvers.solver import solve_exact
 from bandit_lab.tokens import TokenTree, make_param, make_tree_problem
 from bandit_lab.tokens.solve import solve_stationary
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 
 

@@ -20,15 +20,16 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics
+from bandit_lab.infra import bounds, budget
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import Experiment, command_line, meta, pyplot, save_figure
-from bandit_lab.objective import make_objective
-from bandit_lab.oracles import rlhf_optimum
+from bandit_lab.core.objective import make_objective
+from bandit_lab.solvers.oracles import rlhf_optimum
 from bandit_lab.runner import exact_batch, train_batch
 from bandit_lab.tokens import TokenTree, make_param, make_tree_problem, soft_dp, ue_arrays_from_perturbed
 from bandit_lab.tokens.dp import eq31_optimum
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 
 

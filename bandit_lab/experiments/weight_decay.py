@@ -15,17 +15,18 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget, metrics, timing
-from bandit_lab.data import make_data
+from bandit_lab.infra import bounds, budget, timing
+from bandit_lab.core import metrics
+from bandit_lab.core.data import make_data
 from bandit_lab.errors import BanditError
-from bandit_lab.divergences import DIVERGENCES
+from bandit_lab.core.divergences import DIVERGENCES
 from bandit_lab.experiments import Experiment, check_distributions, check_losses, loss_field, meta, pyplot, save_figure, with_counterpart
-from bandit_lab.objective import PENALTIES, make_objective
-from bandit_lab.oracles import loss_oracle
-from bandit_lab.problems import Problem
-from bandit_lab.records import Table, as_table
+from bandit_lab.core.objective import PENALTIES, make_objective
+from bandit_lab.solvers.oracles import loss_oracle
+from bandit_lab.core.problems import Problem
+from bandit_lab.infra.records import Table, as_table
 from bandit_lab.runner import train_and_solve
-from bandit_lab.train import OPTIMIZERS, SCHEDULES, TrainConfig
+from bandit_lab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 
@@ -106,7 +107,7 @@ def run(s: Settings) -> dict:
 
 def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> dict:
     dist = metrics.distance(s.distance)
-    # columnar (bandit_lab.records.Table): every field an array over the grid, nothing per point
+    # columnar (bandit_lab.infra.records.Table): every field an array over the grid, nothing per point
     P, a = len(alphas), np.asarray(alphas, dtype=float)
     cols: dict = {k: [] for k in ("loss", "counterpart", "counterpart_declared", "alpha", "beta", "policy", "counterpart_policy", "exact",
                                   "counterpart_exact", "oracle", "counterpart_oracle", "tv", "distance", "exact_distance",

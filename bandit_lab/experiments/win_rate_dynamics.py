@@ -5,7 +5,7 @@ shown from π_ref ⊗ π_ref (as if sampled from the reference model; ties dropp
 seed draws its own finite dataset of ``n_pairs`` labelled pairs *inside* the compiled function
 (``TrainConfig(resample_pairs=n)``); the seeds are a vmapped hyperparameter axis, and DPO and SPO
 (L_pref^{α,μ} + β·KL over all responses) train on the *same* dataset for each seed, as one
-:class:`~bandit_lab.objective.Stack` — one compiled ``jit(vmap(scan))`` for everything.
+:class:`~bandit_lab.core.objective.Stack` — one compiled ``jit(vmap(scan))`` for everything.
 
 The true win rate of π against π_ref is ``W(π) = Σ_{y,y'} π(y) π_ref(y') p(y ≻ y')``
 (ties count ½, so W(π_ref) = ½). Per seed: peak height ``max_t W``, the step of the peak, the
@@ -19,14 +19,14 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.experiments import Experiment, meta, pyplot, save_figure
 from bandit_lab.losses.spo import WEIGHTS
-from bandit_lab.objective import make_objective
-from bandit_lab.problems import Problem
-from bandit_lab.random_problems import dirichlet
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
+from bandit_lab.core.random_problems import dirichlet
 from bandit_lab.runner import exact_batch, train_batch
-from bandit_lab.train import TrainConfig
+from bandit_lab.core.train import TrainConfig
 
 
 

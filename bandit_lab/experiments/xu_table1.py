@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from bandit_lab import bounds, budget
+from bandit_lab.infra import bounds, budget
 from bandit_lab.experiments import Experiment, command_line, meta
 
 PI_REF = (0.5, 0.5, 0.0)
@@ -76,11 +76,11 @@ def run(s: Settings) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from bandit_lab.objective import make_objective
-    from bandit_lab.oracles import rlhf_optimum
-    from bandit_lab.precision import x64
-    from bandit_lab.problems import Problem
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.core.objective import make_objective
+    from bandit_lab.solvers.oracles import rlhf_optimum
+    from bandit_lab.infra.precision import x64
+    from bandit_lab.core.problems import Problem
+    from bandit_lab.solvers.solver import solve_exact
     from bandit_lab.support import log_ref
 
     records, rlhf = [], []

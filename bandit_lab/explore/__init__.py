@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from bandit_lab import files
+from bandit_lab.infra import files
 from bandit_lab.errors import BanditError
 from bandit_lab.explore.build import OBJECTIVES, Settings, build  # noqa: F401
 

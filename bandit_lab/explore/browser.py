@@ -5,10 +5,15 @@ Uses Playwright's Python package (the optional ``browser`` extra) driving the sy
 The context is offline and every request that is not a ``file:`` URL is aborted and recorded,
 so a page that tried to fetch anything shows up in :attr:`Session.requests`.
 
-Regenerate the README screenshot::
+Regenerate the README screenshots (static and live, both from one build of the default page)::
+
+    python -m bandit_lab.explore.browser --readme      # figures/explorer.png, figures/explorer_live.png
+
+or one at a time::
 
     bandit-lab explore --out explore.html
     python -m bandit_lab.explore.browser explore.html figures/explorer.png
+    python -m bandit_lab.explore.browser --live figures/explorer_live.png
 """
 from __future__ import annotations
 
@@ -94,22 +99,27 @@ def screenshot(html_path: str, png_path: str) -> str:
     after its first answer (figures/explorer_live.png)."""
     with open_page(html_path) as s:
         if html_path.startswith("http://"):
-            s.page.wait_for_function("document.body.dataset.liveSeq !== undefined", timeout=120000)
+            s.page.wait_for_function("document.body.dataset.liveSeq !== undefined", timeout=600000)
+            # once more, warm: the page shows the re-solve time, not the first request's compile
+            s.page.evaluate("window.banditLabLive.request()")
+            s.page.wait_for_function("+document.body.dataset.liveSeq > 1 && !document.body.dataset.liveBusy", timeout=600000)
+            if s.page.inner_text("#live-error"):
+                raise RuntimeError("the live panel shows an error: " + s.page.inner_text("#live-error"))
         if s.page.evaluate("document.body.dataset.ready") != "1":
             raise RuntimeError("the page did not draw its plot: " + s.page.inner_text("#plot"))
         s.page.screenshot(path=png_path, full_page=True)
     return png_path
 
 
-def live_screenshot(png_path: str) -> str:
-    """The live page (figures/explorer_live.png): the default page served on a free loopback
-    port, after its first live answer."""
+def live_screenshot(png_path: str, html: str | None = None) -> str:
+    """The live page (figures/explorer_live.png): the default page (or ``html``) served on a free
+    loopback port, after a warm live answer (its defaults: the offline losses and GRPO, RLOO, PPO)."""
     import threading
 
     from bandit_lab.explore import Settings, build, make_server, url_of
     from bandit_lab.explore.page import render
 
-    srv = make_server(render(build(Settings())), 0)
+    srv = make_server(html if html is not None else render(build(Settings())), 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         return screenshot(url_of(srv), png_path)
@@ -118,7 +128,32 @@ def live_screenshot(png_path: str) -> str:
         srv.server_close()
 
 
+def readme_screenshots(folder: str = "figures") -> list[str]:
+    """Both README screenshots from one build of the default page: ``explorer.png`` (the static
+    file) and ``explorer_live.png`` (the same page served, live panel answered)."""
+    from bandit_lab.explore import Settings, build, write
+    from bandit_lab.explore.page import render
+
+    html = render(build(Settings()))
+    tmp = tempfile.mkdtemp(prefix="bandit-lab-readme-")
+    try:
+        page = os.path.join(tmp, "explore.html")
+        write(html, page)
+        return [screenshot(page, os.path.join(folder, "explorer.png")), live_screenshot(os.path.join(folder, "explorer_live.png"), html)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
+    import bandit_lab
+
+    bandit_lab.enable_x64()  # float64, as the bandit-lab command computes the pages it serves
+    if sys.argv[1:2] == ["--readme"] and len(sys.argv) <= 3:
+        why = missing()
+        if why:
+            sys.exit(f"cannot take a screenshot: {why}")
+        print("\n".join(readme_screenshots(*sys.argv[2:])))
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "--live":
         why = missing()
         if why:
@@ -126,7 +161,7 @@ if __name__ == "__main__":
         print(live_screenshot(sys.argv[2]))
         sys.exit(0)
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png | --live OUT.png")
+        sys.exit("usage: python -m bandit_lab.explore.browser PAGE.html OUT.png | --live OUT.png | --readme [FOLDER]")
     why = missing()
     if why:
         sys.exit(f"cannot take a screenshot: {why}")

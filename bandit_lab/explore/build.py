@@ -2,7 +2,7 @@
 
 Grid: weight decay α ∈ {0} ∪ a log grid, KL strength β, and step budgets (log-spaced steps of
 one T-step run, step 0 = π_ref). Objectives: each entry of :data:`OBJECTIVES` (or the user's
-``--losses``) and its RLHF counterpart (:meth:`bandit_lab.objective.Objective.counterpart`,
+``--losses``) and its RLHF counterpart (:meth:`bandit_lab.core.objective.Objective.counterpart`,
 Kong et al. §3, Eq. 10–12: DPO ↔ reverse-KL RLHF with ``r = log π*``, f-DPO ↔ f-RLHF (Wang et
 al. 2024 Thm 1), IPO ↔ RLHF with ``r_IPO`` (Azar et al. 2024)).
 
@@ -10,8 +10,8 @@ al. 2024 Thm 1), IPO ↔ RLHF with ``r_IPO`` (Azar et al. 2024)).
   ``jit(vmap(scan))`` (the objectives stacked), π logged at the step budgets, so early stopping
   reads its policies off the very same runs; and the batched float64 exact solver (one Newton
   program) for the constrained optima of the same objectives at the same points;
-- unconstrained closed forms: :func:`bandit_lab.oracles.loss_oracle` (one per β);
-- distances (TV, KL(loss‖counterpart), distance to the closed form): :mod:`bandit_lab.metrics`.
+- unconstrained closed forms: :func:`bandit_lab.solvers.oracles.loss_oracle` (one per β);
+- distances (TV, KL(loss‖counterpart), distance to the closed form): :mod:`bandit_lab.core.metrics`.
 
 The page interpolates nothing: it looks these arrays up at the slider's grid indices.
 """
@@ -22,10 +22,11 @@ import re
 
 import numpy as np
 
-from bandit_lab import budget, metrics
+from bandit_lab.infra import budget
+from bandit_lab.core import metrics
 from bandit_lab.errors import BanditError
 from bandit_lab.experiments import meta
-from bandit_lab.train import OPTIMIZERS, SCHEDULES
+from bandit_lab.core.train import OPTIMIZERS, SCHEDULES
 
 SCHEMA = "bandit-lab-explore/1"
 # The objectives the page shows, by registered loss name with static options in brackets; each
@@ -147,8 +148,8 @@ def response_labels(K: int) -> list[str]:
 def _problem(spec: dict | None, settings: Settings):
     """(problem, data, population?, penalty, extra objective, spec's β, spec's α, notes)."""
     from bandit_lab import spec as spec_mod
-    from bandit_lab.data import make_data
-    from bandit_lab.problems import Problem
+    from bandit_lab.core.data import make_data
+    from bandit_lab.core.problems import Problem
 
     if spec is None:
         problem = Problem.create(KONG_APP_B["pi_ref"], pi_star=KONG_APP_B["preference"]["pi_star"], pairs="uniform")
@@ -180,7 +181,7 @@ def _problem(spec: dict | None, settings: Settings):
 
 def _objectives(problem, data, penalty: str, entries: list[tuple[str, dict]]) -> tuple[list, list[tuple[int, int | None]]]:
     """Objectives (each entry, then its counterpart), deduplicated by label; pairs of indices."""
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core.objective import make_objective
 
     objs, pairs, index = [], [], {}
 
@@ -203,7 +204,7 @@ def _objectives(problem, data, penalty: str, entries: list[tuple[str, dict]]) ->
 
 
 def cost(settings: Settings, responses: int, objectives: int) -> budget.Cost:
-    """The page's estimated memory and work (:mod:`bandit_lab.budget`): one ``jit(vmap(scan))`` of
+    """The page's estimated memory and work (:mod:`bandit_lab.infra.budget`): one ``jit(vmap(scan))`` of
     ``objectives × β × α`` Adam runs of ``steps`` steps (π logged at the step budgets), then the
     exact solve of every run's problem; counted from the settings alone (``steps = 1e12`` or
     ``n_alpha = 1e9`` is refused before any array exists)."""
@@ -218,9 +219,9 @@ def cost(settings: Settings, responses: int, objectives: int) -> budget.Cost:
 def build(settings: Settings, spec: dict | None = None, spec_path: str | None = None, out: str = "explore.html") -> dict:
     """Compute the page's data (JSON-ready). ``spec`` (a loaded spec) replaces Kong App. B."""
     from bandit_lab.experiments.simplex_view import STYLE
-    from bandit_lab.oracles import loss_oracle
+    from bandit_lab.solvers.oracles import loss_oracle
     from bandit_lab.runner import jsonable, train_and_solve
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     settings.validate()
     problem, data, pop, penalty, extra, spec_beta, spec_alpha, notes = _problem(spec, settings)

@@ -11,7 +11,7 @@ never recompiles: only a new K, a new set of objectives or a new step budget doe
 Every input is validated here (:func:`parse`): a point off the simplex, a non-finite number or an
 unknown loss is a :class:`~bandit_lab.errors.BanditError` whose one line the server returns as
 ``{"error": ...}`` with status 400 — the page shows it; no stack trace ever leaves the server.
-The budget check of :mod:`bandit_lab.budget` bounds the step budget like every other command.
+The budget check of :mod:`bandit_lab.infra.budget` bounds the step budget like every other command.
 
 On-policy algorithms (``onpolicy=``: registered on-policy losses such as ``grpo``, ``rloo``,
 ``ppo``, ``NAME[key=value]``, or a library preset from :data:`bandit_lab.explain.PRESETS`, read
@@ -166,7 +166,7 @@ def _verdict(r, flag: bool | None = None, why: str = "") -> dict:
 def _exact_converged(problem, o, hp: dict, r) -> tuple[bool, str]:
     """``bandit-lab solve``'s ``exact_converged`` for this answer (spec.solve: the solver's flag,
     withdrawn where the loss's own closed form says it has no finite minimiser)."""
-    from bandit_lab.oracles import loss_oracle
+    from bandit_lab.solvers.oracles import loss_oracle
 
     if not r.converged:
         return False, "no exact method reached a stationary point"
@@ -191,7 +191,7 @@ def _onpolicy_objectives(problem, data, p: dict) -> list[tuple[str, object]]:
     """(shown name, objective) per on-policy entry, with the page's β, α and the optional G and KL
     placement in the objective itself (as ``bandit-lab solve`` builds it from the printed spec)."""
     from bandit_lab import losses
-    from bandit_lab.objective import make_objective
+    from bandit_lab.core.objective import make_objective
 
     out = []
     for shown, loss, lp in p["onpolicy"]:
@@ -213,11 +213,12 @@ def _onpolicy_objectives(problem, data, p: dict) -> list[tuple[str, object]]:
 
 def answer(q: dict) -> dict:
     """Solve one request; JSON-ready. Raises :class:`BanditError` on bad input."""
-    from bandit_lab import budget, metrics
+    from bandit_lab.infra import budget
+    from bandit_lab.core import metrics
     from bandit_lab.explore.build import Settings, _objectives, _problem
     from bandit_lab.onpolicy import stationary
     from bandit_lab.runner import solve_batch, train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     p = parse(q)
     spec = {"pi_ref": p["pi_ref"], "preference": {"pi_star": p["pi_star"]}, "pairs": "uniform"}

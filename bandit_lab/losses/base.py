@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import divergences
-from bandit_lab.data import PreferenceData
+from bandit_lab.core import divergences
+from bandit_lab.core.data import PreferenceData
 from bandit_lab.errors import BanditError
 
 
@@ -84,7 +84,7 @@ class LossSpec:
     # optional ``check(hp, static)`` raising BanditError on invalid hyperparameters
     check: Callable | None = None
     # optional ``exact(objective, hp, init) -> ExactResult | None``: a loss-specific exact solver that
-    # :func:`bandit_lab.solver.solve_exact` uses first (None = not applicable, use Newton)
+    # :func:`bandit_lab.solvers.solver.solve_exact` uses first (None = not applicable, use Newton)
     exact: Callable | None = None
     counterpart: Callable | None = None
     # Optional per-step state the loss reads as ``inputs.state`` (never differentiated):
@@ -104,7 +104,7 @@ class LossSpec:
     # β may be 0 (SPO: β weighs an optional KL regulariser); otherwise β must be > 0
     beta_zero: bool = False
     # optional ``oracle(problem, hp, static) -> (policy [X, K] or None, note)``: the loss's
-    # closed-form unconstrained population optimum (:func:`bandit_lab.oracles.loss_oracle`)
+    # closed-form unconstrained population optimum (:func:`bandit_lab.solvers.oracles.loss_oracle`)
     oracle: Callable | None = None
     # optional BibTeX entry (or entries) for ``bandit-lab cite``; built-ins are keyed by
     # ``citation`` in :mod:`bandit_lab.bibliography`
@@ -174,7 +174,7 @@ def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
                 hp[k] = float(v)
             except (TypeError, ValueError):
                 raise BanditError(f"loss parameter {k} must be a number; got {v!r}") from None
-            from bandit_lab import bounds
+            from bandit_lab.infra import bounds
 
             e = bounds.SCALAR.error(hp[k])
             if e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bandit_lab import divergences
+from bandit_lab.core import divergences
 from bandit_lab.losses.base import LossInputs, LossSpec, expect, log_ratios, pair_grid, register
 
 
@@ -26,7 +26,7 @@ def ipo(inputs: LossInputs, hp: dict) -> jax.Array:
 
     References: Azar et al. 2024, Eq. 17; Kong et al. Eq. 9 (second line); Nguyen's notes
     (dpo-vs-ipo-notes) Eq. 12. Its population optimum is ``π_ref·exp(r_IPO/β)/Z``
-    (see :func:`bandit_lab.oracles.ipo_optimum`).
+    (see :func:`bandit_lab.solvers.oracles.ipo_optimum`).
     """
     hw, hl = log_ratios(inputs)
     return expect(inputs.data, (hw - hl - 0.5 / hp["beta"]) ** 2)
@@ -37,7 +37,7 @@ def fdpo(inputs: LossInputs, hp: dict, *, divergence: str = "forward_kl") -> jax
 
     References: Wang et al. 2024 ("Beyond Reverse KL: Generalizing DPO with Diverse Divergence
     Constraints"), Eq. 11 and Table 1; used by Kong et al. §3.3 with the forward KL.
-    ``f'`` per :mod:`bandit_lab.divergences` (α convention stated there; α = ``hp["f_alpha"]``).
+    ``f'`` per :mod:`bandit_lab.core.divergences` (α convention stated there; α = ``hp["f_alpha"]``).
     Reverse KL gives back DPO exactly (the ``+1`` of ``f'`` cancels in the difference).
     """
     hw, hl = log_ratios(inputs)

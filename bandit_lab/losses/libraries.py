@@ -25,11 +25,13 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   ``reinforce_baseline``, ``dr_grpo``), ``loo`` (verl/OpenRLHF ``rloo``), ``none`` (REINFORCE++,
   OpenRLHF ``reinforce``), ``greedy`` (verl ``remax``: minus the reward of the greedy response
   argmax π), ``critic`` (``gae``, λ = γ = 1 on one token: ``s − V`` with the critic at its fixed
-  point V = E_π[s]). A group of one (verl ``rollout.n = 1``) has mean 0 and std 1, as in verl.
+  point V = E_π[s]), ``batch_mean`` (OpenRLHF ``flash_reinforce``: minus the batch mean of the raw
+  reward, before the clip and the KL). A group of one (verl ``rollout.n = 1``) has mean 0 and std
+  1, as in verl.
 - **post-processing** over the whole batch (the large-batch limit, context-weighted): ``whiten``
   ``(A − μ)/sqrt(σ² + 1e-8)`` (verl ``masked_whiten``: gae, reinforce_plus_plus(_baseline)),
   ``whiten_clamp`` ``(A − μ)/sqrt(max(σ², 1e-8))`` (OpenRLHF gae/reinforce/reinforce_baseline),
-  ``center`` ``A − μ`` (OpenRLHF ``no_std_norm``, ``flash_reinforce``), ``gpg_alpha``
+  ``center`` ``A − μ`` (OpenRLHF ``no_std_norm``), ``gpg_alpha``
   ``A/P(s ≠ 0)`` (verl gpg's α = bsz/#nonzero scores).
 - **surrogate** per response with ρ = π/π_old (exact expectation, as in the native module):
   ``vanilla`` ``c⁺·min(ρ, 1+ε_h) − c⁻·min(max(ρ, 1−ε_l), c)`` (dual clip c = ``clip_ratio_c``,
@@ -47,6 +49,9 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   ``seq-mean-token-mean`` and ``seq-mean-token-sum`` are the same mean over responses;
   ``seq-mean-token-sum-norm`` divides by ``loss_scale_factor`` (default: the response length, 1),
   carried as ``loss_scale``; ``token-sum`` (× the batch's token count) is refused by the translator.
+  The sequence means divide by (token count + 1e-8): a factor 1/(1 + 1e-8) on a bandit, kept
+  (``loss_scale`` in verl, where the KL and entropy terms share the mode; ``pg_scale`` in OpenRLHF,
+  whose KL and entropy are always token means) so values agree with the libraries to 1e-12.
 
 Only bandits (softmax/simplex policies over single-token responses) are accepted; token trees are
 refused (GSPO's geometric-mean sequence ratio and the per-sequence aggregations differ there).
@@ -63,7 +68,7 @@ from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, compositions, group_advantage, normalise_sampling
 
-ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic")
+ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean")
 GROUP = ("group_std", "group_mean", "loo")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
 SURROGATES = ("vanilla", "gspo", "cispo", "gpg")
@@ -131,7 +136,7 @@ def _shape_after(st, hp, A, logq_of, ref_of):
     return A
 
 
-def _post(st, hp, A, w, s_resp, wresp):
+def _post(st, hp, A, w, s_resp, wresp, bessel: int | None = None):
     """Batch-level post-processing of advantages ``A`` with sample weights ``w`` (same shape,
     summing to 1 over the batch); ``s_resp``/``wresp``: per-response scores and weights (GPG's α)."""
     post = st["post"]
@@ -140,15 +145,20 @@ def _post(st, hp, A, w, s_resp, wresp):
     if post == "gpg_alpha":
         p = jnp.sum(wresp * (s_resp != 0))
         return A * jnp.where(p > 0, 1.0 / jnp.where(p > 0, p, 1.0), 0.0)
-    mu = jnp.sum(w * A)
+    # verl on a finite batch of B tokens: masked_mean divides by (B + 1e-8), masked_var(unbiased=True)
+    # multiplies by B/(B − 1) (verl/utils/torch_functional.py); kept so values match verl to 1e-12
+    fin = 1.0 if bessel is None or post != "whiten" else bessel / (bessel + 1e-8)
+    mu = jnp.sum(w * A) * fin
     if post == "center":
         return A - mu
-    var = jnp.sum(w * (A - mu) ** 2)
+    var = jnp.sum(w * (A - mu) ** 2) * fin
+    if bessel is not None and post == "whiten":
+        var = var * bessel / (bessel - 1)
     den = jnp.sqrt(var + 1e-8) if post == "whiten" else jnp.sqrt(jnp.maximum(var, 1e-8))
     return (A - mu) / den
 
 
-def _exact_adv(st, hp, s, r, logp, q, ref):
+def _exact_adv(st, hp, s, r, logp, q, ref, cw):
     """Advantages over every composition: ``(A [X, C, K], P(composition) [X, C])``."""
     X, K = q.shape
     adv = st["advantage"]
@@ -169,6 +179,8 @@ def _exact_adv(st, hp, s, r, logp, q, ref):
             A = s / (1.0 + hp["std_eps"])
         elif adv == "greedy":  # ReMax: minus the (unpenalised) reward of the greedy response
             A = s - jnp.take_along_axis(r, jnp.argmax(logp, -1)[:, None], -1)
+        elif adv == "batch_mean":  # OpenRLHF flash_reinforce: minus the batch mean (large batch: E over x and π)
+            A = s - jnp.sum(cw[:, None] * q * s)
         else:
             A = s
         A = A[:, None, :]
@@ -176,6 +188,37 @@ def _exact_adv(st, hp, s, r, logp, q, ref):
     if adv == "critic":  # GAE with λ = γ = 1 on one token: A = s − V, the critic at its fixed point V = E_π[s]
         A = A - jnp.sum(q[:, None, :] * A, -1, keepdims=True)
     return A, Pc
+
+
+def batch_advantages(st, hp, y, s, r, logp, ref, cw):
+    """Advantages of a finite batch as the library computes them: responses ``y [N, G, X]`` (N
+    groups of G per context; a group estimator groups along axis 1), shaped rewards ``s [X, K]``,
+    raw rewards ``r``, current log-probs ``logp`` (= π_old on-policy), ``ref``, context weights
+    ``cw``. Batch statistics weight a sample by ``cw/(N·G)``; verl's whitening uses the unbiased
+    variance (``masked_var``, Bessel's B/(B−1) with B = N·G·X samples), OpenRLHF's the biased one.
+    ``tests/data/verl_reference.json`` holds the libraries' own values for this function."""
+    N, G, X = y.shape
+    K = logp.shape[-1]
+    adv = st["advantage"]
+    pick = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, (N, G, X, K)), y[..., None], -1)[..., 0]  # noqa: E731
+    ss = pick(s)
+    if adv in GROUP and G > 1:
+        dev = ss[:, :, None, :] - ss[:, None, :, :]
+        A = group_advantage(jnp.sum(dev, 1), jnp.sum(dev**2, 1), ss, G, adv, 1, hp["std_eps"])
+    elif adv == "group_std":
+        A = ss / (1.0 + hp["std_eps"])
+    elif adv == "greedy":
+        A = ss - jnp.take_along_axis(r, jnp.argmax(logp, -1)[:, None], -1)[:, 0]
+    elif adv == "batch_mean":
+        A = ss - jnp.sum(cw / (N * G) * ss)
+    else:
+        A = ss
+    A = _shape_after(st, hp, A, pick(logp), pick(ref))
+    if adv == "critic":  # the critic at its fixed point (exact V = E_π[s̃]); sampled advantages around it
+        Aall = _shape_after(st, hp, s[:, None, :], logp[:, None, :], ref[:, None, :])[:, 0]
+        A = A - jnp.sum(jnp.exp(logp) * Aall, -1)
+    wts = jnp.broadcast_to(cw / (N * G), A.shape)
+    return _post(st, hp, A, wts, ss, wts, bessel=N * G * X)
 
 
 def _state(objective, params, hp, key, consts, prev=None):
@@ -191,33 +234,16 @@ def _state(objective, params, hp, key, consts, prev=None):
     s = _shape_before(st, hp, r, logp, ref)
     N = 0 if key is None or st.get("sampling", "exact") == "exact" else int(st["sampling"])
     if N == 0:
-        A, Pc = _exact_adv(st, hp, s, r, logp, q, ref)
+        A, Pc = _exact_adv(st, hp, s, r, logp, q, ref, cw)
         w = cw[:, None, None] * Pc[:, :, None] * q[:, None, :]
         A = _post(st, hp, A, w, s, cw[:, None] * q)
         cp = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(A, 0.0))
         cm = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(-A, 0.0))
         freq = q
     else:
-        adv = st["advantage"]
-        G = int(st["group_size"]) if adv in GROUP else 1
+        G = int(st["group_size"]) if st["advantage"] in GROUP else 1
         y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
-        pick = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, (N, G, X, K)), y[..., None], -1)[..., 0]  # noqa: E731
-        ss = pick(s)
-        if adv in GROUP and G > 1:
-            dev = ss[:, :, None, :] - ss[:, None, :, :]
-            A = group_advantage(jnp.sum(dev, 1), jnp.sum(dev**2, 1), ss, G, adv, 1, hp["std_eps"])
-        elif adv == "group_std":
-            A = ss / (1.0 + hp["std_eps"])
-        elif adv == "greedy":
-            A = ss - jnp.take_along_axis(r, jnp.argmax(logp, -1)[:, None], -1)[:, 0]
-        else:
-            A = ss
-        A = _shape_after(st, hp, A, pick(logp), pick(ref))
-        if adv == "critic":  # the critic at its fixed point (exact V = E_π[s̃]); sampled advantages around it
-            Aall = _shape_after(st, hp, s[:, None, :], logp[:, None, :], ref[:, None, :])[:, 0]
-            A = A - jnp.sum(q * Aall, -1)
-        wts = jnp.broadcast_to(cw / (N * G), A.shape)
-        A = _post(st, hp, A, wts, ss, wts)
+        A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
         oh = jax.nn.one_hot(y, K)
         cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
         cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
@@ -263,7 +289,7 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         pg = jnp.sum((cp - cm) * logp, -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
-    total = -pg
+    total = -hp["pg_scale"] * pg
     if st["kl_loss"] != "none":
         per = kl_loss_term(logp, ref, logq, st["kl_loss"], st["kl_grad"], st["kl_clamp"])
         total = total + hp["beta"] * jnp.sum(state["ckl"] * per, -1)
@@ -292,8 +318,8 @@ def _check(hp: dict, static: dict) -> None:
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if not (hp["clip_c"] > 1.0 or hp["clip_c"] == 0.0):
         raise BanditError(f"clip_c (verl clip_ratio_c, OpenRLHF dual_clip) must be > 1, or 0 for none; got {hp['clip_c']}")
-    if not hp["loss_scale"] > 0 or not hp["reward_clip"] >= 0:
-        raise BanditError("loss_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
+    if not hp["loss_scale"] > 0 or not hp["pg_scale"] > 0 or not hp["reward_clip"] >= 0:
+        raise BanditError("loss_scale and pg_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
 
 
 def _clamp_ok(pol, ref, static, kind) -> bool:
@@ -319,7 +345,7 @@ def oracle(problem, hp: dict, static: dict):
     Vojnovic–Yun point (:func:`bandit_lab.onpolicy.closed_forms.grpo_fixed_point`) for the group std.
     A clamp active at the answer, or an estimator in the reward other than k1, gives no closed form."""
     from bandit_lab.onpolicy.closed_forms import grpo_fixed_point
-    from bandit_lab.oracles import rlhf_optimum
+    from bandit_lab.solvers.oracles import rlhf_optimum
 
     r = problem.reward
     if r is None:
@@ -401,7 +427,7 @@ def _exact(objective, hp, init=None):
 
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
-       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0}
+       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
            "epochs": 1, "sampling": "exact", "reward": "bt"}

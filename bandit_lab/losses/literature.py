@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import divergences
+from bandit_lab.core import divergences
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs, LossSpec, expect, log_ratios, register
 
@@ -61,8 +61,8 @@ def caldpo(inputs: LossInputs, hp: dict) -> jax.Array:
 
 
 def _exact_dpop(obj, hp, init=None):
-    """``solve_exact`` hook: the slack NLP of :func:`bandit_lab.exact_solvers.solve_dpop` (lazy import)."""
-    from bandit_lab import exact_solvers
+    """``solve_exact`` hook: the slack NLP of :func:`bandit_lab.solvers.exact_solvers.solve_dpop` (lazy import)."""
+    from bandit_lab.solvers import exact_solvers
 
     return exact_solvers.solve_dpop(obj, hp, init)
 

@@ -39,8 +39,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from bandit_lab import divergences
-from bandit_lab.data import PreferenceData
+from bandit_lab.core import divergences
+from bandit_lab.core.data import PreferenceData
 from bandit_lab.errors import BanditError
 from bandit_lab.losses import LossInputs, LossSpec, bind, get, pair_grid, register
 from bandit_lab.losses import zoo

@@ -62,7 +62,7 @@ from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.tokens.tree import along_tokens, to_slots
 
-ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "dapo", "ppo", "online_dpo", "nash_md")
+ALGORITHMS = ("reinforce", "rloo", "grpo", "dr_grpo", "dapo", "ppo", "online_dpo", "nash_md", "a2po")
 GROUP_ALGORITHMS = ("rloo", "grpo", "dr_grpo", "dapo")
 KL_ESTIMATORS = ("exact", "k1", "k2", "k3")
 KL_PLACEMENTS = ("reward", "loss")
@@ -232,6 +232,14 @@ def _state(objective, params, hp, key, consts, prev=None):
         out["pairs"] = W
         return out
 
+    if algo == "a2po":  # one completion per prompt from the current policy (TRL A2POTrainer._prepare_inputs)
+        if N == 0:
+            out["ckl"] = q
+        else:
+            y = jax.random.categorical(key, logp, axis=-1, shape=(N, X))
+            out["ckl"] = jnp.sum(jax.nn.one_hot(y, K), 0) / N
+        return out
+
     reward = jnp.asarray(c["reward"])
     if st.get("reward_clip") is not None:  # TRL RLOOTrainer reward_clip_range: clamp(r, lo, hi) before the KL penalty
         lo, hi = st["reward_clip"]
@@ -393,6 +401,18 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
             per = -jax.nn.log_sigmoid(beta * u)
         W = st["pairs"]
         return jnp.sum(cw * jnp.sum(jnp.where(W > 0, W * per, 0.0), (-1, -2)))
+    if algo == "a2po":
+        # TRL 1.16 experimental/a2po/a2po_trainer.py A2POTrainer.compute_loss: mean over on-policy samples of
+        # (β₂·log(π/π_ref) − (r − V*))², V*(x) = β₁·log mean_i e^{r(x, y_i)/β₁} over reference samples
+        # (_estimate_optimal_values); here its n → ∞ value β₁·log E_{π_ref} e^{r/β₁}. V* is a per-prompt
+        # constant, and E_π[c·∇log π] = 0, so it (hence β₁ and num_value_samples) does not move the
+        # expected update: 2β₂·∇_θ[β₂·KL(π‖π_ref) − E_π r], the RLHF gradient (Brantley et al. 2025 §3).
+        r = inputs.reward
+        vstar = st.get("v_star")  # a finite-sample estimate [X, 1] when the state carries one
+        if vstar is None:
+            vstar = hp["beta1"] * jax.nn.logsumexp(r / hp["beta1"] + inputs.logp_ref, axis=-1, keepdims=True)
+        per = (beta * (logp - inputs.logp_ref) - (r - vstar)) ** 2
+        return jnp.sum(cw * jnp.sum(jnp.where(st["ckl"] > 0, st["ckl"] * per, 0.0), -1))
     clipped = algo in ("rloo", "grpo", "dr_grpo", "dapo", "ppo")
     eps_l = hp["clip"] if clipped else jnp.inf
     eps_h = hp["clip_high"] if clipped else jnp.inf
@@ -570,6 +590,9 @@ for _s in (
     _spec("online_dpo", {"beta": 0.1}, {"labels": "preference", "loss_type": "sigmoid"},
           "online DPO: pairs sampled from the current policy, labelled by the preference model",
           "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7"),
+    _spec("a2po", {"beta": 1e-3, "beta1": 0.5}, {"reward": "bt"},
+          "A*-PO: on-policy regression of β·log(π/π_ref) onto r − V*, V* = β₁·log E_ref e^{r/β₁} (TRL A2POTrainer)",
+          "Brantley et al. 2025 (A*-PO) Eq. 5–6; TRL 1.16 experimental A2POTrainer"),
     _spec("nash_md", {"beta": 0.1, "mixture": 0.5}, {"kl_estimator": "k1", "kl_placement": "reward", "length_norm": "sum"},
           "Nash-MD (policy gradient): y ~ π, y' ~ π^μ ∝ π^{1−m}π_ref^m, score P(y ≻ y') − ½, k1 KL in reward",
           "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19"),

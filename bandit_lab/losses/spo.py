@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.oracles import softmax_np
+from bandit_lab.solvers.oracles import softmax_np
 from bandit_lab.losses import LossInputs, LossSpec, expect, pair_grid, register
 
 WEIGHTS = ("uniform", "reference", "power", "soft_importance")
@@ -142,10 +142,10 @@ def make_train_sampled_kl(objective, config, *, refresh_every: int = 8, n_sample
     """``train(hp) -> Trajectory`` for the SPO loss with the sampled KL of SPO App. B: every
     ``refresh_every`` steps, ``n_samples`` responses per context are drawn from the *current* π
     and reused until the next refresh, through :func:`sampled_kl`. This is the core
-    :func:`bandit_lab.train.make_train` with a ``refresh`` hook (same optax chain, same scan);
+    :func:`bandit_lab.core.train.make_train` with a ``refresh`` hook (same optax chain, same scan);
     keys derive from ``hp["seed"]`` and the step. The paper used 32 samples every 8 steps.
     The recorded final loss uses the last sample (the estimator's value, not the exact KL)."""
-    from bandit_lab.train import make_train
+    from bandit_lab.core.train import make_train
 
     if objective.loss.name != "spo":
         raise BanditError("the sampled App. B KL applies to the 'spo' loss only")

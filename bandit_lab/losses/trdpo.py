@@ -69,7 +69,7 @@ def _exact(objective, hp, init=None):
     import numpy as np
     from jax.flatten_util import ravel_pytree
 
-    from bandit_lab.solver import ExactResult
+    from bandit_lab.solvers.solver import ExactResult
 
     if objective.param.constraint != "free":
         return None

@@ -25,9 +25,9 @@ BCO paper's) and ``kto`` (reference point ``z_ref``) read a statistic of the cur
 computed without gradient. In the exact population setting we define it as ``stop_gradient`` of
 the exact population quantity (see each docstring). Their training signal is then the gradient
 field of the loss *with the statistic frozen*, which is not the gradient of any single function;
-:func:`bandit_lab.exact_solvers.self_consistent` solves ``s = s(θ*(s))`` (each ``θ*(s)`` exact):
+:func:`bandit_lab.solvers.exact_solvers.self_consistent` solves ``s = s(θ*(s))`` (each ``θ*(s)`` exact):
 the zero of that field, where Adam ends too (tested). Both register it as their ``exact`` solver;
-``hinge`` registers its LP / QP (:mod:`bandit_lab.exact_solvers`). The hooks import that module
+``hinge`` registers its LP / QP (:mod:`bandit_lab.solvers.exact_solvers`). The hooks import that module
 lazily: it sits above the losses (it calls the solver) and below ``fixed_points``.
 """
 from __future__ import annotations
@@ -128,7 +128,7 @@ CPO_TYPES = ("sigmoid", "hinge", "ipo", "simpo")
 def _cpo_reward(logp, alpha):
     """CPO's reward of a response: ``log π`` (α = 0), or AlphaPO's ``(1 − π^{−α})/α`` (α ≠ 0),
     computed as ``−expm1(−α log π)/α`` (the exponent clamped at 700 as in
-    :mod:`bandit_lab.divergences`; α = 0 selected by a ``where``)."""
+    :mod:`bandit_lab.core.divergences`; α = 0 selected by a ``where``)."""
     nz = alpha != 0
     a = jnp.where(nz, alpha, 1.0)
     shaped = -jnp.expm1(jnp.minimum(-a * logp, 700.0)) / a
@@ -201,7 +201,7 @@ def alphapo(inputs: LossInputs, hp: dict) -> jax.Array:
 
     Reference: Gupta et al. 2025, "AlphaPO: Reward Shape Matters for LLM Alignment"
     (arXiv 2501.03884), the α-reward in place of SimPO's log-likelihood reward. α → 0 gives SimPO.
-    The reward is the α-divergence's ``f'`` applied to π itself (:mod:`bandit_lab.divergences`), so
+    The reward is the α-divergence's ``f'`` applied to π itself (:mod:`bandit_lab.core.divergences`), so
     with γ = 0 and BT data its optimum is the α-"RLHF" optimum against the uniform measure."""
     return cpo_family(inputs, hp, loss_type="simpo")
 
@@ -521,8 +521,8 @@ def detached_statistic(name: str, static: dict):
 
 def _exact_piecewise_linear(obj, hp, init=None):
     """``solve_exact`` hook for hinge-type losses: the LP (no weight decay) or the convex QP
-    (α‖θ‖²) of :mod:`bandit_lab.exact_solvers` (imported lazily: it sits above the losses)."""
-    from bandit_lab import exact_solvers
+    (α‖θ‖²) of :mod:`bandit_lab.solvers.exact_solvers` (imported lazily: it sits above the losses)."""
+    from bandit_lab.solvers import exact_solvers
 
     return exact_solvers.solve_piecewise_linear(obj, hp, init)
 
@@ -532,7 +532,7 @@ def _exact_self_consistent(obj, hp, init=None):
     d = detached_statistic(obj.loss.name, obj.static)
     if d is None:
         return None
-    from bandit_lab import exact_solvers
+    from bandit_lab.solvers import exact_solvers
 
     return exact_solvers.solve_self_consistent(obj, hp, d, init)
 

@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from bandit_lab.oracles import rlhf_optimum, softmax_np
+from bandit_lab.solvers.f_rlhf import rlhf_optimum, softmax_np
 
 
 def kl_kind(static: dict, beta: float) -> str:

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab.solver import ExactResult
+from bandit_lab.solvers.solver import ExactResult
 
 TOL = 1e-12
 CERTIFY = 1e-10
@@ -95,7 +95,7 @@ WARM_LR = 0.05
 def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, lr: float = WARM_LR):
     """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit."""
     from bandit_lab.runner import train_batch
-    from bandit_lab.train import TrainConfig
+    from bandit_lab.core.train import TrainConfig
 
     cfg = TrainConfig(optimizer="adam", steps=steps, schedule="cosine", log_steps=(0, steps))
     exact = objective if objective.static.get("sampling", "exact") == "exact" else objective.with_loss(
@@ -265,7 +265,7 @@ def references(objective) -> dict:
     (parameterization, weight decay): the exact optimum of reverse-KL RLHF with the problem's
     reward (= Gibbs π_ref·e^{r/β}/Z when unconstrained) and DPO's exact population optimum."""
     from bandit_lab.errors import BanditError
-    from bandit_lab.solver import solve_exact
+    from bandit_lab.solvers.solver import solve_exact
 
     beta = objective.hp.get("beta", 0.0)
     out = {}

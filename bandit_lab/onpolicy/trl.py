@@ -275,4 +275,30 @@ def translate_rloo(params: dict) -> dict:
     return {**p, **out}
 
 
-TRANSLATORS = {"grpo": translate_grpo, "rloo": translate_rloo}
+A2PO_DEFAULTS = {"beta1": 0.5, "beta2": 1e-3, "num_value_samples": 8, "filter_all_incorrect": True}
+
+
+def translate_a2po(params: dict) -> dict:
+    """TRL 1.16 ``experimental.a2po.A2POConfig`` names → native ``a2po``: ``beta2`` → ``beta`` (the
+    regression temperature), ``beta1`` → ``beta1``. ``num_value_samples`` (V*'s reference samples)
+    is accepted at any value: V* is a per-prompt constant and E_π[c·∇log π] = 0, so it does not move
+    the expected update (only its variance). ``filter_all_incorrect`` (A2POTrainer.
+    _estimate_optimal_values drops a prompt whose n reference rewards sum to 0) is accepted: bandit-lab
+    keeps every context, which is TRL's behaviour unless a context's rewards are 0 on all of π_ref's
+    samples (then A*-PO's update there is 2β²·∇KL, whose zero, π_ref, is where such a context starts)."""
+    p = dict(params)
+    if "beta2" in p:
+        if "beta" in p:
+            raise BanditError("beta: give A2POConfig's beta2 (the regression temperature) or beta, not both")
+        p["beta"] = p.pop("beta2")
+    if "num_value_samples" in p:
+        n = p.pop("num_value_samples")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise BanditError(f"num_value_samples must be an integer ≥ 1; got {n!r}")
+    if p.pop("filter_all_incorrect", False) not in (False, True):
+        raise BanditError("filter_all_incorrect must be true or false")
+    _common(p, {}, "TRL A2POConfig")
+    return p
+
+
+TRANSLATORS = {"grpo": translate_grpo, "rloo": translate_rloo, "a2po": translate_a2po}

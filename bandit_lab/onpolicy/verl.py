@@ -101,7 +101,7 @@ OPENRLHF_NO_EFFECT = {
 _OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
     "gae": ("critic", "whiten_clamp", 1), "reinforce": ("none", "whiten_clamp", 1), "rloo": ("loo", "none", 2),
     "reinforce_baseline": ("group_mean", "whiten_clamp", 2), "group_norm": ("group_std", "none", 2),
-    "dr_grpo": ("group_mean", "none", 2), "flash_reinforce": ("none", "center", 1),
+    "dr_grpo": ("group_mean", "none", 2), "flash_reinforce": ("batch_mean", "none", 1),
 }
 _OPENRLHF_NOT_YET = {"algo.dynamic_filtering_enable": False, "algo.advantage.is_correction_level": "off",
                      "reward.overlong_buffer_len": None}
@@ -202,7 +202,8 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
                           "expected update on a bandit does not have (same stationary point as token-mean); use token-mean")
     if agg not in _AGG:
         raise BanditError(f"loss_agg_mode must be one of {', '.join(_AGG)} or token-sum; got {agg!r}")
-    hp["loss_scale"] = 1.0
+    hp["loss_scale"] = 1.0 / (1.0 + 1e-8) if agg == "seq-mean-token-mean" else 1.0  # agg_loss: / (token count + 1e-8)
+    hp["pg_scale"] = 1.0
     if agg == "seq-mean-token-sum-norm" and c["loss_scale_factor"] is not None:
         hp["loss_scale"] = 1.0 / _num("loss_scale_factor", c["loss_scale_factor"], 0.0, strict=True)
     hp["entropy_coeff"] = _num("entropy_coeff", c["entropy_coeff"], 0.0)
@@ -265,6 +266,8 @@ def _openrlhf_native(c: dict) -> tuple[dict, dict]:
     if agg not in ("token-mean", "seq-mean-token-mean"):
         raise BanditError(f"actor.loss_agg_mode must be token-mean or seq-mean-token-mean; got {agg!r}")
     hp["loss_scale"] = 1.0
+    # models/loss.py aggregate_loss, per-sample mode (gspo forces it): / (token count + 1e-8); KL and entropy: token mean
+    hp["pg_scale"] = 1.0 / (1.0 + 1e-8) if (ptype == "gspo" or agg == "seq-mean-token-mean") else 1.0
     ec = c["actor.entropy_coef"]
     hp["entropy_coeff"] = 0.0 if ec is None else _num("actor.entropy_coef", ec, 0.0)
     rc = c["reward.clip_range"]

@@ -1,7 +1,7 @@
 """Token-level preference optimisation on exact token trees (issue 5).
 
 A sequence response space is one more problem + parameterization of the core sandbox:
-:func:`make_tree_problem` builds a core :class:`~bandit_lab.problems.Problem` over all sequences
+:func:`make_tree_problem` builds a core :class:`~bandit_lab.core.problems.Problem` over all sequences
 of a :class:`TokenTree`; :class:`TokenTreeParam` is a policy with per-state logits; the token
 losses (TDPO1/2, Ra-DPO1/2, UE-DPO) live in :mod:`bandit_lab.losses.token`; exact soft
 dynamic programming and nested-CVaR recursions in :mod:`bandit_lab.tokens.dp`.

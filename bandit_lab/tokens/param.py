@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.params import _init_array
+from bandit_lab.core.params import _init_array
 from bandit_lab.tokens.tree import TreeProblem, along_tokens
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab.solver import ExactResult
+from bandit_lab.solvers.solver import ExactResult
 
 _CACHE: dict = {}
 

@@ -16,7 +16,7 @@ Index arrays link the views (the same for every prompt): response ``k`` takes to
 Cost and memory are O(K·T), so trees of 10⁴–10⁵ sequences fit; the dense 0/1 matrices ``path
 [K, S·V]`` and ``visits [K, S]`` are still available (built on first use) for small trees.
 
-:class:`TreeProblem` wraps an ordinary core :class:`~bandit_lab.problems.Problem` whose
+:class:`TreeProblem` wraps an ordinary core :class:`~bandit_lab.core.problems.Problem` whose
 ``pi_ref`` is the sequence probability under the per-state reference policy and whose
 preferences come from a sequence reward ``r(x, y) = Σ_t R(s_t, a_t)`` (Bradley–Terry), a given
 ``r(x, y)``, or any matrix over sequences. Everything downstream (data, losses, trainer, exact
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.errors import BanditError
-from bandit_lab.problems import Problem
+from bandit_lab.core.problems import Problem
 
 MAX_RESPONSES = 1 << 17  # enumeration limit; pairwise losses are bounded separately (K² grids, data.population)
 

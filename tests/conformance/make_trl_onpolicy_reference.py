@@ -17,6 +17,7 @@ What is called, verbatim:
   from 1 so the clips act)}, plus ``delta``, cispo's ``epsilon_high`` above 1, non-default
   sapo/vespo parameters: the loss value and its gradient w.r.t. θ;
 - ``RLOOTrainer._compute_loss`` (sequence ratio, clip) likewise;
+- ``trl.experimental.a2po.A2POTrainer.compute_loss`` (A*-PO's regression) with given per-prompt V*;
 - the advantage code of ``GRPOTrainer._generate_and_score_completions`` (``scale_rewards`` group /
   batch / none, one prompt per generation batch — TRL's default geometry — and a whole batch)
   and of ``RLOOTrainer._generate_and_score_completions`` (leave-one-out, k1 in the reward,
@@ -220,6 +221,31 @@ def grpo_tree_loss(ti, cfg, old):
     return float(loss), g.numpy().tolist()
 
 
+# --------------------------------------------------------------------------- A*-PO
+
+def a2po_loss(inp, beta2: float, v_star, r_table) -> tuple[float, list]:
+    """``A2POTrainer.compute_loss`` (TRL 1.16 experimental) on one completion per row, the sequence
+    log-probabilities from the table; ``v_star`` per prompt given (the test derives the same)."""
+    from trl.experimental.a2po import A2POTrainer
+
+    theta = torch.tensor(inp["theta"], requires_grad=True)
+    t = A2POTrainer.__new__(A2POTrainer)
+    for k, v in dict(args=types.SimpleNamespace(beta2=beta2), model=types.SimpleNamespace(training=True),
+                     _metrics={"train": defaultdict(list), "eval": defaultdict(list)}).items():
+        object.__setattr__(t, k, v)
+    pid = torch.arange(X).repeat_interleave(G)[:, None]
+    cid = torch.tensor(inp["completions"]).reshape(-1, 1)
+    object.__setattr__(t, "_get_sequence_logps", types.MethodType(
+        lambda self, model, input_ids, attention_mask, logits_to_keep: _logps(theta, input_ids[:, :1], input_ids[:, 1:])[:, 0], t))
+    r = torch.tensor(np.take_along_axis(np.asarray(r_table), np.asarray(inp["completions"]), 1).reshape(-1))
+    b = {"input_ids": torch.cat([pid, cid], 1), "attention_mask": torch.ones(X * G, 2), "logits_to_keep": 1,
+         "ref_logps": _logps(torch.tensor(inp["theta_ref"]), pid, cid)[:, 0], "rewards": r,
+         "v_star": torch.tensor(v_star).repeat_interleave(G)}
+    loss = t.compute_loss(None, b)
+    (g,) = torch.autograd.grad(loss, theta)
+    return float(loss), g.numpy().tolist()
+
+
 # --------------------------------------------------------------------------- TRL's advantage code, cut out verbatim
 
 def _block(cls, first: str, last: str) -> str:
@@ -331,12 +357,21 @@ def build() -> dict:
         for old in (False, True):
             val, grad = grpo_tree_loss(ti, cfg, old)
             tree_rows.append({"trainer": "GRPOTrainer", "config": cfg, "off_policy": old, "value": val, "grad": grad})
+    a2po_rows = []
+    rng = np.random.default_rng(SEED + 2)
+    for beta2, beta1 in ((0.3, 0.5), (1e-3, 0.5)):
+        v_star = (rng.normal(0.0, 1.0, X)).tolist()  # any per-prompt constant (A*-PO's V* estimate)
+        r_table = rng.normal(0.0, 1.0, (X, V)).tolist()  # r(x, y): one reward per (prompt, completion)
+        val, grad = a2po_loss(inp, beta2, v_star, r_table)
+        a2po_rows.append({"trainer": "A2POTrainer", "config": {"beta2": beta2, "beta1": beta1}, "v_star": v_star,
+                          "reward_table": r_table, "value": val, "grad": grad})
     return {"generator": "tests/conformance/make_trl_onpolicy_reference.py",
             "versions": {"trl": trl.__version__, "torch": torch.__version__, "numpy": np.__version__},
             "dtype": "float64 (torch.set_default_dtype)", "inputs": inp,
             "loss_advantages": "whole_batch.group (the advantages fed to every GRPOTrainer row); RLOO rows: rloo_advantages[0]",
             "advantages": adv, "rloo_advantages": adv_rloo, "rows": rows, "config_fields": config_fields(),
-            "tree": TREE, "tree_inputs": ti, "tree_rows": tree_rows}
+            "tree": TREE, "tree_inputs": ti, "tree_rows": tree_rows,
+            "a2po_rows": a2po_rows, "a2po_rewards": "row reward_table[x][y] per completion, one completion per row"}
 
 
 def main(argv=None) -> int:
@@ -348,10 +383,10 @@ def main(argv=None) -> int:
     if a.check:
         with open(a.out) as fh:
             old = json.load(fh)
-        pairs = list(zip(old["rows"] + old["tree_rows"], data["rows"] + data["tree_rows"]))
+        pairs = list(zip(old["rows"] + old["tree_rows"] + old["a2po_rows"], data["rows"] + data["tree_rows"] + data["a2po_rows"]))
         bad = [i for i, (p, q) in enumerate(pairs)
                if abs(p["value"] - q["value"]) > 1e-12 or np.max(np.abs(np.subtract(p["grad"], q["grad"]))) > 1e-12]
-        if bad or len(pairs) != len(data["rows"]) + len(data["tree_rows"]):
+        if bad or len(pairs) != len(data["rows"]) + len(data["tree_rows"]) + len(data["a2po_rows"]):
             print(f"differs from TRL {data['versions']['trl']}: rows {bad[:10]}", file=sys.stderr)
             return 1
         print(f"{len(pairs)} rows agree with TRL {data['versions']['trl']}")

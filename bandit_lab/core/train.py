@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import export_cache
-from bandit_lab.data import minibatch, sample
+from bandit_lab.infra import export_cache
+from bandit_lab.core.data import minibatch, sample
 from bandit_lab.errors import BanditError
-from bandit_lab.objective import Objective
+from bandit_lab.core.objective import Objective
 
 if TYPE_CHECKING:
     import optax
@@ -48,7 +48,7 @@ class TrainConfig:
     # step draws a *fresh* mini-batch of B labelled pairs from the data (the population law, or
     # the finite dataset of ``resample_pairs`` / ``data: sampled``) and takes the loss on it —
     # the batch is ``PreferenceData`` with weight = count/B, the input every pairwise loss
-    # already reads (:func:`bandit_lab.data.minibatch`). Keys: :func:`batch_key` (seed, step).
+    # already reads (:func:`bandit_lab.core.data.minibatch`). Keys: :func:`batch_key` (seed, step).
     batch_size: int = 0
     # True: the B pairs are i.i.d. draws from the data's law. False: B distinct items of a finite
     # dataset of ``batch_pool`` pairs (default ``resample_pairs``) — a simple random sample.
@@ -109,20 +109,20 @@ class Trajectory(NamedTuple):
     loss: jax.Array  # [steps + 1] objective value before each update and at the end ([L], at ``steps``, when
     # ``TrainConfig.loss_every_step`` is False)
     grad_norm: jax.Array  # final ‖projected gradient step‖ / lr (stationarity measure)
-    # [L] data-weighted mean π(y_w) and π(y_l) at each logged step (bandit_lab.data.chosen_rejected);
+    # [L] data-weighted mean π(y_w) and π(y_l) at each logged step (bandit_lab.core.data.chosen_rejected);
     # filled by bandit_lab.train_policy for pairwise data, None elsewhere
     chosen: jax.Array | None = None
     rejected: jax.Array | None = None
 
 
-# so an exported trainer's output structure can be written to disk (bandit_lab.export_cache)
+# so an exported trainer's output structure can be written to disk (bandit_lab.infra.export_cache)
 def _register_trajectory() -> None:
-    from bandit_lab import export_cache
+    from bandit_lab.infra import export_cache
 
     if not export_cache.supported():  # jax < 0.4.31: no export cache (export_cache.supported)
         return
     try:
-        jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.train.Trajectory")
+        jax.export.register_namedtuple_serialization(Trajectory, serialized_name="bandit_lab.core.train.Trajectory")
     except ValueError:  # this module re-imported in one process: its programs are traced, not saved
         pass
 
@@ -139,7 +139,7 @@ BATCH_STREAM = 0x62617463
 def batch_key(seed, step):
     """The key of the mini-batch drawn at ``step`` (0-based: the batch of the first update) of
     a run with ``seed`` — public so that a test (or a user) can redraw any step's batch with
-    :func:`bandit_lab.data.minibatch`."""
+    :func:`bandit_lab.core.data.minibatch`."""
     key0 = jax.random.key(jnp.asarray(seed).astype(jnp.uint32))
     return jax.random.fold_in(jax.random.fold_in(key0, BATCH_STREAM), step)
 
@@ -165,7 +165,7 @@ def project_params(projection: Callable) -> optax.GradientTransformation:
 
 def make_optimizer(config: TrainConfig, lr, projection: Callable) -> optax.GradientTransformation:
     # optax is imported where a program is traced, not with this module: a cold start whose
-    # programs come from bandit_lab.export_cache never traces, and importing optax takes ~0.1 s
+    # programs come from bandit_lab.infra.export_cache never traces, and importing optax takes ~0.1 s
     import optax
 
     steps = max(int(config.steps), 1)
@@ -217,7 +217,7 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     if config.batch_size and np.size(objective.data.weight) == 0:
         raise BanditError(f"batch_size: {getattr(objective, 'label', 'this objective')} reads no labelled pairs; mini-batches apply to pairwise losses")
     if config.batch_size and not config.batch_replacement and not config.resample_pairs:
-        from bandit_lab.data import dataset_size_error
+        from bandit_lab.core.data import dataset_size_error
 
         err = dataset_size_error(objective.data, config.pool)
         if err:
@@ -403,8 +403,8 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
     existing executable (jit retraces only if array shapes change).
 
     ``stable_key`` (optional) is the same description in names only (no object identities, see
-    :meth:`bandit_lab.objective.Objective.stable_signature`): with it, and the compilation cache
-    on, the traced one-device program is also kept on disk (:mod:`bandit_lab.export_cache`), so
+    :meth:`bandit_lab.core.objective.Objective.stable_signature`): with it, and the compilation cache
+    on, the traced one-device program is also kept on disk (:mod:`bandit_lab.infra.export_cache`), so
     a new process skips tracing. Not used in ``spmd`` mode."""
     args = [()] * len(trains) if args is None else list(args)
     mode = sharding_mode()

@@ -1,25 +1,25 @@
 """Exported programs on disk, so a cold start with a warm cache skips Python tracing.
 
-JAX's persistent compilation cache (:mod:`bandit_lab.cache`) skips XLA compilation, not the
+JAX's persistent compilation cache (:mod:`bandit_lab.infra.cache`) skips XLA compilation, not the
 tracing and lowering that produce the program it is keyed by: for the six-objective trainer that
 is still ~0.3–0.6 s of Python on every new process. This module keeps the *lowered* program too:
 the first run serializes it with :mod:`jax.export` (StableHLO, JAX's stable format); later runs
 deserialize it and call it, and its XLA executable then comes from JAX's own cache as before.
 
 Keys must mean the same thing in every process, so they are built from names, never from object
-identities: the caller's static key (e.g. :meth:`bandit_lab.objective.Objective.stable_signature`,
+identities: the caller's static key (e.g. :meth:`bandit_lab.core.objective.Objective.stable_signature`,
 the train config, the hyperparameter names), the pytree structure, shapes and dtypes of the
 arguments, a hash of bandit-lab's own source tree, the JAX/jaxlib/optax/NumPy versions, the JAX
 settings that change a traced program (x64, PRNG implementation, …) and the backend. Callers pass
 no key (``None``) for code the source hash does not cover (user plugin losses, parameterizations
 that are not shareable): those are traced as before.
 
-It is on exactly when the compilation cache is (:func:`bandit_lab.cache.enable`, the command line
+It is on exactly when the compilation cache is (:func:`bandit_lab.infra.cache.enable`, the command line
 by default; off with ``--no-cache`` / ``BANDIT_LAB_NO_CACHE=1``), in ``exported/`` inside that
 directory. A missing, unreadable, corrupt or stale entry, or a read-only directory, only means
 tracing as before: nothing here can make a run fail. Each entry is sealed with a SHA-256 of its
 file name (the hash of key, signature, avals and environment) and bytes
-(:func:`bandit_lab.cache.seal`): an entry swapped with another, truncated or garbled is never
+(:func:`bandit_lab.infra.cache.seal`): an entry swapped with another, truncated or garbled is never
 deserialized, and is replaced. Results are bit-identical to the traced
 program (tested in ``tests/test_cold_start.py``).
 """
@@ -31,7 +31,7 @@ from typing import Callable
 
 import jax
 
-_DIR: str | None = None  # set by bandit_lab.cache.enable; None = off
+_DIR: str | None = None  # set by bandit_lab.infra.cache.enable; None = off
 SUFFIX = ".jaxexport"
 # JAX settings that change what a function traces to (jax.config names; read if present)
 _TRACE_FLAGS = ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable", "jax_numpy_dtype_promotion",
@@ -162,9 +162,9 @@ class _Exported:
 
 
 def _load(file: str):
-    """The exported program in ``file``, verified against its name (:func:`bandit_lab.cache.read_sealed`:
+    """The exported program in ``file``, verified against its name (:func:`bandit_lab.infra.cache.read_sealed`:
     a swapped, truncated or garbled entry is ``None``, removed, and said once), else ``None``."""
-    from bandit_lab.cache import read_sealed
+    from bandit_lab.infra.cache import read_sealed
 
     data = read_sealed(file, os.path.basename(file), os.path.dirname(file))
     if data is None:
@@ -177,7 +177,7 @@ def _load(file: str):
 
 def _save(file: str, exp) -> None:
     """Write sealed and atomically (a temporary file renamed into place), or not at all."""
-    from bandit_lab.cache import write_sealed
+    from bandit_lab.infra.cache import write_sealed
 
     try:
         data = exp.serialize()

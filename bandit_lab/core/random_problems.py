@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit_lab.problems import Problem
+from bandit_lab.core.problems import Problem
 
 
 def dirichlet(rng: np.random.Generator, shape: tuple, conc: float = 1.0, floor: float = 0.02) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 
 from bandit_lab import support
 from bandit_lab.errors import BanditError
-from bandit_lab.problems import Problem
+from bandit_lab.core.problems import Problem
 
 # log of a probability that projection set to exactly 0: floor it so losses stay finite.
 # (Documented: the exact solver sees the very same floored function.) In float32 (``--float32``)

@@ -149,9 +149,9 @@ class Table:
         return out
 
     def save(self, path: str) -> str:
-        """Write ``records.npz`` atomically (:mod:`bandit_lab.files`); uncompressed: a 10⁵-row
+        """Write ``records.npz`` atomically (:mod:`bandit_lab.infra.files`); uncompressed: a 10⁵-row
         sweep writes in well under a second and loads without inflating."""
-        from bandit_lab import files
+        from bandit_lab.infra import files
 
         buf = io.BytesIO()
         np.savez(buf, **self.to_npz())

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab import export_cache, precision
-from bandit_lab.objective import Objective
+from bandit_lab.infra import export_cache, precision
+from bandit_lab.core.objective import Objective
 
 
 class ExactResult(NamedTuple):
@@ -91,7 +91,7 @@ def _compiled(objective, unravel, kind: str):
     if key not in _CACHE:
         if len(_CACHE) > 256:
             _CACHE.clear()
-        # kept on disk too when the objective has a stable signature (bandit_lab.export_cache)
+        # kept on disk too when the objective has a stable signature (bandit_lab.infra.export_cache)
         stable = getattr(objective, "stable_signature", lambda: None)()
         skey = None if stable is None else ("solver", kind, stable)
         f = lambda z, hp, c: objective.value(unravel(z), hp, consts=c)  # noqa: E731
@@ -308,7 +308,7 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
 @precision.float64
 def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> list[ExactResult]:
     """Exact minimisers of an unconstrained objective at every hyperparameter point in ``hps``
-    (see the module docstring). Works for :class:`~bandit_lab.objective.Stack` too. Above
+    (see the module docstring). Works for :class:`~bandit_lab.core.objective.Stack` too. Above
     ``DENSE_MAX`` parameters each point is solved matrix-free by :func:`newton_krylov`."""
     template = objective.param.init() if init is None else init
     template = jax.tree_util.tree_map(np.asarray, template)

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import optimize
 
 from bandit_lab.errors import BanditError
-from bandit_lab.train import TrainConfig, make_optimizer
+from bandit_lab.core.train import TrainConfig, make_optimizer
 
 PAPER_RATIOS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 PAPER_THETA = (1.00, 1.00, 0.77, 0.56, 0.50, 0.39, 0.34)  # Kong et al. Table 1

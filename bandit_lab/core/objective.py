@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab import losses, support
-from bandit_lab.data import PreferenceData, no_pairs, population
+from bandit_lab.core.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
-from bandit_lab.params import Softmax
-from bandit_lab.problems import Problem
+from bandit_lab.core.params import Softmax
+from bandit_lab.core.problems import Problem
 
 PENALTIES = ("params", "policy")
 
@@ -35,7 +35,7 @@ class Objective:
     loss: losses.LossSpec
     static: dict
     hp: dict  # default float hyperparameters (incl. weight_decay)
-    param: Any  # a parameterization from bandit_lab.params
+    param: Any  # a parameterization from bandit_lab.core.params
     data: PreferenceData
     penalty: str = "params"
 
@@ -83,7 +83,7 @@ class Objective:
 
     def stable_signature(self) -> tuple | None:
         """:meth:`signature` in names only, the same in every process — a key for caches that
-        outlive the process (:mod:`bandit_lab.export_cache`, which also hashes bandit-lab's source).
+        outlive the process (:mod:`bandit_lab.infra.export_cache`, which also hashes bandit-lab's source).
         ``None`` (not cacheable) unless the loss's functions and the parameterization are
         bandit-lab's own code, the parameterization is shareable and the static options are plain
         values: a user's plugin can change between runs without bandit-lab's source changing."""
@@ -265,8 +265,8 @@ def make_objective(
     if data is None:
         # whole-distribution objectives (RLHF) never read pair data: don't build the X·K² grid
         # built in float64 unless float32 was chosen, so that train_policy/solve_exact can give
-        # float64 answers without a switch (bandit_lab.precision.promised_float64)
-        from bandit_lab.precision import float32_chosen, x64, x64_enabled
+        # float64 answers without a switch (bandit_lab.infra.precision.promised_float64)
+        from bandit_lab.infra.precision import float32_chosen, x64, x64_enabled
 
         with contextlib.nullcontext() if x64_enabled() or float32_chosen() else x64(True):
             data = no_pairs(problem) if spec.kind == "policy" else population(problem)

@@ -17,7 +17,7 @@ is never used. They are **verified, not trusted** (issue 24): each entry is writ
 (a temporary file renamed into place, so two processes filling one cache never leave a torn
 file), and checked when read: an entry under the wrong name (two files swapped), truncated or
 garbled is a miss — JAX compiles the program again, the answer is the ``--no-cache`` one — and is
-replaced. One line on stderr says so, once per process; a read-only directory is one line too. Beside them, in ``exported/``, :mod:`bandit_lab.export_cache` keeps the traced
+replaced. One line on stderr says so, once per process; a read-only directory is one line too. Beside them, in ``exported/``, :mod:`bandit_lab.infra.export_cache` keeps the traced
 programs themselves (so a cold start skips Python tracing too); it is on exactly when this is. The library never turns it on by itself (importing :mod:`bandit_lab` changes no
 JAX setting); call :func:`enable` to opt in from Python.
 """
@@ -43,7 +43,7 @@ def enable(path: str | None = None) -> str | None:
 
     Returns the directory in use, or ``None`` when it is disabled (``BANDIT_LAB_NO_CACHE``) or
     neither writable nor readable."""
-    from bandit_lab import export_cache
+    from bandit_lab.infra import export_cache
 
     export_cache.set_dir(None)
     if os.environ.get(ENV_OFF, "") not in ("", "0"):
@@ -72,8 +72,8 @@ def disable() -> None:
     turned them on: an in-process caller such as a test must get what it asked for)."""
     import sys
 
-    if "bandit_lab.export_cache" in sys.modules:
-        sys.modules["bandit_lab.export_cache"].set_dir(None)
+    if "bandit_lab.infra.export_cache" in sys.modules:
+        sys.modules["bandit_lab.infra.export_cache"].set_dir(None)
     if "jax" in sys.modules:
         try:
             sys.modules["jax"].config.update("jax_compilation_cache_dir", None)

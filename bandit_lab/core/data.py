@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from bandit_lab.errors import BanditError
-from bandit_lab.problems import Problem
+from bandit_lab.core.problems import Problem
 
 
 class PreferenceData(NamedTuple):
@@ -81,7 +81,7 @@ def minibatch(data: PreferenceData, size: int, key: jax.Array, *, replacement: b
 
     Either way ``E[batch.weight] = data.weight`` exactly, so the expected mini-batch loss and
     gradient are the full-data ones (every loss is linear in the weights). Pure JAX: the trainer
-    calls it inside its ``lax.scan`` with a key per step (:func:`bandit_lab.train.batch_key`).
+    calls it inside its ``lax.scan`` with a key per step (:func:`bandit_lab.core.train.batch_key`).
     """
     size = int(size)
     if size < 1:

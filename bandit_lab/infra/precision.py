@@ -10,7 +10,7 @@ checks need float64, so:
 - the public functions that build their own problem (:func:`bandit_lab.solve`,
   :func:`bandit_lab.fixed_points`, :func:`bandit_lab.verify`, :func:`bandit_lab.check_loss`) run
   inside ``x64()`` themselves and return NumPy float64 results; those that take the caller's
-  objects (:func:`bandit_lab.train`, :func:`bandit_lab.solve_exact`) compute in the caller's
+  objects (:func:`bandit_lab.core.train`, :func:`bandit_lab.solve_exact`) compute in the caller's
   precision, and the exact solver refuses float32 with one line saying how to switch
   (:func:`require_x64`).
 

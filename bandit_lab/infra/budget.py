@@ -16,7 +16,8 @@ The models (float64 = 8 bytes; ``cells = X·K²``, the triple grid every pairwis
 - a sampled dataset of ``n`` pairs: ``jax.random.categorical`` draws one Gumbel variate per pair
   *and per cell*, so ``n·cells`` values (the dominant cost of large ``n_pairs``);
 - the batched Newton solver (free parameterizations, up to ``solver.DENSE_MAX`` parameters):
-  ``R = max(2n+1, 40)`` rows per point, each a grid evaluation with its gradient, plus the ``n×n``
+  ``R = 2n+1`` rows per point (shared by the members of a stack), each a grid evaluation with its
+  gradient, once for the Hessian and once for the line search per iteration, plus the ``n×n``
   Hessian and its eigendecomposition, for a typical ``NEWTON_ITERS`` iterations; above, the
   matrix-free trust-region Newton–CG (no Hessian; ≈ 50 Hessian-vector products and Fisher probes per iteration); whole-
   distribution objectives (RLHF) touch ``X·K`` cells, not the triple grid; the constrained solver (box, simplex): ``jax.hessian``
@@ -46,6 +47,10 @@ F64 = 8  # bytes
 # work constants, in nanoseconds (see the module docstring)
 STEP_NS = 2000.0  # fixed cost of one scan iteration
 RUN_NS = 500.0  # per vmapped run and step
+# per vmapped run and step when the loss is kept at the logged steps only (``loss_every_step=False``:
+# ``grad`` instead of ``value_and_grad``, no per-step π), as in big weight-decay sweeps: measured
+# 127–167 ns per run and step at 4,096 and 65,536 points (2-core machine, under load, 2026-12-05)
+RUN_LEAN_NS = 150.0
 GRID_NS = 1.0  # per cell of the triple grid, per run and step (value + gradient)
 PARAM_NS = 2.0  # per parameter, per run and step (optimizer update, projection)
 FLOP_NS = 0.5  # dense linear algebra (eigh, QP steps): per flop
@@ -197,7 +202,7 @@ def training(*, steps: int, responses: int, contexts: int = 1, runs: int = 1, pa
         mem["resampled pairs (Gumbel draws per cell)"] = R * float(sampled_pairs) * cells * F64
     what = max(mem, key=mem.get)
     total = sum(mem.values())
-    work = T * (STEP_NS + R * (RUN_NS + GRID_NS * cells + PARAM_NS * n))
+    work = T * (STEP_NS + R * ((RUN_NS if loss_every_step else RUN_LEAN_NS) + GRID_NS * cells + PARAM_NS * n))
     return Cost(total, work, f"{what}: {_n(runs)} runs × " + (f"{_n(T + 1)} steps" if "trajector" in what else f"{_n(cells)} cells"),
                 f"{_n(steps)} steps × {_n(runs)} runs × {_n(cells)} cells")
 
@@ -210,11 +215,11 @@ def sampling(n_pairs: int, responses: int, contexts: int = 1, datasets: int = 1)
 
 
 def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True, stacked: int = 1) -> Cost:
-    """The batched modified Newton method of :func:`bandit_lab.solver.newton_free` (dense up to
+    """The batched modified Newton method of :func:`bandit_lab.solvers.solver.newton_free` (dense up to
     ``solver.DENSE_MAX`` parameters; above, matrix-free trust-region Newton–CG one point
     at a time: no Hessian, a few dozen Hessian-vector products per iteration). ``stacked``
     objectives solved as one stack share a block of ``solver.NEWTON_BLOCK`` points."""
-    from bandit_lab.solver import DENSE_MAX
+    from bandit_lab.solvers.solver import DENSE_MAX
 
     n, B = float(params), float(points)
     cells = _cells(contexts, responses, pairwise)
@@ -223,18 +228,24 @@ def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, p
         work = B * NEWTON_ITERS * 50 * 3 * (RUN_NS + GRID_NS * cells + PARAM_NS * n)
         return Cost(mem, work, f"the matrix-free exact solver's Hessian-vector products on {_n(cells)} cells",
                     f"exact solve ({_n(points)} points, {_n(params)} parameters, matrix-free)")
-    from bandit_lab.solver import NEWTON_BLOCK
+    from bandit_lab.solvers.solver import NEWTON_BLOCK
 
-    rows = max(2 * n + 1, 40.0)
-    work_B, B = B, min(B, float(NEWTON_BLOCK) * max(int(stacked), 1))  # memory: one block of points at a time
-    mem = B * rows * (4 * n + GRID_TEMPS * cells) * F64 + 3 * B * n * n * F64
-    work = NEWTON_ITERS * (2 * work_B * rows * (RUN_NS + GRID_NS * cells) + work_B * 10 * n**3 * FLOP_NS)
+    # ``newton_free``: 2n + 1 rows per point for the central-difference Hessian (coloured: the
+    # members of a stack share their rows, so ``stacked`` member points are one row set), and the
+    # line search evaluates its candidates in batches of the same rows (one batch, usually):
+    # ≈ 2·(2n + 1) row evaluations per stacked point and iteration, each touching every member's cells
+    S = float(max(int(stacked), 1))
+    rows = 2 * n + 1
+    sets = B / S  # row sets (stacked points)
+    work_B, B = B, min(B, float(NEWTON_BLOCK) * S)  # memory: one block of points at a time
+    mem = (B / S) * rows * (4 * n * S + GRID_TEMPS * cells * S) * F64 + 3 * B * n * n * F64
+    work = NEWTON_ITERS * (2 * sets * rows * (RUN_NS + GRID_NS * cells * S) + work_B * 10 * n**3 * FLOP_NS)
     return Cost(mem, work, f"the exact solver's {_n(rows)} rows × {_n(cells)} cells per point ({_n(points)} points)",
                 f"exact solve ({_n(points)} points, {_n(params)} parameters)")
 
 
 def constrained(*, params: int, responses: int, contexts: int = 1, points: int = 1, pairwise: bool = True) -> Cost:
-    """SciPy L-BFGS-B/SLSQP plus the active-set Newton polish of :func:`bandit_lab.solver.solve_exact`."""
+    """SciPy L-BFGS-B/SLSQP plus the active-set Newton polish of :func:`bandit_lab.solvers.solver.solve_exact`."""
     n, B = float(params), float(points)
     cells = _cells(contexts, responses, pairwise)
     mem = (n * GRID_TEMPS * cells + 4 * n * n) * F64

@@ -9,7 +9,7 @@ Conventions (shared by the whole package):
 - ``pairs[x, i, j]`` is the law of the *ordered* pair ``(y1, y2)`` shown to the labeller, a
   symmetric matrix summing to 1 per context. ``uniform`` puts equal mass on distinct pairs;
   ``reference`` is ``π_ref ⊗ π_ref`` (ties included — a tie carries no label and is dropped
-  from the data, see :mod:`bandit_lab.data`). Its marginal ``μ = pairs.sum(-1)`` is the μ of
+  from the data, see :mod:`bandit_lab.core.data`). Its marginal ``μ = pairs.sum(-1)`` is the μ of
   IPO (Azar et al. 2024; Nguyen's notes Eq. 9–12).
 - ``reward`` is a Bradley–Terry reward (``p(i≻j) = σ(r_i − r_j)``) when one is known: given,
   ``log π*`` for a target policy (Kong et al. Eq. 27; zeros of π* are floored at

@@ -3,7 +3,7 @@ measure for every objective.
 
 This module sits *below* :mod:`bandit_lab.fixed_points` and *above* the losses: the losses'
 ``LossSpec.exact`` hooks import it lazily (a callback into the solver layer), it imports
-:mod:`bandit_lab.solver`, and never imports :mod:`bandit_lab.fixed_points` or a loss family, so
+:mod:`bandit_lab.solvers.solver`, and never imports :mod:`bandit_lab.fixed_points` or a loss family, so
 there is no import circle.
 
 Piecewise-linear ("kinked") losses. ``hinge`` (``max(0, 1 − βΔ)``) and the reference-free
@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from bandit_lab.oracles import softmax_np
-from bandit_lab.solver import ExactResult, newton_free
+from bandit_lab.solvers.oracles import softmax_np
+from bandit_lab.solvers.solver import ExactResult, newton_free
 
 KINK_TOL = 1e-6  # |m_t − 1| below which a hinge term counts as on its kink (an ε-subdifferential)
 LINEAR_PARAMS = ("softmax", "loglinear")  # log π affine in θ up to the normaliser
