@@ -36,6 +36,11 @@ def _check_promise(argv, capsys, strict_json):
         main([str(a) for a in argv])
     except SystemExit as e:
         code = e.code
+    finally:  # main() resets the budget when it starts, not when it ends: keep --max-work out of later tests
+        import sys
+
+        if "bandit_lab.infra.budget" in sys.modules:
+            sys.modules["bandit_lab.infra.budget"].set_limits()
     out, err = capsys.readouterr()
     assert code in (0, 1, 2, 4), (argv, code, err[-1500:])
     assert "Traceback" not in err and "internal error" not in err, (argv, err[-1500:])
