@@ -41,6 +41,7 @@ def _trl_reader(loss: str, defaults: dict):
 
 register_reader("grpo", _trl_reader("grpo", _trl.GRPO_DEFAULTS))
 register_reader("rloo", _trl_reader("rloo", _trl.RLOO_DEFAULTS))
+register_reader("a2po", _trl_reader("a2po", _trl.A2PO_DEFAULTS))
 PRESETS.update({
     "trl-grpo-default": ("grpo", {}),
     "trl-grpo-beta0.04": ("grpo", {"beta": 0.04}),
@@ -48,6 +49,8 @@ PRESETS.update({
     "trl-dr_grpo-beta0.04": ("grpo", {"loss_type": "dr_grpo", "scale_rewards": "none", "beta": 0.04}),
     "trl-grpo-gspo": ("grpo", {"importance_sampling_level": "sequence", "beta": 0.04}),
     "trl-rloo-default": ("rloo", {}),
+    "trl-cispo-beta0.04": ("grpo", {"loss_type": "cispo", "beta": 0.04}),
+    "trl-a2po-default": ("a2po", {}),
 })
 
 KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "pairs": "uniform"}
@@ -56,6 +59,9 @@ KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.
 def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
     """``(objective, divergence)`` of the expected update, in words (module docstring)."""
     beta, G = hp.get("beta", 0.0), static.get("group_size")
+    if loss == "a2po":  # bandit_lab.losses.onpolicy: E_π[(βh − r + V*)∇h] = ∇[β·KL(π‖π_ref) − E_π r] (V* drops)
+        return ("2β·(gradient of E_π[r] − β·D); V*, β₁ and num_value_samples drop out of the expected update",
+                "KL(π‖π_ref) (A*-PO's regression of β·log(π/π_ref) onto r − V*)")
     norm = static.get("normalize")
     if norm == "group_std":
         obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"

@@ -36,3 +36,13 @@ def test_cispo_at_trl_default_epsilon_high_says_the_kl_acts_as_5_beta():
     assert "× min(1, ε_high) = 0.2" in r["objective"] and "β/0.2" in r["objective"]
     g = rlhf_optimum(np.array([[0.4, 0.4, 0.2]]), np.log(np.array([[0.6, 0.3, 0.1]])), 5 * 0.1 * 4 / 3)
     assert r["status"] == "attracting" and np.max(np.abs(np.asarray(r["policy"]) - g)) < 1e-8
+
+
+def test_a2po_default_config_is_gibbs_at_beta2():
+    """A*-PO's expected update is 2β₂∇[β₂KL(π‖π_ref) − E_π r] (tests/test_a2po.py), so its point is
+    Gibbs at β₂ (closed form, 1e-8). At TRL's default β₂ = 1e-3 that Gibbs point has π(y2) ≈ e^{−693}
+    on Kong's bandit, below float64: the solver reports the vertex limit there, so β₂ = 0.5 here."""
+    r = explain("a2po", {"beta2": 0.5})
+    g = rlhf_optimum(np.array([[0.4, 0.4, 0.2]]), np.log(np.array([[0.6, 0.3, 0.1]])), 0.5)
+    assert r["divergence"].startswith("KL(π‖π_ref)") and r["status"] == "attracting"
+    assert np.max(np.abs(np.asarray(r["policy"]) - g)) < 1e-8 and r["tv_gibbs"] < 1e-8

@@ -79,3 +79,17 @@ def test_group_std_points_follow_the_on_policy_identities(pb):
     half = pol({"loss_type": "cispo", "epsilon_high": 0.5})
     assert tv(half, pol({"loss_type": "dapo", "beta": 2 * BETA})) < 1e-10
     assert tv(half, dapo) > 1e-3
+
+
+def test_rlhf_in_practice_library_presets_build():
+    """``run rlhf-in-practice --library``: every TRL preset is read by its own field names (no solve
+    here; the points are checked above and in docs/onpolicy-libraries.md's table)."""
+    from bandit_lab.core.problems import Problem
+    from bandit_lab.experiments.rlhf_in_practice import LIBRARY, Settings, objectives
+
+    s = Settings(library=True)
+    objs = dict(objectives(s, Problem.create(list(s.pi_ref), pi_star=list(s.pi_star), pairs="uniform")))
+    assert all(lab in objs for lab, _, _ in LIBRARY) and all(len(lab) < 20 for lab, _, _ in LIBRARY)
+    assert objs["trl-cispo"].static["surrogate"] == "cispo" and objs["trl-cispo"].hp["clip_high"] == 0.2
+    assert objs["trl-dapo(default)"].static["kl_bias_correction"] is True
+    assert objs["trl-gspo"].static["ratio_level"] == "geometric" and objs["trl-a2po"].hp["beta"] == s.beta

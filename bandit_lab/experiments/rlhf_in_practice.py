@@ -10,6 +10,9 @@ RLHF objective −E_π r + β KL(π‖π_ref) and with DPO's exact population op
 constraint*. Without weight decay DPO and RLHF share π_ref·e^{r/β}/Z (Kong Eq. 10); the
 algorithms that differentiate KL(π‖π_ref) land there too, GRPO (std-normalised) and Nash-MD do
 not; with α‖θ‖² every point moves and the on-policy algorithms part from DPO as RLHF does.
+``--library`` adds TRL 1.16 configurations written with TRL's own field names (:data:`LIBRARY`,
+read by :mod:`bandit_lab.onpolicy.trl`): its GRPO loss types with TRL's defaults (bias-corrected
+k3, group-std scaling, cispo's default ε_high capping the weight at 0.2), RLOO and A*-PO.
 """
 from __future__ import annotations
 
@@ -29,6 +32,21 @@ ALGOS = (("reinforce", {}), ("rloo", {}), ("ppo", {}), ("grpo", {}), ("grpo", {"
          ("dr_grpo", {}), ("dapo", {}), ("online_dpo", {}), ("nash_md", {}))
 
 
+# TRL 1.16 configurations as users write them (bandit_lab.onpolicy.trl reads the field names; every
+# field left out takes TRL's default), run with ``--library`` at the experiment's β and G
+LIBRARY = (("trl-grpo", "grpo", {"loss_type": "grpo"}),
+           ("trl-dapo(default)", "grpo", {"loss_type": "dapo"}),
+           ("trl-dapo-no-bc", "grpo", {"loss_type": "dapo", "use_bias_correction_kl": False}),
+           ("trl-dr_grpo-none", "grpo", {"loss_type": "dr_grpo", "scale_rewards": "none"}),
+           ("trl-gspo", "grpo", {"loss_type": "grpo", "importance_sampling_level": "sequence"}),
+           ("trl-cispo", "grpo", {"loss_type": "cispo"}),
+           ("trl-cispo-eps5", "grpo", {"loss_type": "cispo", "epsilon_high": 5.0}),
+           ("trl-sapo", "grpo", {"loss_type": "sapo"}),
+           ("trl-vespo", "grpo", {"loss_type": "vespo"}),
+           ("trl-rloo", "rloo", {"num_generations": 2, "normalize_advantages": False}),
+           ("trl-a2po", "a2po", {}))
+
+
 def label(name: str, lp: dict) -> str:
     return name + ("[k1-reward]" if lp.get("kl_placement") == "reward" and name in ("grpo", "dr_grpo", "dapo") else "")
 
@@ -42,6 +60,7 @@ class Settings:
     lr: float = dataclasses.field(default=0.05, metadata=meta("peak learning rate (cosine)", bounds.LR))
     pi_star: tuple[float, ...] = dataclasses.field(default=(0.6, 0.3, 0.1), metadata=meta("target policy π* (Kong Eq. 26)", bounds.PROBABILITY))
     pi_ref: tuple[float, ...] = dataclasses.field(default=(0.4, 0.4, 0.2), metadata=meta("reference policy (Kong Eq. 28)", bounds.PROBABILITY))
+    library: bool = dataclasses.field(default=False, metadata=meta("add TRL 1.16 presets (GRPOConfig loss types, RLOO, A*-PO) by their own field names"))
 
     def validate(self) -> None:
         check_distributions(pi_ref=self.pi_ref, pi_star=self.pi_star)
@@ -55,8 +74,9 @@ class Settings:
         K, P = len(self.pi_ref), len(self.alpha)
         per_step = n_compositions(max(self.group_size, 16) - 1, K) * K  # the largest group's expected update
         train = budget.training(steps=self.steps, responses=K, runs=P, logged=60)
-        train = train.times(len(ALGOS), "algorithms")
-        train.work += len(ALGOS) * per_step * self.steps * P * budget.GRID_NS
+        n = len(ALGOS) + (len(LIBRARY) if self.library else 0)
+        train = train.times(n, "algorithms")
+        train.work += n * per_step * self.steps * P * budget.GRID_NS
         return budget.problem(1, K) + (train | budget.newton(params=K, responses=K, points=2 * P))
 
 
@@ -65,6 +85,10 @@ def objectives(s: Settings, problem) -> list:
     for name, lp in ALGOS:
         extra = {"group_size": s.group_size} if name in ("rloo", "grpo", "dr_grpo") else {}
         out.append((label(name, lp), make_objective(problem, name, {"beta": s.beta, **extra, **lp})))
+    if s.library:
+        for lab, name, cfg in LIBRARY:
+            size = {"num_generations": s.group_size} if name == "grpo" else {}
+            out.append((lab, make_objective(problem, name, {**size, **cfg, "beta": s.beta})))
     return out
 
 
