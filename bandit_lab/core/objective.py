@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import losses, support
+from bandit_lab import losses
+from bandit_lab.core import support
 from bandit_lab.core.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
 from bandit_lab.core.params import Softmax
