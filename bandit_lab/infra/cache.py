@@ -77,6 +77,9 @@ def disable() -> None:
     if "jax" in sys.modules:
         try:
             sys.modules["jax"].config.update("jax_compilation_cache_dir", None)
+            from jax._src import compilation_cache as cc  # whether the cache is used is memoised: forget it
+
+            cc.reset_cache()
         except Exception:
             pass
 
