@@ -17,8 +17,8 @@ def _value(s: str):
 
 
 def explain(
-    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), or a preset name with --preset"),
-    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig as YAML or JSON"),
+    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), verl (0.9.1), openrlhf (0.11.2), or a preset name"),
+    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig, a verl trainer/actor config, OpenRLHF arguments: YAML or JSON"),
     set_: Optional[str] = typer.Option(None, "--set", help="fields, e.g. loss_type=dapo,beta=0.04"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
