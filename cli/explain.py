@@ -32,13 +32,23 @@ def explain(
     if kind in PRESETS:
         kind, cfg = PRESETS[kind][0], dict(PRESETS[kind][1])
     if config is not None:
-        text = config.read_text()
-        if config.suffix in (".yaml", ".yml"):
-            import yaml
+        try:
+            text = config.read_text()
+        except (OSError, UnicodeDecodeError) as e:  # issue 24: one line naming the file (was "internal error")
+            raise BanditError(f"cannot read {config}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            if config.suffix in (".yaml", ".yml"):
+                import yaml
 
-            cfg.update(yaml.safe_load(text) or {})
-        else:
-            cfg.update(json.loads(text))
+                loaded = yaml.safe_load(text) or {}
+            else:
+                loaded = json.loads(text)
+        except Exception as e:  # a YAML or JSON syntax error
+            raise BanditError(f"{config}: not valid {'YAML' if config.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if not isinstance(loaded, dict):
+            raise BanditError(f"{config}: expected a mapping of config fields; got {type(loaded).__name__}")
+        cfg.update(loaded)
     for item in filter(None, (set_ or "").split(",")):
         if "=" not in item:
             raise BanditError(f"--set: expected field=value; got {item!r}")
