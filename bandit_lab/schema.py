@@ -602,7 +602,7 @@ class Spec(Strict):
         if K < 2:
             fail(f"needs at least 2 responses, got {K}", "pi_ref")
         try:
-            _distribution(ref2, "pi_ref", strict=False)  # zeros allowed: bandit_lab.support
+            _distribution(ref2, "pi_ref", strict=False)  # zeros allowed: bandit_lab.core.support
         except Invalid as e:
             fail(e.msg, "pi_ref")
         shape = "[K]" if self.pi_ref.ndim == 1 else "[X, K]"

@@ -160,8 +160,8 @@ def build(spec):
             seed = s.sampling.seed  # keys the training draws
     try:
         obj = make_objective(problem, s.loss, s.all_loss_params, weight_decay=s.weight_decay, penalty=s.penalty, param=param, data=data)
-    except BanditError as e:  # a refusal that names its own field (bandit_lab.support: pi_ref) keeps it
-        raise BanditError(str(e) if str(e).startswith("pi_ref: ") else f"loss: {e}") from None
+    except BanditError as e:  # a refusal that names its own field (bandit_lab.core.support: pi_ref) keeps it
+        raise BanditError(str(e) if str(e).startswith(("pi_ref: ", "preference.reward: ")) else f"loss: {e}") from None
     opt = s.optimizer
     batch = {} if s.batch is None else {"batch_size": s.batch.size, "batch_replacement": s.batch.replacement,
                                         "batch_pool": 0 if isinstance(s.data, str) else s.data.sampled}

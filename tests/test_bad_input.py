@@ -300,7 +300,7 @@ SPECS = [  # (spec, expected text in the error line)
     ({**BASE, "preference": {"pi_star": [0.5, 0.6, 0.1]}}, r"preference\.pi_star: must sum to 1"),
     ({**BASE, "preference": [1, 2, 3]}, r"preference: must be an object"),
     ({"pi_ref": [0.5, 0.6, 0.2], "preference": {"reward": [0, 1, 2]}}, r"pi_ref: must sum to 1 within 1e-09"),
-    # π_ref may have zeros (bandit_lab.support), but DPO on a pair with a zero-reference response is undefined
+    # π_ref may have zeros (bandit_lab.core.support), but DPO on a pair with a zero-reference response is undefined
     ({"pi_ref": [1.0, 0.0], "preference": {"reward": [0, 1]}}, r"^bandit-lab: error: pi_ref: response 1 has π_ref = 0 but appears in a labelled pair \(0, 1\)"),
     ({"pi_ref": [1.0, -0.0001, 0.0001], "preference": {"reward": [0, 1, 0]}}, r"pi_ref\[1\]: .*got -0.0001"),
     ({"pi_ref": [1.0], "preference": {"reward": [0]}}, r"pi_ref: needs at least 2 responses"),
@@ -464,7 +464,9 @@ EXTREME = [  # budgets and tree sizes: refused before any work starts
     (["run", "noise-adaptive", "--n-contexts", "1e9"], r"needs ≈"),
     (["run", "win-rate-dynamics", "--n-pairs", "1e9"], r"needs ≈"),
     (["run", "win-rate-dynamics", "--seeds", "1e6"], r"needs ≈|would take ≈"),
-    (["run", "ipo-vs-dpo", "--n-responses", "5000"], r"needs ≈"),
+    # an explicit --max-memory: the default limit is a quarter of the machine's RAM, and the 24 GB this
+    # needs fit a 128 GiB machine's quarter (the H200 host of issue 22 ran it instead of refusing)
+    (["--max-memory", "8G", "run", "ipo-vs-dpo", "--n-responses", "5000"], r"needs ≈"),
     (["run", "spo-softness", "--n-grid", "1e9"], r"needs ≈"),
     (["run", "thresholding", "--steps", "1e12"], r"needs ≈"),
     (["run", "single-step", "--n-ratios", "1e12"], r"needs ≈"),

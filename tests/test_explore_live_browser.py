@@ -77,7 +77,7 @@ def solve_json(cmd, tmp_path, capsys):
 
 
 def shown(row, cls):
-    return [float(v) for v in row.locator("td." + cls).inner_text().strip("[]").split(",")]
+    return [float(v) for v in row.locator("td." + cls).inner_text().split("]")[0].strip("[").split(",")]
 
 
 def set_field(page, key, value):
@@ -140,6 +140,25 @@ def test_onpolicy_preset_beta_g_placement_match_solve_json(session, tmp_path, ca
     assert verdict.startswith(f"stationary point ({ref['stationary_status']},"), verdict
     tv = rows.nth(0).locator("td.tv").inner_text()
     assert f"Gibbs {ref['exact_vs_reference_tv']['gibbs']:.2e}" in tv, tv
+
+
+def test_runaway_is_marked_never_an_optimum(session, tmp_path, capsys):
+    """RLOO with k1 in the *loss* has no regulariser on a bandit (E_π[∇k1] = 0): the solver finds no
+    finite stationary point. The page says what `solve --json` says (runaway), marks the shown
+    limit ⚠, and never calls it an optimum."""
+    page = session.page
+    alpha = page.evaluate("window.banditLabLive.state").get("alpha")
+    set_field(page, "alpha", "0")  # weight decay would give the flow a finite root
+    set_field(page, "onpolicy", "rloo[kl_placement=loss]")
+    assert page.inner_text("#live-error") == ""
+    row = page.locator("#live-table tbody tr[data-kind=onpolicy]").nth(0)
+    spec, ref = solve_json(page.inner_text("#live-command").strip().splitlines()[-1], tmp_path, capsys)
+    assert spec["loss_params"]["kl_placement"] == "loss" and ref["stationary_status"] == "runaway"
+    assert row.locator("td.verdict").inner_text().startswith("stationary point (runaway,")
+    assert "warn" in row.locator("td.exact").get_attribute("class") and row.locator("td.exact").inner_text().endswith("⚠")
+    np.testing.assert_allclose(shown(row, "exact"), ref["exact"], atol=1e-6, rtol=0)
+    set_field(page, "onpolicy", "rloo")
+    set_field(page, "alpha", alpha)
 
 
 @pytest.mark.parametrize("key, value, msg", [

@@ -180,8 +180,8 @@ def _compiles(fn) -> int:
 
 
 def test_beta_sweep_compiles_once():
-    """A β sweep of GRPO in exact mode is one compiled jit(vmap(scan)): 64 points cost the same
-    compiles as 8 (the grid is a vmapped axis)."""
+    """A β sweep of GRPO in exact mode is one compiled jit(vmap(scan)): 64 points cost one compile
+    of the trainer, like 8 (the grid is a vmapped axis, not a loop), and running it again none."""
     from bandit_lab.runner import train_batch
     from bandit_lab.core.train import TrainConfig
 
@@ -189,9 +189,14 @@ def test_beta_sweep_compiles_once():
     o = make_objective(pb, "grpo", {"group_size": 4})
     cfg = TrainConfig(steps=300, log_steps=(0, 300))
     sweep = lambda n: train_batch([o], cfg, [[{**o.hp, "beta": b, "lr": 0.05} for b in np.geomspace(0.1, 10, n)]])  # noqa: E731
-    c8 = _compiles(lambda: sweep(8))
-    c64 = _compiles(lambda: sweep(64))
-    assert 1 <= c8 <= 2 and c64 == c8
+    c8 = _compiles(lambda: sweep(8))  # the first call also compiles a small program of its own (`stage`)
+    c64 = _compiles(lambda: sweep(64))  # blocks of train.CHUNK = 64 points: a new block shape, one compile
+    again = _compiles(lambda: sweep(64))
+    assert 1 <= c64 <= c8 and again == 0
+    if jax.default_backend() == "cpu":
+        # the absolute counts are per platform: on a GPU, JAX may compile more small device
+        # programs around the sweep (argument transfers and conversions)
+        assert c64 == 1 and c8 <= 2
     t = time.perf_counter()
     sweep(64)
     assert time.perf_counter() - t < 10.0

@@ -171,7 +171,9 @@ def _tree_rlhf(T: int):
 def test_matrix_free_solve_is_exact_and_bit_reproducible(T):
     """V = 4 trees up to T = 7 (16,384 sequences, 21,844 logits) solve to a certified residual and
     onto the closed form; identical solves give the same bits (SciPy's trust-krylov did not: on
-    T = 6 three calls took 41, 57 and 50 iterations to different points)."""
+    T = 6 three calls took 41, 57 and 50 iterations to different points). Bit-identity holds per
+    platform; on a GPU it needs XLA's deterministic ops (``--xla_gpu_deterministic_ops=true``, set
+    for the test process in conftest.py): the tree's reductions may otherwise use atomics."""
     tp, o = _tree_rlhf(T)
     rs = [solver.solve_exact(o) for _ in range(2)]
     assert all(np.array_equal(np.asarray(rs[0].policy), np.asarray(r.policy)) and r.iterations == rs[0].iterations for r in rs)

@@ -1,4 +1,4 @@
-"""π_ref with zeros (bandit_lab.support; issue 20 item 3): values and gradients finite and equal to
+"""π_ref with zeros (bandit_lab.core.support; issue 20 item 3): values and gradients finite and equal to
 those of the problem with the zero-reference responses removed (an independent reference: the
 full-support code path, which never sees a zero); refusals name pi_ref."""
 import jax
@@ -11,7 +11,7 @@ from bandit_lab.errors import BanditError
 from bandit_lab.core.objective import make_objective
 from bandit_lab.solvers.oracles import rlhf_optimum
 from bandit_lab.core.params import MaskedSoftmax, Softmax
-from bandit_lab.support import LOG_ZERO
+from bandit_lab.core.support import LOG_ZERO
 
 REF3, REF2 = [0.5, 0.3, 0.0, 0.2], [0.5, 0.3, 0.2]
 STAR3, STAR2 = [0.6, 0.1, 0.05, 0.25], np.array([0.6, 0.1, 0.25])

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import losses, support
+from bandit_lab import losses
+from bandit_lab.core import support
 from bandit_lab.core.data import PreferenceData, no_pairs, population
 from bandit_lab.errors import BanditError
 from bandit_lab.core.params import Softmax
@@ -61,7 +62,7 @@ class Objective:
     def consts(self) -> dict:
         r = self.reward()
         return {
-            "logp_ref": support.log_ref(self.problem.pi_ref),  # LOG_ZERO where π_ref = 0 (bandit_lab.support)
+            "logp_ref": support.log_ref(self.problem.pi_ref),  # LOG_ZERO where π_ref = 0 (bandit_lab.core.support)
             "reward": np.zeros_like(self.problem.pi_ref) if r is None else np.asarray(r, dtype=np.float64),
             "context_weight": self.problem.context_weight,
             "data": self.data,
@@ -270,10 +271,14 @@ def make_objective(
 
         with contextlib.nullcontext() if x64_enabled() or float32_chosen() else x64(True):
             data = no_pairs(problem) if spec.kind == "policy" else population(problem)
-    # π_ref with zeros: masked logits for KL-regularised losses, pairs checked (bandit_lab.support)
+    # π_ref with zeros: masked logits for KL-regularised losses, pairs checked (bandit_lab.core.support)
     param = support.resolve(problem, spec, static, param, data)
     obj = Objective(problem, spec, static, hp, param or Softmax(problem), data, penalty)
     obj.reward()  # fail early if the reward it needs does not exist
+    if static.get("reward_noise", "none") != "none":  # stochastic on-policy rewards: success probabilities
+        from bandit_lab.core.rewards import check_reward_noise
+
+        check_reward_noise(obj)
     return obj
 
 

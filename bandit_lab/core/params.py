@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit_lab import support
+from bandit_lab.core import support
 from bandit_lab.errors import BanditError
 from bandit_lab.core.problems import Problem
 
@@ -65,7 +65,7 @@ class Softmax:
     shareable = True  # log_probs reads every constant from ``c``: compiled code is shared by shape
 
     def init(self, how: Any = "reference"):
-        # π_ref = 0 (bandit_lab.support): the logit LOG_ZERO gives π = 0 exactly, and stays finite
+        # π_ref = 0 (bandit_lab.core.support): the logit LOG_ZERO gives π = 0 exactly, and stays finite
         ref = self.problem.pi_ref
         return jnp.asarray(_init_array(how, ref.shape, support.log_ref(ref), np.zeros_like(ref)))
 
@@ -84,8 +84,8 @@ class MaskedSoftmax(Softmax):
     """Softmax logits on ``supp(π_ref)`` only: ``π(y|x) = 0`` exactly where ``π_ref(y|x) = 0``.
 
     The parameterization of every KL-regularised objective on a reference with zeros
-    (:mod:`bandit_lab.support`): off the support the logit is masked (it carries zero gradient)
-    and ``log π`` is :data:`bandit_lab.support.LOG_ZERO`, whose exponential is exactly 0."""
+    (:mod:`bandit_lab.core.support`): off the support the logit is masked (it carries zero gradient)
+    and ``log π`` is :data:`bandit_lab.core.support.LOG_ZERO`, whose exponential is exactly 0."""
 
     def consts(self) -> dict:
         return {"support": support.support(self.problem.pi_ref).astype(np.float64)}

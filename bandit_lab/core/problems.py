@@ -120,7 +120,7 @@ class Problem:
     the ``[X, K]`` data (a reward or π* and a named pair law): an objective that never reads them
     (the RLHF objective on a token tree of 16,384 sequences, say) never allocates K² numbers."""
 
-    pi_ref: np.ndarray  # [X, K], non-negative, rows sum to 1 (zeros: see bandit_lab.support)
+    pi_ref: np.ndarray  # [X, K], non-negative, rows sum to 1 (zeros: see bandit_lab.core.support)
     given_pref: np.ndarray | None  # [X, K, K] when given as a matrix, else derived lazily
     given_pairs: np.ndarray | None  # [X, K, K] for explicit pairs, else derived lazily
     context_weight: np.ndarray  # [X], sums to 1
@@ -186,7 +186,7 @@ class Problem:
         X, K = ref.shape
         if K < 2:
             raise BanditError("a bandit needs at least 2 responses")
-        _check_distribution(ref, "pi_ref", strict=False)  # zeros: bandit_lab.support defines them
+        _check_distribution(ref, "pi_ref", strict=False)  # zeros: bandit_lab.core.support defines them
         given = [n for n, v in (("pi_star", pi_star), ("reward", reward), ("matrix", matrix)) if v is not None]
         if len(given) != 1:
             raise BanditError("give exactly one preference model: pi_star, reward or matrix")

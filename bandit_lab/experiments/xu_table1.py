@@ -4,7 +4,7 @@ and more — it can put mass on a response the reference never produces.
 
 The table: three responses, ``π_ref = (0.5, 0.5, 0)``, one labelled pair y1 ≻ y2 (deterministic),
 ``π_DPO = (0.1, 0, 0.9)``, ``π_PPO = (1, 0, 0)``. What the exact tools say (bandit-lab's zero-support
-definition, :mod:`bandit_lab.support`):
+definition, :mod:`bandit_lab.core.support`):
 
 - **DPO** on the one pair: ``L(π) = −log σ(β·log(π(y1)/π(y2)))`` (π_ref(y1) = π_ref(y2) cancels;
   y3 is in no pair, so it is free). ``L > 0`` at every finite logit and ``inf L = 0``: there is
@@ -81,7 +81,7 @@ def run(s: Settings) -> dict:
     from bandit_lab.infra.precision import x64
     from bandit_lab.core.problems import Problem
     from bandit_lab.solvers.solver import solve_exact
-    from bandit_lab.support import log_ref
+    from bandit_lab.core.support import log_ref
 
     records, rlhf = [], []
     with x64(True):

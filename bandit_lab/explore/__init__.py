@@ -67,7 +67,10 @@ def make_server(html: str, port: int = 0):
             if self.path.split("?")[0] == "/api/options":  # the on-policy algorithms and library presets
                 from bandit_lab.explore import live
 
-                return self._json(200, {"onpolicy": live.onpolicy_names(), "presets": live.presets()})
+                try:
+                    return self._json(200, {"onpolicy": live.onpolicy_names(), "presets": live.presets()})
+                except Exception as e:  # noqa: BLE001 - never a stack trace to the page
+                    return self._json(500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]})
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self.send_error(404, "the explorer serves one page, at /")
                 return

@@ -25,7 +25,8 @@ The models (float64 = 8 bytes; ``cells = X·K²``, the triple grid every pairwis
 - token trees: ``V^T`` sequences, counted in log space and capped by
   :data:`bandit_lab.tokens.tree.MAX_RESPONSES`.
 
-Work is counted in nanoseconds of a 2-core CPU (the per-unit constants below were measured on the
+Work is counted in nanoseconds of a 2-core CPU, one compile (``COMPILE_NS``) per compiled trainer
+or batched solver included (the per-unit constants below were measured on the
 project's machine under load: 6 stacked objectives of K = 3 take ≈ 5–8 µs per Adam step; a
 K = 1024 token tree ≈ 1 ns per cell and step). It is a rough, order-of-magnitude estimate — its
 purpose is to catch a typo'd ``1e12``, not to predict a runtime.
@@ -51,6 +52,7 @@ RUN_NS = 500.0  # per vmapped run and step
 # ``grad`` instead of ``value_and_grad``, no per-step π), as in big weight-decay sweeps: measured
 # 127–167 ns per run and step at 4,096 and 65,536 points (2-core machine, under load, 2026-12-05)
 RUN_LEAN_NS = 150.0
+COMPILE_NS = 1.5e9  # one XLA compile of a trainer or of the exact solver's batched evaluation (1–7 s measured)
 GRID_NS = 1.0  # per cell of the triple grid, per run and step (value + gradient)
 PARAM_NS = 2.0  # per parameter, per run and step (optimizer update, projection)
 FLOP_NS = 0.5  # dense linear algebra (eigh, QP steps): per flop
@@ -202,7 +204,7 @@ def training(*, steps: int, responses: int, contexts: int = 1, runs: int = 1, pa
         mem["resampled pairs (Gumbel draws per cell)"] = R * float(sampled_pairs) * cells * F64
     what = max(mem, key=mem.get)
     total = sum(mem.values())
-    work = T * (STEP_NS + R * ((RUN_NS if loss_every_step else RUN_LEAN_NS) + GRID_NS * cells + PARAM_NS * n))
+    work = COMPILE_NS + T * (STEP_NS + R * ((RUN_NS if loss_every_step else RUN_LEAN_NS) + GRID_NS * cells + PARAM_NS * n))
     return Cost(total, work, f"{what}: {_n(runs)} runs × " + (f"{_n(T + 1)} steps" if "trajector" in what else f"{_n(cells)} cells"),
                 f"{_n(steps)} steps × {_n(runs)} runs × {_n(cells)} cells")
 
@@ -239,7 +241,7 @@ def newton(*, params: int, responses: int, contexts: int = 1, points: int = 1, p
     sets = B / S  # row sets (stacked points)
     work_B, B = B, min(B, float(NEWTON_BLOCK) * S)  # memory: one block of points at a time
     mem = (B / S) * rows * (4 * n * S + GRID_TEMPS * cells * S) * F64 + 3 * B * n * n * F64
-    work = NEWTON_ITERS * (2 * sets * rows * (RUN_NS + GRID_NS * cells * S) + work_B * 10 * n**3 * FLOP_NS)
+    work = COMPILE_NS + NEWTON_ITERS * (2 * sets * rows * (RUN_NS + GRID_NS * cells * S) + work_B * 10 * n**3 * FLOP_NS)
     return Cost(mem, work, f"the exact solver's {_n(rows)} rows × {_n(cells)} cells per point ({_n(points)} points)",
                 f"exact solve ({_n(points)} points, {_n(params)} parameters)")
 

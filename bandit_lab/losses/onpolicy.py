@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core.rewards import REWARD_NOISE, success_probability
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.tokens.tree import along_tokens, to_slots
@@ -195,6 +196,28 @@ def _scatter(y, A, K):
     return cp, cm, jnp.sum(oh, axes) / n
 
 
+# --------------------------------------------------------------------------- stochastic rewards
+
+def with_outcomes(logp, succ, kl_part):
+    """The sample space of a stochastic 0/1 reward: outcome ``(k, s)`` for response k with reward
+    s ∈ {1, 0}, as ``2K`` "responses" ``[(k, 1) for k] + [(k, 0) for k]`` with log-probabilities
+    ``log π_k + log q_k`` and ``log π_k + log(1 − q_k)`` (``support.LOG_ZERO`` for log 0: exact
+    zeros), shaped rewards ``s + kl_part_k`` (the KL estimator placed in the reward, if any). Every
+    exact expectation (group compositions over 2K outcomes, population moments, whitening) and
+    every draw (one categorical over 2K: y ~ π, then s ~ Bernoulli(q(y))) then holds as it is;
+    the caller sums the two halves back. Returns ``(logp, q, shaped, 2K)``."""
+    from bandit_lab.core.support import LOG_ZERO
+
+    def safe_log(p):
+        ok = p > 0
+        return jnp.where(ok, jnp.log(jnp.where(ok, p, 1.0)), LOG_ZERO)
+
+    succ = jnp.broadcast_to(succ, logp.shape)
+    lp = jnp.concatenate([logp + safe_log(succ), logp + safe_log(1.0 - succ)], -1)
+    shaped = jnp.concatenate([1.0 + kl_part, 0.0 + kl_part], -1)
+    return lp, jnp.exp(lp), shaped, 2 * logp.shape[-1]
+
+
 # --------------------------------------------------------------------------- the state
 
 def _samples(static) -> int:
@@ -258,6 +281,9 @@ def _state(objective, params, hp, key, consts, prev=None):
         shaped = reward - beta * _seq(kl_estimate(lp_slot, ref_slot, est), path)
     else:
         shaped = reward
+    noise = st.get("reward_noise", "none")
+    if noise != "none":  # stochastic 0/1 rewards: a draw is (response, outcome), one of 2K (see with_outcomes)
+        logp, q, shaped, K = with_outcomes(logp, success_probability(reward, noise, st.get("reward_margin", 1.0)), shaped - reward)
 
     if algo in GROUP_ALGORITHMS:
         G = int(st["group_size"])
@@ -346,6 +372,10 @@ def _state(objective, params, hp, key, consts, prev=None):
         if base == "learned":
             lr_v = hp["value_lr"]
             out["value"] = V + lr_v * (batch_r - V) if key is not None else V  # one SGD step on ½(V − r̃)²
+
+    if noise != "none":  # back from (response, outcome) to responses: E[· | y = k] sums both outcomes
+        K //= 2
+        cp, cm, freq = (a[..., :K] + a[..., K:] for a in (cp, cm, freq))
 
     # length normalisation (inert on a bandit: every response is one token)
     if path is not None:
@@ -503,6 +533,15 @@ def normalise_sampling(v):
 
 def _check(hp: dict, static: dict) -> None:
     static["sampling"] = normalise_sampling(static.get("sampling"))  # canonical, hashable form
+    noise = static.get("reward_noise", "none")
+    if noise not in REWARD_NOISE:
+        raise BanditError(f"reward_noise must be one of {', '.join(REWARD_NOISE)}; got {noise!r}")
+    if noise != "none" and ("labels" in static or "mixture" in hp):
+        raise BanditError("reward_noise: online DPO and Nash-MD read preferences, not rewards (no stochastic reward)")
+    m = static.get("reward_margin", 1.0)
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.floating, np.integer)) or not 0.0 <= float(m) <= 1.0:
+        raise BanditError(f"reward_margin must be a number γ in [0, 1]; got {m!r}")
+    static["reward_margin"] = float(m)
     choice = {"kl_estimator": KL_ESTIMATORS, "kl_placement": KL_PLACEMENTS, "normalize": NORMALIZE, "length_norm": LENGTH_NORMS,
               "baseline": BASELINES, "labels": LABELS, "loss_type": DPO_LOSSES, "ratio_level": ("token", "sequence", "geometric"),
               "surrogate": SURROGATES}
@@ -555,7 +594,7 @@ def _exact(objective, hp, init=None):
 
 def _spec(name, defaults, static, summary, citation, *, epochs=False):
     fn = functools.partial(onpolicy_loss, algo=name)
-    static = {"sampling": "exact", **static}
+    static = {"sampling": "exact", "reward_noise": "none", "reward_margin": 1.0, **static}
     from bandit_lab.onpolicy.trl import TRANSLATORS  # TRL 1.16 field names, verbatim (issue 21)
 
     return LossSpec(name, fn, defaults, static, kind="onpolicy", summary=summary, citation=citation, check=_check,

@@ -128,13 +128,30 @@ def _solve_logits(residual, z0: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, normalize: str = "group_std", ddof: int = 1,
-                     eps: float = 1e-4, penalty: str = "forward", start: np.ndarray | None = None) -> tuple[np.ndarray, float, str]:
+                     eps: float = 1e-4, penalty: str = "forward", start: np.ndarray | None = None,
+                     success: np.ndarray | None = None) -> tuple[np.ndarray, float, str]:
     """Vojnovic–Yun stationary policy of GRPO in one context: ``π = π_ref/(1 − ā(π)/β)``
     (penalty ``forward``, GRPO's k3 in the loss) or ``π ∝ π_ref·e^{ā(π)/β}`` (``reverse``).
-    Uses the G = 2 and binary closed forms of ā where they apply. Returns (π, residual, method)."""
+    Uses the G = 2 and binary closed forms of ā where they apply. ``success`` (stochastic 0/1
+    rewards, ``reward_noise``): response k succeeds with probability q_k; a companion succeeds with
+    p̄ = Σπq, so ``ā_k = q_k ā₁(p̄) + (1 − q_k) ā₀(p̄)`` (:func:`binary_abar`), or with population
+    moments ``(q_k − p̄)/√(p̄(1 − p̄) + ε)``; ``r`` is then unused. Returns (π, residual, method)."""
     ref, r = np.asarray(ref, float), np.asarray(r, float)
     vals = np.unique(r)
-    if normalize == "population":
+    if success is not None:
+        qs = np.asarray(success, float)
+        if normalize == "population":
+            def ab(pi):
+                p = float(pi @ qs)
+                return (qs - p) / np.sqrt(p * (1 - p) + eps)
+        elif normalize == "group_std":
+            def ab(pi):
+                a1, a0 = binary_abar(float(pi @ qs), G, ddof, eps)
+                return qs * a1 + (1 - qs) * a0
+        else:
+            raise ValueError(f"stochastic rewards with normalize={normalize!r}: affine advantage, use the expected reward")
+        method = "stochastic 0/1 rewards: binomial sums in p̄ = Σπq"
+    elif normalize == "population":
         def ab(pi):
             m = pi @ r
             return (r - m) / np.sqrt(pi @ (r - m) ** 2 + eps)
@@ -277,6 +294,12 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     kind = kl_kind(static, beta) if loss not in ("online_dpo",) else None
     ref, X = problem.pi_ref, problem.n_contexts
     r = problem.r_ipo if static.get("reward") == "ipo" else problem.reward
+    noise = static.get("reward_noise", "none")
+    succ = None
+    if noise != "none" and r is not None:  # stochastic 0/1 rewards: the expected reward is q
+        from bandit_lab.core.rewards import success_probability
+
+        r = succ = np.asarray(success_probability(np.asarray(r, float), noise, float(static.get("reward_margin", 1.0))))
     if loss == "online_dpo":
         if static.get("loss_type") == "ipo":
             pol = np.stack([nash_fixed_point(ref[x], problem.pref[x], beta, 0.0)[0] for x in range(X)])
@@ -309,6 +332,8 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     if loss == "ppo":
         return None, "PPO with whitened advantages and the KL in the loss: the batch std rescales β (no closed form)"
     norm, G = static["normalize"], int(static["group_size"])
+    if succ is not None and norm in ("group_std", "population") and (kind == "reverse_reward" or static.get("dynamic_sampling", False)):
+        return None, "stochastic rewards with the KL in the reward or dynamic sampling: no closed form (exact stationary solver only)"
     if kind == "reverse_reward":
         return rlhf_optimum(ref, r, beta), f"{loss} with k1 in the reward: advantages vanish iff shaped rewards agree (Gibbs π_ref·e^{{r/β}}/Z)"
     if static.get("dynamic_sampling", False):
@@ -320,7 +345,8 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     eps, ddof = float(hp.get("std_eps", 1e-4)), int(static.get("std_ddof", 1))
     rows, notes = [], set()
     for x in range(X):
-        pi, res, method = grpo_fixed_point(ref[x], r[x], beta, G, normalize=norm, ddof=ddof, eps=eps, penalty="forward" if fwd else "reverse")
+        pi, res, method = grpo_fixed_point(ref[x], r[x], beta, G, normalize=norm, ddof=ddof, eps=eps, penalty="forward" if fwd else "reverse",
+                                           success=None if succ is None else succ[x])
         if res > 1e-12:
             return None, f"Vojnovic–Yun characterisation: no solution found (residual {res:.1e})"
         rows.append(pi)

@@ -28,7 +28,7 @@ def rlhf_optimum(pi_ref: np.ndarray, reward: np.ndarray, beta: float, divergence
     """Unconstrained f-RLHF optimum per context (see module docstring)."""
     pi_ref = np.atleast_2d(pi_ref)
     reward = np.atleast_2d(reward)
-    if np.any(pi_ref <= 0):  # π_ref with zeros: the optimum lives on supp(π_ref) (bandit_lab.support)
+    if np.any(pi_ref <= 0):  # π_ref with zeros: the optimum lives on supp(π_ref) (bandit_lab.core.support)
         out = np.zeros(np.broadcast_shapes(pi_ref.shape, reward.shape))
         for x in range(out.shape[0]):
             s = pi_ref[x] > 0
