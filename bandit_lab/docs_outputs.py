@@ -17,8 +17,9 @@ in a shown command never touches the repository's ``figures/``.
 
 Timing fields are the one documented exception: ``--check`` compares the outputs after replacing
 every duration (a number followed by `` s`` or ``ms``, e.g. ``3.9 s``, ``(4.2 s)``, ``built in
-5.4 s``) and the page size of ``explore`` (``3.68 MB``) by a placeholder; everything else must
-match byte for byte.
+5.4 s``), the page size of ``explore`` (``3.68 MB``) and the time stamp of a default output
+directory (``runs/early-stopping-20261205-084715/``) by a placeholder; everything else must match
+byte for byte.
 
     python -m bandit_lab.docs_outputs --check            # exit 1 and a diff when a shown output drifted
     python -m bandit_lab.docs_outputs --write            # rerun every marked command and rewrite the blocks
@@ -48,6 +49,8 @@ MARKER = re.compile(r"^<!-- output(\[slow\])?: (.+?) -->\n```text\n(.*?)^```$", 
 TIMING = [
     (re.compile(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)? ?(?:s|ms|min)\b"), "<time>"),
     (re.compile(r"\b\d+(?:\.\d+)? (?:kB|MB|GB)\b"), "<size>"),
+    # the default output directory of a sweep or a `run` without --out: runs/NAME-YYYYMMDD-HHMMSS/
+    (re.compile(r"\bruns/([\w-]+?)-\d{8}-\d{6}\b"), r"runs/\1-<timestamp>"),
 ]
 
 

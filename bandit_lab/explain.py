@@ -20,9 +20,13 @@ import numpy as np
 
 from bandit_lab.errors import BanditError
 from bandit_lab.onpolicy import trl as _trl
+from bandit_lab.onpolicy import verl as _verl
 
 READERS: dict[str, Callable[[dict], tuple[str, dict]]] = {}
 PRESETS: dict[str, tuple[str, dict]] = {}
+# loss → ``describe(hp, static) -> (objective, divergence, β of the Gibbs reference)`` for losses
+# whose options are not the native on-policy ones (verl/OpenRLHF, :mod:`bandit_lab.onpolicy.verl`)
+DESCRIBERS: dict[str, Callable[[dict, dict], tuple[str, str, float]]] = {}
 
 
 def register_reader(name: str, fn: Callable[[dict], tuple[str, dict]]) -> None:
@@ -51,6 +55,30 @@ PRESETS.update({
     "trl-rloo-default": ("rloo", {}),
     "trl-cispo-beta0.04": ("grpo", {"loss_type": "cispo", "beta": 0.04}),
     "trl-a2po-default": ("a2po", {}),
+})
+
+# verl 0.9.1 / OpenRLHF 0.11.2 (issue 21): configs as the libraries write them; presets at their defaults
+register_reader("verl", _verl.read_verl)
+register_reader("openrlhf", _verl.read_openrlhf)
+DESCRIBERS.update(verl=_verl.describe, openrlhf=_verl.describe)
+PRESETS.update({  # the libraries' defaults, then their KL forms at β = 0.1 (at 1e-3/1e-2 Kong's Gibbs point has masses e^−70)
+    "verl-default": ("verl", {}),
+    "verl-grpo-low_var_kl-beta0.1": ("verl", {"adv_estimator": "grpo", "n": 5, "use_kl_loss": True, "kl_loss_coef": 0.1}),
+    "verl-grpo-k3+-beta0.1": ("verl", {"adv_estimator": "grpo", "n": 5, "use_kl_loss": True, "kl_loss_type": "k3+",
+                                       "kl_loss_coef": 0.1}),
+    "verl-grpo-nostd-k3+-beta0.1": ("verl", {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "n": 5,
+                                             "use_kl_loss": True, "kl_loss_type": "k3+", "kl_loss_coef": 0.1}),
+    "verl-rloo-kl-in-reward-beta0.1": ("verl", {"adv_estimator": "rloo", "n": 5, "use_kl_in_reward": True,
+                                                "kl_ctrl": {"kl_coef": 0.1}}),
+    "verl-reinforce_plus_plus_baseline-kl-in-reward-beta0.1": ("verl", {"adv_estimator": "reinforce_plus_plus_baseline", "n": 4,
+                                                                        "use_kl_in_reward": True, "kl_ctrl": {"kl_coef": 0.1}}),
+    "openrlhf-default": ("openrlhf", {}),
+    "openrlhf-rloo-beta0.1": ("openrlhf", {"algo.advantage.estimator": "rloo", "rollout.n_samples_per_prompt": 4,
+                                           "algo.kl.init_coef": 0.1}),
+    "openrlhf-reinforce_baseline-beta0.1": ("openrlhf", {"algo.advantage.estimator": "reinforce_baseline",
+                                                         "rollout.n_samples_per_prompt": 4, "algo.kl.init_coef": 0.1}),
+    "openrlhf-group_norm-k3-loss-beta0.1": ("openrlhf", {"algo.advantage.estimator": "group_norm", "rollout.n_samples_per_prompt": 4,
+                                                         "algo.kl.use_loss": True, "algo.kl.estimator": "k3", "algo.kl.init_coef": 0.1}),
 })
 
 KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "pairs": "uniform"}
@@ -102,9 +130,12 @@ def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     base, *_ = build({**(spec or KONG_APP_B), "loss": "dpo", "loss_params": {"beta": 1.0}})
     pb = base.problem
     o = make_objective(pb, loss, lp)
-    obj, div = describe(loss, o.hp, o.static)
+    if loss in DESCRIBERS:
+        obj, div, beta = DESCRIBERS[loss](o.hp, o.static)
+    else:
+        obj, div = describe(loss, o.hp, o.static)
+        beta = o.hp["beta"]
     s = solve(o)
-    beta = o.hp["beta"]
     pol = None if s.status == "runaway" else np.asarray(s.result.policy)
     gibbs = None if beta == 0 or pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
     tv = None if pol is None or gibbs is None else float(metrics.tv(pol, gibbs, pb.context_weight))

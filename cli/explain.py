@@ -17,8 +17,8 @@ def _value(s: str):
 
 
 def explain(
-    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), or a preset name with --preset"),
-    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig as YAML or JSON"),
+    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), verl (0.9.1), openrlhf (0.11.2), or a preset name"),
+    config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig, a verl trainer/actor config, OpenRLHF arguments: YAML or JSON"),
     set_: Optional[str] = typer.Option(None, "--set", help="fields, e.g. loss_type=dapo,beta=0.04"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ):
@@ -32,13 +32,23 @@ def explain(
     if kind in PRESETS:
         kind, cfg = PRESETS[kind][0], dict(PRESETS[kind][1])
     if config is not None:
-        text = config.read_text()
-        if config.suffix in (".yaml", ".yml"):
-            import yaml
+        try:
+            text = config.read_text()
+        except (OSError, UnicodeDecodeError) as e:  # issue 24: one line naming the file (was "internal error")
+            raise BanditError(f"cannot read {config}: {getattr(e, 'strerror', None) or e}") from None
+        try:
+            if config.suffix in (".yaml", ".yml"):
+                import yaml
 
-            cfg.update(yaml.safe_load(text) or {})
-        else:
-            cfg.update(json.loads(text))
+                loaded = yaml.safe_load(text) or {}
+            else:
+                loaded = json.loads(text)
+        except Exception as e:  # a YAML or JSON syntax error
+            raise BanditError(f"{config}: not valid {'YAML' if config.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if not isinstance(loaded, dict):
+            raise BanditError(f"{config}: expected a mapping of config fields; got {type(loaded).__name__}")
+        cfg.update(loaded)
     for item in filter(None, (set_ or "").split(",")):
         if "=" not in item:
             raise BanditError(f"--set: expected field=value; got {item!r}")

@@ -66,10 +66,12 @@ def _root(
                                                    help="time limit for each call into plugin code: its import, tracing "
                                                         "its loss, its oracle (0: none) [default: 60]"),
 ):
-    if not no_cache:
-        from bandit_lab.infra import cache
+    from bandit_lab.infra import cache
 
+    if not no_cache:
         cache.enable()
+    else:
+        cache.disable()
     from bandit_lab.infra import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
@@ -170,7 +172,8 @@ def experiment_index() -> dict[str, ExperimentInfo]:
             if not fn.endswith(".py") or fn.startswith("_"):
                 continue
             try:
-                tree = ast.parse(open(os.path.join(d, fn), encoding="utf-8").read())
+                with open(os.path.join(d, fn), encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read())
             except (OSError, SyntaxError):
                 continue
             for node in tree.body:
@@ -303,8 +306,9 @@ def run_experiment(exp, overrides: dict, common: dict) -> int:
     writes = getattr(settings, "saves", lambda: True)()
     # Without --out, a sweep writes to a fresh runs/NAME-YYYYmmdd-HHMMSS/: never over earlier results.
     out = common["out"] or (os.path.join("runs", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}") if writes else None)
-    outdir = _prepare_out(out, common["overwrite"]) if out else None
+    outdir = None
     try:
+        outdir = _prepare_out(out, common["overwrite"]) if out else None
         with progress.bar(f"run {exp.name}"):
             result = exp.run(settings)
         with timing.phase("write"):
@@ -446,12 +450,14 @@ def reproduce(
     """Regenerate every figure of Kong et al. and write RESULTS.md (paper | measured | command)."""
     from bandit_lab import reproduce as reproduce_mod
 
-    outdir = _prepare_out(out, overwrite)
+    outdir = None
     try:
+        outdir = _prepare_out(out, overwrite)
         for line in reproduce_mod.reproduce(outdir, quick=quick):
             print(line, flush=True)
     except BaseException:
-        outdir.discard()
+        if outdir is not None:
+            outdir.discard()
         raise
     return 0
 

@@ -5,33 +5,15 @@ silently accepted. All cases are refused before any compile, so the module costs
 beyond the imports."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
 import bandit_lab as bl
 from bandit_lab.errors import BanditError
-from cli.main import main
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-
-    def run(argv, code=2, match=None):
-        with pytest.raises(SystemExit) as e:
-            main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        lines = err.strip().splitlines()
-        assert e.value.code == code, (argv, e.value.code, err, out[-500:])
-        assert len(lines) == 1, (argv, err)
-        assert "Traceback" not in err and "internal error" not in err, err
-        assert list(tmp_path.iterdir()) == [], "a file was written"
-        if match is not None:
-            assert re.search(match, err), (match, err)
-        return err
-
-    return run
+# the ``cli`` fixture (the bad-input contract: exit code, one stderr line, no file changed) is
+# tests/conftest.py's, shared with tests/test_bad_input.py
 
 
 # ----------------------------------------------------------------------------- check-loss

@@ -105,6 +105,11 @@ def test_timing_fields_are_the_only_exception():
     b = "wrote x (3.71 MB; built in 7.0 s)\ncheck-loss dpo  seed 0  (12 s)\nTV 1.0e-02"
     assert docs_outputs.normalise(a) == docs_outputs.normalise(b)
     assert docs_outputs.normalise("TV 1.0e-02") != docs_outputs.normalise("TV 1.1e-02")
+    # the time stamp of a default output directory, and nothing else of the path
+    assert docs_outputs.normalise("wrote runs/early-stopping-20261205-084715/records.json") == \
+        docs_outputs.normalise("wrote runs/early-stopping-20261206-101010/records.json")
+    assert docs_outputs.normalise("wrote runs/simplex-20261205-084715/a.png") != \
+        docs_outputs.normalise("wrote runs/early-stopping-20261205-084715/a.png")
 
 
 @pytest.mark.slow

@@ -119,3 +119,30 @@ def test_spec_accepts_zero_reference():
 
     s = Spec.model_validate({"pi_ref": [0.5, 0.5, 0], "preference": {"pi_star": [1, 0, 0]}, "pairs": [[0, 1, 1.0]]})
     assert s.pi_ref.tolist() == [0.5, 0.5, 0.0]
+
+
+def test_with_loss_rechooses_the_parameterization(x64):
+    """A pairwise loss's KL-regularised counterpart lives on the support, and back (fixed-points and
+    solve switch losses on one objective)."""
+    pb = bl.Problem.create([0.5, 0.5, 0.0], pi_star=[1.0, 0.0, 0.0], pairs=[[0, 1, 1.0]])
+    dpo = make_objective(pb, "dpo")
+    rl = dpo.counterpart()
+    assert type(dpo.param) is Softmax and type(rl.param) is MaskedSoftmax
+    assert type(rl.with_loss("ipo").param) is Softmax
+
+
+def test_onpolicy_closed_forms_live_on_the_support(x64):
+    """Vojnovic–Yun (GRPO) and Nash-MD characterisations on π_ref with a zero: the 3-response answer
+    embedded with an exact 0 (NumPy oracles, independent of the JAX field)."""
+    from bandit_lab.onpolicy.closed_forms import grpo_fixed_point, nash_fixed_point
+
+    r = np.log(np.asarray(STAR3))
+    pi, res, _ = grpo_fixed_point(np.asarray(REF3), r, 0.5, 4)
+    pi2, _, _ = grpo_fixed_point(np.asarray(REF2), r[KEEP], 0.5, 4)
+    assert pi[2] == 0.0 and res < 1e-12
+    np.testing.assert_array_equal(pi[KEEP], pi2)
+    P = bl.Problem.create(REF3, pi_star=STAR3).pref[0]
+    nm, _ = nash_fixed_point(np.asarray(REF3), P, 0.5, 0.5)
+    nm2, _ = nash_fixed_point(np.asarray(REF2), P[np.ix_(KEEP, KEEP)], 0.5, 0.5)
+    assert nm[2] == 0.0
+    np.testing.assert_array_equal(nm[KEEP], nm2)

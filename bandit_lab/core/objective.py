@@ -169,7 +169,9 @@ class Objective:
         hp["weight_decay"] = self.hp.get("weight_decay", 0.0)
         param = self.param
         if not support.full(self.problem.pi_ref):  # a KL-regularised counterpart lives on supp(π_ref)
-            param = support.resolve(self.problem, spec, static, None if type(param) is Softmax else param, self.data)
+            # softmax (masked or not) is re-chosen for the new loss; any other parameterization is kept (or refused)
+            param = support.resolve(self.problem, spec, static, None if isinstance(param, Softmax) else param, self.data)
+            param = Softmax(self.problem) if param is None else param
         return dataclasses.replace(self, loss=spec, static=static, hp=hp, param=param)
 
     def counterpart(self) -> "Objective | None":

@@ -67,6 +67,23 @@ def enable(path: str | None = None) -> str | None:
     return path
 
 
+def disable() -> None:
+    """Turn both caches off in this process (``--no-cache`` after an earlier in-process command
+    turned them on: an in-process caller such as a test must get what it asked for)."""
+    import sys
+
+    if "bandit_lab.infra.export_cache" in sys.modules:
+        sys.modules["bandit_lab.infra.export_cache"].set_dir(None)
+    if "jax" in sys.modules:
+        try:
+            sys.modules["jax"].config.update("jax_compilation_cache_dir", None)
+            from jax._src import compilation_cache as cc  # whether the cache is used is memoised: forget it
+
+            cc.reset_cache()
+        except Exception:
+            pass
+
+
 # ----------------------------------------------------------------------------- verified entries
 MAGIC = b"BLCACHE1"
 SUFFIX = "-blcache"  # not JAX's "-cache": entries of JAX's own format are never read

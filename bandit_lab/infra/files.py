@@ -42,6 +42,8 @@ class OutDir(str):
         for d in self.created:
             try:
                 os.rmdir(d)
+            except FileNotFoundError:  # interrupted before it was made (makedirs goes outermost first)
+                continue
             except OSError:
                 break
 
@@ -65,20 +67,33 @@ def prepare_out(path: str, overwrite: bool = False) -> OutDir:
         while not os.path.lexists(d):
             new.append(d)
             d = os.path.dirname(d)
+        out.created = tuple(new)  # before makedirs: a Ctrl-C half-way still knows what to remove
         try:
             os.makedirs(path)
         except FileExistsError:  # raced, or a dangling link somewhere on the way
+            out.created = ()
             raise BanditError(f"cannot create {path}: a file of that name exists on the way") from None
         except OSError as e:
+            out.discard()
             raise os_error(path, e, "create") from None
-        out.created = tuple(new)
+        except BaseException:  # Ctrl-C / SIGTERM while creating: nothing left behind
+            out.discard()
+            raise
+    tmp = None
     try:  # probe: can we really create, write and rename a file here?
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".bandit-lab-probe-")
         os.close(fd)
         os.unlink(tmp)
+        tmp = None
     except OSError as e:
         out.discard()
         raise os_error(path, e) from None
+    except BaseException:  # interrupted during the probe
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        out.discard()
+        raise
     return out
 
 

@@ -137,6 +137,13 @@ def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, nor
     p̄ = Σπq, so ``ā_k = q_k ā₁(p̄) + (1 − q_k) ā₀(p̄)`` (:func:`binary_abar`), or with population
     moments ``(q_k − p̄)/√(p̄(1 − p̄) + ε)``; ``r`` is then unused. Returns (π, residual, method)."""
     ref, r = np.asarray(ref, float), np.asarray(r, float)
+    if np.any(ref <= 0):  # π_ref with zeros: the stationary policy lives on supp(π_ref) (bandit_lab.core.support)
+        s = ref > 0
+        out = np.zeros_like(ref)
+        out[s], res, method = grpo_fixed_point(ref[s], r[s], beta, G, normalize=normalize, ddof=ddof, eps=eps, penalty=penalty,
+                                               start=None if start is None else start[s] / start[s].sum(),
+                                               success=None if success is None else np.asarray(success, float)[s])
+        return out, res, method
     vals = np.unique(r)
     if success is not None:
         qs = np.asarray(success, float)
@@ -273,6 +280,11 @@ def mroueh_fixed_point(p_ref: float, beta: float, eps: float = 1e-4, iters: int 
 def nash_fixed_point(ref: np.ndarray, P: np.ndarray, beta: float, mixture: float = 0.0) -> tuple[np.ndarray, float]:
     """Zero of Nash-MD's expected update in one context: ``π ∝ π_ref·exp(P(y ≻ π^μ)/β)`` with
     ``π^μ ∝ π^{1−m}π_ref^m`` (m = 0: the regularised Nash equilibrium, Munos et al. 2023)."""
+    if np.any(np.asarray(ref) <= 0):  # π_ref with zeros: on supp(π_ref) (bandit_lab.core.support)
+        s = np.asarray(ref) > 0
+        out = np.zeros(len(s))
+        out[s], res = nash_fixed_point(np.asarray(ref)[s], np.asarray(P)[np.ix_(s, s)], beta, mixture)
+        return out, res
     lref = np.log(ref)
 
     def residual(z):

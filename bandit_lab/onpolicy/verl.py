@@ -316,3 +316,79 @@ def translate_verl(params: dict) -> dict:
 def translate_openrlhf(params: dict) -> dict:
     """OpenRLHF 0.11.2 CLI names → native options of the ``openrlhf`` loss (module docstring)."""
     return _translate(params, "openrlhf")
+
+
+# --------------------------------------------------------------------------- explain
+
+def _strip_dashes(cfg: dict) -> dict:
+    return {(k[2:] if isinstance(k, str) and k.startswith("--") else k): v for k, v in cfg.items()}
+
+
+def _interpolation(v) -> bool:
+    return isinstance(v, str) and "${" in v  # an OmegaConf interpolation verl resolves at run time
+
+
+def read_verl(cfg: dict) -> tuple[str, dict]:
+    """``bandit-lab explain verl CONFIG``: a verl trainer or actor config as verl writes it (the
+    ``_generated_ppo_trainer.yaml`` layout, or the ``actor`` section alone, or dotted overrides) →
+    ``("verl", loss_params)``: the fields that act on the update, everything else (optimiser,
+    FSDP, checkpoint, batch sizes, interpolations such as ``rollout_n: ${oc.select:…}``) skipped."""
+    out = {}
+    for k, v in _flatten(_strip_dashes(dict(cfg))).items():
+        key = _verl_key(k)
+        if key in VERL_DEFAULTS and not _interpolation(v):
+            out[key] = v
+    return "verl", out
+
+
+def read_openrlhf(cfg: dict) -> tuple[str, dict]:
+    """``bandit-lab explain openrlhf CONFIG``: OpenRLHF's ``train_ppo_ray`` arguments (dotted names,
+    with or without the leading ``--``, or nested) → ``("openrlhf", loss_params)``."""
+    flat = _flatten(_strip_dashes(dict(cfg)))
+    return "openrlhf", {k: v for k, v in flat.items() if k in OPENRLHF_DEFAULTS or k in _OPENRLHF_NOT_YET}
+
+
+def describe(hp: dict, static: dict) -> tuple[str, str, float]:
+    """``(objective, divergence, β of the Gibbs reference)`` of a verl/OpenRLHF expected update in
+    words (single-token responses; the derivation is in :func:`bandit_lab.losses.libraries.oracle`)."""
+    adv, post, G = static["advantage"], static["post"], int(static["group_size"])
+    kr, kl, grad = static["kl_reward"], static["kl_loss"], static["kl_grad"]
+    br = hp["beta_reward"] if kr != "none" else 0.0
+    bl = hp["beta"] if kl != "none" else 0.0
+    before = not static["kl_after_advantage"]
+    if adv == "group_std" and G > 1:
+        obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"
+    else:
+        scale = f"((G−1)/G)·" if adv == "group_mean" and G > 1 else ""
+        if br > 0 and before:
+            obj = f"gradient of {scale}(E_π[r] − β_r·D_r)" + (f" with G = {G}" if scale else "")
+        else:
+            obj = f"gradient of {scale}E_π[r]" + (" − β_r·D_r" if br > 0 else "") + (f" with G = {G}" if scale else "")
+        if post in ("whiten", "whiten_clamp"):
+            obj += ", divided by the batch std of the advantage (whitening)" + (
+                ": the std rescales the loss-side terms, not a fixed objective" if bl > 0 or hp["entropy_coeff"] > 0 else "")
+        elif post == "gpg_alpha":
+            obj += ", times α = 1/P(score ≠ 0) (GPG)"
+    if bl > 0:
+        obj += " − β·D_loss"
+    if hp["entropy_coeff"] > 0:
+        obj += f" + {hp['entropy_coeff']:g}·H(π)"
+    divs = []
+    if br > 0:
+        divs.append({"k1": "D_r = KL(π‖π_ref) (k1 in the reward)",
+                     "k3": "D_r: k3 in the reward, E = KL(π‖π_ref) − KL(π_ref‖π) (not a divergence)",
+                     "k2": "D_r: k2 in the reward, a non-convex f-functional",
+                     "abs": "D_r: |log π/π_ref| in the reward, no known divergence"}[kr] + f", β_r = {br:g}")
+    if bl > 0:
+        if grad != "pathwise" or kl == "k2":
+            d = "D_loss = KL(π‖π_ref)" + (" (straight-through: k2's gradient)" if grad == "k2" else
+                                          " (unbiased_gradient: w·k2's gradient)" if grad == "k2_is" else " (k2)")
+        elif kl == "k3":
+            d = "D_loss = KL(π_ref‖π) (k3 differentiated: E_π[∇k3] = ∇KL(π_ref‖π); clamped at 10, no force where π_ref/π ≳ 12.9)"
+        elif kl == "k1":
+            d = "none (k1 in the loss differentiated: E_π[∇ log π/π_ref] = 0)"
+        else:
+            d = "D_loss: |log π/π_ref| differentiated, E_π[sign(h)∇log π], no known divergence"
+        divs.append(d + f", β = {bl:g}")
+    div = "; ".join(divs) if divs else "none (no KL penalty)"
+    return obj, div, (bl if bl > 0 else br)
