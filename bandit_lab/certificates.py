@@ -65,7 +65,7 @@ _CACHE: dict = {}
 
 def _fns(obj, unravel):
     """Two compiled programs per objective signature (arrays are arguments, so every problem of
-    one shape shares them; kept on disk by :mod:`bandit_lab.export_cache` when the objective's
+    one shape shares them; kept on disk by :mod:`bandit_lab.infra.export_cache` when the objective's
     signature is stable): ``point`` — value, gradient, Hessian, ``∂ log π/∂z`` and the policy at one
     point — and ``many`` — values at a batch of points (rays, flatness probes). The dict's
     ``fgh``/``jac``/``policy`` read ``point`` (memoised on the last point)."""
