@@ -165,3 +165,13 @@ def test_verdict_json_round_trips_and_the_simplex_gets_a_kkt_certificate():
     d = v.as_json()
     assert d["kind"] == "unique minimiser" and d["line"].startswith("unique minimiser: KKT point")
     assert Verdict.from_json(d) == v
+
+
+@pytest.mark.parametrize("name", ["verdict-no-minimiser", "verdict-set", "verdict-unique", "verdict-not-certified", "verdict-stationary"])
+def test_verify_has_a_check_for_each_verdict_kind(name):
+    """`bandit-lab verify` re-checks each verdict kind on random instances (bandit_lab/checks/verdicts.py)."""
+    from bandit_lab.checks import registry, run_check
+
+    with bl.x64():
+        r = run_check(registry()[name], n=3, seed=1)
+    assert r.passed, (name, r.value)
