@@ -51,6 +51,7 @@ _LAZY = {
     "train_policy": "bandit_lab.api",
     "solve_exact": "bandit_lab.api",
     "closed_form": "bandit_lab.api",
+    "certify": "bandit_lab.api",
     "ClosedForm": "bandit_lab.api",
     "solve": "bandit_lab.api",
     "SolveResult": "bandit_lab.api",

@@ -32,6 +32,7 @@ import numpy as np
 from bandit_lab.errors import BanditError
 from bandit_lab.fixed_points import Row as FixedPointRow  # noqa: F401  (public: one record of FixedPoints)
 from bandit_lab.infra.precision import require_x64, x64
+from bandit_lab.verdict import Verdict
 
 
 def _np(res):
@@ -153,6 +154,33 @@ def solve_exact(objective, hp: dict | None = None, init=None):
         return _np(solver.solve_exact(objective, hp, init))
 
 
+def certify(objective, result, hp: dict | None = None):
+    """The :class:`~bandit_lab.Verdict` on an exact result (``solve_exact``'s) for ``objective``:
+    unique minimiser, set of minimisers, no finite minimiser (the limit), stationary point of a
+    non-gradient field, or not certified — with the certificate's numbers
+    (:mod:`bandit_lab.certificates`: Newton step in the logits, tangent Hessian, flat directions,
+    recession ray; all scale-free).
+
+    >>> import bandit_lab as bl
+    >>> pb = bl.Problem.create([0.5, 0.5], matrix=[[0.5, 1.0], [0.0, 0.5]], pairs="uniform")
+    >>> dpo = bl.make_objective(pb, "dpo", {"beta": 10.0})
+    >>> v = bl.certify(dpo, bl.solve_exact(dpo))
+    >>> v.kind.value, v.limit, v.vanishing
+    ('no finite minimiser', [[1.0, 0.0]], ['y2'])
+    """
+    from bandit_lab import certificates as cert
+    from bandit_lab.infra.precision import promised_float64
+
+    with promised_float64("certify", _arrays(objective), refuse_float32=True):
+        require_x64("certify")
+        if objective.stateful:
+            from bandit_lab.onpolicy.stationary import solve as stationary
+
+            st = stationary(objective, init=None)
+            return cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged)
+        return cert.verdict_of(objective, result, hp)
+
+
 @dataclasses.dataclass(frozen=True)
 class ClosedForm:
     """A loss's closed-form unconstrained optimum (:func:`closed_form`): ``policy`` ``[X, K]``, or
@@ -212,6 +240,8 @@ class SolveResult:
     converged: bool
     optimizer: str
     exact_converged: bool
+    verdict: "Verdict | None" = None  # what the exact answer is, with its certificate (bandit_lab.verdict)
+    runaway_point: list | None = None  # no finite minimiser: where the solver stopped on the runaway
     stationary_status: str | None = None
     stationary_note: str | None = None
     reference_policies: dict | None = None
@@ -233,7 +263,9 @@ def solve(spec) -> SolveResult:
 
     with x64():
         res = spec_mod.solve(spec_mod.load(spec) if isinstance(spec, str) else spec)
-    return SolveResult(**jsonable(res))
+    out = jsonable(res)
+    out["verdict"] = Verdict.from_json(out["verdict"])
+    return SolveResult(**out)
 
 
 @dataclasses.dataclass(frozen=True)

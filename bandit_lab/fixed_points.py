@@ -19,11 +19,14 @@ How each answer is obtained (``method``):
   ``L(·; s)`` with ``s`` frozen *and* ``s = s(θ)``: :func:`self_consistent` solves the scalar
   equation ``s(θ*(s)) = s`` by the secant method, each ``θ*(s)`` exact.
 
-Finite or not (``finite``): a minimiser is finite when the solver converged with every
-probability above ``1e-9``. When the gradient vanishes only because some probabilities went to 0
-(saturated sigmoids, a linear objective on the simplex), we confirm the runaway — pushing those
-logits further down does not increase the loss — and report the *limit* policy with the responses
-whose mass goes to 0.
+Verdicts (``verdict``, ``status``, ``finite``): every answer is certified by
+:mod:`bandit_lab.certificates` — a unique minimiser (scale-free Newton step, Hessian positive definite on
+the tangent space), a set of minimisers (flat directions), no finite minimiser (a recession ray
+along which the loss strictly decreases to its infimum: the *limit* policy and the responses whose
+mass goes to 0 are reported), a stationary point of a non-gradient field, or *not certified*.
+``finite`` is true exactly when a finite minimiser (or a reached stationary point) is certified.
+"Distinct local minima" are counted only for a loss not declared convex, and only among starts
+that are certified minima themselves.
 
 Closed forms (``closed_form``): the core oracles (DPO, f-DPO, IPO, Gaussian NLL, RLHF); and, for
 every *margin loss* ``ℓ(β·Δ)`` (cDPO, robust, EXO, DiscoPOP, SimPO), the per-pair population target
@@ -49,7 +52,9 @@ from bandit_lab.core.data import population
 from bandit_lab.errors import BanditError
 from bandit_lab.solvers.exact_solvers import hinge_lp  # noqa: F401  (re-exported: the LP lives below both modules)
 from bandit_lab.solvers.oracles import loss_oracle, rlhf_optimum, softmax_np
+from bandit_lab.certificates import convex, onpolicy_verdict, verdict_of
 from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.verdict import Kind, Verdict
 
 DEFAULT_SPEC = {
     "pi_ref": [0.4, 0.4, 0.2],
@@ -59,7 +64,6 @@ DEFAULT_SPEC = {
     "loss_params": {"beta": 1.0},
 }
 SHARE_TOL = 1e-6  # TV below which two optima are "the same fixed point"
-ZERO_MASS = 1e-9  # a probability below this at a converged point signals a runaway
 RESIDUAL_TOL = 1e-8
 
 # Named variants shown besides every loss at its defaults.
@@ -104,6 +108,10 @@ def pair_target(name: str, hp: dict, p: float) -> float | None:
     (for SimPO ``m = β(log π_w − log π_l)``). ``None``: no finite target (runaway), or not a
     margin loss. Closed forms where they exist, else a bracketed scalar minimisation.
     """
+    if name == "cdpo" and 0.0 < hp["label_smoothing"] < 1.0:  # smoothed labels: q ∈ (0, 1) even at p ∈ {0, 1}
+        e = hp["label_smoothing"]
+        q = e + (1 - 2 * e) * p
+        return float(np.log(q) - np.log1p(-q))
     if not 0.0 < p < 1.0:
         return None
     logit = float(np.log(p) - np.log1p(-p))
@@ -308,12 +316,14 @@ def self_consistent(obj, hp: dict | None = None, *, init=None, tol: float = 1e-1
 N_STARTS = 8
 
 
-def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, int]:
+def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, list]:
     """Exact solves from π_ref, uniform and ``n − 2`` random logit starts (N(0, 2²), seeded);
-    returns the lowest converged (else lowest) point and the number of distinct converged
-    minimisers (TV > 1e-6 apart) — non-convex losses (DiscoPOP) have several."""
+    returns the lowest converged (else lowest) point and the distinct converged points (TV > 1e-6
+    apart). Distinct points are *candidates*: they are local minima only where a certificate says
+    so (:func:`solve_one`) — points of one flat valley or of one runaway are distinct too."""
     if obj.param.constraint != "free":
-        return solve_exact(obj), 1
+        r = solve_exact(obj)
+        return r, [r]
     rng = np.random.default_rng(seed)
     shape = np.shape(obj.param.init())
     inits = [obj.param.init(), obj.param.init("uniform")] + [jnp.asarray(rng.normal(0.0, 2.0, shape)) for _ in range(n - 2)]
@@ -328,41 +338,12 @@ def multistart(obj, n: int = N_STARTS, seed: int = 0) -> tuple[ExactResult, int]
     for r in ok:
         if all(metrics.tv(r.policy, q.policy) > 1e-6 for q in distinct):
             distinct.append(r)
-    return best, max(len(distinct), 1)
+    return best, distinct or [best]
 
 
 def _field_residual(obj, params) -> float:
     """‖∇_θ L‖ with the statistic detached — the training signal Adam follows."""
     return exact_solvers.field_residual(obj, params)
-
-
-def _runaway(obj, params, policy, hp: dict, threshold: float = ZERO_MASS) -> list[list[int]]:
-    """Responses whose mass goes to 0 *and* whose further push-down does not raise the loss
-    (at ``hp``, which freezes a detached statistic at its self-consistent value)."""
-    if obj.param.name != "softmax":  # probabilities as parameters: π(y) = 0 is attained, not a runaway
-        return []
-    zero = [[int(k) for k in np.nonzero(row < threshold)[0]] for row in np.atleast_2d(policy)]
-    if not any(zero):
-        return []
-    th = np.array(params, dtype=np.float64)
-    push = th.copy()
-    for x, ks in enumerate(zero):
-        push[x, ks] -= 5.0
-    v0 = float(obj.value(jnp.asarray(th), hp))
-    v1 = float(obj.value(jnp.asarray(push), hp))
-    return zero if v1 <= v0 + 1e-12 * max(1.0, abs(v0)) else []
-
-
-def _unbounded(obj, params, zero, hp) -> bool:
-    """Whether the loss keeps falling by O(1) along the runaway (infimum −∞, e.g. robust DPO
-    with ε ≥ min(p, 1 − p)) rather than saturating."""
-    th = np.array(params, dtype=np.float64)
-    push = th.copy()
-    for x, ks in enumerate(zero):
-        push[x, ks] -= 5.0
-    v0 = float(obj.value(jnp.asarray(th), hp))
-    v1 = float(obj.value(jnp.asarray(push), hp))
-    return v0 - v1 > 1e-3 * max(1.0, abs(v0))
 
 
 @dataclasses.dataclass
@@ -382,6 +363,7 @@ class Row:
     closed_form: list | None
     closed_form_note: str
     tv_closed_form: float | None
+    verdict: dict | None = None  # bandit_lab.verdict.Verdict.as_json(): kind, certificate, limit, …
 
 
 def _label(name: str, params: dict) -> str:
@@ -393,6 +375,7 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     w = obj.problem.context_weight
     method = "newton"
     extra = ""
+    distinct: list = []
     hp = dict(obj.hp)
     if obj.stateful:  # on-policy algorithm: the root of its expected-update field, not a minimum
         from bandit_lab.onpolicy.stationary import solve
@@ -410,7 +393,8 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
                    shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and finite), finite=finite,
                    status=f"stationary point ({st.status})" if finite else st.note, residual=float(r.residual),
                    closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
-                   tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)))
+                   tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)),
+                   verdict=onpolicy_verdict(st.status, st.note, r.residual, r.converged).as_json())
     det = detached(obj)
     if det is not None:
         if obj.param.constraint != "free":
@@ -425,55 +409,63 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         hp[key] = s
         params_, policy = r.params, r.policy
     else:
-        special = None if obj.loss.exact is None or name == "hinge" else obj.loss.exact(obj, dict(obj.hp), None)
+        # hinge without weight decay is the LP below (closed_form); with it, the loss's own QP
+        special = (None if obj.loss.exact is None or (name == "hinge" and hp.get("weight_decay", 0.0) == 0.0)
+                   else obj.loss.exact(obj, dict(obj.hp), None))
+        distinct = []
         if special is not None:
             r = special
             method = "kkt"  # LP/QP/NLP for a kinked loss, polished on its KKT system
             residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
         else:
-            r, n_min = multistart(obj)
+            r, distinct = multistart(obj)
             residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
-            if n_min > 1:
-                extra = f"; {n_min} distinct local minima from {N_STARTS} starts, lowest shown"
     cf, note = closed_form(obj)
     if name == "trdpo" and hp.get("weight_decay", 0.0) == 0.0 and cf is not None:
         # no zero of the synced field: the runaway is along the constant field, to the net-win vertex
         policy, converged, residual, method = cf, False, float(residual), "field"
         zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
-        status = "no finite minimiser: π(" + "; ".join("y" + ", y".join(map(str, z)) for z in zero_rows) + ") → 0 along the constant synced field; limit shown"
+        status = "no finite minimiser: π(" + "; ".join(", ".join(f"y{k + 1}" for k in z) for z in zero_rows) + ") → 0 along the constant synced field; limit shown"
         w = obj.problem.context_weight
         tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
         return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
                    method=method, policy=np.atleast_2d(policy).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
                    tv_rlhf=None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w)), tv_dpo=tv_d, shares_dpo=False,
-                   finite=False, status=status, residual=residual, closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0)
+                   finite=False, status=status, residual=residual, closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0,
+                   verdict=Verdict(Kind.STATIONARY, "runaway: " + status, certificate={"stability": "runaway"},
+                                   limit=np.atleast_2d(cf).tolist()).as_json())
+    unconstrained = obj.param.name in ("softmax", "simplex") and hp.get("weight_decay", 0.0) == 0.0
     if name == "hinge" and cf is not None:
         method = "lp"
         policy, converged, residual = cf, True, float("nan")
-    policy = np.atleast_2d(np.asarray(policy, dtype=np.float64))
-    # a runaway is recognised at a converged point with π < 1e-9, or at a stalled one with
-    # π < 1e-6 (saturated logits make the last stretch of a runaway slow for Newton too)
-    zero = [] if method == "lp" else _runaway(obj, params_, policy, hp, ZERO_MASS if converged else 1e-6)
-    finite = bool(converged and not any(zero))
-    if not converged and method != "lp" and not any(zero):
-        status = f"solver did not converge (residual {residual:.1e}): no certified minimiser"
-    elif any(zero):
-        which = "; ".join(f"x{x}: y{', y'.join(map(str, ks))}" for x, ks in enumerate(zero) if ks) if len(zero) > 1 else "y" + ", y".join(map(str, zero[0]))
-        status = f"no finite minimiser: π({which}) → 0; limit shown"
-        if _unbounded(obj, params_, zero, hp):
-            status += "; loss unbounded below"
+        verdict = Verdict(Kind.SET, "optimal for the linear programme (exact for the piecewise-linear loss); the optimal "
+                          "face's dimension is not computed", certificate={"solver": "LP (HiGHS)"}, shown="an optimal vertex")
     else:
-        status = "finite minimiser" + (" (LP vertex)" if method == "lp" else "")
-    status += extra
+        verdict = verdict_of(obj, r._replace(converged=bool(converged)), note=note if unconstrained else None)
+        if len(distinct) > 1 and verdict.kind is Kind.UNIQUE and not convex(obj):
+            # several starts ended apart: count the ones that are certified local minima themselves
+            n_min = 1 + sum(verdict_of(obj, q).kind is Kind.UNIQUE for q in distinct
+                            if metrics.tv(q.policy, policy) > SHARE_TOL)
+            if n_min > 1:
+                extra = f"; {n_min} distinct certified local minima from {N_STARTS} starts, lowest shown" + extra
+    if verdict.limit is not None:
+        policy = np.asarray(verdict.limit)
+    elif verdict.kind is Kind.SET and verdict.certificate.get("shown_policy") is not None:
+        policy = np.asarray(verdict.certificate["shown_policy"])  # the set's member nearest π_ref
+    policy = np.atleast_2d(np.asarray(policy, dtype=np.float64))
+    finite = bool(verdict.has_minimiser or (verdict.kind is Kind.STATIONARY and verdict.limit is None
+                                            and verdict.certificate.get("stability") != "runaway"))
+    status = verdict.line() + extra
     tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
     tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
     return Row(
         loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
         method=method, policy=policy.tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
-        tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and not any(zero)),
+        tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and finite),
         finite=finite, status=status, residual=float(residual),
         closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
         tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)),
+        verdict=verdict.as_json(),
     )
 
 
@@ -518,7 +510,9 @@ def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dic
     rl = None if pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
     dpo_obj = base.with_loss("dpo", {"beta": beta})
     d = solve_exact(dpo_obj)
-    dpo_pol = np.atleast_2d(d.policy) if d.converged else None
+    dv = verdict_of(dpo_obj, d)
+    shown = dv.certificate.get("shown_policy") if dv.kind is Kind.SET else None
+    dpo_pol = np.atleast_2d(d.policy if shown is None else shown) if dv.has_minimiser else None
     rows = []
     for name, params in configurations():
         if only is not None and name not in only:

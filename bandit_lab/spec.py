@@ -37,6 +37,7 @@ from bandit_lab.core import metrics
 from bandit_lab import schema
 from bandit_lab.core import params as params_mod
 from bandit_lab.core.data import make_data
+from bandit_lab.certificates import onpolicy_verdict, verdict_of
 from bandit_lab.solvers.exact_solvers import stationarity
 from bandit_lab.errors import BanditError
 from bandit_lab.core.objective import make_objective
@@ -45,6 +46,7 @@ from bandit_lab.core.problems import Problem
 from bandit_lab.runner import to_list, train_batch
 from bandit_lab.solvers.solver import solve_exact
 from bandit_lab.core.train import TrainConfig
+from bandit_lab.verdict import Kind, Verdict
 
 CONVERGED_GRAD = 1e-6
 MAX_SPEC_BYTES = 64 * 2**20
@@ -203,15 +205,30 @@ def solve(spec) -> dict:
     station = stationarity(obj, jax.tree_util.tree_map(lambda a: a[0], traj.params), obj.hp)
     oracle, note = loss_oracle(obj.problem, obj.loss.name, obj.hp, obj.static, population_data=pop)
     unconstrained = obj.hp["weight_decay"] == 0 and obj.param.name in ("softmax", "simplex")
+    # issue 20: every exact answer carries a certified verdict (bandit_lab.certificates) — a minimiser,
+    # a set, a limit (no finite minimiser: the limit policy is reported, not the point on the
+    # runaway where an absolute-gradient test stopped), a stationary point, or "not certified"
+    if obj.stateful:
+        verdict = onpolicy_verdict(extra["stationary_status"], extra["stationary_note"], ex.residual, ex.converged)
+    else:
+        verdict = verdict_of(obj, ex, note=note if unconstrained else None)
+    runaway = verdict.limit is not None  # no finite minimiser / a runaway field: the answer is the limit
+    exact_policy = np.asarray(verdict.limit) if runaway else np.asarray(ex.policy)
+    if verdict.kind is Kind.SET and verdict.certificate.get("shown_policy") is not None:
+        exact_policy = np.asarray(verdict.certificate["shown_policy"])  # the set's member nearest π_ref
+    if runaway:
+        extra["runaway_point"] = to_list(ex.policy)
     res = {**extra,
         "loss": obj.label,
         "hp": obj.hp,
         "parameterization": obj.param.name,
         "policy": to_list(policy),
-        "exact": to_list(ex.policy),
+        "exact": to_list(exact_policy),
         "oracle": None if oracle is None else to_list(oracle),
         "oracle_note": note,
         "oracle_applies": bool(oracle is not None and unconstrained),
+        "adam_vs_exact_tv": float(metrics.tv(policy, exact_policy, w)),
+        "exact_vs_oracle_tv": None if oracle is None else float(metrics.tv(exact_policy, oracle, w)),
         "adam_vs_exact_tv": float(metrics.tv(policy, ex.policy, w)),
         "exact_vs_oracle_tv": None if oracle is None else float(metrics.tv(ex.policy, oracle, w)),
         "adam_vs_oracle_tv": None if oracle is None else float(metrics.tv(policy, oracle, w)),
@@ -220,13 +237,14 @@ def solve(spec) -> dict:
         "grad_norm": station,
         # None where a first-order residual is undefined (the LP solver of a piecewise-linear loss)
         "exact_residual": ex.residual if np.isfinite(ex.residual) else None,
-        "converged": bool(station <= CONVERGED_GRAD),
+        # Adam's stationarity below the threshold is convergence only where a minimiser exists: on
+        # a runaway (no finite minimiser) the gradient underflows while the logits keep moving
+        "converged": bool(station <= CONVERGED_GRAD and not runaway),
         "optimizer": config.optimizer,
-        # issue 20: where the loss's own closed form says it has no finite minimiser (deterministic
-        # labels, oracles.loss_oracle), the exact solver's point is only a point on the runaway
-        # (its absolute-gradient test underflows: β·σ(−βΔ) → 0): never certify it as converged.
-        "exact_converged": bool(ex.converged and not (unconstrained and oracle is None
-                                                      and "no finite minimiser" in (note or ""))),
+        # a finite exact answer, certified (a minimiser or set; on-policy: a reached stationary point)
+        "exact_converged": bool(verdict.has_minimiser or (verdict.kind is Kind.STATIONARY and ex.converged and not runaway
+                                                           and verdict.certificate.get("stability") != "runaway")),
+        "verdict": verdict.as_json(),
     }
     guards.check_result(res, "solve")
     return res
@@ -234,6 +252,21 @@ def solve(spec) -> dict:
 
 def unconstrained_of(res: dict) -> bool:
     return res["hp"].get("weight_decay", 0.0) == 0 and res["parameterization"] in ("softmax", "simplex")
+
+
+def _exact_line(res: dict, fmt, residual, onp: bool) -> str:
+    """The exact answer's line: a stationary point, a certified optimum, the limit of the infimum
+    (no finite minimiser: the solver's point on the runaway is not the answer) or, uncertified,
+    the solver's point said so."""
+    kind = res["verdict"]["kind"]
+    if onp:
+        return f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {residual or '—'}; {res['stationary_status']})"
+    if "runaway_point" in res:
+        return f"limit of the infimum  {fmt(res['exact'])}   (no finite minimiser; the solver stopped on the runaway at {fmt(res['runaway_point'])})"
+    if kind == Kind.NOT_CERTIFIED.value:
+        return f"exact solver's point  {fmt(res['exact'])}   (NOT certified" + (f"; residual {residual})" if residual else ")")
+    return (f"exact constrained opt {fmt(res['exact'])}   "
+            + (f"(residual {residual})" if residual else "(this solver has no first-order residual)"))
 
 
 def report(res: dict) -> str:
@@ -247,12 +280,8 @@ def report(res: dict) -> str:
     lines = [
         f"loss {res['loss']}  hp {', '.join(f'{k}={v:g}' for k, v in res['hp'].items())}  parameterization {res['parameterization']}",
         f"trained policy        {fmt(res['policy'])}",
-        (f"stationary point      {fmt(res['exact'])}   (‖expected update‖ {residual or '—'}; {res['stationary_status']})" if onp else
-         f"exact constrained opt {fmt(res['exact'])}   " + (f"(residual {residual}" if residual else "(this solver has no first-order residual")
-         + ("" if res["exact_converged"] else "; NOT certified: " + (
-             "the loss has no finite minimiser, this is a point on the runaway"
-             if res["oracle"] is None and "no finite minimiser" in (res["oracle_note"] or "")
-             else "no exact method reached a stationary point")) + ")"),
+        _exact_line(res, fmt, residual, onp),
+        f"verdict               {Verdict.from_json(res['verdict']).line()}",
         f"closed-form oracle    {fmt(res['oracle']) if res['oracle'] is not None else '— (' + res['oracle_note'] + ')'}",
         f"TV(trained, exact)    {res['adam_vs_exact_tv']:.3e}",
     ]
@@ -265,7 +294,11 @@ def report(res: dict) -> str:
         for k, v in res["exact_vs_reference_tv"].items():
             lab = {"gibbs": "TV(stationary, RLHF optimum π_ref·e^(r/β)/Z)", "dpo": "TV(stationary, DPO's optimum)"}[k]
             lines.append(f"{lab:<44} {v:.3e}" + ("" if unconstrained_of(res) else "  (same constraint)"))
-    lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final stationarity {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
+    if "runaway_point" in res:
+        lines.append(f"converged             no: there is no finite minimiser to converge to (final stationarity "
+                     f"{res['grad_norm']:.1e} only says the gradient vanishes along the runaway)")
+    else:
+        lines.append(f"converged             {'yes' if res['converged'] else 'NO'} (final stationarity {res['grad_norm']:.1e}, threshold {CONVERGED_GRAD:g})")
     if not res["converged"] and res["parameterization"] == "simplex" and res["optimizer"] == "adam":
         lines.append("note: projected Adam stalls on the simplex — its per-coordinate step sizes and the Euclidean projection "
                      "have fixed points that are not KKT points; use \"optimizer\": {\"name\": \"sgd\"} (projected GD)")

@@ -184,12 +184,63 @@ def _exact_converged(problem, o, hp: dict, r) -> tuple[bool, str]:
     return True, ""
 
 
+def _certificates():
+    """The solver's certificate module (issue 20: ``verdict_of``, ``onpolicy_verdict``) where this
+    version of bandit-lab has one, else ``None`` (the page then shows the solver's flag)."""
+    import importlib
+    import importlib.util
+
+    for name in ("bandit_lab.certificates", "bandit_lab.solvers.certificates"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def _certified(v, converged: bool, policy) -> tuple[dict, list]:
+    """A ``Verdict`` → (its JSON with ``line`` and solve's ``exact_converged``, the policy
+    ``bandit-lab solve`` shows for it: the limit of a runaway, the set's shown member, else the
+    solver's point) — the same rules as ``spec.solve``."""
+    from bandit_lab.verdict import Kind
+
+    d = v.as_json()
+    d["line"] = v.line()
+    runaway = v.limit is not None
+    d["exact_converged"] = bool(v.has_minimiser or (v.kind is Kind.STATIONARY and converged and not runaway
+                                                     and v.certificate.get("stability") != "runaway"))
+    shown = np.asarray(v.limit) if runaway else np.asarray(policy)
+    if v.kind is Kind.SET and v.certificate.get("shown_policy") is not None:
+        shown = np.asarray(v.certificate["shown_policy"])
+    return d, shown.reshape(-1).tolist()
+
+
+def _loss_verdict(problem, o, hp: dict, r) -> tuple[dict, list]:
+    """An offline objective's exact answer: the solver's verdict (``certificates.verdict_of``, with
+    the closed form's note where unconstrained, as ``spec.solve`` does) where there is one; else
+    the solver's flag (:func:`_verdict`)."""
+    cert = _certificates()
+    if cert is None:
+        return _verdict(r, *_exact_converged(problem, o, hp, r)), np.asarray(r.policy).reshape(-1).tolist()
+    import dataclasses
+
+    from bandit_lab.solvers.oracles import loss_oracle
+
+    obj = dataclasses.replace(o, hp={k: v for k, v in hp.items() if k != "lr"})  # the objective solve builds
+    note = None
+    if obj.hp.get("weight_decay", 0.0) == 0 and obj.param.name in ("softmax", "simplex"):
+        note = loss_oracle(problem, obj.loss.name, obj.hp, obj.static, population_data=True)[1]
+    return _certified(cert.verdict_of(obj, r, note=note), r.converged, r.policy)
+
+
 def _stationary_verdict(st) -> dict:
     """An on-policy answer: the stationary solver's classification (a root of a field that is not a
     gradient: attracting / not attracting / runaway / not converged) with its note and ‖F‖."""
-    for holder in (st, st.result):
-        if getattr(holder, "verdict", None) is not None:
-            return _verdict(holder)
+    cert = _certificates()
+    if cert is not None:
+        return _certified(cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged),
+                          st.result.converged, st.result.policy)[0] | {"status": st.status}
     return {"kind": "stationary point", "status": st.status, "exact_converged": bool(st.result.converged),
             "line": f"stationary point ({st.status}, ‖expected update‖ {st.result.residual:.1e}): {st.note}"}
 
@@ -242,7 +293,7 @@ def answer(q: dict) -> dict:
         config = TrainConfig(optimizer="adam", steps=p["steps"], schedule="cosine", log_steps=(0, p["steps"]))
         t1 = time.perf_counter()
         exact = solve_batch(objs, hps) if objs else []
-        verdicts = [_verdict(ex[0], *_exact_converged(problem, o, h[0], ex[0])) for o, h, ex in zip(objs, hps, exact)]
+        verdicts = [_loss_verdict(problem, o, h[0], ex[0]) for o, h, ex in zip(objs, hps, exact)]
         for _, o in onp:
             if (o.signature(), tuple(sorted(o.hp))) not in _COMPILED:  # every program its solve may need, once
                 stationary.precompile(o)
@@ -254,9 +305,9 @@ def answer(q: dict) -> dict:
         trajs += [train_batch([o], config, [[{**o.hp, "lr": p["lr"]}]])[0] for _, o in onp]
         t3 = time.perf_counter()
     rows = []
-    for o, ex, v, tr in zip(objs, exact, verdicts, trajs):
+    for o, ex, (v, shown_policy), tr in zip(objs, exact, verdicts, trajs):
         r = ex[0]
-        rows.append({"label": o.label, "name": o.label, "kind": "loss", "exact": np.asarray(r.policy).reshape(-1).tolist(),
+        rows.append({"label": o.label, "name": o.label, "kind": "loss", "exact": shown_policy,
                      "residual": float(r.residual), "verdict": v, "trained": np.asarray(tr.policies)[0, -1].reshape(-1).tolist()})
     w = problem.context_weight
     for (shown, o), st, tr in zip(onp, stat, trajs[len(objs):]):

@@ -115,6 +115,13 @@ class LossSpec:
     # raises BanditError naming the field it refuses. Called once, first, by :func:`split_params`
     # (and by the spec validator), so every entry point reads library names the same way.
     translate: Callable | None = None
+    # What is known about the loss (issue 20), read by the certificates (:mod:`bandit_lab.certificates`)
+    # and printed beside them: ``convex`` — convex in the logits of a softmax / log-linear policy
+    # (a composition of a convex function with the linear map θ ↦ log-ratio margins), so a
+    # stationary point is a *global* minimiser and "N distinct local minima" cannot happen;
+    # ``bounded_below`` — the infimum is finite; ``closed_form_domain`` — where its closed-form
+    # optimum (``oracle``) is a finite minimiser. Absent keys mean "not declared".
+    facts: dict = dataclasses.field(default_factory=dict)
 
 
 REGISTRY: dict[str, LossSpec] = {}

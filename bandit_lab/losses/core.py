@@ -82,13 +82,20 @@ _BT = {"divergence": "reverse_kl", "reward": "bt"}
 
 for _spec in (
     LossSpec("dpo", dpo, {"beta": 1.0}, summary="Direct Preference Optimization", citation="Kong et al. Eq. 6",
+             facts={"convex": True, "bounded_below": True,
+                    "closed_form_domain": "every shown pair stochastic (0 < p < 1) on a connected pair graph; "
+                                          "a deterministic pair has no finite minimiser (Azar et al. 2023 §4.2)"},
              counterpart=lambda static: ("rlhf", _BT)),
     LossSpec("ipo", ipo, {"beta": 1.0}, summary="Identity Preference Optimization", citation="Kong et al. Eq. 9",
+             facts={"convex": True, "bounded_below": True,
+                    "closed_form_domain": "a connected pair graph; a response in no pair is a flat direction "
+                                          "(a set of minimisers, Azar et al. 2023 App. A.2)"},
              counterpart=lambda static: ("rlhf", {"divergence": "reverse_kl", "reward": "ipo"})),
     LossSpec("fdpo", fdpo, {"beta": 1.0, "f_alpha": 0.5}, {"divergence": "forward_kl"},
              summary="f-DPO (reverse/forward KL, JS, α)", citation="Wang et al. 2024 Eq. 11",
              counterpart=lambda static: ("rlhf", {"divergence": static["divergence"], "reward": "bt"})),
     LossSpec("rlhf", rlhf, {"beta": 1.0, "f_alpha": 0.5}, {"divergence": "reverse_kl", "reward": "bt"}, kind="policy",
+             facts={"convex": False, "bounded_below": True},
              summary="exact RLHF objective −E[r] + β·D_f", citation="Kong et al. Eq. 4; Wang et al. Eq. 6"),
     LossSpec("gaussian_nll", gaussian_nll, {"beta": 1.0}, summary="Gaussian NLL, γ profiled", citation="Kong et al. Prop. 4.1, Eq. 16",
              counterpart=lambda static: ("rlhf", _BT)),

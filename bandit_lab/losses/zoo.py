@@ -576,9 +576,9 @@ def _reg(name, fn, defaults, summary, citation, check=None, static=None, choices
 
 _EPS_SMOOTH = _range("label_smoothing", 0.0, 0.5, lo_open=False)
 _reg("hinge", hinge, {"beta": 1.0}, "SLiC/RSO hinge max(0, 1 − βΔ)", "Zhao et al. 2023 Eq. 2; Liu et al. 2024 (RSO)",
-     exact=_exact_piecewise_linear)
+     exact=_exact_piecewise_linear, facts={"convex": True, "bounded_below": True})
 _reg("cdpo", cdpo, {"beta": 1.0, "label_smoothing": 0.1}, "conservative DPO, label smoothing ε (TRL: aot at batch 1)", "Mitchell 2023 (cDPO) Eq. 3",
-     check=_range("label_smoothing", 0.0, 0.5, lo_open=False, hi_open=False))
+     check=_range("label_smoothing", 0.0, 0.5, lo_open=False, hi_open=False), facts={"convex": True, "bounded_below": True})
 _reg("robust", robust, {"beta": 1.0, "label_smoothing": 0.1}, "robust DPO, unbiased under flip rate ε", "Chowdhury et al. 2024 Eq. 9",
      check=_EPS_SMOOTH)
 _reg("exo_pair", exo_pair, {"beta": 1.0, "label_smoothing": 1e-3}, "EXO: KL(q_θ ‖ smoothed label)", "Ji et al. 2024 Eq. 16",
@@ -598,7 +598,7 @@ _reg("apo_zero_unpaired", apo_zero_unpaired, {"beta": 1.0, "desirable_weight": 1
 _reg("apo_down", apo_down, {"beta": 1.0}, "anchored PO, both down", "D'Oosterlinck et al. 2024 Eq. 8")
 _reg("discopop", discopop, {"beta": 1.0, "tau": 0.05}, "DiscoPOP / log-ratio modulated loss", "Lu et al. 2024 Eq. 5")
 _reg("sft", sft, {}, "SFT term: NLL of the chosen response (composable)", "TRL loss_type sft; Xu et al. 2024 Eq. 6 (L_NLL)",
-     static={"normalize": "token"}, choices={"normalize": NORMALIZE})
+     static={"normalize": "token"}, choices={"normalize": NORMALIZE}, facts={"convex": True, "bounded_below": True})
 _CPO_DEFAULTS = {"beta": 1.0, "cpo_alpha": 1.0, "label_smoothing": 0.0, "gamma": 0.5, "alpha": 0.0}
 
 
