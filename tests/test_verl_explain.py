@@ -62,6 +62,7 @@ def test_explain_a_verl_config_lands_on_gibbs():
     assert "KL(π‖π_ref) (k1 in the reward)" in r["divergence"] and "E_π[r] − β_r·D_r" in r["objective"]
 
 
+@pytest.mark.slow  # a native stationary solve (≈ 10 s); the mechanism is in test_verl_options (default tier)
 def test_verl_low_var_kl_clamp_on_kong(kong):
     """verl's default KL loss (low_var_kl = k3, value clamped to ≤ 10) with GRPO on Kong's bandit at
     β = 0.1: the unclamped-k3 GRPO stationary point (bandit-lab's native grpo, std ε = 1e-6, ddof 1)

@@ -79,6 +79,8 @@ def test_defaults_are_the_libraries():
     ("verl", {"clip_ratio_c": 1.0}, ("clip_ratio_c", "> 1")),
     ("verl", {"use_kl_loss": "yes"}, ("use_kl_loss", "true or false")),
     ("verl", {"kl_loss_cof": 0.1}, ("kl_loss_cof",)),
+    ("verl", {"kl_loss_coef": "x"}, ("kl_loss_coef", "number")),  # checked even with use_kl_loss false
+    ("verl", {"kl_ctrl": {"kl_coef": -1.0}}, ("kl_ctrl.kl_coef", "≥ 0")),
     ("openrlhf", {"algo.advantage.estimator": "rloo"}, ("n_samples_per_prompt", "≥ 2")),
     ("openrlhf", {"algo.kl.target": 0.1}, ("algo.kl.target", "adaptive")),
     ("openrlhf", {"algo.advantage.gamma": 0.9}, ("algo.advantage.gamma", "cannot matter")),

@@ -203,7 +203,7 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
         return Stationary(res, "not converged", "the field is not finite along the flow (a probability reached 0 where the "
                                                 "estimator is singular): no stationary point found", None)
     if len(tiny):
-        where = ", ".join(f"y{k}" if pol.shape[0] == 1 else f"x{x}:y{k}" for x, k in tiny)
+        where = ", ".join(f"y{k + 1}" if pol.shape[0] == 1 else f"x{x + 1}:y{k + 1}" for x, k in tiny)
         return Stationary(res, "runaway", f"no finite stationary point: π({where}) → 0 (‖F‖ = {r:.1e} only because the mass "
                                           f"vanishes); the limit is shown", None)
     if not converged:

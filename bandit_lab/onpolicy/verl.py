@@ -166,6 +166,10 @@ def _kl_type(field: str, v) -> tuple[str, str]:
 
 def _verl_native(c: dict) -> tuple[dict, dict]:
     hp, st = {}, {"kl_clamp": "verl", "kl_after_advantage": False}
+    for f in ("kl_loss_coef", "kl_ctrl.kl_coef"):  # checked even where switched off: a typo is never ignored
+        _num(f, c[f], 0.0)
+    if c["loss_scale_factor"] is not None:
+        _num("loss_scale_factor", c["loss_scale_factor"], 0.0, strict=True)
     est = c["adv_estimator"]
     if est in _VERL_ADV_NOT_YET:
         raise BanditError(f"adv_estimator={est!r}: not implemented exactly yet (available: {', '.join(_VERL_ADV)})")
