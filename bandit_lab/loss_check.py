@@ -449,7 +449,8 @@ def _fixed_point_fact(row) -> Fact:
     shares = "—" if row.shares_dpo is None else ("yes" if row.shares_dpo else "no")
     value = {"policy": row.policy, "finite": row.finite, "method": row.method, "status": row.status, "residual": row.residual,
              "tv_rlhf": row.tv_rlhf, "tv_dpo": row.tv_dpo, "shares_dpo": row.shares_dpo,
-             "closed_form": row.closed_form, "closed_form_note": row.closed_form_note, "tv_closed_form": row.tv_closed_form}
+             "closed_form": row.closed_form, "closed_form_note": row.closed_form_note, "tv_closed_form": row.tv_closed_form,
+             "verdict": row.verdict}  # bandit_lab.verdict: kind, certificate, limit … (issue 20)
     note = (f"π = {_pol(row.policy)} ({row.method}): {row.status}\n"
             f"TV→RLHF {_fmt(row.tv_rlhf)}, TV→DPO {_fmt(row.tv_dpo)}: shares DPO's fixed point: {shares}\n"
             f"closed form: {row.closed_form_note}" + (f" (TV {_fmt(row.tv_closed_form)})" if row.tv_closed_form is not None else ""))

@@ -497,6 +497,14 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
             # ratio π/π_old (value 1 on-policy, differentiable): E_π[∇(k3·ρ)] = ∇E_π[k3] = ∇KL(π‖π_ref)
             if path is not None and not token:  # a per-response weight (B, 1) broadcast onto the token KL
                 kl = jnp.sum(st["ckl"] * ratio * _seq(per, path), -1)
+            elif est == "k3":
+                # the same k3·ρ, written without the cancellation of two terms ±π_ref/π_old that swamps its
+                # gradient where π ≪ π_ref (k3·ρ = e^{ref−old} − ρ + ρ·(log π − ref), ρ = e^{log π − old}; the
+                # first term is constant): ∂/∂log π = ρ·(log π − log π_ref), exact to rounding at any π
+                lq = st["logq_slot"]
+                rho = jnp.exp(lp_slot - lq)
+                per = jnp.exp(ref_slot - lq) - rho + rho * (lp_slot - ref_slot)
+                kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
             else:
                 kl = jnp.sum(_slot(st["ckl"], path) * per * jnp.exp(lp_slot - st["logq_slot"]), -1)
         else:
