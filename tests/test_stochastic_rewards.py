@@ -111,3 +111,12 @@ def test_sampled_runs_converge_to_the_exact_stationary_point(pb):
         assert tv[16].mean() > 2 * tv[256].mean()
         (tr3,) = train_batch([on], TrainConfig(steps=2000), [[{"seed": 3, "lr": 0.05}]])
         assert np.array_equal(np.asarray(tr3.policy)[0], np.asarray(tr.policy)[3])
+
+
+def test_grpo_translation_is_idempotent_on_native_hp(pb):
+    """Objective.with_loss re-splits the native hyperparameters (delta = 0.0, bandit-lab's "off"):
+    the TRL translator must pass them through (a spec with grpo and a top-level sampling failed)."""
+    with bl.x64():
+        o = make_objective(pb, "grpo", {**GRPO, "sampling": {"samples": 8}})
+        again = o.with_loss("grpo", {"sampling": "exact"})  # float hp carry over; static options are given anew
+        assert again.hp == o.hp and again.static["sampling"] == "exact"

@@ -214,7 +214,9 @@ def translate_grpo(params: dict) -> dict:
     _common(p, out, "TRL GRPOConfig")
     if "delta" in p:
         d = p.pop("delta")
-        if d is not None:
+        if isinstance(d, (int, float)) and not isinstance(d, bool) and d == 0:
+            out["delta"] = 0.0  # bandit-lab's native "off" passes through (idempotent: Objective.with_loss re-translates hp)
+        elif d is not None:
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not d > 1:
                 raise BanditError(f"delta must be None or a number > 1 (TRL: the upper cap of the two-sided clip); got {d!r}")
             out["delta"] = float(d)
@@ -223,10 +225,10 @@ def translate_grpo(params: dict) -> dict:
         if lt not in LOSS_TYPES:
             raise BanditError(f"loss_type must be one of {', '.join(LOSS_TYPES)} (TRL 1.16); got {lt!r}")
         out["surrogate"], out["length_norm"] = _LOSS_TYPE[lt]
-        if "delta" in out and out["surrogate"] != "clip":
+        if out.get("delta") and out["surrogate"] != "clip":
             raise BanditError(f"delta: TRL applies the two-sided clip only to loss_type grpo/bnpo/dr_grpo/dapo/luspo "
                               f"and ignores it for {lt}; remove it")
-    if "delta" in out and p.get("surrogate", "clip") != "clip":
+    if out.get("delta") and p.get("surrogate", "clip") != "clip":
         raise BanditError(f"delta: the two-sided clip acts on the clip surrogate only, not {p['surrogate']}")
     if "importance_sampling_level" in p:
         lv = p.pop("importance_sampling_level")
