@@ -318,7 +318,8 @@ def _ray(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
     far = pts[-1]
     pol = fns["at"](far, hpj, c)[4]
     X, K = pol.shape
-    vanishing = [label(x, k) for x in range(X) for k in range(K) if pol[x, k] < VANISH]
+    free = _free_responses(obj, fns, z, f, c, hpj, X, K)
+    vanishing = [label(x, k) for x in range(X) for k in range(K) if pol[x, k] < VANISH and (x, k) not in free]
     if not vanishing:
         return None
     limit = np.where(pol < VANISH, 0.0, pol)
@@ -347,7 +348,25 @@ def _ray(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
     tail = ("unbounded below (still falling at t = 2^40)" if unbounded else
             f"→ infimum {floor:.6e}; the limit is stationary on its face (Newton step {_fmt(face_step)})")
     summary = (f"loss strictly decreasing along θ + t·d for t = 0 … 2^40 (slope {float(g @ d):.2e} at t = 0), {tail}")
+    if free:
+        names = ", ".join(label(x, k) for x, k in sorted(free))
+        cert["free"] = [label(x, k) for x, k in sorted(free)]
+        summary += (f"; the loss does not depend on π({names}) (constant as its logit moves by ±1e2): the limits form a "
+                    "set — mass may move there — and one of them is shown")
     return Verdict(Kind.NO_MINIMISER, summary, certificate=cert, limit=limit.tolist(), vanishing=vanishing)
+
+
+def _free_responses(obj, fns, z, f, c, hpj, X, K) -> set:
+    """Softmax responses the loss does not depend on: moving that one logit by ±1e-2 … ±1e2 leaves
+    the loss unchanged to ``FLAT_RTOL`` *relative* (Xu et al. 2024's y3: in no pair of a DPO loss)."""
+    if obj.param.name != "softmax" or z.size != X * K:
+        return set()
+    probes = np.concatenate([FLAT_T, -FLAT_T])
+    eye = np.eye(X * K)
+    pts = z[None, None, :] + probes[None, :, None] * eye[:, None, :]
+    vals = np.asarray(fns["many"](pts.reshape(-1, z.size), hpj, c)).reshape(X * K, probes.size)
+    flat = np.abs(vals - f).max(axis=1) <= FLAT_RTOL * abs(f) + 1e-300
+    return {(i // K, i % K) for i in np.nonzero(flat)[0]}
 
 
 def _certify_constrained(obj, z, f, g, H) -> Verdict:

@@ -45,9 +45,11 @@ KINDS = ("pairwise", "policy")
 #   Python time of each call (an import that sleeps, a loss whose tracing never ends). Compiled code
 #   (XLA) is not interrupted: a host callback that blocks is not bounded.
 
-#: default time limit for one plugin call (seconds); ``None`` = none
+#: the command line's time limit for one plugin call (seconds) when ``--plugin-timeout`` is not given.
+#: The library itself sets none (``None``): a Python program's own SIGALRM is left alone unless it
+#: calls :func:`set_timeout`.
 DEFAULT_TIMEOUT = 60.0
-_TIMEOUT: list = [DEFAULT_TIMEOUT]
+_TIMEOUT: list = [None]
 _ACTIVE = threading.local()
 _OWNER: list = []  # the --plugin path being imported (so register_loss knows who registers)
 _SHOWN: dict[str, str] = {}  # real path → the path as the user wrote it

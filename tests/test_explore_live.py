@@ -58,6 +58,23 @@ def solve_json(cmd, d, capsys):
     return spec, json.loads(out)
 
 
+def same_verdict(v: dict, ref: dict) -> None:
+    """A live row's verdict against `solve --json`'s (where solve attaches one): the same kind,
+    the same certificate fields, the same stability; its certificate numbers to 1e-6 (relative)
+    unless both are rounding-level (a Newton step of 1e-16 is not a number to compare)."""
+    r = ref.get("verdict")
+    if r is None:
+        return
+    assert v["kind"] == r["kind"] and v["line"].startswith(r["kind"]), (v, r)
+    assert set(v["certificate"]) == set(r["certificate"]), (v, r)
+    for k, x in r["certificate"].items():
+        y = v["certificate"][k]
+        if isinstance(x, float) and isinstance(y, float) and max(abs(x), abs(y)) > 1e-9:
+            assert abs(x - y) <= 1e-6 * max(abs(x), 1.0), (k, x, y)
+        elif not isinstance(x, float):
+            assert x == y, (k, x, y)
+
+
 def test_every_exact_optimum_matches_solve_json(server, warm, tmp_path_factory, capsys):
     """A moved π*, π_ref, α and β: each objective's exact optimum (and trained policy) against
     `bandit-lab solve --json` on the spec the endpoint prints, to 1e-6."""
@@ -71,8 +88,9 @@ def test_every_exact_optimum_matches_solve_json(server, warm, tmp_path_factory, 
         spec, ref = solve_json(cmd, d, capsys)
         assert spec["preference"]["pi_star"] == pytest.approx([0.2, 0.5, 0.3]) and spec["weight_decay"] == 0.3
         assert ref["loss"] == row["label"]
-        # the verdict column reads what the solver says (solve --json's flag), never more
+        # the verdict column reads what the solver says (solve --json's verdict and flag), never more
         assert row["verdict"]["exact_converged"] is ref["exact_converged"]
+        same_verdict(row["verdict"], ref)
         np.testing.assert_allclose(row["exact"], ref["exact"], atol=1e-6, rtol=0)
         np.testing.assert_allclose(row["trained"], ref["policy"], atol=1e-6, rtol=0)
         assert row["residual"] < 1e-8 and row["verdict"]["line"]
@@ -97,6 +115,7 @@ def test_onpolicy_preset_g_and_placement_match_solve_json(server, warm, tmp_path
     np.testing.assert_allclose(row["exact"], ref["exact"], atol=1e-6, rtol=0)
     np.testing.assert_allclose(row["trained"], ref["policy"], atol=1e-6, rtol=0)
     assert row["status"] == ref["stationary_status"] and row["verdict"]["status"] == ref["stationary_status"]
+    same_verdict(row["verdict"], ref)
     assert set(row["tv_reference"]) == set(ref["exact_vs_reference_tv"]) == {"gibbs", "dpo"}
     for k, v in ref["exact_vs_reference_tv"].items():
         assert abs(row["tv_reference"][k] - v) <= 1e-6

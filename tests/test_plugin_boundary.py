@@ -37,7 +37,7 @@ def clean_plugins():
                 plugins.unregister_loss(n)
     plugins._LOADED.clear()
     plugins._CALLBACK_ERRORS.clear()
-    plugins.set_timeout(plugins.DEFAULT_TIMEOUT)
+    plugins.set_timeout(None)
 
 
 @pytest.fixture

@@ -175,3 +175,25 @@ def test_verify_has_a_check_for_each_verdict_kind(name):
     with bl.x64():
         r = run_check(registry()[name], n=3, seed=1)
     assert r.passed, (name, r.value)
+
+
+def test_xu_table1_dpo_verdict_names_the_free_response():
+    """Xu et al. 2024 Table 1 (π_ref = (0.5, 0.5, 0), only y1 ≻ y2 shown): DPO has no finite minimiser
+    (π(y2) → 0) and does not depend on y3 at all, so its limits form a set with mass free to move to
+    y3 (π_DPO = (0.1, 0, 0.9) is one of them); re-checked in NumPy: the loss is the same whatever
+    y3's logit."""
+    spec = {"pi_ref": [0.5, 0.5, 0], "preference": {"pi_star": [1.0, 0.0, 0.0]}, "pairs": [[0, 1, 1.0]],
+            "loss": "dpo", "loss_params": {"beta": 0.1}, "optimizer": {"steps": 200}}
+    with bl.x64():
+        res = spec_mod.solve(spec)
+    v = Verdict.from_json(res["verdict"])
+    assert v.kind is Kind.NO_MINIMISER and v.vanishing == ["y2"] and v.certificate["free"] == ["y3"]
+    assert v.limit[0][1] == 0.0 and v.certificate["infimum"] == 0.0
+    # the tool's own loss at π = (0.1, ε, 0.9) and at (0.1/(0.1+ε'), …, ~0): the same value, DPO's
+    # single-pair closed form log(1 + e^{−β·margin}) (NumPy)
+    with bl.x64():
+        obj = spec_mod.build(spec)[0]
+        a = float(obj.value(np.array([[np.log(0.1), -30.0, np.log(0.9)]]), obj.hp))
+        b = float(obj.value(np.array([[np.log(0.1), -30.0, -50.0]]), obj.hp))
+    m = (np.log(0.1) - np.log(0.5)) - (-30.0 - np.log(0.5))
+    assert a == pytest.approx(float(np.logaddexp(0.0, -0.1 * m)), rel=1e-12) and b == pytest.approx(a, rel=1e-12)

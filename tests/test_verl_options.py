@@ -70,7 +70,8 @@ def test_defaults_are_the_libraries():
 @pytest.mark.parametrize("lib, lp, words", [
     ("verl", {"gamma": 0.99}, ("gamma", "cannot matter on a bandit")),
     ("verl", {"algorithm.lam": 0.95}, ("algorithm.lam", "cannot matter")),
-    ("verl", {"adv_estimator": "grpo_passk"}, ("grpo_passk", "not implemented")),
+    ("verl", {"adv_estimator": "gdpo"}, ("gdpo", "not implemented")),
+    ("verl", {"adv_estimator": "grpo_passk"}, ("grpo_passk", "group of ≥ 2")),
     ("verl", {"adv_estimator": "nope"}, ("adv_estimator", "grpo")),
     ("verl", {"policy_loss": {"loss_mode": "clip_cov"}}, ("clip_cov", "covariance rank")),
     ("verl", {"loss_agg_mode": "token-sum"}, ("token-sum", "token count")),
@@ -324,3 +325,30 @@ def test_sampled_training_converges_to_the_exact_point(lib, lp):
     assert res["stationary_status"] == "attracting"
     assert res["adam_vs_exact_tv"] < 3e-3, res["adam_vs_exact_tv"]
     assert res["exact_vs_oracle_tv"] < 1e-12
+
+
+def test_passk_is_the_gradient_of_the_expected_max(pb):
+    """verl grpo_passk without the std: only the group's strict best response gets r_max − r_second.
+    That is the leave-one-out max baseline, so the expected update is (1/G)·∇E_π[max of G rewards]:
+    checked at an arbitrary policy against JAX's gradient of E[max] = Σ_k r_(k)·(F_k^G − F_{k−1}^G)
+    (rewards sorted, F the CDF; an independent formula), with and without a k3+ KL loss, 1e-12."""
+    import jax
+    import jax.numpy as jnp
+
+    q = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.1, 0.3, 0.2]])
+    r = np.asarray(pb.reward)
+    order = np.argsort(r, -1)
+
+    def emax(z):
+        p = jax.nn.softmax(z, -1)
+        ps = jnp.take_along_axis(p, order, -1)
+        F = jnp.cumsum(ps, -1)
+        Fm = jnp.concatenate([jnp.zeros((2, 1)), F[:, :-1]], -1)
+        return jnp.sum(jnp.asarray(pb.context_weight)[:, None] * jnp.take_along_axis(jnp.asarray(r), order, -1) * (F**G - Fm**G))
+
+    want = -np.asarray(jax.grad(emax)(jnp.log(jnp.asarray(q)))) / G
+    f = _field(pb, "verl", {"adv_estimator": "grpo_passk", "norm_adv_by_std_in_grpo": False, "n": G}, q)
+    assert np.max(np.abs(f - want)) < 1e-12
+    kl = _field(pb, "verl", {"adv_estimator": "rloo", "n": 2, **_ST}, q) - _field(pb, "verl", {"adv_estimator": "rloo", "n": 2}, q)
+    f = _field(pb, "verl", {"adv_estimator": "grpo_passk", "norm_adv_by_std_in_grpo": False, "n": G, **_ST}, q)
+    assert np.max(np.abs(f - (want + kl))) < 1e-12

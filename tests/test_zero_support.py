@@ -146,3 +146,17 @@ def test_onpolicy_closed_forms_live_on_the_support(x64):
     nm2, _ = nash_fixed_point(np.asarray(REF2), P[np.ix_(KEEP, KEEP)], 0.5, 0.5)
     assert nm[2] == 0.0
     np.testing.assert_array_equal(nm[KEEP], nm2)
+
+
+def test_supports_differ_per_context(x64):
+    """Two contexts, a zero only in the first: RLHF's exact optimum is π_ref·e^{r/β}/Z per context
+    (0 where π_ref is 0); DPO on uniform pairs is refused naming the context."""
+    ref = [[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]
+    star = [[0.6, 0.3, 0.1], [0.6, 0.3, 0.1]]
+    pb = bl.Problem.create(ref, pi_star=star)
+    r = bl.solve_exact(make_objective(pb, "rlhf", {"beta": 0.7}))
+    want = np.asarray(ref) * np.asarray(star) ** (1 / 0.7)
+    np.testing.assert_allclose(r.policy, want / want.sum(-1, keepdims=True), atol=1e-12)
+    assert r.policy[0, 2] == 0.0 and r.policy[1, 2] > 0.1
+    with pytest.raises(BanditError, match=r"^pi_ref: response 2 of context 0 has π_ref = 0"):
+        make_objective(pb, "dpo")

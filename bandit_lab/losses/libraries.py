@@ -26,7 +26,8 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   OpenRLHF ``reinforce``), ``greedy`` (verl ``remax``: minus the reward of the greedy response
   argmax π), ``critic`` (``gae``, λ = γ = 1 on one token: ``s − V`` with the critic at its fixed
   point V = E_π[s]), ``batch_mean`` (OpenRLHF ``flash_reinforce``: minus the batch mean of the raw
-  reward, before the clip and the KL). A group of one (verl ``rollout.n = 1``) has mean 0 and std
+  reward, before the clip and the KL), ``passk``/``passk_std`` (verl ``grpo_passk``: only the group's
+  strict best gets r_max − r_second, ÷ (std + ε) with ``norm_adv_by_std_in_grpo``). A group of one (verl ``rollout.n = 1``) has mean 0 and std
   1, as in verl.
 - **post-processing** over the whole batch (the large-batch limit, context-weighted): ``whiten``
   ``(A − μ)/sqrt(σ² + 1e-8)`` (verl ``masked_whiten``: gae, reinforce_plus_plus(_baseline)),
@@ -68,8 +69,8 @@ from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, compositions, group_advantage, normalise_sampling
 
-ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean")
-GROUP = ("group_std", "group_mean", "loo")
+ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
+GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
 SURROGATES = ("vanilla", "gspo", "cispo", "gpg")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
@@ -158,6 +159,18 @@ def _post(st, hp, A, w, s_resp, wresp, bessel: int | None = None):
     return (A - mu) / den
 
 
+def _passk(adv, lead, D, Q, G, eps):
+    """verl ``grpo_passk`` (Pass@k): only a group's strict best response gets r_max − r_second
+    (``lead`` = its reward minus the best of the others; a tie gives 0), divided by the group's std
+    + ε when ``norm_adv_by_std_in_grpo``. Without the std its expected update is (1/G)·∇E_π[max of G
+    rewards] (the leave-one-out max baseline)."""
+    gap = jnp.maximum(lead, 0.0)
+    if adv == "passk":
+        return gap
+    std = jnp.sqrt(jnp.maximum(Q - D**2 / G, 0.0) / (G - 1))
+    return gap / (std + eps)
+
+
 def _exact_adv(st, hp, s, r, logp, q, ref, cw):
     """Advantages over every composition: ``(A [X, C, K], P(composition) [X, C])``."""
     X, K = q.shape
@@ -172,7 +185,11 @@ def _exact_adv(st, hp, s, r, logp, q, ref, cw):
         d = s[:, :, None] - s[:, None, :]
         D = jnp.einsum("cj,xjk->xck", cj, d)
         Q = jnp.einsum("cj,xjk->xck", cj, d**2)
-        A = group_advantage(D, Q, s[:, None, :], G, adv, 1, hp["std_eps"])
+        if adv.startswith("passk"):  # the others' best reward: max over the responses the composition holds
+            M = jnp.max(jnp.where(cj[None] > 0, s[:, None, :], -jnp.inf), -1)  # [X, C]
+            A = _passk(adv, s[:, None, :] - M[:, :, None], D, Q, G, hp["std_eps"])
+        else:
+            A = group_advantage(D, Q, s[:, None, :], G, adv, 1, hp["std_eps"])
     else:
         Pc = jnp.ones((X, 1))
         if adv == "group_std":  # a group of one: mean 0, std 1 (verl compute_grpo_outcome_advantage)
@@ -204,7 +221,11 @@ def batch_advantages(st, hp, y, s, r, logp, ref, cw):
     ss = pick(s)
     if adv in GROUP and G > 1:
         dev = ss[:, :, None, :] - ss[:, None, :, :]
-        A = group_advantage(jnp.sum(dev, 1), jnp.sum(dev**2, 1), ss, G, adv, 1, hp["std_eps"])
+        if adv.startswith("passk"):
+            others = jnp.where(jnp.eye(G, dtype=bool)[None, :, :, None], -jnp.inf, ss[:, None, :, :])  # [N, i, j, X]
+            A = _passk(adv, ss - jnp.max(others, 2), jnp.sum(dev, 1), jnp.sum(dev**2, 1), G, hp["std_eps"])
+        else:
+            A = group_advantage(jnp.sum(dev, 1), jnp.sum(dev**2, 1), ss, G, adv, 1, hp["std_eps"])
     elif adv == "group_std":
         A = ss / (1.0 + hp["std_eps"])
     elif adv == "greedy":
@@ -359,6 +380,8 @@ def oracle(problem, hp: dict, static: dict):
     ent = hp["entropy_coeff"]
     if kr not in ("none", "k1") and br > 0:
         return None, f"{kr} in the reward differentiates a non-convex functional (docs/onpolicy.md): no closed form"
+    if adv.startswith("passk"):
+        return None, "pass@k advantage: (1/G)·∇E_π[max of G rewards] (no std) or its std-normalised form: no closed form"
     if adv == "group_mean" and G > 1:
         kappa = (G - 1) / G
     elif adv == "group_std" and G > 1:

@@ -23,7 +23,7 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 ``actor.dual_clip`` null, ``actor.policy_loss_type`` ppo, ``actor.loss_agg_mode`` token-mean,
 ``actor.entropy_coef`` null, ``reward.clip_range`` [−10, 10], ``train.max_epochs`` 1.
 
-Refused, naming the field: values not implemented exactly (verl ``grpo_passk``, ``gdpo``, the optimal
+Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
 token baselines, ``clip_cov``/``kl_cov`` — they pick tokens by covariance rank inside a finite batch,
 which has no population limit —, ``geo_mean``, ``sapo``, ``dppo_*``, ``dro``, ``bypass_mode``,
 ``kl_penalty: full``, an adaptive KL controller, ``token-sum``), fields that cannot matter on a
@@ -76,9 +76,9 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
     "gae": ("critic", "whiten"), "grpo": ("group_std", "none"), "grpo_vectorized": ("group_std", "none"),
     "rloo": ("loo", "none"), "rloo_vectorized": ("loo", "none"), "opo": ("group_mean", "none"),
     "reinforce_plus_plus": ("none", "whiten"), "reinforce_plus_plus_baseline": ("group_mean", "whiten"),
-    "remax": ("greedy", "none"), "gpg": ("group_mean", "gpg_alpha"),
+    "remax": ("greedy", "none"), "gpg": ("group_mean", "gpg_alpha"), "grpo_passk": ("passk_std", "none"),
 }
-_VERL_ADV_NOT_YET = ("grpo_passk", "gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
+_VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none")}
 _VERL_LOSS_NOT_YET = {
     "clip_cov": "picks tokens by their covariance rank inside a finite batch (clip_cov_ratio): no population limit on a bandit",
@@ -178,6 +178,11 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     adv, post = _VERL_ADV[est]
     if est == "grpo" and not _bool("norm_adv_by_std_in_grpo", c["norm_adv_by_std_in_grpo"]):
         adv = "group_mean"
+    if est == "grpo_passk":
+        if not _bool("norm_adv_by_std_in_grpo", c["norm_adv_by_std_in_grpo"]):
+            adv = "passk"
+        if c["n"] == 1:
+            raise BanditError("n=1: adv_estimator='grpo_passk' needs a group of ≥ 2 (verl raises ValueError)")
     _bool("norm_adv_by_std_in_grpo", c["norm_adv_by_std_in_grpo"])
     st.update(advantage=adv, post=post, group_size=_int("n", c["n"], 1))
     hp["std_eps"] = 1e-6
@@ -360,7 +365,11 @@ def describe(hp: dict, static: dict) -> tuple[str, str, float]:
     br = hp["beta_reward"] if kr != "none" else 0.0
     bl = hp["beta"] if kl != "none" else 0.0
     before = not static["kl_after_advantage"]
-    if adv == "group_std" and G > 1:
+    if adv == "passk" and br == 0:
+        obj = f"gradient of (1/G)·E_π[max of G rewards] with G = {G} (pass@k: the leave-one-out max baseline)"
+    elif adv.startswith("passk"):
+        obj = "not the gradient of a known objective (pass@k gap" + (" / group std)" if adv == "passk_std" else " of shaped rewards)")
+    elif adv == "group_std" and G > 1:
         obj = "not the gradient of a known objective (group-std normalisation; Vojnovic & Yun 2025)"
     else:
         scale = f"((G−1)/G)·" if adv == "group_mean" and G > 1 else ""

@@ -16,7 +16,7 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
 - OpenRLHF ``models/utils.py::compute_approx_kl`` (k1, k2, k3 × ``unbiased_gradient``);
 - every supported ``@register_adv_est`` estimator (gae with the critic's values given, grpo ±
   std, grpo_vectorized, rloo, rloo_vectorized, opo, reinforce_plus_plus, reinforce_plus_plus_baseline,
-  remax with the greedy response's reward, gpg), with and without the in-reward KL
+  remax with the greedy response's reward, gpg, grpo_passk ± std), with and without the in-reward KL
   (``token_level_scores − β·kl_penalty(old, ref)``, what ``ray_trainer.apply_kl_penalty`` does);
 - OpenRLHF ``RemoteExperienceMaker.compute_advantages_and_returns`` (every estimator, no_std_norm,
   k1/k3 in the reward, reward clip) on a bare object;
@@ -156,13 +156,17 @@ def run() -> dict:
         else:
             s = r - beta_r * ca.kl_penalty(lq, lr_, kl_in_reward)
             s_tab = r_tab - beta_r * ca.kl_penalty(torch.log_softmax(th_old, -1), torch.log_softmax(th_ref, -1), kl_in_reward)
-        cfg = types.SimpleNamespace(gamma=1.0, lam=1.0)
+        class Cfg(dict):  # verl reads AlgoConfig both as attributes and with .get (grpo_passk)
+            __getattr__ = dict.__getitem__
         for est, kw in (("gae", {}), ("grpo", {"norm_adv_by_std_in_grpo": True}), ("grpo", {"norm_adv_by_std_in_grpo": False}),
                         ("grpo_vectorized", {"norm_adv_by_std_in_grpo": True}), ("rloo", {}), ("rloo_vectorized", {}),
                         ("opo", {}), ("reinforce_plus_plus", {}), ("reinforce_plus_plus_baseline", {}), ("remax", {}),
-                        ("gpg", {})):
+                        ("gpg", {}), ("grpo_passk", {"norm_adv_by_std_in_grpo": True}),
+                        ("grpo_passk", {"norm_adv_by_std_in_grpo": False})):
             fn = ca.get_adv_estimator_fn(est)
-            args = {"token_level_rewards": _flat(s), "response_mask": mask, "config": cfg, **kw}
+            cfg = Cfg(gamma=1.0, lam=1.0, **kw)
+            args = {"token_level_rewards": _flat(s), "response_mask": mask, "config": cfg,
+                    **({} if est == "grpo_passk" else kw)}
             if est == "gae":
                 V = (pi_old * s_tab).sum(-1, keepdim=True).expand(X, N)  # the critic at its fixed point E_π_old[s]
                 args = {"token_level_rewards": _flat(s), "values": _flat(V), "response_mask": mask, "gamma": 1.0, "lam": 1.0}
