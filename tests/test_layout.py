@@ -8,6 +8,7 @@ process whose ``bandit_lab`` modules were all dropped first (JAX stays loaded: o
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import pathlib
 import subprocess
@@ -34,7 +35,17 @@ def _resolve(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=1)
+def _graph_cached() -> dict[str, frozenset[str]]:
+    return {m: frozenset(d) for m, d in _build_graph().items()}
+
+
 def _graph() -> dict[str, set[str]]:
+    """A fresh mutable copy of the source import graph (parsed once per test session)."""
+    return {m: set(d) for m, d in _graph_cached().items()}
+
+
+def _build_graph() -> dict[str, set[str]]:
     g: dict[str, set[str]] = {m: set() for m in MODS}
     for m, p in MODS.items():
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):

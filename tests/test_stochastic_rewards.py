@@ -60,13 +60,13 @@ def test_margin_one_is_the_deterministic_reward(pb):
                                           ("ppo", {"beta": 0.5, "reward_noise": "bernoulli"})])
 def test_sampled_state_is_unbiased_for_the_exact_one(pb, loss, params):
     """Bernoulli draws in sampled mode: the average of the sampled coefficients is the
-    exact expectation within 6 standard errors (200 keys × 64 draws) (PPO: whitened advantages; exact mode whitens with
+    exact expectation within 6 standard errors (100 keys × 64 draws) (PPO: whitened advantages; exact mode whitens with
     the population variance including the Bernoulli variance q(1 − q))."""
     with bl.x64():
         o = make_objective(pb, loss, {**params, "sampling": {"samples": 64}})
         th = jnp.log(jnp.asarray([[0.5, 0.3, 0.2]]))
         ex = o.init_state(th, o.hp, None)
-        keys = jax.random.split(jax.random.key(0), 200)
+        keys = jax.random.split(jax.random.key(0), 100)
         st = jax.vmap(lambda k: o.init_state(th, o.hp, k))(keys)
         w = np.asarray(st["cp"] - st["cm"])
         se = w.std(0) / np.sqrt(w.shape[0])

@@ -11,7 +11,7 @@ from bandit_lab.experiments import xu_table1
 @pytest.fixture(scope="module")
 def res():
     exp = experiments.get("xu-table1")
-    return exp.run(experiments.make_settings(exp, {"beta": 0.5, "epsilons": (1e-1, 1e-4, 1e-16, 1e-64), "floors": (1e-4, 1e-12)}))
+    return exp.run(experiments.make_settings(exp, {"beta": 0.5, "epsilons": (1e-1, 1e-4, 1e-16, 1e-64), "floors": (1e-12,)}))
 
 
 def test_dpo_loss_tends_to_its_infimum_at_both_table_policies(res):
