@@ -130,6 +130,9 @@ def parse(q: dict) -> dict:
     losses = split_losses(losses) if isinstance(losses, str) else tuple(losses)
     onp = q.get("onpolicy", "")
     onp = split_losses(onp) if isinstance(onp, str) else tuple(onp)
+    # an on-policy algorithm typed among the losses is answered as one (its stationary point and verdict)
+    onp = onp + tuple(e for e in losses if parse_objective(e)[0] in onpolicy_names())
+    losses = tuple(e for e in losses if parse_objective(e)[0] not in onpolicy_names())
     if not losses and not onp:
         raise BanditError("losses: give at least one objective")
     G = str(q.get("G", "") or "").strip()
