@@ -123,6 +123,13 @@ def test_onpolicy_preset_g_and_placement_match_solve_json(server, warm, tmp_path
     np.testing.assert_allclose(row["exact"], gibbs / gibbs.sum(), atol=1e-9, rtol=0)
 
 
+def test_onpolicy_typed_among_the_losses_is_answered_as_onpolicy(server, warm):
+    status, body = get(server, {**Q, "losses": "dpo,rloo", "onpolicy": ""})
+    assert status == 200, body
+    assert [(r["label"], r["kind"]) for r in body["objectives"]] == [("dpo", "loss"), ("rlhf[reverse_kl]", "loss"), ("rloo", "onpolicy")]
+    assert body["objectives"][-1]["status"] == "attracting" and body["objectives"][-1]["verdict"]["kind"] == "stationary point"
+
+
 def test_options_list_the_registry_and_presets(server):
     from bandit_lab import losses
     from bandit_lab.explain import PRESETS, READERS

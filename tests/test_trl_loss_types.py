@@ -93,3 +93,17 @@ def test_rlhf_in_practice_library_presets_build():
     assert objs["trl-cispo"].static["surrogate"] == "cispo" and objs["trl-cispo"].hp["clip_high"] == 0.2
     assert objs["trl-dapo(default)"].static["kl_bias_correction"] is True
     assert objs["trl-gspo"].static["ratio_level"] == "geometric" and objs["trl-a2po"].hp["beta"] == s.beta
+
+
+def test_entropy_bonus_closed_form(pb):
+    """TRL's entropy_coef c (loss − c·H, H the mean token entropy; one token on a bandit): with
+    dr_grpo + scale_rewards none + corrected k3 the update is ∇[((G−1)/G)·E_π r − β·KL(π‖π_ref) + c·H(π)],
+    whose unique maximiser is π ∝ exp((((G−1)/G)·r + β·log π_ref)/(β + c)) (closed form, 1e-8)."""
+    c = 0.3
+    lp = {"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": G, "beta": BETA, "entropy_coef": c}
+    s = solve(make_objective(pb, "grpo", lp))
+    z = ((G - 1) / G * np.asarray(pb.reward) + BETA * np.log(np.asarray(pb.pi_ref))) / (BETA + c)
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    assert s.status == "attracting", s.note
+    assert np.max(np.abs(np.asarray(s.result.policy) - want)) < 1e-8

@@ -6,7 +6,7 @@ no torch here).
 
 Each GRPO row is a TRL config (every ``loss_type`` × ``importance_sampling_level`` ×
 ``use_bias_correction_kl``, on-policy and with ``old_per_token_logps`` from other logits, plus
-``delta``, cispo's ε_high > 1, non-default sapo/vespo parameters). bandit-lab reads the same
+``delta``, cispo's ε_high > 1, non-default sapo/vespo parameters, ``entropy_coef``). bandit-lab reads the same
 config through :func:`bandit_lab.onpolicy.trl.translate_grpo` and evaluates
 :func:`bandit_lab.losses.onpolicy.onpolicy_loss` on a state holding the same batch: behaviour
 policy π_old, and per (context, response) the batch-normalised sums of the positive/negative parts
@@ -40,7 +40,7 @@ def _state(theta_behaviour, adv):
     y = np.asarray(INP["completions"])
     A = np.asarray(adv).reshape(X, G)
     oh = np.eye(V)[y]  # [X, G, V]
-    n = X * G  # every TRL aggregation is a mean over the X·G one-token completions here
+    n = G  # every TRL aggregation is a mean over the X·G one-token completions here: 1/G in c±, 1/X in ρ(x)
     logq = jax.nn.log_softmax(jnp.asarray(theta_behaviour), -1)
     return {"logq": logq, "logq_slot": logq,
             "cp": jnp.asarray(np.einsum("xgk,xg->xk", oh, np.maximum(A, 0)) / n),
@@ -57,7 +57,7 @@ def _ours(loss: str, cfg: dict, off_policy: bool, adv):
 
     def f(theta):
         inp = LossInputs(logp=jax.nn.log_softmax(theta, -1), logp_ref=ref, data=None,
-                         context_weight=jnp.ones(X), state=st)
+                         context_weight=jnp.full(X, 1.0 / X), state=st)
         return onpolicy_loss(inp, hp, algo=loss, **static)
 
     v, g = jax.value_and_grad(f)(jnp.asarray(INP["theta"]))

@@ -65,7 +65,7 @@ def test_rloo_fields():
     ("grpo", {"loss_type": "sapo", "delta": 4.0}, ("delta", "sapo")),
     ("grpo", {"delta": 0.9}, ("delta", "> 1")),
     ("grpo", {"top_p": 0.9}, ("top_p", "truncated")),
-    ("grpo", {"entropy_coef": 0.01}, ("entropy_coef",)),
+    ("grpo", {"use_adaptive_entropy": True}, ("use_adaptive_entropy",)),
     ("grpo", {"multi_objective_aggregation": "normalize_then_sum"}, ("multi_objective_aggregation",)),
     ("grpo", {"num_generations": 4, "group_size": 4}, ("group_size", "num_generations")),
     ("grpo", {"scale_rewards": "batch", "per_device_train_batch_size": 16}, ("batch", "couples")),

@@ -100,9 +100,13 @@ def screenshot(html_path: str, png_path: str) -> str:
     with open_page(html_path) as s:
         if html_path.startswith("http://"):
             s.page.wait_for_function("document.body.dataset.liveSeq !== undefined", timeout=600000)
-            # once more, warm: the page shows the re-solve time, not the first request's compile
-            s.page.evaluate("window.banditLabLive.request()")
-            s.page.wait_for_function("+document.body.dataset.liveSeq > 1 && !document.body.dataset.liveBusy", timeout=600000)
+            # again until warm: the page shows a re-solve's time, not the first request's compile
+            for _ in range(4):
+                n = int(s.page.evaluate("document.body.dataset.liveSeq"))
+                s.page.evaluate("window.banditLabLive.request()")
+                s.page.wait_for_function(f"+document.body.dataset.liveSeq > {n} && !document.body.dataset.liveBusy", timeout=600000)
+                if float(s.page.evaluate("document.body.dataset.liveServerMs || 1e9")) < 2000:
+                    break
             if s.page.inner_text("#live-error"):
                 raise RuntimeError("the live panel shows an error: " + s.page.inner_text("#live-error"))
         if s.page.evaluate("document.body.dataset.ready") != "1":

@@ -511,6 +511,15 @@ def onpolicy_loss(inputs: LossInputs, hp: dict, *, algo: str = "reinforce", **st
             kl = jnp.sum(_slot(st["ckl"], path) * per, -1)
     else:
         kl = 0.0
+    if static.get("entropy_bonus", False):
+        # TRL 1.16 GRPOTrainer._compute_loss: loss − entropy_coef·(mean per-token entropy of the full
+        # next-token distribution at the completion's positions), differentiable; one position on a bandit
+        if path is not None:
+            raise BanditError("entropy_coef on a token tree is not implemented exactly yet (the bonus is a token mean "
+                              "over on-policy positions)")
+        p = jnp.exp(logp)
+        H = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), -1)
+        return jnp.sum(cw * (-pg + beta * kl - hp["entropy_coef"] * H))
     return jnp.sum(cw * (-pg + beta * kl))
 
 
@@ -563,7 +572,7 @@ def _check(hp: dict, static: dict) -> None:
         static["reward_clip"] = (float(rc[0]), float(rc[1]))  # hashable
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
-    for k in ("dynamic_sampling", "whiten", "kl_bias_correction"):
+    for k in ("dynamic_sampling", "whiten", "kl_bias_correction", "entropy_bonus"):
         if k in static and not isinstance(static[k], bool):
             raise BanditError(f"{k} must be true or false; got {static[k]!r}")
     for k in ("clip", "clip_high", "std_eps", "value_lr", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
@@ -617,9 +626,9 @@ for _s in (
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
     _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4, "delta": 0.0,
                    "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05, "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0,
-                   "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0},
+                   "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0, "entropy_coef": 0.0},
           {**_GROUP, "kl_estimator": "k3", "kl_placement": "loss", "kl_bias_correction": False, "reward": "bt",
-           "surrogate": "clip"},
+           "surrogate": "clip", "entropy_bonus": False},
           "GRPO: group-normalised advantage (r − mean)/(std + ε), clip ε, k3 KL in the loss (TRL 1.16 defaults)",
           "Shao et al. 2024 Eq. 3–4; Vojnovic & Yun 2025", epochs=True),
     _spec("dr_grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},

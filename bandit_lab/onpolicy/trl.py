@@ -41,8 +41,11 @@ Translated (exact in bandit-lab's native implementation):
   importance ratio (``per_token_kl * coef_1``), whose expected gradient is ∇KL(π‖π_ref). With it,
   dr_grpo + ``scale_rewards="none"`` is Gibbs at β·G/(G−1) (:func:`bandit_lab.onpolicy.closed_forms`).
 
+``entropy_coef`` → ``entropy_coef`` + ``entropy_bonus``: loss − coef·(mean token entropy), on a
+bandit −coef·H(π(·|x)) (a token tree is refused).
+
 Refused, with the reason, rather than silently approximated: fields that change the update but are
-not implemented exactly (entropy bonus and masking, temperature/top-p/top-k ≠ neutral, a moving
+not implemented exactly (adaptive entropy, entropy masking, temperature/top-p/top-k ≠ neutral, a moving
 reference, off-policy masking, ``normalize_then_sum``) unless they hold their neutral value; and
 every field that cannot matter on a bandit (generation backends, vLLM, logging, model loading).
 An unknown field falls through to the loss's own one-line "has no parameter" message.
@@ -59,7 +62,8 @@ GRPO_DEFAULTS = {"loss_type": "dapo", "beta": 0.0, "num_generations": 8, "epsilo
                  "delta": None, "scale_rewards": "group", "importance_sampling_level": "token",
                  "num_iterations": 1, "use_bias_correction_kl": True,
                  "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05,
-                 "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0, "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0}
+                 "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0, "vespo_k_neg": 3.0, "vespo_lambda_neg": 2.0,
+                 "entropy_coef": 0.0}
 RLOO_DEFAULTS = {"beta": 0.05, "num_generations": 2, "epsilon": 0.2, "epsilon_high": None,
                  "num_iterations": 1, "normalize_advantages": False, "reward_clip_range": None}
 
@@ -104,7 +108,6 @@ _NOT_YET = {
     "top_k": "sampling from a truncated policy while the loss scores the full one is not implemented; only 0",
     "min_p": "sampling from a truncated policy while the loss scores the full one is not implemented; only None",
     "repetition_penalty": "a bandit response is one token; only 1.0",
-    "entropy_coef": "entropy bonus not implemented exactly yet",
     "use_adaptive_entropy": "adaptive entropy control not implemented exactly yet",
     "top_entropy_quantile": "entropy masking (top_entropy_quantile < 1) not implemented exactly yet",
     "reward_weights": "a bandit has one reward; weights other than [1.0] do not apply",
@@ -114,7 +117,7 @@ _NOT_YET = {
     "off_policy_mask_threshold": "off-policy sequence masking is not implemented exactly yet",
 }
 _DEFAULT_OFF = {"temperature": (1.0,), "top_p": (1.0,), "top_k": (0, None), "min_p": (None,),
-                "repetition_penalty": (1.0,), "entropy_coef": (0.0,), "use_adaptive_entropy": (False,),
+                "repetition_penalty": (1.0,), "use_adaptive_entropy": (False,),
                 "top_entropy_quantile": (1.0,), "reward_weights": (None, [1.0]),
                 "multi_objective_aggregation": ("sum_then_normalize",), "sync_ref_model": (False,),
                 "off_policy_mask_threshold": (None,)}
@@ -184,7 +187,7 @@ def _one_group_per_batch(p: dict) -> bool | None:
 
 
 # TRL fields that are also bandit-lab's own hyperparameter names: alone they do not make a dict a TRL config
-_SHARED = ("beta", "delta", "sapo_temperature_pos", "sapo_temperature_neg", "vespo_k_pos", "vespo_lambda_pos",
+_SHARED = ("beta", "delta", "entropy_coef", "sapo_temperature_pos", "sapo_temperature_neg", "vespo_k_pos", "vespo_lambda_pos",
            "vespo_k_neg", "vespo_lambda_neg")
 # native option → the TRL field that sets it (a TRL config must not also carry the native name)
 _NATIVE_OF = {"reward_clip": "reward_clip_range", "group_size": "num_generations", "epochs": "num_iterations", "clip": "epsilon", "clip_high": "epsilon_high",
@@ -246,6 +249,12 @@ def translate_grpo(params: dict) -> dict:
                               "default geometry, is exactly group scaling)")
         # batch with one group per generation batch: nanstd over the batch = the group's std (ddof 1)
         out["normalize"] = "group_mean" if sr == "none" else "group_std"
+    if "entropy_coef" in p:  # TRL: loss − entropy_coef·mean token entropy (a fixed coefficient; adaptive refused)
+        ec = p.pop("entropy_coef")
+        if isinstance(ec, bool) or not isinstance(ec, (int, float)):
+            raise BanditError(f"entropy_coef must be a number; got {ec!r}")
+        if ec != 0:
+            out["entropy_coef"], out["entropy_bonus"] = float(ec), True
     if "use_bias_correction_kl" in p:
         bc = p.pop("use_bias_correction_kl")
         if not isinstance(bc, bool):

@@ -110,7 +110,9 @@ def grpo_stub(cfg: dict, theta):
     vals = dict(args=args, loss_type=cfg["loss_type"], importance_sampling_level=cfg["importance_sampling_level"],
                 beta=cfg["beta"], epsilon_low=eps, epsilon_high=eh if eh is not None else eps,
                 top_entropy_quantile=1.0, off_policy_mask_threshold=None, use_vllm=False,
-                vllm_importance_sampling_correction=False, aux_loss_enabled=False, _entropy_bonus_enabled=False,
+                vllm_importance_sampling_correction=False, aux_loss_enabled=False,
+                _entropy_bonus_enabled=cfg.get("entropy_coef", 0.0) != 0.0, entropy_coef=cfg.get("entropy_coef", 0.0),
+                use_adaptive_entropy=False,
                 current_gradient_accumulation_steps=1, max_completion_length=1,
                 model=types.SimpleNamespace(training=True), accelerator=Accel(),
                 _metrics={"train": defaultdict(list), "eval": defaultdict(list)})
@@ -118,8 +120,10 @@ def grpo_stub(cfg: dict, theta):
         object.__setattr__(t, k, v)
 
     def per_token(self, model, input_ids, attention_mask, logits_to_keep, compute_entropy=False, **kw):
+        from trl.trainer.utils import entropy_from_logits
+
         lp = _logps(theta, input_ids[:, :1], input_ids[:, 1:])
-        return lp, torch.zeros_like(lp), None
+        return lp, entropy_from_logits(theta[input_ids[:, 0]])[:, None], None  # TRL's entropy of the full distribution
     object.__setattr__(t, "_get_per_token_logps_and_entropies", types.MethodType(per_token, t))
     return t
 
@@ -310,6 +314,9 @@ def grpo_configs():
     yield {"loss_type": "vespo", "importance_sampling_level": "token", "use_bias_correction_kl": False, "beta": 0.0,
            "vespo_k_pos": 1.5, "vespo_lambda_pos": 2.0, "vespo_k_neg": 4.0, "vespo_lambda_neg": 1.0}
     yield {"loss_type": "dapo", "importance_sampling_level": "token", "use_bias_correction_kl": True, "beta": 0.0}
+    for lt in ("dapo", "grpo", "cispo"):  # the entropy bonus (bandit rows only)
+        yield {"loss_type": lt, "importance_sampling_level": "token", "use_bias_correction_kl": True, "beta": BETA,
+               "entropy_coef": 0.05}
 
 
 def config_fields() -> dict:
@@ -353,7 +360,7 @@ def build() -> dict:
             rows.append({"trainer": "RLOOTrainer", "config": cfg, "off_policy": old, "value": val, "grad": grad})
     ti = make_tree_inputs()
     tree_rows = []
-    for cfg in grpo_configs():
+    for cfg in (c for c in grpo_configs() if "entropy_coef" not in c):
         for old in (False, True):
             val, grad = grpo_tree_loss(ti, cfg, old)
             tree_rows.append({"trainer": "GRPOTrainer", "config": cfg, "off_policy": old, "value": val, "grad": grad})
