@@ -217,9 +217,9 @@ def translate_grpo(params: dict) -> dict:
     _common(p, out, "TRL GRPOConfig")
     if "delta" in p:
         d = p.pop("delta")
-        if d is not None:
+        if d is not None and not (isinstance(d, (int, float)) and not isinstance(d, bool) and d == 0):  # 0: native "off"
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not d > 1:
-                raise BanditError(f"delta must be None or a number > 1 (TRL: the upper cap of the two-sided clip); got {d!r}")
+                raise BanditError(f"delta must be None (0: off) or a number > 1 (TRL: the upper cap of the two-sided clip); got {d!r}")
             out["delta"] = float(d)
     if "loss_type" in p:
         lt = p.pop("loss_type")
