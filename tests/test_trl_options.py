@@ -154,3 +154,17 @@ def test_rloo_reward_clip_range_is_gibbs_of_the_clipped_reward():
     want = rlhf_optimum(pb.pi_ref, np.clip(r, lo, hi), 0.4)
     assert s.status == "attracting" and np.max(np.abs(np.asarray(s.result.policy) - want)) < 1e-8
     assert metrics.tv(want, rlhf_optimum(pb.pi_ref, r, 0.4), pb.context_weight) > 1e-3
+
+
+@pytest.mark.parametrize("lp", [{"loss_type": "cispo", "scale_rewards": "none", "num_generations": 3, "beta": 1.0},
+                                {"loss_type": "luspo", "delta": 2.0, "entropy_coef": 0.1, "epsilon_high": 0.3},
+                                {"reward_clip_range": [0.0, 1.0], "beta": 0.1}])
+def test_translation_is_idempotent(lp):
+    """``LossSpec.translate`` runs on the user's dict and again on the full native hyperparameters
+    (the spec path): translate(native) must give the same objective (found by a CLI solve refusing
+    the native delta = 0)."""
+    loss = "rloo" if "reward_clip_range" in lp else "grpo"
+    a = make_objective(_pb(), loss, lp)
+    hp = {k: v for k, v in a.hp.items() if k != "weight_decay"}
+    b = make_objective(_pb(), loss, {**hp, **{k: v for k, v in a.static.items() if k != "sampling"}})
+    assert a.static == b.static and a.hp == b.hp

@@ -51,6 +51,10 @@ def kl_kind(static: dict, beta: float) -> str:
         return "reverse"
     if (est, place) == ("k1", "reward"):
         return "reverse_reward"
+    if place == "loss" and static.get("kl_bias_correction", False) and est in ("k1", "k3"):
+        # TRL 1.16 use_bias_correction_kl: k̂·ρ with ρ differentiable, E_π[∇(k̂ρ)] = ∇E_π[k̂] = ∇KL(π‖π_ref)
+        # for the unbiased k1 and k3 (token ratio; a sequence-level ratio on a tree is not covered here)
+        return "reverse"
     if (est, place) == ("k3", "loss"):
         return "forward"
     if (est, place) == ("k1", "loss"):
@@ -299,6 +303,10 @@ def nash_fixed_point(ref: np.ndarray, P: np.ndarray, beta: float, mixture: float
 
 # --------------------------------------------------------------------------- dispatch
 
+def problem_is_tree(problem) -> bool:
+    """A token-tree problem (sequences of several tokens) rather than a one-token bandit."""
+    return getattr(problem, "tree", None) is not None
+
 def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | None, str]:
     """The closed form (or characterisation, solved independently) of an on-policy algorithm's
     unconstrained stationary point, with a one-line note; ``(None, why)`` when none is known."""
@@ -330,6 +338,16 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
         return pol, f"π ∝ π_ref·e^{{P(y≻π^μ)/β}}, π^μ ∝ π^{{1−m}}π_ref^m ({tag})"
     if r is None:
         return None, "no reward for this preference matrix (not Bradley–Terry)"
+    if loss == "a2po":  # losses.onpolicy: expected update 2β·∇[β·KL(π‖π_ref) − E_π r] (V* drops out)
+        return rlhf_optimum(ref, r, beta), "A*-PO: 2β·∇(β·KL − E r), V* a per-prompt constant (Gibbs π_ref·e^{r/β}/Z)"
+    if static.get("entropy_bonus", False):
+        return None, "entropy bonus (TRL entropy_coef): no closed form here (exact stationary solver only)"
+    if static.get("ratio_level") == "geometric" and static.get("kl_bias_correction", False) and problem_is_tree(problem):
+        return None, "sequence-level ratio on the bias-corrected KL of a token tree: no closed form"
+    if static.get("surrogate") == "cispo" and kind in ("reverse", "forward"):
+        # TRL cispo: the detached weight min(ρ, ε_high) is min(1, ε_high) on-policy; it scales the policy
+        # gradient, not the KL in the loss: the stationary point of β/min(1, ε_high)
+        beta = beta / min(1.0, float(hp.get("clip_high", 1.0)))
     if kind == "none":
         return None, "no KL penalty (β = 0 or k1 in the loss, whose expected gradient is 0): no finite stationary point; π → argmax r"
     if kind == "other":

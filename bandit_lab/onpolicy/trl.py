@@ -221,7 +221,7 @@ def translate_grpo(params: dict) -> dict:
             out["delta"] = 0.0  # bandit-lab's native "off" passes through (idempotent: Objective.with_loss re-translates hp)
         elif d is not None:
             if isinstance(d, bool) or not isinstance(d, (int, float)) or not d > 1:
-                raise BanditError(f"delta must be None or a number > 1 (TRL: the upper cap of the two-sided clip); got {d!r}")
+                raise BanditError(f"delta must be None (0: off) or a number > 1 (TRL: the upper cap of the two-sided clip); got {d!r}")
             out["delta"] = float(d)
     if "loss_type" in p:
         lt = p.pop("loss_type")
