@@ -373,6 +373,11 @@ _ONPOLICY = ("williams1992simple", "ahmadian2024back", "kool2019buy")
 # check name → keys. A check's source is in the free text of its claim, so this is keyed by name.
 CHECK_SOURCES: dict[str, tuple[str, ...]] = {
     "dpo-rlhf": ("kong2025constraints", "rafailov2023direct"),
+    "verdict-no-minimiser": ("azar2024general", "rafailov2023direct"),
+    "verdict-set": ("azar2024general",),
+    "verdict-unique": ("rafailov2023direct",),
+    "verdict-not-certified": ("azar2024general",),
+    "verdict-stationary": ("ahmadian2024back",),
     "fdpo-forward-kl": _FDIV, "fdpo-js": _FDIV, "fdpo-alpha": _FDIV,
     "ipo-rlhf": ("kong2025constraints", "azar2024general"),
     "gaussian-nll": ("kong2025constraints",),
