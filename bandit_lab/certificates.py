@@ -67,8 +67,9 @@ def _fns(obj, unravel):
     """Two compiled programs per objective signature (arrays are arguments, so every problem of
     one shape shares them; kept on disk by :mod:`bandit_lab.infra.export_cache` when the objective's
     signature is stable): ``point`` — value, gradient, Hessian, ``∂ log π/∂z`` and the policy at one
-    point — and ``many`` — values at a batch of points (rays, flatness probes). The dict's
-    ``fgh``/``jac``/``policy`` read ``point`` (memoised on the last point)."""
+    point — and ``many`` — values at a batch of points (rays, flatness probes). ``at(z, hp, c)``
+    returns ``point``'s five arrays as float64 NumPy; nothing is kept between calls (the live
+    explorer certifies from several threads)."""
     key = ("certify", obj.signature())
     if key not in _CACHE:
         if len(_CACHE) > 128:
@@ -82,16 +83,11 @@ def _fns(obj, unravel):
                                                    jax.jacfwd(logp)(z, c), obj.policy(unravel(z), c)),
                                  None if stable is None else ("certify", "point", stable))
         many = export_cache.jit(jax.vmap(f, in_axes=(0, None, None)), None if stable is None else ("certify", "many", stable))
-        memo: dict = {}
 
         def at(z, hp, c):
-            k = np.asarray(z, dtype=np.float64).tobytes()
-            if memo.get("key") != k:
-                memo.clear()
-                memo["key"], memo["out"] = k, tuple(np.asarray(a, dtype=np.float64) for a in point(z, hp, c))
-            return memo["out"]
+            return tuple(np.asarray(a, dtype=np.float64) for a in point(z, hp, c))
 
-        _CACHE[key] = {"at": at, "many": many, "hp": None}
+        _CACHE[key] = {"at": at, "many": many}
     return _CACHE[key]
 
 
@@ -135,19 +131,15 @@ def certify(obj, params, hp: dict | None = None, *, labels=None, reference=None)
     fns = _fns(obj, unravel)
     c = obj.consts()
     hpj = {k: jnp.asarray(v) for k, v in hp.items()}
-    fns["hp"] = hpj
-    f, g, H = fns["at"](z, hpj, c)[:3]
+    f, g, H, J, pol = fns["at"](z, hpj, c)
     f = float(f)
     if not (np.isfinite(f) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
         return Verdict(Kind.NOT_CERTIFIED, "the loss, its gradient or Hessian is not finite at the point")
     if obj.param.constraint != "free":
         return _certify_constrained(obj, z, f, g, H)
-    T = _tangent(obj, fns, z, c, hp)
-    gT, HT = T.T @ g, T.T @ H @ T
-    mu, V = np.linalg.eigh(0.5 * (HT + HT.T))
-    top = float(np.abs(mu).max()) if mu.size else 0.0
-    pos = mu > NULL_RTOL * top if top > 0 else np.zeros(mu.size, bool)
-    s = -(V[:, pos] @ ((V[:, pos].T @ gT) / mu[pos]))
+    T = _tangent(obj, J, hp)
+    gT = T.T @ g
+    s, mu, V, pos, top = _newton(gT, T.T @ H @ T)
     step = float(np.linalg.norm(s))
     decrement = float(math.sqrt(max(float(-gT @ s), 0.0)))
     g_null = V[:, ~pos].T @ gT
@@ -164,7 +156,7 @@ def certify(obj, params, hp: dict | None = None, *, labels=None, reference=None)
         dn = -(V[:, ~pos] @ g_null)
         cands.append(T @ (dn / np.linalg.norm(dn)))
     for d in cands or [None]:
-        v = _runaway(obj, fns, z, f, g, d, T, c, hpj, hp, label, base)
+        v = _runaway(obj, fns, z, f, g, d, J, pol, c, hpj, hp, label, base)
         if v is not None:
             return v
 
@@ -212,13 +204,22 @@ def certify(obj, params, hp: dict | None = None, *, labels=None, reference=None)
                    flat_directions=[list(map(float, col)) for col in dirs.T], shown=shown)
 
 
-def _tangent(obj, fns, z, c, hp) -> np.ndarray:
-    """Orthonormal basis of the directions that change the policy (``range(Jᵀ)``), or of the whole
-    space when the penalty acts on the parameters themselves (weight decay breaks the gauge)."""
-    n = z.size
+def _newton(g, H):
+    """The Newton step ``−H⁺g`` on the eigen-directions of ``H`` above ``NULL_RTOL``·λ_max, with
+    ``(eigenvalues, eigenvectors, mask of those directions, λ_max)``."""
+    mu, V = np.linalg.eigh(0.5 * (H + H.T))
+    top = float(np.abs(mu).max()) if mu.size else 0.0
+    pos = mu > NULL_RTOL * top if top > 0 else np.zeros(mu.size, bool)
+    return -(V[:, pos] @ ((V[:, pos].T @ g) / mu[pos])), mu, V, pos, top
+
+
+def _tangent(obj, J, hp) -> np.ndarray:
+    """Orthonormal basis of the directions that change the policy (``range(Jᵀ)``, ``J = ∂ log π/∂z``),
+    or of the whole space when the penalty acts on the parameters themselves (weight decay breaks
+    the gauge)."""
+    n = J.shape[1]
     if hp.get("weight_decay", 0.0) > 0 and getattr(obj, "penalty", "params") == "params":
         return np.eye(n)
-    J = fns["at"](z, fns["hp"], c)[3]
     J = J[np.all(np.isfinite(J), axis=1)]
     if J.size == 0:
         return np.eye(n)
@@ -235,40 +236,38 @@ def _reference(obj, reference, template):
         return None
 
 
-def _clean(obj, fns, z, d, c):
+def _clean(obj, J, d):
     """The direction that lowers the vanishing responses' log-probabilities at the rates ``d`` does
     (relative to each context's best) and keeps every other relative log-probability fixed (least
     squares through ``J``); ``None`` when ``d`` moves no response down."""
-    J = fns["at"](z, fns["hp"], c)[3]
     X, K = np.shape(obj.problem.pi_ref)
     r = (J @ d).reshape(X, K)
     rel = r - r.max(axis=1, keepdims=True)
     scale = float(np.abs(rel).max())
     if scale <= 0:
         return None
-    return _direction(J, np.where(rel < -1e-3 * scale, rel / scale, 0.0), z.size, obj)
+    return _direction(obj, J, np.where(rel < -1e-3 * scale, rel / scale, 0.0))
 
 
-def _small_mass(obj, fns, z, c):
+def _small_mass(obj, J, pol):
     """The direction lowering, at one common rate, the log-probability of every response whose mass
     is already below 1e-6 of its context's largest (the runaway a saturated solve points at, when
     the Hessian there is too small to give a clean Newton direction)."""
-    pol = fns["at"](z, fns["hp"], c)[4]
     small = pol < 1e-6 * pol.max(axis=1, keepdims=True)
     if not small.any():
         return None
-    J = fns["at"](z, fns["hp"], c)[3]
-    return _direction(J, np.where(small, -1.0, 0.0), z.size, obj)
+    return _direction(obj, J, np.where(small, -1.0, 0.0))
 
 
-def _direction(J, target, n, obj=None):
+def _direction(obj, J, target):
     """Least-squares ``e`` with ``J e = target + (one constant per context)``, normalised; ``None``
     when the parameterization cannot move the log-probabilities that way. For softmax logits the
     solution is ``target`` itself, taken exactly: the surviving responses' logits stay put (a
     gauge-centred direction would move them by t/K, and at t = 2^40 their rounding, ~1e-4, would
     change their ratios)."""
     X, K = target.shape
-    if obj is not None and obj.param.name == "softmax" and n == X * K:
+    n = J.shape[1]
+    if obj.param.name == "softmax" and n == X * K:
         e = target.reshape(-1).astype(np.float64)
         return e / np.linalg.norm(e) if np.any(e) else None
     # unknowns: the direction and one free constant per context (the gauge of log π)
@@ -283,19 +282,18 @@ def _direction(J, target, n, obj=None):
     return e / np.linalg.norm(e)
 
 
-def _runaway(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
-    tries = [] if d is None else [_clean(obj, fns, z, d, c), d]
-    for dd in tries + [_small_mass(obj, fns, z, c)]:
+def _runaway(obj, fns, z, f, g, d, J, pol, c, hpj, hp, label, base) -> Verdict | None:
+    tries = [] if d is None else [_clean(obj, J, d), d]
+    for dd in tries + [_small_mass(obj, J, pol)]:
         if dd is None or float(g @ dd) >= 0:
             continue
-        v = _ray(obj, fns, z, f, g, dd, T, c, hpj, hp, label, base)
+        v = _ray(obj, fns, z, f, g, dd, c, hpj, hp, label, base)
         if v is not None:
             return v
     return None
 
 
-def _ray(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
-    n = z.size
+def _ray(obj, fns, z, f, g, d, c, hpj, hp, label, base) -> Verdict | None:
     pts = z[None, :] + RAY_T[:, None] * d[None, :]
     phi = np.concatenate([[f], np.asarray(fns["many"](pts, hpj, c), dtype=np.float64)])
     if not np.all(np.isfinite(phi[:-1])) and not np.isneginf(phi).any():
@@ -316,7 +314,7 @@ def _ray(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
     # still falling by O(1) per doubling at the far end: unbounded below
     unbounded = (not np.isfinite(floor)) or (phi[-2] - phi[-1] > 1e-6 * (1.0 + abs(phi[-1])))
     far = pts[-1]
-    pol = fns["at"](far, hpj, c)[4]
+    _, gf, Hf, Jf, pol = fns["at"](far, hpj, c)
     X, K = pol.shape
     free = _free_responses(obj, fns, z, f, c, hpj, X, K)
     vanishing = [label(x, k) for x in range(X) for k in range(K) if pol[x, k] < VANISH and (x, k) not in free]
@@ -326,17 +324,13 @@ def _ray(obj, fns, z, f, g, d, T, c, hpj, hp, label, base) -> Verdict | None:
     limit = limit / limit.sum(axis=1, keepdims=True)
     face_step = None
     if not unbounded:
-        ff, gf, Hf = fns["at"](far, hpj, c)[:3]
-        Tf = _tangent(obj, fns, far, c, hp)
+        Tf = _tangent(obj, Jf, hp)
         P = Tf - np.outer(d, d @ Tf)  # the face's directions: the tangent space orthogonal to d
         Uq, sq, _ = np.linalg.svd(P, full_matrices=False)
         Q = Uq[:, sq > 1e-8]
         if Q.shape[1]:
-            gq, Hq = Q.T @ gf, Q.T @ Hf @ Q
-            mq, Vq = np.linalg.eigh(0.5 * (Hq + Hq.T))
-            tq = float(np.abs(mq).max()) if mq.size else 0.0
-            pq = mq > NULL_RTOL * tq if tq > 0 else np.zeros(mq.size, bool)
-            face_step = float(np.linalg.norm(Vq[:, pq].T @ gq / mq[pq])) if pq.any() else 0.0
+            sq_, mq, _, _, tq = _newton(Q.T @ gf, Q.T @ Hf @ Q)
+            face_step = float(np.linalg.norm(sq_))
             if np.any(mq < -NULL_RTOL * max(tq, 1e-300)) or face_step > FACE_TOL:
                 return None  # the limit is not minimal on its face (a nested runaway, or a stalled solve)
         else:

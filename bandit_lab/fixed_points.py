@@ -453,8 +453,7 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     elif verdict.kind is Kind.SET and verdict.certificate.get("shown_policy") is not None:
         policy = np.asarray(verdict.certificate["shown_policy"])  # the set's member nearest π_ref
     policy = np.atleast_2d(np.asarray(policy, dtype=np.float64))
-    finite = bool(verdict.has_minimiser or (verdict.kind is Kind.STATIONARY and verdict.limit is None
-                                            and verdict.certificate.get("stability") != "runaway"))
+    finite = verdict.finite
     status = verdict.line() + extra
     tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
     tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))

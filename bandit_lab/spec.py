@@ -242,8 +242,7 @@ def solve(spec) -> dict:
         "converged": bool(station <= CONVERGED_GRAD and not runaway),
         "optimizer": config.optimizer,
         # a finite exact answer, certified (a minimiser or set; on-policy: a reached stationary point)
-        "exact_converged": bool(verdict.has_minimiser or (verdict.kind is Kind.STATIONARY and ex.converged and not runaway
-                                                           and verdict.certificate.get("stability") != "runaway")),
+        "exact_converged": verdict.finite,
         "verdict": verdict.as_json(),
     }
     guards.check_result(res, "solve")

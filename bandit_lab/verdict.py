@@ -100,6 +100,13 @@ class Verdict:
         """True when a finite minimiser exists (``UNIQUE`` or ``SET``)."""
         return self.kind in (Kind.UNIQUE, Kind.SET)
 
+    @property
+    def finite(self) -> bool:
+        """A finite answer is certified: a minimiser (or a set of them), or a reached stationary
+        point that is not a runaway (no limit is reported)."""
+        return self.has_minimiser or (self.kind is Kind.STATIONARY and self.limit is None
+                                      and self.certificate.get("stability") != "runaway")
+
     def line(self) -> str:
         """The one line every command prints: ``<kind>: <summary>``."""
         head = self.kind.value

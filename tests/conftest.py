@@ -27,6 +27,20 @@ def pytest_configure(config):
 # ----------------------------------------------------------------------------- the bad-input contract
 # shared by tests/test_bad_input.py and tests/test_bad_input_surfaces.py
 
+def sampled_states_match_exact(o, th, n_keys: int):
+    """On-policy sampled mode: the state ``init_state`` draws under ``n_keys`` keys, and whether the
+    mean of its surrogate coefficients ``cp − cm`` is the exact-mode state's within 6 standard
+    errors (a Monte Carlo test). Returns ``(keys, states, ok)``."""
+    import numpy as np
+
+    ex = o.init_state(th, o.hp, None)
+    keys = jax.random.split(jax.random.key(0), n_keys)
+    st = jax.vmap(lambda k: o.init_state(th, o.hp, k))(keys)
+    w = np.asarray(st["cp"] - st["cm"])
+    se = w.std(0) / np.sqrt(w.shape[0])
+    return keys, st, bool(np.all(np.abs(w.mean(0) - np.asarray(ex["cp"] - ex["cm"])) <= 6 * se + 1e-12))
+
+
 def snapshot(root) -> dict:
     out = {}
     for d, _, fs in os.walk(root):
