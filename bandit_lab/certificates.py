@@ -406,16 +406,21 @@ def _certify_constrained(obj, z, f, g, H) -> Verdict:
                    f"(λ_min/λ_max = {mu.min() / max(top, 1e-300):.1e}): uniqueness not certified", certificate=cert)
 
 
-def onpolicy_verdict(status: str, note: str, residual: float, converged: bool) -> Verdict:
+def onpolicy_verdict(status: str, note: str, residual: float, converged: bool, certificate: dict | None = None) -> Verdict:
     """On-policy algorithms: the root of the expected-update field (not a gradient) with its
     stability from :func:`bandit_lab.onpolicy.stationary.solve` — attracting / not attracting /
-    runaway; a root the solver did not reach is ``NOT_CERTIFIED``."""
-    cert = {"field_residual": float(residual), "stability": status}
+    runaway; a root the solver did not reach is ``NOT_CERTIFIED``. ``certificate``: the solver's
+    scale-free numbers (``Stationary.certificate``: the Newton step on the field per unit of mass,
+    the contraction test, the runaway ray's probes), carried as fields."""
+    cert = {**(certificate or {}), "field_residual": float(residual), "stability": status}
     if status == "runaway":
         return Verdict(Kind.STATIONARY, f"runaway: {note}", certificate=cert)
     if not converged:
-        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)})", certificate=cert)
-    return Verdict(Kind.STATIONARY, f"{status}: ‖expected update‖ {_fmt(residual)}", certificate=cert)
+        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)}): {note}",
+                       certificate=cert)
+    step = cert.get("newton_step")
+    what = f"Newton step {_fmt(step)} (scale-free)" if step is not None else f"‖expected update‖ {_fmt(residual)}"
+    return Verdict(Kind.STATIONARY, f"{status}: {what}", certificate=cert)
 
 
 def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None = None) -> Verdict:

@@ -296,9 +296,10 @@ def test_oracle_is_the_closed_form_of_each_case(pb):
         pol, note = oracle(pb, o.hp, o.static)
         assert pol is not None, (lp, note)
         assert np.max(np.abs(pol - _closed(pb, name))) < 1e-12, (lp, note)
-    # (grpo + pathwise low_var_kl, the forward-KL Vojnovic–Yun point: closed_forms.grpo_fixed_point
-    # finds no root on this K = 4 problem — residual 0.2 —, so the oracle says so and gives none)
+    # (grpo + pathwise low_var_kl: the forward-KL Vojnovic–Yun point; closed_forms.grpo_fixed_point
+    # stopped at a spurious boundary point here — residual 0.2 — until round 3 session 4)
     for lp in ({"adv_estimator": "grpo", "n": 3, **_ST},
+               {"adv_estimator": "grpo", "n": G, "use_kl_loss": True, "kl_loss_type": "low_var_kl", "kl_loss_coef": BETA},
                {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef": 0.5}):
         o = make_objective(pb, "verl", lp)
         pol, note = oracle(pb, o.hp, o.static)
