@@ -527,6 +527,8 @@ def references(objective) -> dict:
     from bandit_lab.errors import BanditError
     from bandit_lab.solvers.solver import solve_exact
 
+    if objective.loss.name in ("distillation", "gkd"):  # β is TRL's JSD interpolation, not a KL strength
+        return {"teacher": np.asarray(objective.loss.oracle(objective.problem, objective.hp, objective.static)[0])}
     beta = objective.hp.get("beta", 0.0)
     out = {}
     if beta <= 0:
