@@ -89,12 +89,28 @@ def test_defaults_are_the_libraries():
     ("openrlhf", {"algo.advantage.gamma": 0.9}, ("algo.advantage.gamma", "cannot matter")),
     ("openrlhf", {"algo.kl.estimator": "k4"}, ("algo.kl.estimator",)),
     ("openrlhf", {"algo": {"kl": {"unknown": 1}}}, ("algo.kl.unknown",)),
+    ("openrlhf", {"algo.advantage.is_correction_mode": "clip"}, ("is_correction_mode", "not implemented")),
+    ("openrlhf", {"reward.stop_properly_penalty_coef": -0.5}, ("stop_properly_penalty_coef", "not implemented")),
+    ("openrlhf", {"train.seed": 1}, ("train.seed", "cannot matter")),
 ])
 def test_refusals_name_the_field(lib, lp, words):
     pb = _problem(np.array([[0.5, 0.5]]), np.array([[0.0, 1.0]]))
     with pytest.raises(BanditError) as e:
         make_objective(pb, lib, lp)
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_openrlhf_switched_off_options_at_their_defaults_pass():
+    """OpenRLHF 0.11.2's is_correction_* / overlong / stop-properly / dynamic-filtering-range options act
+    only behind a switch that must stay off; at their defaults (train_ppo_ray.py) they are accepted."""
+    pb = _problem(np.array([[0.5, 0.5]]), np.array([[0.0, 1.0]]))
+    lp = {"algo.advantage.estimator": "rloo", "rollout.n_samples_per_prompt": 2, "algo.advantage.is_correction_mode": "mask",
+          "algo.advantage.is_correction_gating": "ratio", "algo.advantage.is_correction_threshold": [0.5, 5.0],
+          "reward.overlong_penalty_factor": 1, "reward.stop_properly_penalty_coef": None,
+          "algo.dynamic_filtering_range": [0, 1]}
+    a = make_objective(pb, "openrlhf", lp)
+    b = make_objective(pb, "openrlhf", {"algo.advantage.estimator": "rloo", "rollout.n_samples_per_prompt": 2})
+    assert a.static == b.static and a.hp == b.hp
 
 
 def test_translation_is_idempotent():

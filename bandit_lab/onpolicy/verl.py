@@ -104,7 +104,7 @@ OPENRLHF_NO_EFFECT = {
     **{k: "a batching / system setting; the expected update is the large-batch limit" for k in (
         "rollout.batch_size", "rollout.micro_batch_size", "train.micro_batch_size", "train.batch_size", "actor.adam.lr",
         "critic.adam.lr", "actor.max_norm", "actor.aux_loss_coef", "vllm.num_engines", "rollout.temperature",
-        "rollout.top_p", "rollout.max_new_tokens", "seed")},
+        "rollout.top_p", "rollout.max_new_tokens", "seed", "train.seed")},
 }
 _OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
     "gae": ("critic", "whiten_clamp", 1), "reinforce": ("none", "whiten_clamp", 1), "rloo": ("loo", "none", 2),
@@ -112,7 +112,12 @@ _OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
     "dr_grpo": ("group_mean", "none", 2), "flash_reinforce": ("batch_mean", "none", 1),
 }
 _OPENRLHF_NOT_YET = {"algo.dynamic_filtering_enable": False, "algo.advantage.is_correction_level": "off",
-                     "reward.overlong_buffer_len": None}
+                     "reward.overlong_buffer_len": None,
+                     # these act only with the switch above them on (is_correction_level, overlong_buffer_len,
+                     # dynamic_filtering_enable); at their defaults they are accepted, otherwise refused
+                     "algo.advantage.is_correction_mode": "mask", "algo.advantage.is_correction_gating": "ratio",
+                     "algo.advantage.is_correction_threshold": [0.5, 5.0], "reward.overlong_penalty_factor": 1.0,
+                     "reward.stop_properly_penalty_coef": None, "algo.dynamic_filtering_range": [0.0, 1.0]}
 
 
 def _flatten(d: dict, pre: str = "") -> dict:
