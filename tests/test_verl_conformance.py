@@ -22,7 +22,7 @@ import pytest
 
 from bandit_lab import losses
 from bandit_lab.losses import LossInputs
-from bandit_lab.losses.libraries import _shape_before, batch_advantages, kl_loss_term, library_loss
+from bandit_lab.losses.libraries import _shape_before, batch_advantages, clip_cov_batch, kl_loss_term, library_loss
 from bandit_lab.onpolicy import verl as vl
 
 jax.config.update("jax_enable_x64", True)
@@ -115,7 +115,10 @@ def _loss_params(row):
                 "clip_ratio_c": row["clip_ratio_c"], "use_kl_loss": row["kl_loss_type"] is not None,
                 "kl_loss_type": row["kl_loss_type"] or "low_var_kl", "kl_loss_coef": row["kl_loss_coef"],
                 "entropy_coeff": row["entropy_coeff"], "n": N, "tau_pos": row["tau_pos"], "tau_neg": row["tau_neg"],
-                "ppo_mini_batch_size": row["ppo_mini_batch_size"]}
+                "ppo_mini_batch_size": row["ppo_mini_batch_size"],
+                **({"policy_loss": {"loss_mode": "clip_cov", "clip_cov_ratio": row["clip_cov_ratio"],
+                                    "clip_cov_lb": row["clip_cov_lb"], "clip_cov_ub": row["clip_cov_ub"]}}
+                   if row["loss_mode"] == "clip_cov" else {})}
     return {"actor.policy_loss_type": row["policy_loss_type"], "actor.dual_clip": row["dual_clip"],
             "actor.loss_agg_mode": row["loss_agg_mode"], "actor.eps_clip_low_high": row["eps_clip_low_high"],
             "algo.kl.use_loss": row["kl_estimator"] is not None, "algo.kl.estimator": row["kl_estimator"] or "k1",
@@ -135,7 +138,15 @@ def test_policy_losses(row):
     hp, st = _native(row["lib"], _loss_params(row))
     hp = {k: jnp.asarray(v) for k, v in hp.items()}
     fn = losses.bind(losses.get(row["lib"]), st)
-    state = batch_state(jnp.asarray(INP["advantages"]))
+    adv = jnp.asarray(INP["advantages"])
+    if row.get("loss_mode") == "clip_cov":  # verl's selection on this batch (current log-probs, PPO-clipped excluded)
+        lp = _pick(jax.nn.log_softmax(THETA, -1))
+        rho = jnp.exp(lp - _pick(LQ))
+        clipped = -adv * jnp.clip(rho, 1 - hp["clip"], 1 + hp["clip_high"]) > -adv * rho
+        zero = clip_cov_batch(hp, adv, lp, jnp.full(adv.shape, 1.0 / adv.size), jax.random.PRNGKey(0), clipped)
+        assert 0 < float(zero.sum()) < adv.size  # the rule acts on this batch, and not on every token
+        adv = adv * (1.0 - zero)
+    state = batch_state(adv)
 
     def f(th):
         return fn(LossInputs(logp=jax.nn.log_softmax(th, -1), logp_ref=LREF, data=None, context_weight=CW, state=state), hp)

@@ -249,13 +249,16 @@ def _cov(A, lp, w):
     return (A - jnp.sum(w * A)) * (lp - jnp.sum(w * lp))
 
 
-def clip_cov_batch(hp, A, lp, w, key):
-    """verl 0.9.1 ``compute_policy_loss_clip_cov`` on a finite batch, on-policy (ρ = 1: no token is
-    clipped by the PPO clip): the tokens with ``clip_cov_lb < cov < clip_cov_ub`` are eligible and
-    ``min(max(int(clip_cov_ratio·B), 1), #eligible)`` of them, uniformly at random (``randperm``),
-    get loss 0. Returns the 0/1 mask of the zeroed tokens (B = the batch's token count)."""
+def clip_cov_batch(hp, A, lp, w, key, clipped=None):
+    """verl 0.9.1 ``compute_policy_loss_clip_cov`` on a finite batch: the tokens with
+    ``clip_cov_lb < cov < clip_cov_ub`` (``lp`` the current log-probs) that the PPO clip does not
+    already clip (``clipped``, none on-policy) are eligible, and ``min(max(int(clip_cov_ratio·B), 1),
+    #eligible)`` of them, uniformly at random (``randperm``), get loss 0. Returns the 0/1 mask of the
+    zeroed tokens (B = the batch's token count)."""
     cov = _cov(A, lp, w)
     elig = (cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])
+    if clipped is not None:
+        elig = elig & ~clipped
     B = A.size
     num = jnp.maximum(jnp.floor(hp["clip_cov_ratio"] * B), 1.0)
     u = jnp.where(elig, jax.random.uniform(key, A.shape), 2.0)  # a random order of the eligible tokens
