@@ -177,7 +177,7 @@ def certify(objective, result, hp: dict | None = None):
             from bandit_lab.onpolicy.stationary import solve as stationary
 
             st = stationary(objective, init=None)
-            return cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged)
+            return cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged, st.certificate)
         return cert.verdict_of(objective, result, hp)
 
 

@@ -406,16 +406,21 @@ def _certify_constrained(obj, z, f, g, H) -> Verdict:
                    f"(λ_min/λ_max = {mu.min() / max(top, 1e-300):.1e}): uniqueness not certified", certificate=cert)
 
 
-def onpolicy_verdict(status: str, note: str, residual: float, converged: bool) -> Verdict:
+def onpolicy_verdict(status: str, note: str, residual: float, converged: bool, certificate: dict | None = None) -> Verdict:
     """On-policy algorithms: the root of the expected-update field (not a gradient) with its
     stability from :func:`bandit_lab.onpolicy.stationary.solve` — attracting / not attracting /
-    runaway; a root the solver did not reach is ``NOT_CERTIFIED``."""
-    cert = {"field_residual": float(residual), "stability": status}
+    runaway; a root the solver did not reach is ``NOT_CERTIFIED``. ``certificate``: the solver's
+    scale-free numbers (``Stationary.certificate``: the Newton step on the field per unit of mass,
+    the contraction test, the runaway ray's probes), carried as fields."""
+    cert = {**(certificate or {}), "field_residual": float(residual), "stability": status}
     if status == "runaway":
         return Verdict(Kind.STATIONARY, f"runaway: {note}", certificate=cert)
     if not converged:
-        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)})", certificate=cert)
-    return Verdict(Kind.STATIONARY, f"{status}: ‖expected update‖ {_fmt(residual)}", certificate=cert)
+        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)}): {note}",
+                       certificate=cert)
+    step = cert.get("newton_step")
+    what = f"Newton step {_fmt(step)} (scale-free)" if step is not None else f"‖expected update‖ {_fmt(residual)}"
+    return Verdict(Kind.STATIONARY, f"{status}: {what}", certificate=cert)
 
 
 def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None = None) -> Verdict:
@@ -456,9 +461,86 @@ def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None
         if strict:
             return Verdict(Kind.UNIQUE, f"{what} of the loss's exact LP/QP solve; strictly convex objective (α‖θ‖² > 0)",
                            certificate=cert)
+        v = hinge_lp_verdict(obj, hp, f"{what} of the loss's exact LP solve", cert)
+        if v is not None:
+            return v
         return Verdict(Kind.SET, f"{what} of the loss's exact LP solve (piecewise linear: the optimal face's dimension "
                        "is not computed)", certificate=cert, shown="an optimal vertex")
     if note and "no finite minimiser" in note and v.has_minimiser:
         return Verdict(Kind.NOT_CERTIFIED, f"the certificate ({v.kind.value}) contradicts the closed form's note "
                        f"({note!r}): not certified", certificate=v.certificate)
     return v
+
+
+def hinge_lp_verdict(obj, hp: dict | None, what: str, cert: dict) -> Verdict | None:
+    """``UNIQUE`` / ``SET`` (with the dimension and the face's directions) for an LP-solved hinge loss
+    (softmax, no weight decay) from :func:`hinge_face`; ``None`` where it does not apply."""
+    if not (obj.param.name == "softmax" and obj.hp.get("weight_decay", 0.0) == 0 and obj.loss.name in ("hinge", "cpo")):
+        return None
+    try:
+        dim, dirs, implicit = hinge_face(np.asarray(obj.data.weight), float({**obj.hp, **(hp or {})}["beta"]))
+    except Exception:  # noqa: BLE001 — an LP failure leaves the dimension uncomputed (the caller says so)
+        return None
+    cert = {**cert, "face_dimension": dim, "implicit_equalities": implicit}
+    if dim == 0:
+        return Verdict(Kind.UNIQUE, f"{what}; the optimal face is a point (its implicit equalities have full rank in the "
+                       "log-ratios)", certificate=cert)
+    return Verdict(Kind.SET, f"{what}; the optimal face has dimension {dim} in the log-ratios (a polyhedron: the "
+                   "directions span its affine hull)", certificate=cert, dimension=dim,
+                   flat_directions=[list(map(float, d)) for d in dirs], shown="an optimal vertex")
+
+
+FACE_SLACK = 1e-7  # an inequality whose largest slack on the optimal face is below this is an implicit equality
+
+
+def hinge_face(weight: np.ndarray, beta: float) -> tuple[int, list, int]:
+    """Dimension of the hinge LP's optimal face, in the policy's log-ratios (softmax, no weight decay).
+
+    Per context the LP of :func:`bandit_lab.solvers.exact_solvers.hinge_lp`: variables ``g`` (log
+    π/π_ref up to the normaliser, ``g_0 = 0``) and ``ξ``; ``min wᵀξ`` s.t. ``ξ_r ≥ 1 − β(g_i − g_j)``,
+    ``ξ ≥ 0``. The optimal face is ``P* = {feasible, wᵀξ ≤ c*}``; an inequality is an *implicit
+    equality* when its largest slack over ``P*`` (one LP per inequality, slack capped at 1) is
+    ≤ ``FACE_SLACK``. The face's affine hull is the null space ``N`` of those rows (with ``g_0 = 0``);
+    the set of optimal policies has dimension ``rank(N restricted to g)`` (π ↦ g is one-to-one).
+    Returns ``(dimension, basis of those directions in the X·K logits, number of implicit equalities)``."""
+    from scipy import optimize
+
+    X, K, _ = weight.shape
+    dim, dirs, implicit = 0, [], 0
+    for x in range(X):
+        trip = [(i, j, weight[x, i, j]) for i in range(K) for j in range(K) if i != j and weight[x, i, j] > 0]
+        T = len(trip)
+        n = K + T
+        c = np.concatenate([np.zeros(K), [w for _, _, w in trip]])
+        A = np.zeros((2 * T, n))
+        b = np.zeros(2 * T)
+        for r, (i, j, _w) in enumerate(trip):
+            A[r, i], A[r, j], A[r, K + r], b[r] = -beta, beta, -1.0, -1.0  # 1 − β(g_i − g_j) − ξ ≤ 0
+            A[T + r, K + r] = -1.0  # −ξ ≤ 0
+        bounds = [(0.0, 0.0)] + [(None, None)] * (K - 1) + [(None, None)] * T
+        opt = optimize.linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+        if opt.status != 0:
+            raise RuntimeError("hinge LP not optimal")
+        cstar = float(opt.fun) + 1e-10 * (1.0 + abs(float(opt.fun)))
+        rows = [np.eye(n)[0]]  # g_0 = 0
+        for i in range(2 * T):  # max t s.t. A z + t·e_i ≤ b, cᵀz ≤ c*, t ≤ 1
+            Ai = np.hstack([A, np.eye(2 * T)[:, [i]]])
+            Ai = np.vstack([Ai, np.concatenate([c, [0.0]])])
+            res = optimize.linprog(np.concatenate([np.zeros(n), [-1.0]]), A_ub=Ai, b_ub=np.concatenate([b, [cstar]]),
+                                   bounds=bounds + [(None, 1.0)], method="highs")
+            if res.status == 0 and -res.fun <= FACE_SLACK:
+                rows.append(A[i])
+                implicit += 1
+        E = np.array(rows)
+        _, sv, Vt = np.linalg.svd(E)
+        N = Vt[int((sv > 1e-9 * sv.max()).sum()):].T  # affine hull directions in (g, ξ)
+        G = N[:K]
+        if G.size:
+            U, sg, _ = np.linalg.svd(G, full_matrices=False)
+            keep = U[:, sg > 1e-9]
+            dim += keep.shape[1]
+            for col in keep.T:
+                d = np.zeros(X * K)
+                d[x * K:(x + 1) * K] = col
+                dirs.append(d)
+    return dim, dirs, implicit

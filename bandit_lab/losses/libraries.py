@@ -38,7 +38,9 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   ``vanilla`` ``c⁺·min(ρ, 1+ε_h) − c⁻·min(max(ρ, 1−ε_l), c)`` (dual clip c = ``clip_ratio_c``,
   OpenRLHF ``dual_clip``; log ρ clamped to ±20), ``gspo`` (the same without dual clip; on one
   token the sequence ratio is the token ratio; verl clamps log ρ ≤ 10), ``cispo``
-  ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``. ``clip_c = 0``: no dual clip.
+  ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``, ``gmpo`` (verl ``geo_mean``)
+  ``c⁺·e^{min(log ρ, ε_h)·s} − c⁻·e^{max(log ρ, −ε_l)·s}``, s = 1/(1 + 1e-8), ``sapo``
+  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``. ``clip_c = 0``: no dual clip.
 - **KL in the loss** ``+β·Σ_y f_y·k̂(y)`` (f: sample frequencies), k̂ from verl's
   ``kl_penalty`` (k1 ``kl``, ``abs``, k2 ``mse``, k3 ``low_var_kl`` with log-ratio clamp ±20 and
   value clamp ±10; a ``+`` suffix keeps the value and takes k2's gradient, straight-through) or
@@ -49,7 +51,7 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
 - **aggregation** (``loss_agg_mode``): with one token per response ``token-mean``,
   ``seq-mean-token-mean`` and ``seq-mean-token-sum`` are the same mean over responses;
   ``seq-mean-token-sum-norm`` divides by ``loss_scale_factor`` (default: the response length, 1),
-  carried as ``loss_scale``; ``token-sum`` (× the batch's token count) is refused by the translator.
+  carried as ``loss_scale``; ``token-sum`` multiplies by ``ppo_mini_batch_size·n`` (``loss_scale``).
   The sequence means divide by (token count + 1e-8): a factor 1/(1 + 1e-8) on a bandit, kept
   (``loss_scale`` in verl, where the KL and entropy terms share the mode; ``pg_scale`` in OpenRLHF,
   whose KL and entropy are always token means) so values agree with the libraries to 1e-12.
@@ -72,7 +74,7 @@ from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, 
 ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
 GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
-SURROGATES = ("vanilla", "gspo", "cispo", "gpg")
+SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
 KL_GRADS = ("pathwise", "k2", "k2_is")  # the estimator's own | k2's (verl '+') | w·k2 (OpenRLHF unbiased_gradient)
 KL_CLAMPS = ("verl", "openrlhf", "none")
@@ -308,6 +310,13 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         pg = jnp.sum((cp - cm) * w * logp, -1)
     elif sur == "gpg":
         pg = jnp.sum((cp - cm) * logp, -1)
+    elif sur == "gmpo":  # verl geo_mean: log ρ clipped on the advantage's side only, exp(Σ log ρ'/(len + 1e-8))
+        s = 1.0 / (1.0 + 1e-8)
+        pg = jnp.sum(cp * jnp.exp(jnp.minimum(lr, hp["clip_high"]) * s) - cm * jnp.exp(jnp.maximum(lr, -hp["clip"]) * s), -1)
+    elif sur == "sapo":  # verl sapo: the soft gate σ(τ(ρ − 1))·4/τ, τ_pos where A > 0, τ_neg where A ≤ 0
+        def gate(tau):
+            return jax.nn.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
+        pg = jnp.sum(cp * gate(hp["sapo_tau_pos"]) - cm * gate(hp["sapo_tau_neg"]), -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
     total = -hp["pg_scale"] * pg
@@ -339,6 +348,9 @@ def _check(hp: dict, static: dict) -> None:
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if not (hp["clip_c"] > 1.0 or hp["clip_c"] == 0.0):
         raise BanditError(f"clip_c (verl clip_ratio_c, OpenRLHF dual_clip) must be > 1, or 0 for none; got {hp['clip_c']}")
+    if not (hp["sapo_tau_pos"] > 0 and hp["sapo_tau_neg"] > 0):
+        raise BanditError(f"sapo_tau_pos and sapo_tau_neg (verl tau_pos, tau_neg) must be > 0; got {hp['sapo_tau_pos']}, "
+                          f"{hp['sapo_tau_neg']}")
     if not hp["loss_scale"] > 0 or not hp["pg_scale"] > 0 or not hp["reward_clip"] >= 0:
         raise BanditError("loss_scale and pg_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
 
@@ -376,8 +388,11 @@ def oracle(problem, hp: dict, static: dict):
     adv, post, G = static["advantage"], static["post"], int(static["group_size"])
     kr, kl, grad = static["kl_reward"], static["kl_loss"], static["kl_grad"]
     br = hp["beta_reward"] if kr != "none" else 0.0
-    bl = hp["beta"] if kl != "none" else 0.0
-    ent = hp["entropy_coeff"]
+    # the policy term carries pg_scale (and GMPO's 1/(1 + 1e-8)² at ρ = 1), the KL loss and entropy do not:
+    # relative to the policy term they weigh β/ps and α/ps (SAPO's gate has slope 1 at ρ = 1)
+    ps = hp["pg_scale"] * (1.0 / (1.0 + 1e-8) ** 2 if static["surrogate"] == "gmpo" else 1.0)
+    bl = hp["beta"] / ps if kl != "none" else 0.0
+    ent = hp["entropy_coeff"] / ps
     if kr not in ("none", "k1") and br > 0:
         return None, f"{kr} in the reward differentiates a non-convex functional (docs/onpolicy.md): no closed form"
     if adv.startswith("passk"):
@@ -450,7 +465,7 @@ def _exact(objective, hp, init=None):
 
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
-       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0}
+       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0, "sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
            "epochs": 1, "sampling": "exact", "reward": "bt"}

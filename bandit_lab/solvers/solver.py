@@ -306,10 +306,16 @@ def newton_krylov(objective, hp: dict, init=None, *, gtol: float = 1e-12, iters:
 
 
 @precision.float64
-def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS) -> list[ExactResult]:
+def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, iters: int = NEWTON_ITERS,
+                arrays: dict | None = None) -> list[ExactResult]:
     """Exact minimisers of an unconstrained objective at every hyperparameter point in ``hps``
     (see the module docstring). Works for :class:`~bandit_lab.core.objective.Stack` too. Above
-    ``DENSE_MAX`` parameters each point is solved matrix-free by :func:`newton_krylov`."""
+    ``DENSE_MAX`` parameters each point is solved matrix-free by :func:`newton_krylov`.
+
+    ``arrays``: a dict filled with the batch as arrays — ``z`` [B, n] (raveled parameters),
+    ``g`` [B, n], ``H`` [B, n, n] (the coloured finite-difference Hessian *at the returned point*,
+    from the final evaluation's rows, which cost nothing extra) — for a batched certificate
+    (:mod:`bandit_lab.solvers.sweep_certificate`). Dense path only (left empty above ``DENSE_MAX``)."""
     template = objective.param.init() if init is None else init
     template = jax.tree_util.tree_map(np.asarray, template)
     z0, unravel = ravel_pytree(template)
@@ -320,11 +326,16 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
         # blocks of NEWTON_BLOCK points: memory bounded whatever the sweep's size, and one compile
         # (the last block is padded with copies of its last point, dropped after)
         out: list = []
+        parts: list = []
         for i in range(0, len(hps), NEWTON_BLOCK):
             part = list(hps[i:i + NEWTON_BLOCK])
             k = len(part)
             part += [part[-1]] * (NEWTON_BLOCK - k)
-            out += newton_free(objective, part, init, gtol=gtol, iters=iters)[:k]
+            sub = None if arrays is None else {}
+            out += newton_free(objective, part, init, gtol=gtol, iters=iters, arrays=sub)[:k]
+            parts.append((sub, k))
+        if arrays is not None:
+            arrays.update({key: np.concatenate([sub[key][:k] for sub, k in parts]) for key in parts[0][0]})
         return out
     B = len(hps)
     # Hessian columns by central differences, coloured: the objectives of a Stack are separable
@@ -353,19 +364,26 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
     ts = 0.5 ** np.arange(_LS_STEPS)
     onehot = (color[None, :] == np.arange(nb)[:, None]).astype(np.float64)  # [colour, coordinate]
-    it = 0
-    for it in range(1, iters + 1):
+    def rows(z):  # the point and its coloured ±eps perturbations: [B, R, n], eps [B, n]
         eps = 1e-5 * np.maximum(1.0, np.abs(z))  # [B, n]
         Z = np.repeat(z[:, None, :], R, axis=1)
         Z[:, 1 : 1 + nb, :] += onehot[None] * eps[:, None, :]
         Z[:, 1 + nb : 1 + 2 * nb, :] -= onehot[None] * eps[:, None, :]
+        return Z, eps
+
+    def hessian(g, eps):  # central differences of the exact gradients at rows(z)
+        D = g[:, 1 : 1 + nb, :] - g[:, 1 + nb : 1 + 2 * nb, :]  # [B, colour, i]
+        H = np.where(same[None], D[:, color, :], 0.0) / (2 * eps[:, :, None])  # [B, k, i] = ∂g_i/∂z_k
+        return 0.5 * (H + np.swapaxes(H, 1, 2))
+
+    it = 0
+    for it in range(1, iters + 1):
+        Z, eps = rows(z)
         v, g = evaluate(Z)
         f0, g0 = v[:, 0], g[:, 0]
         if np.all(np.linalg.norm(g0, axis=1) <= gtol):
             break
-        D = g[:, 1 : 1 + nb, :] - g[:, 1 + nb : 1 + 2 * nb, :]  # [B, colour, i]
-        H = np.where(same[None], D[:, color, :], 0.0) / (2 * eps[:, :, None])  # [B, k, i] = ∂g_i/∂z_k
-        H = 0.5 * (H + np.swapaxes(H, 1, 2))
+        H = hessian(g, eps)
         lam, V = np.linalg.eigh(H)
         # floor 1e-20: an all-zero Hessian (piecewise-linear loss, e.g. hinge) gives a finite
         # steepest-descent-like step (then capped) instead of g/1e-309 = inf and NaN
@@ -405,8 +423,10 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
         better = np.linalg.norm(g_full, axis=1) < np.linalg.norm(g0, axis=1)
         t = np.where(tiny, np.where(better, 1.0, 0.0), t)
         z = z + t[:, None] * d
-    Zf = np.repeat(z[:, None, :], R, axis=1)
+    Zf, eps = rows(z)  # row 0 is the point; the others give the Hessian there, for a certificate
     v, g = evaluate(Zf)
+    if arrays is not None:
+        arrays.update(z=z, g=g[:, 0], H=hessian(g, eps))
     policies = np.asarray(_compiled(objective, unravel, "policy")(z, consts))
     # per point: NumPy views of the batched arrays (ravel_pytree's unravel is a JAX call per
     # point: 3.3 s for the 8,192 unravels of a 4,096-point weight-decay sweep)
