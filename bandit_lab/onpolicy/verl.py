@@ -24,13 +24,14 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 ``actor.entropy_coef`` null, ``reward.clip_range`` [−10, 10], ``train.max_epochs`` 1.
 
 ``policy_loss.loss_mode`` geo_mean (GMPO) and sapo (``tau_pos`` 1.0, ``tau_neg`` 1.05) are exact
-(GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean);
+(GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean); clip_cov
+(``policy_loss.clip_cov_ratio/lb/ub``) through its population limit;
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``clip_cov``/``kl_cov`` — their population limit is derived in
-docs/onpolicy-verl.md, not built —, ``dppo_*``, ``dro``, ``bypass_mode``, ``kl_penalty: full``, an
+token baselines, ``kl_cov`` — its population limit is derived in docs/onpolicy-verl.md, not
+built —, ``clip_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``, ``kl_penalty: full``, an
 adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the other per-token /
 generation / system settings, with the reason), and unknown fields.
 """
@@ -47,7 +48,8 @@ VERL_DEFAULTS = {
     "clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "clip_ratio_c": 3.0,
     "loss_agg_mode": "token-mean", "loss_scale_factor": None, "entropy_coeff": 0.0, "use_kl_loss": False,
     "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
-    "ppo_mini_batch_size": 256,
+    "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
+    "policy_loss.clip_cov_ub": 5.0,
 }
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
@@ -73,7 +75,6 @@ VERL_NO_EFFECT = {
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.clip_cov_ratio": None, "policy_loss.clip_cov_lb": None, "policy_loss.clip_cov_ub": None,
     "policy_loss.kl_cov_ratio": None, "policy_loss.ppo_kl_coef": None, "policy_loss.dro_beta": None,
     "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
@@ -85,10 +86,8 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
 }
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
-              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20")}
+              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none")}
 _VERL_LOSS_NOT_YET = {
-    "clip_cov": "selects tokens by their batch covariance (clip_cov_lb/ub, clip_cov_ratio); its population limit is "
-                "derived in docs/onpolicy-verl.md but not implemented exactly yet",
     "kl_cov": "selects the top kl_cov_ratio of batch covariances; its population limit (a quantile, split at a tied "
               "atom) is derived in docs/onpolicy-verl.md but not implemented exactly yet",
     "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
@@ -253,6 +252,17 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
                           "relative weight is the number of micro-batches per GPU, which a bandit does not have; use "
                           "use_kl_in_reward for the KL")
     st["epochs"] = _int("ppo_epochs", c["ppo_epochs"], 1)
+    hp["clip_cov_ratio"] = _num("policy_loss.clip_cov_ratio", c["policy_loss.clip_cov_ratio"], 0.0, strict=True)
+    hp["clip_cov_lb"] = _num("policy_loss.clip_cov_lb", c["policy_loss.clip_cov_lb"])
+    hp["clip_cov_ub"] = _num("policy_loss.clip_cov_ub", c["policy_loss.clip_cov_ub"])
+    st["cov_select"] = "none"
+    if mode == "clip_cov":
+        # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
+        # covariance selection (libraries.clip_cov_batch; its population limit libraries._clip_cov_limit)
+        st["cov_select"], hp["clip_c"] = "clip_cov", 0.0
+        if st["epochs"] != 1:
+            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='clip_cov': the covariance is recomputed from "
+                              "the current log-probs at every epoch; implemented for ppo_epochs = 1")
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
 
