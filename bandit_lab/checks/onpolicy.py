@@ -8,6 +8,7 @@ estimation for RL"), GRPO (Shao et al. 2024 Eq. 3) and its stationary policies (
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -81,8 +82,7 @@ def _stationary_policy(pb, contexts: int, loss: str, params: dict):
 
 
 def _rlhf_grad(pb, theta, beta, div="reverse_kl"):
-    o = make_objective(pb, "rlhf", {"beta": beta, "divergence": div})
-    return np.asarray(jax.grad(lambda p: o.value(p, o.hp))(jnp.asarray(theta)))
+    return field(make_objective(pb, "rlhf", {"beta": beta, "divergence": div}), theta)  # a plain gradient: no state
 
 
 # --------------------------------------------------------------------------- gradients
@@ -150,23 +150,27 @@ DIVERGENCE_OF = {  # (estimator, placement) → the functional whose gradient th
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _functional_grad(key):
+    """∇_θ Σ_x w_x D(softmax(θ_x), π_ref(x)) for the functional D of ``DIVERGENCE_OF[key]``, jitted
+    once (evaluated eagerly it compiled a small program per primitive and shape)."""
+    D = DIVERGENCE_OF[key][1]
+    return jax.jit(jax.grad(lambda t, w, ref: jnp.sum(w * jax.vmap(D)(jax.nn.softmax(t, -1), ref))))
+
+
 def kl_gradient_table(pb, th) -> dict:
     """For each (estimator, placement): the expected update of REINFORCE with reward 0 and β = 1
     (= E[gradient of the KL term]), the gradient of the claimed functional, and of KL(π‖π_ref)."""
     zero = Problem.create(pb.pi_ref, reward=np.zeros_like(pb.pi_ref))
     w = jnp.asarray(zero.context_weight)
+    ref = jnp.asarray(zero.pi_ref)
+    t = jnp.asarray(th)
+    kl = np.asarray(_functional_grad(("k1", "reward"))(t, w, ref))
     out = {}
-    for (est, place), (name, D) in DIVERGENCE_OF.items():
+    for (est, place), (name, _D) in DIVERGENCE_OF.items():
         o = make_objective(zero, "reinforce", {"beta": 1.0, "kl_estimator": est, "kl_placement": place})
         f = field(o, th)
-
-        def functional(t, D=D):
-            p = jax.nn.softmax(t, -1)
-            return jnp.sum(w * jax.vmap(D)(p, jnp.asarray(zero.pi_ref)))
-
-        g = np.asarray(jax.grad(functional)(jnp.asarray(th)))
-        kl = np.asarray(jax.grad(DIVERGENCE_OF[("k1", "reward")][1] and (lambda t: jnp.sum(w * jax.vmap(DIVERGENCE_OF[("k1", "reward")][1])(
-            jax.nn.softmax(t, -1), jnp.asarray(zero.pi_ref)))))(jnp.asarray(th)))
+        g = np.asarray(_functional_grad((est, place))(t, w, ref))
         out[(est, place)] = {"divergence": name, "error": float(np.abs(f - g).max()),
                              "bias": float(np.linalg.norm(f - kl) / max(np.linalg.norm(kl), 1e-300))}
     return out
