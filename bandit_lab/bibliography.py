@@ -562,6 +562,9 @@ def cite(names: Sequence[str] = ()) -> str:
     >>> "rafailov2023direct" in text and "eprint        = {2305.18290}" in text
     True
     """
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise BanditError(f"names: a list of names (e.g. [{names!r}]); got {names!r}"[:200] if isinstance(names, str)
+                          else f"names: a list of names; got {type(names).__name__}")
     found = [(None, [(k, _entry(k)) for k in (CORE if not names else (SOFTWARE,))])]
     for name in names:
         sources = _lookup(name)
