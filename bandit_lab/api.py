@@ -46,14 +46,69 @@ def _np(res):
 
 # --------------------------------------------------------------------------- training and solving
 
+def _check_objective(objective) -> None:
+    from bandit_lab.core.objective import Objective, Stack
+
+    if not isinstance(objective, (Objective, Stack)):
+        raise BanditError(f"objective: an Objective (bl.make_objective(problem, loss, hp)); got {type(objective).__name__}")
+
+
+def _check_hp(objective, hp) -> None:
+    """``hp`` overrides of an objective's hyperparameters: a dict of its own names, finite numbers in
+    the spec's ranges (β > 0, weight_decay ≥ 0, the loss's own ``check``) — a BanditError naming the key."""
+    from bandit_lab.infra import bounds
+
+    if hp is None:
+        return
+    if not isinstance(hp, dict):
+        raise BanditError(f"hp: a dict of hyperparameters; got {type(hp).__name__}")
+    known = dict(getattr(objective, "hp", {}) or {})
+    for k, v in hp.items():
+        if k not in known:
+            raise BanditError(f"hp: {getattr(objective, 'label', 'the objective')!r} has no hyperparameter {k!r}; "
+                              f"it takes {', '.join(sorted(map(str, known))) or 'none'}")
+        rng = {"weight_decay": bounds.WEIGHT_DECAY}.get(k, bounds.SCALAR)
+        e = rng.error(v.item() if isinstance(v, (np.floating, np.integer)) else v)
+        if e:
+            raise BanditError(f"hp.{k}: {e}")
+    loss = getattr(objective, "loss", None)
+    if loss is not None and "beta" in hp:
+        zero_ok = loss.kind == "onpolicy" or loss.beta_zero
+        b = float(hp["beta"])
+        if not (b > 0 or (zero_ok and b == 0)):
+            raise BanditError(f"hp.beta: must be {'≥' if zero_ok else '>'} 0; got {b:g}")
+    if loss is not None and loss.check is not None:
+        loss.check({**known, **{k: float(v) for k, v in hp.items()}}, dict(objective.static))
+
+
+def _check_init(objective, init, field: str = "init") -> None:
+    """A starting point with the structure and shapes of ``objective``'s parameters, finite."""
+    import jax
+
+    if init is None:
+        return
+    ref = objective.param.init() if hasattr(objective, "param") else objective.init()
+    try:
+        leaves, tree = jax.tree_util.tree_flatten(init)
+        arrays = [np.asarray(a, dtype=np.float64) for a in leaves]
+    except (TypeError, ValueError):
+        raise BanditError(f"{field}: parameters of the objective's shape (numbers); got {type(init).__name__}") from None
+    ref_leaves, ref_tree = jax.tree_util.tree_flatten(ref)
+    want = [tuple(np.shape(a)) for a in ref_leaves]
+    have = [a.shape for a in arrays]
+    if tree != ref_tree or want != have:
+        show = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
+        raise BanditError(f"{field}: parameters of shape {show(want)} (the objective's, e.g. objective.param.init()); got {show(have)}")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise BanditError(f"{field}: every parameter must be finite")
+
+
 def _check_train_args(objective, config, lr, seed, hp) -> None:
     """train_policy's arguments, each refused with a BanditError naming it (not an error from inside JAX)."""
     from bandit_lab.infra import bounds
-    from bandit_lab.core.objective import Objective
     from bandit_lab.core.train import TrainConfig
 
-    if not isinstance(objective, Objective):
-        raise BanditError(f"objective: an Objective (bl.make_objective(problem, loss, hp)); got {type(objective).__name__}")
+    _check_objective(objective)
     if config is not None and not isinstance(config, TrainConfig):
         raise BanditError(f"config: a TrainConfig; got {type(config).__name__}")
     if isinstance(lr, (bool, str)) or not isinstance(lr, (int, float, np.floating, np.integer)):
@@ -63,8 +118,28 @@ def _check_train_args(objective, config, lr, seed, hp) -> None:
         raise BanditError(f"lr: {e}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or bounds.SEED.error(int(seed)):
         raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
-    if hp is not None and not isinstance(hp, dict):
-        raise BanditError(f"hp: a dict of hyperparameters; got {type(hp).__name__}")
+    _check_hp(objective, hp)
+
+
+def _check_steps(steps) -> None:
+    from bandit_lab.infra import bounds
+
+    if steps is None:
+        return
+    e = bounds.STEPS.error(steps.item() if isinstance(steps, np.integer) else steps)
+    if e:
+        raise BanditError(f"steps: {e}")
+
+
+def _check_memory(objective, config) -> None:
+    """The API's budget: memory only (the trajectories of ``steps`` would not fit; the work limit is the CLI's)."""
+    from bandit_lab.infra import budget
+
+    if not hasattr(objective, "problem"):
+        return
+    X, K = np.shape(objective.problem.pi_ref)
+    c = budget.training(steps=int(config.steps), responses=K, contexts=X, loss_every_step=config.loss_every_step)
+    budget.check(budget.Cost(c.memory, 0.0, c.memory_what, ""), f"train_policy ({int(config.steps)} steps)")
 
 
 def _arrays(objective) -> list:
@@ -110,9 +185,12 @@ def train_policy(objective, config=None, *, lr: float = 0.05, steps: int | None 
     from bandit_lab.core.train import TrainConfig
 
     _check_train_args(objective, config, lr, seed, hp)
+    _check_steps(steps)
+    _check_init(objective, init)
     config = config or TrainConfig()
     overrides = {k: v for k, v in {"steps": steps, "optimizer": optimizer, "schedule": schedule}.items() if v is not None}
     config = dc.replace(config, **overrides).validate()
+    _check_memory(objective, config)
     point = {**objective.hp, **(hp or {}), "lr": float(lr)}
     with promised_float64("train_policy", _arrays(objective)):
         (traj,) = runner.train_batch([objective], config, [[point]], seed=seed, inits=None if init is None else [init])
@@ -145,6 +223,9 @@ def solve_exact(objective, hp: dict | None = None, init=None):
     from bandit_lab.solvers import solver
     from bandit_lab.infra.precision import promised_float64
 
+    _check_objective(objective)
+    _check_hp(objective, hp)
+    _check_init(objective, init)
     with promised_float64("solve_exact", _arrays(objective), refuse_float32=True):
         require_x64("solve_exact")
         if objective.stateful:
@@ -170,6 +251,17 @@ def certify(objective, result, hp: dict | None = None):
     """
     from bandit_lab import certificates as cert
     from bandit_lab.infra.precision import promised_float64
+    from bandit_lab.solvers.solver import ExactResult
+
+    _check_objective(objective)
+    _check_hp(objective, hp)
+    if not isinstance(result, ExactResult):
+        raise BanditError(f"result: an ExactResult (bl.solve_exact(objective)); got {type(result).__name__}")
+    want = tuple(np.shape(objective.problem.pi_ref)) if hasattr(objective, "problem") else tuple(np.shape(result.policy))
+    if tuple(np.shape(result.policy)) != want:
+        raise BanditError(f"result: the exact result of another problem (policy of shape {tuple(np.shape(result.policy))}; "
+                          f"this objective's is {want})")
+    _check_init(objective, result.params, "result.params")
 
     with promised_float64("certify", _arrays(objective), refuse_float32=True):
         require_x64("certify")
@@ -177,7 +269,7 @@ def certify(objective, result, hp: dict | None = None):
             from bandit_lab.onpolicy.stationary import solve as stationary
 
             st = stationary(objective, init=None)
-            return cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged)
+            return cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged, st.certificate)
         return cert.verdict_of(objective, result, hp)
 
 
@@ -207,8 +299,15 @@ def closed_form(problem, loss: str = "dpo", loss_params: dict | None = None) -> 
     True
     """
     from bandit_lab import losses
+    from bandit_lab.core.problems import Problem
     from bandit_lab.solvers import oracles
 
+    if not isinstance(problem, Problem):
+        raise BanditError(f"problem: a Problem (bl.Problem.create(...)); got {type(problem).__name__}")
+    if not isinstance(loss, str):
+        raise BanditError(f"loss: a loss name (bandit-lab list losses); got {type(loss).__name__}")
+    if loss_params is not None and not isinstance(loss_params, dict):
+        raise BanditError(f"loss_params: a dict of the loss's parameters; got {type(loss_params).__name__}")
     spec = losses.get(loss)
     hp, static = losses.split_params(spec, loss_params)
     policy, note = oracles.loss_oracle(problem, spec.name, hp, static)
@@ -261,11 +360,29 @@ def solve(spec) -> SolveResult:
     from bandit_lab import spec as spec_mod
     from bandit_lab.runner import jsonable
 
+    spec = _spec_arg(spec)
     with x64():
-        res = spec_mod.solve(spec_mod.load(spec) if isinstance(spec, str) else spec)
+        res = spec_mod.solve(spec)
     out = jsonable(res)
     out["verdict"] = Verdict.from_json(out["verdict"])
     return SolveResult(**out)
+
+
+def _spec_arg(spec, optional: bool = False):
+    """A spec argument: a dict, or the path (str / os.PathLike) of a JSON/TOML file."""
+    import os
+
+    from bandit_lab import spec as spec_mod
+
+    if spec is None and optional:
+        return None
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if isinstance(spec, str):
+        return spec_mod.load(spec)
+    if not isinstance(spec, dict):
+        raise BanditError(f"spec: a dict or the path of a JSON/TOML spec file; got {type(spec).__name__}")
+    return spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,10 +424,11 @@ def find_fixed_points(spec=None, only: Sequence[str] | None = None) -> FixedPoin
     from bandit_lab import spec as spec_mod
     from bandit_lab.runner import jsonable
 
-    if isinstance(spec, str):
-        spec = spec_mod.load(spec)
+    spec = _spec_arg(spec, optional=True)
     if isinstance(only, str):
         raise BanditError(f"only: a list of loss names (e.g. [{only!r}]); got the string {only!r}")
+    if only is not None and (not isinstance(only, (list, tuple)) or not all(isinstance(n, str) for n in only)):
+        raise BanditError(f"only: a list of loss names; got {only!r}"[:200])
     with x64():
         res = jsonable(fp_mod.fixed_points(spec, None if only is None else list(only)))
     rows = [fp_mod.Row(**r) for r in res.pop("records")]
@@ -335,11 +453,19 @@ def verify(only: Sequence[str] | None = None, instances: int | None = None, seed
         raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
     if isinstance(only, str):
         raise BanditError(f"only: a list of check names (e.g. [{only!r}]); got the string {only!r}")
+    if only is not None and (not isinstance(only, (list, tuple)) or not all(isinstance(n, str) for n in only)):
+        raise BanditError(f"only: a list of check names; got {only!r}"[:200])
+    if only is not None and not only:
+        raise BanditError("only: an empty list (None = every check)")
     reg = checks.registry()
     names = list(only) if only else list(reg)
     unknown = [n for n in names if n not in reg]
     if unknown:
         raise BanditError(f"unknown check(s) {', '.join(unknown)}; see `bandit-lab list checks`")
+    from bandit_lab.infra import budget
+
+    # the work budget of `bandit-lab verify` (the default 10 min; bandit_lab.infra.budget.set_limits lifts it)
+    budget.check(budget.instances(sum(instances or reg[n].n_instances for n in names), 1), "instances: bl.verify")
     with x64():
         return [checks.run_check(reg[n], instances, seed) for n in names]
 

@@ -234,6 +234,9 @@ ENTRIES: dict[str, str] = {e.split("{", 1)[1].split(",", 1)[0]: e for e in [
     _misc("brantley2025accelerating", "Accelerating {RL} for {LLM} Reasoning with Optimal Advantage Regression",
           "Brantley, Kiant{\\'e} and Chen, Mingyu and Gao, Zhaolin and Lee, Jason D. and Sun, Wen and Zhan, Wenhao "
           "and Zhang, Xuezhou", 2025, "2505.20686"),
+    _inproc("agarwal2024onpolicy", "On-Policy Distillation of Language Models: Learning from Self-Generated Mistakes",
+            "Agarwal, Rishabh and Vieillard, Nino and Zhou, Yongchao and Stanczyk, Piotr and Ramos Garea, Sabela and "
+            "Geist, Matthieu and Bachem, Olivier", 2024, "2306.13649", ICLR),
     _misc("tang2025pitfalls", "On a Few Pitfalls in {KL} Divergence Gradient Estimation for {RL}",
           "Tang, Yunhao and Munos, R{\\'e}mi", 2025, "2506.09477"),
     _misc("xu2024dposuperior", "Is {DPO} Superior to {PPO} for {LLM} Alignment? A Comprehensive Study",
@@ -298,6 +301,7 @@ PROVENANCE: dict[str, str] = {
     "guo2024direct": "TRL OnlineDPOTrainer BibTeX",
     "munos2024nash": "TRL NashMDTrainer BibTeX (ICML 2024 author list); arXiv id in several refs lists",
     "brantley2025accelerating": "TRL 1.16 A2POTrainer BibTeX (authors, title, arXiv id)",
+    "agarwal2024onpolicy": "TRL 1.16 DistillationTrainer._paper BibTeX (authors, title, ICLR 2024, arXiv 2306.13649)",
     "tang2025pitfalls": "many refs lists (authors, arXiv id)",
     "xu2024dposuperior": "three paper indexes agree (authors in order, arXiv id); venue (ICML 2024) in one source only: left out",
     "nguyen2025notes": "papers/dpo-vs-ipo-notes.txt title page",
@@ -356,6 +360,8 @@ LOSS_SOURCES: dict[str, tuple[str, ...]] = {
     "Guo et al. 2024 (OAIF) Alg. 1; Rafailov et al. Eq. 7": ("guo2024direct", "rafailov2023direct"),
     "Munos et al. 2023 §6–7 (Nash-MD, Nash-MD-PG); TRL NashMDTrainer 0.19": ("munos2024nash", "vonwerra2020trl"),
     "Brantley et al. 2025 (A*-PO) Eq. 5–6; TRL 1.16 experimental A2POTrainer": ("brantley2025accelerating", "vonwerra2020trl"),
+    "Agarwal et al. 2024 (GKD) Eq. 1; TRL 1.16 DistillationTrainer": ("agarwal2024onpolicy", "vonwerra2020trl"),
+    "Agarwal et al. 2024 (GKD) Eq. 1, Alg. 1; TRL 1.16 experimental GKDTrainer": ("agarwal2024onpolicy", "vonwerra2020trl"),
     "Sharifnassab et al. SPO Eq. 8–12, 24": ("sharifnassab2024soft",),
     "Sharifnassab et al. SPO Eq. 5, 8–12; App. B": ("sharifnassab2024soft",),
     "Ra-DPO Fig. 1 / Eq. 17 with Φ = E; Zeng et al. 2024": ("zhang2025riskaware", "zeng2024token"),
@@ -556,6 +562,9 @@ def cite(names: Sequence[str] = ()) -> str:
     >>> "rafailov2023direct" in text and "eprint        = {2305.18290}" in text
     True
     """
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise BanditError(f"names: a list of names (e.g. [{names!r}]); got {names!r}"[:200] if isinstance(names, str)
+                          else f"names: a list of names; got {type(names).__name__}")
     found = [(None, [(k, _entry(k)) for k in (CORE if not names else (SOFTWARE,))])]
     for name in names:
         sources = _lookup(name)

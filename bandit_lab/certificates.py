@@ -320,6 +320,14 @@ def _ray(obj, fns, z, f, g, d, c, hpj, hp, label, base) -> Verdict | None:
     vanishing = [label(x, k) for x in range(X) for k in range(K) if pol[x, k] < VANISH and (x, k) not in free]
     if not vanishing:
         return None
+    turn = _per_mass_turn(obj, fns, z, d, c, hpj)
+    if turn is not None:
+        where, logp, how = turn
+        cert = {**base, "direction": d.tolist(), "per_mass_turn_logp": logp, "per_mass_turn": how}
+        return Verdict(Kind.NOT_CERTIFIED, f"not a runaway, though the loss's values along the ray fall by less than float64 "
+                       f"can resolve: its gradient per unit mass on π({where}) {how} at log π ≈ {logp:.0f} relative to the "
+                       f"largest — a finite minimiser with masses ≈ e^{logp:.0f}, whose loss differs from the limit's by "
+                       "about that mass (the solver's point is short of it)", certificate=cert)
     limit = np.where(pol < VANISH, 0.0, pol)
     limit = limit / limit.sum(axis=1, keepdims=True)
     face_step = None
@@ -348,6 +356,62 @@ def _ray(obj, fns, z, f, g, d, c, hpj, hp, label, base) -> Verdict | None:
         summary += (f"; the loss does not depend on π({names}) (constant as its logit moves by ±1e2): the limits form a "
                     "set — mass may move there — and one of them is shown")
     return Verdict(Kind.NO_MINIMISER, summary, certificate=cert, limit=limit.tolist(), vanishing=vanishing)
+
+
+RAY_FAR_LOGP = -575.0  # per-mass probes stop here: ∂f/∂θ_k = π_k·(…) must stay a normal float
+
+
+def _per_mass_turn(obj, fns, z, d, c, hpj):
+    """Along a softmax ray ``z + t·d`` (``d`` lowers the vanishing logits only), the loss's slope
+    per unit of the mass being lowered, ``−(∇f·d)/Σ_k |d_k|π_k``, probed from t = 2^-6 until the
+    largest lowered log-mass reaches ``RAY_FAR_LOGP``. On a runaway it stays > 0.
+    ``(labels, log-mass, "turns")`` where it changes sign inside the range — a finite minimiser
+    along the ray, invisible in the values (they differ by ~π_k, below the loss's float64
+    resolution: RLHF with a floored reward at small β) — or ``"would turn (linear extrapolation)"``
+    where it falls linearly in log π_k (a β·log π_k term, e.g. RLHF's KL) and would cross zero
+    beyond the range; ``None`` otherwise (DPO's per-mass slope β·e^{(1−β)t} never changes sign)."""
+    X, K = np.shape(obj.problem.pi_ref)
+    if obj.param.name != "softmax" or z.size != X * K:
+        return None
+    low = np.nonzero(d < 0)[0]
+    if low.size == 0:
+        return None
+    lp0 = np.asarray(fns["at"](z, hpj, c)[4], dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore"):
+        start = float(np.log(np.maximum(lp0[low], 1e-300)).min())
+    step = float(-d[low].max())  # the slowest-moving lowered logit per unit t
+    t_max = max((start - RAY_FAR_LOGP) / max(step, 1e-300), 1.0)
+    ts = np.geomspace(2.0 ** -6, t_max, 24)
+    rows, lps = [], []
+    for t in ts:
+        _, g, _, _, p = fns["at"](z + t * d, hpj, c)
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # −(∂f/∂t) per unit of the mass being lowered
+            rows.append([-float(np.asarray(g, dtype=np.float64) @ d) / float(np.sum(-d[low] * p[low]))])
+            lps.append([float(np.max(np.log(p[low]) - np.log(p.reshape(X, K).max(axis=1)).repeat(K)[low]))])
+    o, lp = np.array(rows), np.array(lps)
+    if not np.all(np.isfinite(o)):
+        return None
+    label = _labels(obj)
+    names = ", ".join(label(i // K, i % K) for i in low)
+    neg = o < -1e-9 * float(np.abs(o).max())  # strictly uphill (0 is an underflowed slope: DPO's β·e^{(1−β)t})
+    if neg.any():
+        i = int(np.argmax(neg.any(axis=1)))
+        if i == 0:
+            return names, float(lp[0].max()), "turns"
+        k = int(np.argmax(neg[i]))  # interpolate the crossing between probes i − 1 and i (linear in log π)
+        a, b = o[i - 1, k], o[i, k]
+        return names, float(lp[i - 1, k] + (lp[i, k] - lp[i - 1, k]) * a / (a - b)), "turns"
+    # linear fall in log π over the last probes (second difference ≪ first): extrapolate the crossing
+    x = lp[-3:]
+    y = o[-3:]
+    s1 = (y[1] - y[0]) / (x[1] - x[0])
+    s2 = (y[2] - y[1]) / (x[2] - x[1])
+    lin = (s2 > 0) & (np.abs(s1 - s2) <= 1e-6 * np.abs(s2))  # per-mass slope falls as log π falls
+    if lin.any():
+        root = x[2] - y[2] / s2
+        return names, float(np.max(root[lin])), "would turn (linear extrapolation beyond e^−575)"
+    return None
 
 
 def _free_responses(obj, fns, z, f, c, hpj, X, K) -> set:
@@ -406,16 +470,21 @@ def _certify_constrained(obj, z, f, g, H) -> Verdict:
                    f"(λ_min/λ_max = {mu.min() / max(top, 1e-300):.1e}): uniqueness not certified", certificate=cert)
 
 
-def onpolicy_verdict(status: str, note: str, residual: float, converged: bool) -> Verdict:
+def onpolicy_verdict(status: str, note: str, residual: float, converged: bool, certificate: dict | None = None) -> Verdict:
     """On-policy algorithms: the root of the expected-update field (not a gradient) with its
     stability from :func:`bandit_lab.onpolicy.stationary.solve` — attracting / not attracting /
-    runaway; a root the solver did not reach is ``NOT_CERTIFIED``."""
-    cert = {"field_residual": float(residual), "stability": status}
+    runaway; a root the solver did not reach is ``NOT_CERTIFIED``. ``certificate``: the solver's
+    scale-free numbers (``Stationary.certificate``: the Newton step on the field per unit of mass,
+    the contraction test, the runaway ray's probes), carried as fields."""
+    cert = {**(certificate or {}), "field_residual": float(residual), "stability": status}
     if status == "runaway":
         return Verdict(Kind.STATIONARY, f"runaway: {note}", certificate=cert)
     if not converged:
-        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)})", certificate=cert)
-    return Verdict(Kind.STATIONARY, f"{status}: ‖expected update‖ {_fmt(residual)}", certificate=cert)
+        return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)}): {note}",
+                       certificate=cert)
+    step = cert.get("newton_step")
+    what = f"Newton step {_fmt(step)} (scale-free)" if step is not None else f"‖expected update‖ {_fmt(residual)}"
+    return Verdict(Kind.STATIONARY, f"{status}: {what}", certificate=cert)
 
 
 def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None = None) -> Verdict:
@@ -456,9 +525,86 @@ def verdict_of(obj, ex, hp: dict | None = None, *, labels=None, note: str | None
         if strict:
             return Verdict(Kind.UNIQUE, f"{what} of the loss's exact LP/QP solve; strictly convex objective (α‖θ‖² > 0)",
                            certificate=cert)
+        v = hinge_lp_verdict(obj, hp, f"{what} of the loss's exact LP solve", cert)
+        if v is not None:
+            return v
         return Verdict(Kind.SET, f"{what} of the loss's exact LP solve (piecewise linear: the optimal face's dimension "
                        "is not computed)", certificate=cert, shown="an optimal vertex")
     if note and "no finite minimiser" in note and v.has_minimiser:
         return Verdict(Kind.NOT_CERTIFIED, f"the certificate ({v.kind.value}) contradicts the closed form's note "
                        f"({note!r}): not certified", certificate=v.certificate)
     return v
+
+
+def hinge_lp_verdict(obj, hp: dict | None, what: str, cert: dict) -> Verdict | None:
+    """``UNIQUE`` / ``SET`` (with the dimension and the face's directions) for an LP-solved hinge loss
+    (softmax, no weight decay) from :func:`hinge_face`; ``None`` where it does not apply."""
+    if not (obj.param.name == "softmax" and obj.hp.get("weight_decay", 0.0) == 0 and obj.loss.name in ("hinge", "cpo")):
+        return None
+    try:
+        dim, dirs, implicit = hinge_face(np.asarray(obj.data.weight), float({**obj.hp, **(hp or {})}["beta"]))
+    except Exception:  # noqa: BLE001 — an LP failure leaves the dimension uncomputed (the caller says so)
+        return None
+    cert = {**cert, "face_dimension": dim, "implicit_equalities": implicit}
+    if dim == 0:
+        return Verdict(Kind.UNIQUE, f"{what}; the optimal face is a point (its implicit equalities have full rank in the "
+                       "log-ratios)", certificate=cert)
+    return Verdict(Kind.SET, f"{what}; the optimal face has dimension {dim} in the log-ratios (a polyhedron: the "
+                   "directions span its affine hull)", certificate=cert, dimension=dim,
+                   flat_directions=[list(map(float, d)) for d in dirs], shown="an optimal vertex")
+
+
+FACE_SLACK = 1e-7  # an inequality whose largest slack on the optimal face is below this is an implicit equality
+
+
+def hinge_face(weight: np.ndarray, beta: float) -> tuple[int, list, int]:
+    """Dimension of the hinge LP's optimal face, in the policy's log-ratios (softmax, no weight decay).
+
+    Per context the LP of :func:`bandit_lab.solvers.exact_solvers.hinge_lp`: variables ``g`` (log
+    π/π_ref up to the normaliser, ``g_0 = 0``) and ``ξ``; ``min wᵀξ`` s.t. ``ξ_r ≥ 1 − β(g_i − g_j)``,
+    ``ξ ≥ 0``. The optimal face is ``P* = {feasible, wᵀξ ≤ c*}``; an inequality is an *implicit
+    equality* when its largest slack over ``P*`` (one LP per inequality, slack capped at 1) is
+    ≤ ``FACE_SLACK``. The face's affine hull is the null space ``N`` of those rows (with ``g_0 = 0``);
+    the set of optimal policies has dimension ``rank(N restricted to g)`` (π ↦ g is one-to-one).
+    Returns ``(dimension, basis of those directions in the X·K logits, number of implicit equalities)``."""
+    from scipy import optimize
+
+    X, K, _ = weight.shape
+    dim, dirs, implicit = 0, [], 0
+    for x in range(X):
+        trip = [(i, j, weight[x, i, j]) for i in range(K) for j in range(K) if i != j and weight[x, i, j] > 0]
+        T = len(trip)
+        n = K + T
+        c = np.concatenate([np.zeros(K), [w for _, _, w in trip]])
+        A = np.zeros((2 * T, n))
+        b = np.zeros(2 * T)
+        for r, (i, j, _w) in enumerate(trip):
+            A[r, i], A[r, j], A[r, K + r], b[r] = -beta, beta, -1.0, -1.0  # 1 − β(g_i − g_j) − ξ ≤ 0
+            A[T + r, K + r] = -1.0  # −ξ ≤ 0
+        bounds = [(0.0, 0.0)] + [(None, None)] * (K - 1) + [(None, None)] * T
+        opt = optimize.linprog(c, A_ub=A, b_ub=b, bounds=bounds, method="highs")
+        if opt.status != 0:
+            raise RuntimeError("hinge LP not optimal")
+        cstar = float(opt.fun) + 1e-10 * (1.0 + abs(float(opt.fun)))
+        rows = [np.eye(n)[0]]  # g_0 = 0
+        for i in range(2 * T):  # max t s.t. A z + t·e_i ≤ b, cᵀz ≤ c*, t ≤ 1
+            Ai = np.hstack([A, np.eye(2 * T)[:, [i]]])
+            Ai = np.vstack([Ai, np.concatenate([c, [0.0]])])
+            res = optimize.linprog(np.concatenate([np.zeros(n), [-1.0]]), A_ub=Ai, b_ub=np.concatenate([b, [cstar]]),
+                                   bounds=bounds + [(None, 1.0)], method="highs")
+            if res.status == 0 and -res.fun <= FACE_SLACK:
+                rows.append(A[i])
+                implicit += 1
+        E = np.array(rows)
+        _, sv, Vt = np.linalg.svd(E)
+        N = Vt[int((sv > 1e-9 * sv.max()).sum()):].T  # affine hull directions in (g, ξ)
+        G = N[:K]
+        if G.size:
+            U, sg, _ = np.linalg.svd(G, full_matrices=False)
+            keep = U[:, sg > 1e-9]
+            dim += keep.shape[1]
+            for col in keep.T:
+                d = np.zeros(X * K)
+                d[x * K:(x + 1) * K] = col
+                dirs.append(d)
+    return dim, dirs, implicit

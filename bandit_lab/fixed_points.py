@@ -438,8 +438,12 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     if name == "hinge" and cf is not None:
         method = "lp"
         policy, converged, residual = cf, True, float("nan")
-        verdict = Verdict(Kind.SET, "optimal for the linear programme (exact for the piecewise-linear loss); the optimal "
-                          "face's dimension is not computed", certificate={"solver": "LP (HiGHS)"}, shown="an optimal vertex")
+        from bandit_lab.certificates import hinge_lp_verdict
+
+        verdict = hinge_lp_verdict(obj, hp, "optimal for the linear programme (exact for the piecewise-linear loss)",
+                                   {"solver": "LP (HiGHS)"}) or Verdict(
+            Kind.SET, "optimal for the linear programme (exact for the piecewise-linear loss); the optimal "
+            "face's dimension is not computed", certificate={"solver": "LP (HiGHS)"}, shown="an optimal vertex")
     else:
         verdict = verdict_of(obj, r._replace(converged=bool(converged)), note=note if unconstrained else None)
         if len(distinct) > 1 and verdict.kind is Kind.UNIQUE and not convex(obj):

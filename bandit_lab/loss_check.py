@@ -604,7 +604,13 @@ def check_loss(name: str, loss_params: dict | None = None, *, seed: int = 0, con
     (True, ['evaluates', 'finite', 'gradient', 'counterpart'])
     """
     t0 = time.perf_counter()
+    from bandit_lab.infra import bounds
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or bounds.SEED.error(seed):
+        raise BanditError(f"seed: an integer in [0, 2^32 − 1]; got {seed!r}")
     spec = losses.get(name)
+    if loss_params is not None and not isinstance(loss_params, dict):
+        raise BanditError(f"loss_params: a dict of {spec.name!r}'s parameters; got {type(loss_params).__name__}")
     loss_params = dict(loss_params or {})
     hp0, static = losses.split_params(spec, loss_params)
     budget.check(estimate(name), f"`bandit-lab check-loss {name}`")

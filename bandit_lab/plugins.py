@@ -296,6 +296,8 @@ def register_loss(spec) -> None:
     from bandit_lab.losses import base
 
     base.registry()
+    if not isinstance(spec, base.LossSpec):
+        raise BanditError(f"spec: a LossSpec (or use @bandit_lab.loss); got {type(spec).__name__}")
     if not isinstance(spec.name, str) or not _NAME.match(spec.name):
         raise BanditError(f"loss name must be lower-case letters, digits and _ (starting with a letter); got {spec.name!r}")
     if spec.name in base.REGISTRY:
@@ -433,6 +435,10 @@ def load_plugin(path: str) -> list[str]:
     """Import a plugin file (once per real path) and return the names of the losses it registered.
     Any failure — no such file, a syntax error, an exception in the file, a bad registration — is
     a :class:`~bandit_lab.BanditError` naming the file (the CLI prints it as one line, exit 2)."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise BanditError(f"path: the path of a plugin file; got {type(path).__name__}")
     real = os.path.realpath(os.path.expanduser(path))
     if real in _LOADED:
         return list(_LOADED[real])
@@ -503,3 +509,54 @@ def _rollback(before: set, modname: str) -> None:
 def loaded() -> dict[str, list[str]]:
     """The plugin files loaded in this process and the losses each registered."""
     return {p: list(n) for p, n in _LOADED.items()}
+
+
+# ----------------------------------------------------------------------------- --json's stdout
+class _JsonStdout:
+    """``sys.stdout`` while a command prints one JSON document (``--json``): a write reaches the real
+    stdout only from the command-line layer itself (``cli/``, or click/typer's ``echo`` on its
+    behalf); every other write — ``jax.debug.print`` / ``jax.debug.callback`` / a ``pure_callback``
+    that prints, running on XLA's host-callback thread while the compiled program executes, far
+    outside any :func:`boundary` — goes to stderr. Output written by C code straight to file
+    descriptor 1 is not caught (nothing in JAX's CPU runtime does that)."""
+
+    def __init__(self, real, allowed: tuple):
+        self._real = real
+        self._allowed = allowed
+
+    def _target(self):
+        f = sys._getframe(2)  # the caller of print()/write() (C frames are not on the stack)
+        name = f.f_code.co_filename if f is not None else ""
+        return self._real if name.startswith(self._allowed) else sys.stderr
+
+    def write(self, text):
+        return self._target().write(text)
+
+    def writelines(self, lines):
+        return self._target().writelines(lines)
+
+    def flush(self):
+        self._real.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, buffer, …
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def json_stdout():
+    """Keep stdout one JSON document for the duration (see :class:`_JsonStdout`)."""
+    import os
+
+    import click
+
+    cli_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cli") + os.sep
+    allowed = tuple({cli_dir, os.path.dirname(os.path.abspath(click.__file__)) + os.sep})
+    old = sys.stdout
+    sys.stdout = _JsonStdout(old, allowed)
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _JsonStdout):
+            sys.stdout.flush()
+        sys.stdout = old

@@ -11,7 +11,7 @@ import numpy as np
 from bandit_lab.infra import guards, timing
 from bandit_lab.core import train as train_mod
 from bandit_lab.core.objective import Objective, Stack
-from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.solvers.solver import ExactResult, newton_free, prepare_free, solve_exact
 
 
 STACK_MAX_PARAMS = 48
@@ -84,16 +84,25 @@ def train_batch(objectives: Sequence[Objective], config: train_mod.TrainConfig, 
 def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], inits=None) -> list[list[ExactResult]]:
     """Exact optimum of every objective at every point: unconstrained objectives that share
     the grid are solved together as one :class:`Stack` by the batched Newton method."""
+    return solve_certified(objectives, hps, inits)[0]
+
+
+def solve_certified(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], inits=None):
+    """:func:`solve_batch` and, when the objectives were solved as one stack, a batched certificate
+    per objective (:func:`bandit_lab.solvers.sweep_certificate.certify_sweep`: arrays over the
+    points); ``(exact, certificates or None)``."""
     objectives = list(objectives)
     if any(getattr(o, "stateful", False) for o in objectives):  # on-policy algorithms: roots of a field, not minima
-        return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)]
+        return [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)], None
     free = all(o.param.constraint == "free" for o in objectives)
     # Stacking saves compiles but its Newton works on the joint parameter vector (Hessian cost
     # grows with the square of the total size): worth it for small problems only.
     n_params = sum(int(np.size(jax.flatten_util.ravel_pytree(o.param.init())[0])) for o in objectives)
     if free and len(objectives) > 1 and inits is None and _shared_hp(hps) and n_params <= STACK_MAX_PARAMS:
         st = Stack(tuple(objectives))
-        rows = newton_free(st, _merged(hps))
+        arrays: dict = {}
+        merged = _merged(hps)
+        rows = newton_free(st, merged, arrays=arrays)
         out = []
         for i, o in enumerate(objectives):
             per = []
@@ -104,18 +113,51 @@ def solve_batch(objectives: Sequence[Objective], hps: Sequence[Sequence[dict]], 
                 per.append(ExactResult(p, r.policy[i], float("nan"), res, bool(res <= 1e-10), r.iterations, g))
             out.append(per)
         guards.check_exact(objectives, hps, out)
-        return out
-    return guards.check_exact(objectives, hps, [exact_batch(o, hps[i], None if inits is None else inits[i]) for i, o in enumerate(objectives)])
+        from bandit_lab.solvers.sweep_certificate import certify_sweep
+
+        return out, (certify_sweep(st, merged, arrays) if arrays else None)
+    return guards.check_exact(objectives, hps, [exact_batch(o, hps[i], None if inits is None else inits[i])
+                                                for i, o in enumerate(objectives)]), None
+
+
+def _prepare_exact(objectives, hps, inits):
+    """A started thread compiling the stacked exact solve's programs (:func:`solver.prepare_free`),
+    or ``None`` when the solve will not be one stack or ``BANDIT_LAB_OVERLAP=0``. Failures are
+    ignored: the solve then compiles as usual."""
+    import os
+    import threading
+
+    if os.environ.get("BANDIT_LAB_OVERLAP", "1") == "0" or inits is not None or len(objectives) < 2:
+        return None
+    objectives = list(objectives)
+    if any(getattr(o, "stateful", False) or o.param.constraint != "free" for o in objectives) or not _shared_hp(hps):
+        return None
+    if sum(int(np.size(jax.flatten_util.ravel_pytree(o.param.init())[0])) for o in objectives) > STACK_MAX_PARAMS:
+        return None
+
+    def work():
+        try:
+            prepare_free(Stack(tuple(objectives)), _merged(hps))
+        except Exception:  # an optimisation only
+            pass
+
+    t = threading.Thread(target=work, name="bandit-lab-prepare-exact", daemon=True)
+    t.start()
+    return t
 
 
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
-                    seed: int = 0, inits=None):
-    """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``."""
+                    seed: int = 0, inits=None, *, certify: bool = False):
+    """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``;
+    with ``certify``, ``(trajectories, exact, certificates)`` (:func:`solve_certified`)."""
+    pre = _prepare_exact(objectives, hps, inits)  # the exact solve's compile, beside the training
     with timing.phase("train"):
         trajs = train_batch(objectives, config, hps, seed, inits)
     with timing.phase("exact"):
-        exact = solve_batch(objectives, hps, inits)
-    return trajs, exact
+        if pre is not None:
+            pre.join()
+        exact, certs = solve_certified(objectives, hps, inits)
+    return (trajs, exact, certs) if certify else (trajs, exact)
 
 
 def exact_batch(objective: Objective, hps: Sequence[dict], init=None) -> list[ExactResult]:

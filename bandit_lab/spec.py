@@ -194,6 +194,7 @@ def solve(spec) -> dict:
             st = stationary(obj, init=init)
             ex = st.result
             refs = references(obj)
+            st_cert = st.certificate
             extra = {"stationary_status": st.status, "stationary_note": st.note,
                      "reference_policies": {k: to_list(v) for k, v in refs.items()},
                      "exact_vs_reference_tv": {k: float(metrics.tv(ex.policy, v, w)) for k, v in refs.items()}}
@@ -209,7 +210,8 @@ def solve(spec) -> dict:
     # a set, a limit (no finite minimiser: the limit policy is reported, not the point on the
     # runaway where an absolute-gradient test stopped), a stationary point, or "not certified"
     if obj.stateful:
-        verdict = onpolicy_verdict(extra["stationary_status"], extra["stationary_note"], ex.residual, ex.converged)
+        verdict = onpolicy_verdict(extra["stationary_status"], extra["stationary_note"], ex.residual, ex.converged,
+                                   st_cert)
     else:
         verdict = verdict_of(obj, ex, note=note if unconstrained else None)
     runaway = verdict.limit is not None  # no finite minimiser / a runaway field: the answer is the limit

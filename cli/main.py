@@ -20,6 +20,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import contextlib
 import json
 import os
 import sys
@@ -606,7 +607,8 @@ def main(argv: list[str] | None = None) -> None:
             # NumPy's RuntimeWarnings (overflow, invalid value) are not for the user's terminal: a
             # non-finite result is reported by the guards as one line, so these would only precede it.
             warnings.simplefilter("ignore", RuntimeWarning)
-            rv = app(args=argv, standalone_mode=False)
+            with _json_stdout("--json" in argv):  # host-side prints (jax.debug.print in a plugin loss) → stderr
+                rv = app(args=argv, standalone_mode=False)
     except typer.Exit as e:
         code = getattr(e, "exit_code", 0)
         if code == EXIT_INTERRUPTED or _interrupted():  # typer turns Ctrl-C into a silent Exit(130)
@@ -646,6 +648,15 @@ def main(argv: list[str] | None = None) -> None:
     if _interrupted() or rv == EXIT_INTERRUPTED:
         _exit_interrupted(process)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _json_stdout(on: bool):
+    """``--json``: stdout is one JSON document, whatever runs (bandit_lab.plugins.json_stdout)."""
+    if not on:
+        return contextlib.nullcontext()
+    from bandit_lab import plugins
+
+    return plugins.json_stdout()
 
 
 def _interrupted() -> bool:

@@ -58,12 +58,12 @@ def test_verified_cache_replaces_a_damaged_entry_and_says_so_once(tmp_path, caps
 
 
 def test_read_only_cache_is_one_line(tmp_path, capsys, monkeypatch):
-    import tempfile
+    from bandit_lab.infra import files
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files, "create_exclusive", refuse)  # where every temporary file is created
     vc = cache.VerifiedCache(str(tmp_path))
     for i in range(5):
         vc.put(f"k{i}", b"x")

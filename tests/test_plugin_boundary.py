@@ -207,3 +207,16 @@ def test_ctrl_c_during_a_sleeping_import(tmp_path):
 
 import jax  # noqa: E402  (used by the Python-registered loss above)
 import numpy as np  # noqa: E402
+
+
+def test_debug_print_in_a_compiled_loss_never_reaches_json_stdout(plug):
+    # was: "[dbg] …" lines from jax.debug.print (run on XLA's host-callback thread while the compiled
+    # trainer executes, outside the boundary) on stdout before the JSON document
+    body = (HEAD + "@bl.loss(defaults={'beta': 1.0})\ndef chatty(inputs, hp):\n"
+            "    jax.debug.print('[dbg] beta={b}', b=hp['beta'])\n"
+            "    jax.debug.callback(lambda b: print('[cb]', b), hp['beta'])\n" + DPO)
+    out, err = plug(body, ["solve", "spec.json", "--json"], code=0, spec={**SPEC4, "loss": "chatty", "optimizer": {"steps": 3}})
+    doc = json.loads(out)  # one JSON document, nothing else
+    assert doc["loss"] == "chatty"
+    assert "[dbg] beta=1" in err and "[cb]" in err
+    assert "[dbg]" not in out and "[cb]" not in out

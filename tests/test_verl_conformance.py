@@ -114,7 +114,8 @@ def _loss_params(row):
                 "clip_ratio_low": row["clip_ratio_low"], "clip_ratio_high": row["clip_ratio_high"],
                 "clip_ratio_c": row["clip_ratio_c"], "use_kl_loss": row["kl_loss_type"] is not None,
                 "kl_loss_type": row["kl_loss_type"] or "low_var_kl", "kl_loss_coef": row["kl_loss_coef"],
-                "entropy_coeff": row["entropy_coeff"], "n": N}
+                "entropy_coeff": row["entropy_coeff"], "n": N, "tau_pos": row["tau_pos"], "tau_neg": row["tau_neg"],
+                "ppo_mini_batch_size": row["ppo_mini_batch_size"]}
     return {"actor.policy_loss_type": row["policy_loss_type"], "actor.dual_clip": row["dual_clip"],
             "actor.loss_agg_mode": row["loss_agg_mode"], "actor.eps_clip_low_high": row["eps_clip_low_high"],
             "algo.kl.use_loss": row["kl_estimator"] is not None, "algo.kl.estimator": row["kl_estimator"] or "k1",

@@ -172,7 +172,7 @@ def stationary(n: int, seed: int) -> float:
         beta = _log_beta(rng, -0.5, 0.5)
         obj = make_objective(pb, "rloo", {"beta": beta})
         st = stationary_solve(obj)
-        v = onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged)
+        v = onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged, st.certificate)
         if v.kind is not Kind.STATIONARY or v.certificate["stability"] != "attracting":
             return 1.0
         worst = max(worst, float(metrics.tv(st.result.policy, rlhf_optimum(pb.pi_ref, pb.reward, beta))))

@@ -254,6 +254,8 @@ def make_objective(
     data: PreferenceData | None = None,
 ) -> Objective:
     """Validate and bind. ``param`` defaults to softmax logits, ``data`` to the population."""
+    if not isinstance(problem, Problem):
+        raise BanditError(f"problem: a Problem (bl.Problem.create(...)); got {type(problem).__name__}")
     spec = losses.get(loss)
     hp, static = losses.split_params(spec, loss_params)
     try:

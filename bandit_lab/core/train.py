@@ -77,13 +77,16 @@ class TrainConfig:
                 raise BanditError(f"{f} must be a number in [0, 1); got {v!r}")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) < float("inf"):
             raise BanditError(f"eps must be a finite number ≥ 0; got {self.eps!r}")
-        if int(self.steps) < 0:
-            raise BanditError(f"steps must be ≥ 0; got {self.steps}")
-        if int(self.resample_pairs) < 0:
-            raise BanditError("resample_pairs must be ≥ 0")
-        if isinstance(self.batch_size, bool) or int(self.batch_size) < 0:
+        def count(v) -> bool:  # an integer ≥ 0 (never a bool, a float or a string)
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+
+        if not count(self.steps):
+            raise BanditError(f"steps must be an integer ≥ 0; got {self.steps!r}")
+        if not count(self.resample_pairs):
+            raise BanditError(f"resample_pairs must be an integer ≥ 0; got {self.resample_pairs!r}")
+        if not count(self.batch_size):
             raise BanditError(f"batch_size must be an integer ≥ 0 (0 = full batch); got {self.batch_size!r}")
-        if isinstance(self.batch_pool, bool) or int(self.batch_pool) < 0:
+        if not count(self.batch_pool):
             raise BanditError(f"batch_pool must be an integer ≥ 0; got {self.batch_pool!r}")
         if not isinstance(self.batch_replacement, bool):
             raise BanditError(f"batch_replacement must be true or false; got {self.batch_replacement!r}")

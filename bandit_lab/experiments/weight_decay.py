@@ -26,6 +26,7 @@ from bandit_lab.solvers.oracles import loss_oracle
 from bandit_lab.core.problems import Problem
 from bandit_lab.infra.records import Table, as_table
 from bandit_lab.runner import train_and_solve
+from bandit_lab.solvers.sweep_certificate import named_failures
 from bandit_lab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
@@ -100,18 +101,19 @@ def run(s: Settings) -> dict:
     config = TrainConfig(optimizer=s.optimizer, steps=s.steps, schedule=s.schedule, log_steps=(0, s.steps),
                          loss_every_step=s.alpha is not None)  # a sweep keeps the loss at the logged steps only
     hps = [[{**o.hp, "weight_decay": a, "lr": s.lr} for a in alphas] for o in objs]
-    trajs, exact = train_and_solve(objs, config, hps, seed=s.seed)
+    trajs, exact, certs = train_and_solve(objs, config, hps, seed=s.seed, certify=True)
     with timing.phase("records"):
-        return _records(s, problem, population, objs, declared, alphas, trajs, exact)
+        return _records(s, problem, population, objs, declared, alphas, trajs, exact, certs)
 
 
-def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> dict:
+def _records(s, problem, population, objs, declared, alphas, trajs, exact, certs=None) -> dict:
     dist = metrics.distance(s.distance)
     # columnar (bandit_lab.infra.records.Table): every field an array over the grid, nothing per point
     P, a = len(alphas), np.asarray(alphas, dtype=float)
     cols: dict = {k: [] for k in ("loss", "counterpart", "counterpart_declared", "alpha", "beta", "policy", "counterpart_policy", "exact",
                                   "counterpart_exact", "oracle", "counterpart_oracle", "tv", "distance", "exact_distance",
-                                  "adam_gap", "counterpart_adam_gap", "exact_residual")}
+                                  "adam_gap", "counterpart_adam_gap", "exact_residual", "verdict", "counterpart_verdict",
+                                  "newton_step", "counterpart_newton_step")}
     nulls: dict = {"oracle": [], "counterpart_oracle": []}
 
     def flat(x):  # [P, 1, K] → [P, K] (single-context policies are stored flat, as runner.to_list does)
@@ -143,9 +145,24 @@ def _records(s, problem, population, objs, declared, alphas, trajs, exact) -> di
         cols["adam_gap"].append(np.asarray(metrics.tv(p, ep), dtype=float).reshape(P))
         cols["counterpart_adam_gap"].append(np.asarray(metrics.tv(q, eq), dtype=float).reshape(P))
         cols["exact_residual"].append(np.maximum([e.residual for e in exact[k]], [e.residual for e in exact[k + 1]]).astype(float))
+        # the verdict per point (bandit_lab.solvers.sweep_certificate): the scale-free Newton step
+        # and the Hessian on the tangent space, batched; "not certified" when no stack certificate
+        for name, j in (("verdict", k), ("counterpart_verdict", k + 1)):
+            cols[name].append(certs[j].verdict() if certs else np.full(P, "not certified"))
+        for name, j in (("newton_step", k), ("counterpart_newton_step", k + 1)):
+            cols[name].append(certs[j].newton_step if certs else np.full(P, np.nan))
     # rows ordered loss by loss, α within a loss (as the per-point records always were)
     records = Table({k: np.concatenate(v) for k, v in cols.items()}, {k: np.concatenate(v) for k, v in nulls.items()})
-    return {"distance_name": s.distance, "sweep": s.alpha is None,
+    if certs:
+        n_bad, named = named_failures([o.label for o in objs], alphas, certs)
+        why = "" if not n_bad else "; first: " + next(certs[j].reason(int(np.nonzero(~certs[j].certified)[0][0]))
+                                                     for j in range(len(certs)) if not certs[j].certified.all())
+        cert_line = (f"verdicts: {sum(int(c.certified.sum()) for c in certs)} of {len(objs) * P} exact optima certified unique "
+                     f"minimisers (scale-free Newton step ≤ 1e-08, Hessian positive definite on the tangent space); "
+                     f"{n_bad} not certified" + (f": {named}{why}" if n_bad else ""))
+    else:
+        n_bad, cert_line = len(objs) * P, "verdicts: not computed (the objectives were not solved as one stack): not certified"
+    return {"distance_name": s.distance, "sweep": s.alpha is None, "not_certified": n_bad, "certificate": cert_line,
             "bandit": {"pi_star": list(s.pi_star), "pi_ref": list(s.pi_ref)}, "records": records}
 
 
@@ -174,6 +191,8 @@ def report(res: dict) -> str:
         for i in sorted(picks):
             lines.append(f"{str(t.column('loss')[i]):<16}{al[i]:>10.3g}{dd[i]:>20.3e}{ed[i]:>14.3e}{gap[i]:>14.1e}")
         lines.append(f"({len(t)} records; table shows α = 0 and about one α per decade)")
+        if "certificate" in res:
+            lines.append(res["certificate"])
         return "\n".join(lines)
     a = recs[0]["alpha"]
     s = res.get("bandit", {})
@@ -197,6 +216,8 @@ def report(res: dict) -> str:
     lines.append(f"{'loss vs counterpart':<{w}}{d + ' (trained)':>16}{d + ' (exact)':>16}")
     for r in recs:
         lines.append(f"{r['loss'] + ' vs ' + r['counterpart']:<{w}}{r['distance']:>16.3e}{r['exact_distance']:>16.3e}")
+    if "certificate" in res:
+        lines.append(res["certificate"])
     return "\n".join(lines)
 
 

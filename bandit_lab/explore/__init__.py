@@ -11,7 +11,6 @@ plotly is imported only here (lazily, by :mod:`.page`), so no other command pays
 from __future__ import annotations
 
 import os
-import tempfile
 
 from bandit_lab.infra import files
 from bandit_lab.errors import BanditError
@@ -29,9 +28,7 @@ def check_out(path: str, overwrite: bool) -> None:
     if not os.path.isdir(parent):
         raise BanditError(f"--out {path}: directory {parent} does not exist")
     try:  # probe: can a file really be created (and removed) there? (/proc, read-only, unwritable)
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".bandit-lab-probe-")
-        os.close(fd)
-        os.unlink(tmp)
+        files.probe_dir(parent)  # removes its file even when a signal lands half-way
     except OSError as e:
         raise files.os_error(path, e) from None
 

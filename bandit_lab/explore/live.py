@@ -242,7 +242,7 @@ def _stationary_verdict(st) -> dict:
     gradient: attracting / not attracting / runaway / not converged) with its note and ‖F‖."""
     cert = _certificates()
     if cert is not None:
-        return _certified(cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged),
+        return _certified(cert.onpolicy_verdict(st.status, st.note, st.result.residual, st.result.converged, st.certificate),
                           st.result.converged, st.result.policy)[0] | {"status": st.status}
     return {"kind": "stationary point", "status": st.status, "exact_converged": bool(st.result.converged),
             "line": f"stationary point ({st.status}, ‖expected update‖ {st.result.residual:.1e}): {st.note}"}

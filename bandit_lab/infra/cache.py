@@ -24,6 +24,7 @@ JAX setting); call :func:`enable` to opt in from Python.
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import os
 
 ENV_DIR = "BANDIT_LAB_CACHE_DIR"
@@ -140,13 +141,18 @@ def read_sealed(file: str, name: str, where: str) -> bytes | None:
 
 def write_sealed(file: str, name: str, data: bytes, where: str) -> bool:
     """Write atomically (temporary file + rename, replacing a damaged entry), or not at all."""
-    import tempfile
+    from bandit_lab.infra import files
 
     d = os.path.dirname(file)
+    tmp = files.temp_name(d, ".", ".tmp")  # named first: a signal right after creating it still removes it
     try:
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp")
-    except OSError:
+        fd = files.create_exclusive(tmp)
+    except BaseException as e:
+        if not isinstance(e, OSError):
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         note_once("read-only", f"the cache directory {where} is not writable; compiled programs are not saved")
         return False
     try:

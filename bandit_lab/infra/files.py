@@ -18,7 +18,6 @@ import contextlib
 import errno
 import json
 import os
-import tempfile
 
 from bandit_lab.errors import BanditError
 
@@ -30,6 +29,32 @@ def _reason(e: OSError) -> str:
 def os_error(path: str, e: OSError, doing: str = "write") -> BanditError:
     """``cannot write PATH: Permission denied`` (one line)."""
     return BanditError(f"cannot {doing} {path}: {_reason(e)}")
+
+
+def temp_name(d: str, prefix: str, suffix: str = "") -> str:
+    """A fresh temporary path in ``d``, named *before* the file exists: a caller that assigns it and
+    then creates the file (:func:`create_exclusive`) can always remove it, even when a signal lands
+    between the file's creation and the return of the call that made it (``tempfile.mkstemp`` would
+    leave an unnamed stray file then)."""
+    import secrets
+
+    return os.path.join(d, f"{prefix}{os.getpid()}-{secrets.token_hex(6)}{suffix}")
+
+
+def create_exclusive(path: str) -> int:
+    """``open(path, O_CREAT | O_EXCL)``, mode 0600 (as ``mkstemp``); the file descriptor."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
+def probe_dir(d: str) -> None:
+    """Create, write and remove a file in ``d`` (OSError if that fails); a signal on the way
+    leaves nothing behind."""
+    tmp = temp_name(d, ".bandit-lab-probe-")
+    try:
+        os.close(create_exclusive(tmp))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 class OutDir(str):
@@ -79,19 +104,12 @@ def prepare_out(path: str, overwrite: bool = False) -> OutDir:
         except BaseException:  # Ctrl-C / SIGTERM while creating: nothing left behind
             out.discard()
             raise
-    tmp = None
-    try:  # probe: can we really create, write and rename a file here?
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".bandit-lab-probe-")
-        os.close(fd)
-        os.unlink(tmp)
-        tmp = None
+    try:  # probe: can we really create, write and remove a file here?
+        probe_dir(path)
     except OSError as e:
         out.discard()
         raise os_error(path, e) from None
-    except BaseException:  # interrupted during the probe
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    except BaseException:  # interrupted during the probe (the probe file is already gone)
         out.discard()
         raise
     return out
@@ -102,10 +120,15 @@ def atomic(path: str, mode: str = "w"):
     """Write ``path`` through a temporary file in the same directory, renamed into place on
     success (readers never see a half-written file; on failure nothing is left)."""
     d = os.path.dirname(path) or "."
+    tmp = temp_name(d, "." + os.path.basename(path)[:100] + ".", ".tmp")
     try:
-        fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path)[:100] + ".", suffix=".tmp")
+        fd = create_exclusive(tmp)
     except OSError as e:
         raise os_error(path, e) from None
+    except BaseException:  # a signal right after the file was created: remove it by name
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh

@@ -162,6 +162,8 @@ def get(name: str) -> LossSpec:
 
 def split_params(spec: LossSpec, params: dict | None) -> tuple[dict, dict]:
     """Separate user ``loss_params`` into float hyperparameters and static options; validate."""
+    if params is not None and not isinstance(params, dict):
+        raise BanditError(f"loss_params: a dict of {spec.name!r}'s parameters; got {type(params).__name__}")
     params = dict(params or {})
     if spec.translate is not None:
         params = dict(spec.translate(params))

@@ -38,7 +38,9 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   ``vanilla`` ``c⁺·min(ρ, 1+ε_h) − c⁻·min(max(ρ, 1−ε_l), c)`` (dual clip c = ``clip_ratio_c``,
   OpenRLHF ``dual_clip``; log ρ clamped to ±20), ``gspo`` (the same without dual clip; on one
   token the sequence ratio is the token ratio; verl clamps log ρ ≤ 10), ``cispo``
-  ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``. ``clip_c = 0``: no dual clip.
+  ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``, ``gmpo`` (verl ``geo_mean``)
+  ``c⁺·e^{min(log ρ, ε_h)·s} − c⁻·e^{max(log ρ, −ε_l)·s}``, s = 1/(1 + 1e-8), ``sapo``
+  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``. ``clip_c = 0``: no dual clip.
 - **KL in the loss** ``+β·Σ_y f_y·k̂(y)`` (f: sample frequencies), k̂ from verl's
   ``kl_penalty`` (k1 ``kl``, ``abs``, k2 ``mse``, k3 ``low_var_kl`` with log-ratio clamp ±20 and
   value clamp ±10; a ``+`` suffix keeps the value and takes k2's gradient, straight-through) or
@@ -49,7 +51,7 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
 - **aggregation** (``loss_agg_mode``): with one token per response ``token-mean``,
   ``seq-mean-token-mean`` and ``seq-mean-token-sum`` are the same mean over responses;
   ``seq-mean-token-sum-norm`` divides by ``loss_scale_factor`` (default: the response length, 1),
-  carried as ``loss_scale``; ``token-sum`` (× the batch's token count) is refused by the translator.
+  carried as ``loss_scale``; ``token-sum`` multiplies by ``ppo_mini_batch_size·n`` (``loss_scale``).
   The sequence means divide by (token count + 1e-8): a factor 1/(1 + 1e-8) on a bandit, kept
   (``loss_scale`` in verl, where the KL and entropy terms share the mode; ``pg_scale`` in OpenRLHF,
   whose KL and entropy are always token means) so values agree with the libraries to 1e-12.
@@ -72,7 +74,7 @@ from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, 
 ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
 GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
-SURROGATES = ("vanilla", "gspo", "cispo", "gpg")
+SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
 KL_GRADS = ("pathwise", "k2", "k2_is")  # the estimator's own | k2's (verl '+') | w·k2 (OpenRLHF unbiased_gradient)
 KL_CLAMPS = ("verl", "openrlhf", "none")
@@ -242,6 +244,37 @@ def batch_advantages(st, hp, y, s, r, logp, ref, cw):
     return _post(st, hp, A, wts, ss, wts, bessel=N * G * X)
 
 
+def _cov(A, lp, w):
+    """verl's token covariance ``(A − mean A)(log π − mean log π)`` with batch weights ``w`` (sum 1)."""
+    return (A - jnp.sum(w * A)) * (lp - jnp.sum(w * lp))
+
+
+def clip_cov_batch(hp, A, lp, w, key):
+    """verl 0.9.1 ``compute_policy_loss_clip_cov`` on a finite batch, on-policy (ρ = 1: no token is
+    clipped by the PPO clip): the tokens with ``clip_cov_lb < cov < clip_cov_ub`` are eligible and
+    ``min(max(int(clip_cov_ratio·B), 1), #eligible)`` of them, uniformly at random (``randperm``),
+    get loss 0. Returns the 0/1 mask of the zeroed tokens (B = the batch's token count)."""
+    cov = _cov(A, lp, w)
+    elig = (cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])
+    B = A.size
+    num = jnp.maximum(jnp.floor(hp["clip_cov_ratio"] * B), 1.0)
+    u = jnp.where(elig, jax.random.uniform(key, A.shape), 2.0)  # a random order of the eligible tokens
+    rank = jnp.argsort(jnp.argsort(u.ravel())).reshape(A.shape)
+    return (elig & (rank < num)).astype(A.dtype)
+
+
+def _clip_cov_limit(hp, A, lp, w):
+    """The population limit of :func:`clip_cov_batch` (docs/onpolicy-verl.md): the batch means become
+    E[A] and E[log π] under the atom weights ``w`` (context, composition, response), an atom is
+    eligible when its limiting covariance lies strictly inside (lb, ub), and each eligible token is
+    zeroed with probability ``min(1, clip_cov_ratio/P(eligible))``. Returns that probability per atom."""
+    cov = _cov(A, lp, w)
+    elig = ((cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])).astype(A.dtype)
+    pe = jnp.sum(w * elig)
+    kappa = jnp.where(pe > 0, jnp.minimum(1.0, hp["clip_cov_ratio"] / jnp.where(pe > 0, pe, 1.0)), 0.0)
+    return jax.lax.stop_gradient(kappa * elig)
+
+
 def _state(objective, params, hp, key, consts, prev=None):
     """The detached per-step state at ``params`` (module docstring); ``key`` None ⇒ exact."""
     st = objective.static
@@ -258,13 +291,19 @@ def _state(objective, params, hp, key, consts, prev=None):
         A, Pc = _exact_adv(st, hp, s, r, logp, q, ref, cw)
         w = cw[:, None, None] * Pc[:, :, None] * q[:, None, :]
         A = _post(st, hp, A, w, s, cw[:, None] * q)
+        if st.get("cov_select", "none") == "clip_cov":
+            A = A * (1.0 - _clip_cov_limit(hp, A, jnp.broadcast_to(logp[:, None, :], A.shape), w))
         cp = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(A, 0.0))
         cm = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(-A, 0.0))
         freq = q
     else:
         G = int(st["group_size"]) if st["advantage"] in GROUP else 1
+        key, sub = jax.random.split(key) if st.get("cov_select", "none") != "none" else (key, None)
         y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
         A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
+        if st.get("cov_select", "none") == "clip_cov":
+            lpy = jnp.take_along_axis(jnp.broadcast_to(logp, (N, G, X, K)), y[..., None], -1)[..., 0]
+            A = A * (1.0 - clip_cov_batch(hp, A, lpy, jnp.broadcast_to(cw / (N * G), A.shape), sub))
         oh = jax.nn.one_hot(y, K)
         cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
         cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
@@ -308,6 +347,13 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         pg = jnp.sum((cp - cm) * w * logp, -1)
     elif sur == "gpg":
         pg = jnp.sum((cp - cm) * logp, -1)
+    elif sur == "gmpo":  # verl geo_mean: log ρ clipped on the advantage's side only, exp(Σ log ρ'/(len + 1e-8))
+        s = 1.0 / (1.0 + 1e-8)
+        pg = jnp.sum(cp * jnp.exp(jnp.minimum(lr, hp["clip_high"]) * s) - cm * jnp.exp(jnp.maximum(lr, -hp["clip"]) * s), -1)
+    elif sur == "sapo":  # verl sapo: the soft gate σ(τ(ρ − 1))·4/τ, τ_pos where A > 0, τ_neg where A ≤ 0
+        def gate(tau):
+            return jax.nn.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
+        pg = jnp.sum(cp * gate(hp["sapo_tau_pos"]) - cm * gate(hp["sapo_tau_neg"]), -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
     total = -hp["pg_scale"] * pg
@@ -339,6 +385,14 @@ def _check(hp: dict, static: dict) -> None:
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if not (hp["clip_c"] > 1.0 or hp["clip_c"] == 0.0):
         raise BanditError(f"clip_c (verl clip_ratio_c, OpenRLHF dual_clip) must be > 1, or 0 for none; got {hp['clip_c']}")
+    if static.get("cov_select", "none") not in ("none", "clip_cov"):
+        raise BanditError(f"cov_select must be none or clip_cov; got {static['cov_select']!r}")
+    if static.get("cov_select", "none") == "clip_cov" and static["epochs"] != 1:
+        raise BanditError("clip_cov with ppo_epochs > 1: the covariance uses the current log-probs inside the epochs "
+                          "(implemented for ppo_epochs = 1)")
+    if not (hp["sapo_tau_pos"] > 0 and hp["sapo_tau_neg"] > 0):
+        raise BanditError(f"sapo_tau_pos and sapo_tau_neg (verl tau_pos, tau_neg) must be > 0; got {hp['sapo_tau_pos']}, "
+                          f"{hp['sapo_tau_neg']}")
     if not hp["loss_scale"] > 0 or not hp["pg_scale"] > 0 or not hp["reward_clip"] >= 0:
         raise BanditError("loss_scale and pg_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
 
@@ -376,8 +430,11 @@ def oracle(problem, hp: dict, static: dict):
     adv, post, G = static["advantage"], static["post"], int(static["group_size"])
     kr, kl, grad = static["kl_reward"], static["kl_loss"], static["kl_grad"]
     br = hp["beta_reward"] if kr != "none" else 0.0
-    bl = hp["beta"] if kl != "none" else 0.0
-    ent = hp["entropy_coeff"]
+    # the policy term carries pg_scale (and GMPO's 1/(1 + 1e-8)² at ρ = 1), the KL loss and entropy do not:
+    # relative to the policy term they weigh β/ps and α/ps (SAPO's gate has slope 1 at ρ = 1)
+    ps = hp["pg_scale"] * (1.0 / (1.0 + 1e-8) ** 2 if static["surrogate"] == "gmpo" else 1.0)
+    bl = hp["beta"] / ps if kl != "none" else 0.0
+    ent = hp["entropy_coeff"] / ps
     if kr not in ("none", "k1") and br > 0:
         return None, f"{kr} in the reward differentiates a non-convex functional (docs/onpolicy.md): no closed form"
     if adv.startswith("passk"):
@@ -450,10 +507,11 @@ def _exact(objective, hp, init=None):
 
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
-       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0}
+       "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0, "sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05,
+       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
-           "epochs": 1, "sampling": "exact", "reward": "bt"}
+           "epochs": 1, "sampling": "exact", "reward": "bt", "cov_select": "none"}
 
 
 def _spec(name, hp, static, summary, citation, translate):

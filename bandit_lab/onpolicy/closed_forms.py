@@ -79,18 +79,47 @@ def group_advantages(rewards: np.ndarray, normalize: str, ddof: int = 1, eps: fl
     return (r - r.mean()) / (np.std(r, ddof=ddof) + eps)
 
 
+def _companions(K: int, G: int):
+    """The multisets of G−1 companions among K responses: (counts (M, K), multinomial coefficients (M,))."""
+    key = (K, G)
+    if key not in _COMPANIONS:
+        combos = list(itertools.combinations_with_replacement(range(K), G - 1))
+        counts = np.array([np.bincount(c, minlength=K) if c else np.zeros(K, int) for c in combos], dtype=np.int64)
+        coef = np.array([math.factorial(G - 1) / np.prod([math.factorial(int(c)) for c in row]) for row in counts])
+        _COMPANIONS[key] = (counts, coef)
+    return _COMPANIONS[key]
+
+
+_COMPANIONS: dict = {}
+
+
 def abar(pi: np.ndarray, r: np.ndarray, G: int, normalize: str, ddof: int = 1, eps: float = 1e-4) -> np.ndarray:
     """``ā_k`` = E[advantage of a response k | it is in a group with G−1 i.i.d. π-draws], by
-    brute-force enumeration of the companions' multisets (one context)."""
+    brute-force enumeration of the companions' multisets (one context; vectorised over the
+    multisets, the same arithmetic as :func:`group_advantages` per group)."""
+    pi, r = np.asarray(pi, float), np.asarray(r, float)
     K = r.size
-    out = np.zeros(K)
-    for combo in itertools.combinations_with_replacement(range(K), G - 1):
-        counts = np.bincount(combo, minlength=K) if combo else np.zeros(K, int)
-        prob = math.factorial(G - 1) / np.prod([math.factorial(int(c)) for c in counts]) * np.prod(pi ** counts)
-        for k in range(K):
-            A = group_advantages(np.concatenate([[r[k]], r[list(combo)]]), normalize, ddof, eps)
-            out[k] += prob * A[0]
-    return out
+    counts, coef = _companions(K, G)
+    prob = coef * np.prod(pi[None, :] ** counts, axis=1)  # (M,)
+    # group sum over the companions; the focal k adds r_k
+    s1 = counts @ r
+    rk = r[:, None]
+    tot1 = s1[None, :] + rk  # (K, M)
+    mean = tot1 / G
+    if normalize == "group_mean":
+        A = rk - mean
+    elif normalize == "loo":
+        A = rk - s1[None, :] / (G - 1)
+    elif normalize == "none":
+        A = np.broadcast_to(rk, mean.shape)
+    else:
+        dev = r[None, None, :] - mean[:, :, None]  # (K, M, K): deviation of each response from the group mean
+        ss = (counts[None, :, :] * dev * dev).sum(-1) + (rk - mean) ** 2
+        # all G rewards equal (focal's reward on every companion's response): advantage 0
+        same = (counts[None, :, :] * (r[None, None, :] != rk[:, :, None])).sum(-1) == 0
+        std = np.sqrt(ss / (G - ddof))
+        A = np.where(same, 0.0, (rk - mean) / (std + eps))
+    return A @ prob
 
 
 def abar_pairs(pi: np.ndarray, r: np.ndarray, ddof: int = 1, eps: float = 1e-4) -> np.ndarray:
@@ -182,6 +211,7 @@ def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, nor
         method = f"enumeration of the G−1 = {G - 1} companions"
 
     lref = np.log(ref)
+    b_t = [float(beta)]  # the β the residual uses (continuation in β below changes it)
 
     def residual(z):
         # forward: the linear form π_k(1 − ā_k/β) − π_ref,k (Σ_k = −Σπā/β = 0 for group-normalised
@@ -190,21 +220,28 @@ def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, nor
         pi = softmax_np(z[None])[0]
         a = ab(pi)
         if penalty == "forward":
-            out = pi * (1.0 - a / beta) - ref
+            out = pi * (1.0 - a / b_t[0]) - ref
         else:
-            t = lref + a / beta  # log π − log softmax(t), both in log space (no log 0)
+            t = lref + a / b_t[0]  # log π − log softmax(t), both in log space (no log 0)
             out = (z - z.max() - np.log(np.exp(z - z.max()).sum())) - (t - t.max() - np.log(np.exp(t - t.max()).sum()))
             out = out - out.mean()
         return out + (z.mean() - lref.mean())
 
     def attempt(z0):
         z = _solve_logits(residual, z0)[0]
-        zz = np.log(z)
-        zz = zz - zz.mean() + lref.mean()
-        return z, float(np.max(np.abs(residual(zz)))), zz
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zz = np.log(z)
+            zz = zz - zz.mean() + lref.mean()
+        res = float(np.max(np.abs(residual(zz)))) if np.all(np.isfinite(zz)) else math.inf
+        return z, res, zz
 
-    # Starts: the given one, π_ref, uniform; then continuation in log π_ref from the uniform
-    # reference (t: 0 → 1, warm-started, step halved on failure) — the boundary regime
+    # Starts: the given one, π_ref, uniform. Forward penalty: a root has 1 − ā_k/β = π_ref,k/π_k > 0
+    # for every k, but where a response's ā_k(π) > β (a good response at small β, e.g. at π_ref),
+    # ∂/∂z_k of π_k(1 − ā_k/β) is negative and Newton/Powell lowers z_k: ‖residual‖ decreases to
+    # π_ref,k as π_k → 0 — a spurious boundary minimum (residual = π_ref,k, 0.2–0.4 on K = 4 problems,
+    # found in round 3). So next: continuation in β from β_0 large (root ≈ π_ref, 1 − ā/β > 0), down
+    # to β, warm-started, step halved on failure — it follows the branch with 1 − ā/β > 0. Last,
+    # continuation in log π_ref from the uniform reference (t: 0 → 1) — the boundary regime
     # π_ref,k → 0 where a cold start from log π_ref lands on the wrong side of 1 − ā/β = 0.
     tol = 1e-13
     starts = ([np.log(start)] if start is not None else []) + [lref.copy(), np.full_like(lref, lref.mean())]
@@ -215,6 +252,30 @@ def grpo_fixed_point(ref: np.ndarray, r: np.ndarray, beta: float, G: int, *, nor
             best = (pi, res)
         if res <= tol:
             return pi, res, method
+    amax = float(np.max(np.abs(ab(ref))))
+    if amax > 0:
+        lb, lb0 = math.log(beta), math.log(max(beta, 4.0 * amax))
+        s, h, z = 0.0, 0.25, lref.copy()
+        b_t[0] = math.exp(lb0)
+        pi, res, zz = attempt(z)
+        if res <= tol:
+            z = zz
+            while s < 1.0 and h > 1e-6:
+                sn = min(1.0, s + h)
+                b_t[0] = math.exp(lb0 + sn * (lb - lb0))
+                pi, res, zz = attempt(z)
+                if res <= tol:
+                    s, z, h = sn, zz, min(2 * h, 0.5)
+                else:
+                    h /= 2
+            b_t[0] = float(beta)
+            if s >= 1.0:
+                pi, res, _ = attempt(z)
+                if res < best[1]:
+                    best = (pi, res)
+                if res <= tol:
+                    return pi, res, method
+        b_t[0] = float(beta)
     full_ref = ref
     uni = np.full_like(lref, lref.mean())
     t, h, z = 0.0, 0.125, uni.copy()

@@ -18,15 +18,31 @@ Newton's method on the field:
 - when Newton stalls (a singular Jacobian far from the root, a saddle of ‖F‖²), a burst of the
   flow ``θ̇ = −F(θ)`` — what training does — then Newton again.
 
-A result is certified by its residual ‖F‖ (``converged`` only when ‖F‖ ≤ 1e-10) and classified:
+Every test is **scale-free** (multiplying the loss by c > 0 changes no status; an absolute ‖F‖
+underflows where masses are tiny — at the libraries' default β Kong's Gibbs point has masses 1e-30).
+For softmax logits the field is measured per unit of mass, ``u = F/π`` (``F_k = π_k(s_k − s̄)`` for
+a policy-gradient field), with each context's largest-mass row rebuilt from the gauge identity
+``Σ_k F_{x,k} = 2α Σ_k θ_{x,k}`` (the row computed directly is a difference of O(1) terms whose
+true value may be 1e-30), and ``M = ∂u/∂θ = diag(π)⁻¹J`` likewise. Then:
 
-- ``attracting``: every eigenvalue of ``J`` off the gauge has a positive real part, so the
-  algorithm's flow (and small-step training) converges to it;
+- ``attracting``: the **Newton step** ``‖M⁺u‖`` on the tangent space (logit units, scale-free) is
+  ≤ ``STEP_TOL`` — a finite root — and the flow θ̇ = −F converges to it: the symmetric part of
+  ``M`` on the tangent space is positive definite (then every eigenvalue λ ≠ 0 of ``J`` has
+  ``Re λ · v*diag(π)⁻¹v = v*Mv > 0``: contracting in the metric ``diag(π)⁻¹``), or, failing that,
+  every eigenvalue of ``J`` off the gauge has a positive real part;
 - ``not attracting``: a root the flow leaves or circles (an eigenvalue with Re λ ≤ 0) — training
   cycles around it or runs elsewhere; reported as such, never as where training lands;
-- ``runaway``: no finite root was reached: ‖F‖ → 0 only because probabilities → 0 (e.g. no KL
-  penalty: the policy collapses onto the best response); the limit is shown, never called exact;
+- ``runaway``: no finite root: along the ray ``θ + t·d`` that lowers the small-mass responses'
+  logits (the others fixed), probed from ``t = 2^-6`` until their masses reach e^{−575} (≈ 1e-250,
+  the end of float64's safe range), the update keeps pushing them down (``u_k > 0`` at every
+  probe) and does not weaken at the far end (``u_k`` non-decreasing over the last probes): for the
+  fields here ``u_k`` is ``a + b·log π_k + c/π_k + O(π)``, so this certifies ``b, c ≥ 0``: it never
+  turns. A KL term (b < 0) turns it: if that happens beyond e^{−575} the status is ``not
+  converged`` with the extrapolated log-mass of the root (a finite point below float64);
 - ``not converged``: none of the above within the iteration budget (slow spiral or a cycle).
+
+Other parameterizations (log-linear, token trees) keep the unscaled field and a mass threshold
+(``ZERO_MASS``) for the runaway label; their certificate says so.
 """
 from __future__ import annotations
 
@@ -41,8 +57,14 @@ from bandit_lab.solvers.solver import ExactResult
 
 TOL = 1e-12
 CERTIFY = 1e-10
-ZERO_MASS = 1e-9
-_LS = 30  # backtracking candidates t = 1, 1/2, …
+ZERO_MASS = 1e-9  # unscaled parameterizations only (log-linear, token trees)
+STEP_TOL = 1e-8  # Newton step on the field (logit units, scale-free) certifying a finite root
+SMALL = 1e-6  # a response below this × its context's largest mass is a runaway candidate (direction only)
+UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
+FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
+RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted
+_DEBUG = False
+_LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
 
 
 class Stationary(NamedTuple):
@@ -50,6 +72,7 @@ class Stationary(NamedTuple):
     status: str  # attracting | not attracting | runaway | not converged
     note: str
     min_real_eig: float | None  # smallest real part of J's eigenvalues off the gauge
+    certificate: dict = {}  # the scale-free numbers behind ``status`` (see the module docstring)
 
 
 _CACHE: dict = {}
@@ -104,6 +127,78 @@ def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, l
     return traj.params
 
 
+def _softmax_shape(objective, n: int):
+    """``(X, K)`` when the parameters are softmax logits (masked or not), one per response; else ``None``."""
+    from bandit_lab.core.params import Softmax
+
+    X, K = np.shape(objective.problem.pi_ref)
+    return (X, K) if isinstance(objective.param, Softmax) and n == X * K else None
+
+
+def _alpha(objective, hp_b: dict, B: int) -> np.ndarray:
+    """Weight decay that breaks the gauge (α‖θ‖² on the parameters), per row."""
+    a = np.asarray(hp_b.get("weight_decay", np.zeros(B)), dtype=np.float64).reshape(B)
+    return a if getattr(objective, "penalty", "params") == "params" else np.zeros(B)
+
+
+def _per_mass(shape, supp, alpha, Z, F, LP, J=None):
+    """``u = F/π`` and ``M = ∂u/∂θ`` (softmax logits; ``= diag(π)⁻¹J`` at a root), each context's largest-mass row rebuilt
+    from the gauge identity ``Σ_k F_{x,k} = 2α Σ_k θ_{x,k}`` (and its derivative for ``J``): the
+    row computed directly is a difference of O(1) terms whose true value may be 1e-30. Off the
+    support (masked logits) the scale is 1. Rows: ``Z, F, LP`` [B, n], ``J`` [B, n, n]."""
+    X, K = shape
+    B, n = Z.shape
+    top = np.argmax(np.where(supp[None], LP.reshape(B, X, K), -np.inf), axis=2)  # [B, X]
+    bi, xi = np.meshgrid(np.arange(B), np.arange(X), indexing="ij")
+    Fr = np.array(F, dtype=np.float64).reshape(B, X, K)
+    Fr[bi, xi, top] = 0.0
+    Fr[bi, xi, top] = 2 * alpha[:, None] * Z.reshape(B, X, K).sum(2) - Fr.sum(2)
+    with np.errstate(under="ignore"):
+        P = np.exp(LP).reshape(B, X, K)
+    S = np.where(supp[None], 1.0 / np.maximum(P, 1e-300), 1.0)
+    u = (S * Fr).reshape(B, n)
+    if J is None:
+        return u, None
+    Jr = np.array(J, dtype=np.float64).reshape(B, X, K, n)
+    Jr[bi, xi, top] = 0.0
+    ind = np.kron(np.eye(X), np.ones(K)).reshape(X, n)  # context x's coordinates
+    Jr[bi, xi, top] = 2 * alpha[:, None, None] * ind[None] - Jr.sum(2)
+    # ∂u/∂θ = diag(π)⁻¹J − diag(u)·∂log π/∂θ (= diag(π)⁻¹J at a root); ∂log π_k/∂θ_j = δ_kj − π_j in a context
+    Pm = np.where(supp[None], P, 0.0).reshape(B, n)
+    dlogp = np.eye(n)[None] * supp.reshape(1, n, 1) - (ind.T @ ind)[None] * Pm[:, None, :] * supp.reshape(1, n, 1)
+    return u, (S[..., None] * Jr).reshape(B, n, n) - u[:, :, None] * dlogp
+
+
+def _tangent_softmax(shape, supp, alpha: float) -> np.ndarray:
+    """Orthonormal basis of the logit directions that change the policy: per context, the
+    supported logits moving with zero sum (all supported logits when α‖θ‖² breaks the gauge)."""
+    X, K = shape
+    cols = []
+    for x in range(X):
+        idx = np.nonzero(supp[x])[0] + x * K
+        if alpha > 0:
+            cols += [np.eye(X * K)[:, i] for i in idx]
+            continue
+        m = idx.size
+        if m < 2:
+            continue
+        C = np.eye(m) - 1.0 / m  # centring on the support, rank m − 1
+        Q = np.linalg.qr(C[:, : m - 1])[0]
+        for j in range(m - 1):
+            v = np.zeros(X * K)
+            v[idx] = Q[:, j]
+            cols.append(v)
+    return np.array(cols).T.reshape(X * K, -1)
+
+
+def _newton_dir(M, u, T):
+    """The Newton step ``−M⁺u`` restricted to the tangent space ``T`` (min-norm least squares)."""
+    if T.shape[1] == 0:
+        return np.zeros(M.shape[0])
+    w = np.linalg.lstsq(M @ T, -u, rcond=1e-13)[0]
+    return T @ w
+
+
 def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iters: int = 100, bursts: int = 6,
                 warm: bool = True) -> list[Stationary]:
     """Stationary points of ``objective``'s expected update at every hyperparameter point."""
@@ -118,10 +213,19 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
     c = objective.consts()
     hp_ls = _rows(full, keys, _LS)  # B·_LS rows: one compile for plain and line-search evaluations
     hp_b = _rows(full, keys, 1)
+    shape = _softmax_shape(objective, n)
+    supp = np.asarray(objective.problem.pi_ref) > 0
+    alpha = _alpha(objective, hp_b, B)
+    alpha_ls = np.repeat(alpha, _LS)
 
     def field(Z):  # Z [B, n] → F [B, n] through the fixed-size program
         out = np.array(fn["F"](np.repeat(Z, _LS, axis=0), hp_ls, c)).reshape(B, _LS, n)
         return out[:, 0]
+
+    def scaled(Z, F, al, J=None):  # per unit of mass (softmax) or as is
+        if shape is None:
+            return F, J
+        return _per_mass(shape, supp, al, Z, F, np.asarray(fn["logp"](Z, c)), J)
 
     if warm:
         P = warm_start(objective, hps, init)
@@ -130,41 +234,52 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         z[bad] = np.asarray(z0, dtype=np.float64)
     else:
         z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
-    softmax = getattr(objective.param, "name", "") == "softmax"
-
-    def scale(Z):  # softmax: measure F_k relative to π_k (a vertex zeroes F, not F/π)
-        if not softmax:
-            return np.ones_like(Z)
-        return 1.0 / np.maximum(np.exp(np.asarray(fn["logp"](Z, c))), 1e-300)
+    tangents = [None if shape is None else _tangent_softmax(shape, supp, float(alpha[b])) for b in range(B)]
 
     f = field(z)
-    S = scale(z)
-    r = np.linalg.norm(f * S, axis=1)
+    u, _ = scaled(z, f, alpha)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = np.linalg.norm(u, axis=1)
     ts = 0.5 ** np.arange(_LS)
+    radius = np.ones(B)
+    step = np.full(B, np.inf)
     stalled_bursts = np.zeros(B, int)
     it = 0
     for it in range(1, iters + 1):
-        live = (r > tol) | (np.linalg.norm(f, axis=1) > tol)
+        J = np.asarray(fn["J"](z, hp_b, c))
+        _, M = scaled(z, f, alpha, J)
+        d = np.zeros_like(z)
+        ok_row = np.zeros(B, bool)
+        for b in range(B):
+            if not (np.all(np.isfinite(M[b])) and np.all(np.isfinite(u[b]))):
+                continue  # a singular point of the state (e.g. 1/P(non-degenerate group) at a vertex): no Newton step
+            d[b] = (-np.linalg.lstsq(M[b], u[b], rcond=1e-13)[0] if tangents[b] is None
+                    else _newton_dir(M[b], u[b], tangents[b]))
+            ok_row[b] = True
+        step = np.where(ok_row, np.linalg.norm(d, axis=1), np.inf)
+        # scale-free stop: the Newton step (logits) is negligible; unscaled fields also keep the old absolute test
+        done = ok_row & (step <= 1e-3 * STEP_TOL) if shape is not None else ~((r > tol) | (np.linalg.norm(f, axis=1) > tol))
+        live = ~done
         if not live.any():
             break
-        J = np.asarray(fn["J"](z, hp_b, c))
-        d = np.zeros_like(z)
-        for b in np.nonzero(live)[0]:
-            if not (np.all(np.isfinite(J[b])) and np.all(np.isfinite(f[b] * S[b]))):
-                continue  # a singular point of the state (e.g. 1/P(non-degenerate group) at a vertex): no Newton step
-            d[b] = -np.linalg.lstsq(S[b][:, None] * J[b], S[b] * f[b], rcond=1e-13)[0]
-        d *= np.minimum(1.0, 1.0 / np.maximum(np.abs(d).max(axis=1), 1e-300))[:, None]
+        cap = np.abs(d).max(axis=1)
+        capped = cap > radius
+        d *= np.minimum(1.0, radius / np.maximum(cap, 1e-300))[:, None]
         C = z[:, None, :] + ts[None, :, None] * d[:, None, :]
-        FC = np.asarray(fn["F"](C.reshape(B * _LS, n), hp_ls, c)).reshape(B, _LS, n)
-        SC = scale(C.reshape(B * _LS, n)).reshape(B, _LS, n)
+        FC = np.asarray(fn["F"](C.reshape(B * _LS, n), hp_ls, c))
+        UC, _ = scaled(C.reshape(B * _LS, n), FC, alpha_ls)
+        FC, UC = FC.reshape(B, _LS, n), UC.reshape(B, _LS, n)
         with np.errstate(over="ignore", invalid="ignore"):  # overflowing candidates: rc = inf, rejected below
-            rc = np.linalg.norm(FC * SC, axis=2)
+            rc = np.linalg.norm(UC, axis=2)
         ok = np.isfinite(rc) & (rc < (1.0 - 1e-4 * ts[None]) * r[:, None])
         moved = ok.any(axis=1) & live
         pick = np.argmax(ok, axis=1)
         for b in np.nonzero(moved)[0]:
-            z[b], f[b], r[b], S[b] = C[b, pick[b]], FC[b, pick[b]], rc[b, pick[b]], SC[b, pick[b]]
+            z[b], f[b], r[b], u[b] = C[b, pick[b]], FC[b, pick[b]], rc[b, pick[b]], UC[b, pick[b]]
+            radius[b] = min(2 * radius[b], RADIUS_MAX) if (pick[b] == 0 and capped[b]) else (
+                radius[b] if pick[b] == 0 else max(1.0, radius[b] / 2))
         stuck = live & ~moved
+        if _DEBUG: print(it, r, step, pick, radius, moved)
         if stuck.any():  # Newton cannot reduce ‖F‖ here: follow the flow θ̇ = −F for a while
             if np.all(stalled_bursts[stuck] >= bursts):
                 break
@@ -174,41 +289,184 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
             z = zn
             f = field(z)
-            S = scale(z)
+            u, _ = scaled(z, f, alpha)
             with np.errstate(over="ignore", invalid="ignore"):  # a field of 1e299 near a vertex: r = inf, not moved to
-                r = np.linalg.norm(f * S, axis=1)
+                r = np.linalg.norm(u, axis=1)
+            radius[stuck] = 1.0
             stalled_bursts += stuck
     pol = np.exp(np.asarray(fn["logp"](z, c))).reshape((B,) + np.shape(objective.policy(template)))
     vals = np.asarray(fn["value"](z, hp_b, c))
     J = np.asarray(fn["J"](z, hp_b, c))
-    out = []
+    if shape is None:
+        return [_classify(objective, fn, unravel, z[b], f[b], float(np.linalg.norm(f[b])), float(r[b]), J[b], pol[b],
+                          float(vals[b]), it, full[b], c) for b in range(B)]
+    _, M = scaled(z, f, alpha, J)
+    rays = _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c)
+    return [_classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b], float(vals[b]), it,
+                             full[b], rays[b]) for b in range(B)]
+
+
+def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c) -> list:
+    """Per row, the runaway test along ``θ + t·d`` (``d`` = −1 on the small-mass responses that the
+    update pushes down, 0 elsewhere: the others' logits do not move), probed at t = 0 and
+    geometrically from 2^-6 until their log-masses reach ``FAR_LOGP``: ``{"t", "out", "which"}``
+    with ``out[i, j]`` = the j-th candidate's ``u`` at probe i (> 0: still pushed down), or ``None``
+    when no response is a candidate. One batched field evaluation for all rows."""
+    X, K = shape
+    B, n = z.shape
+    LP = np.asarray(fn["logp"](z, c)).reshape(B, X, K)
+    C = np.repeat(z[:, None, :], _LS, axis=1)
+    todo = []
     for b in range(B):
-        out.append(_classify(objective, fn, unravel, z[b], f[b], float(np.linalg.norm(f[b])), float(r[b]), J[b], pol[b],
-                             float(vals[b]), it, full[b], c))
+        lp = np.where(supp, LP[b], -np.inf)
+        rel = lp - lp.max(axis=1, keepdims=True)
+        cand = supp & (rel < np.log(SMALL)) & (u[b].reshape(X, K) > 0)
+        if not cand.any():
+            todo.append(None)
+            continue
+        t_max = max(float(LP[b][cand].min()) - FAR_LOGP, 1.0)
+        t = np.concatenate([[0.0], np.geomspace(2.0 ** -6, t_max, _LS - 1)])
+        d = -cand.reshape(-1).astype(np.float64)
+        C[b] = z[b][None] + t[:, None] * d[None]
+        todo.append((t, cand))
+    if all(x is None for x in todo):
+        return todo
+    Cf = C.reshape(B * _LS, n)
+    FC = np.asarray(fn["F"](Cf, hp_ls, c))
+    UC, _ = _per_mass(shape, supp, np.repeat(alpha, _LS), Cf, FC, np.asarray(fn["logp"](Cf, c)))
+    UC = UC.reshape(B, _LS, X, K)
+    LC = np.asarray(fn["logp"](Cf, c)).reshape(B, _LS, X, K)
+    out = []
+    for b, x in enumerate(todo):
+        if x is None:
+            out.append(None)
+            continue
+        t, cand = x
+        out.append({"t": t, "out": UC[b][:, cand], "logp": LC[b][:, cand], "which": np.argwhere(cand)})
     return out
 
 
+def _ray_verdict(ray) -> tuple[str, dict]:
+    """``("runaway" | "turns" | "beyond", numbers)`` from :func:`_rays`' probes (module docstring)."""
+    o, t, lp = ray["out"], ray["t"], ray["logp"]
+    scale = max(float(np.abs(o).max()), 1e-300)
+    cert = {"ray_t": [float(t[1]), float(t[-1])], "ray_far_logp": float(lp[-1].max()),
+            "ray_out_first": o[0].tolist(), "ray_out_far": o[-1].tolist()}
+    if not np.all(np.isfinite(o)):
+        return "nonfinite", cert
+    if np.any(o[1:] <= 0):  # the update turns inward at a finite t along the ray
+        i = int(np.argmax(np.any(o[1:] <= 0, axis=1))) + 1
+        return "turns", {**cert, "turns_at_logp": float(lp[i].max())}
+    weakening = (o[-1] < o[-2] - 1e-12 * scale) | (o[-2] < o[-3] - 1e-12 * scale)
+    if not weakening.any():
+        return "runaway", cert
+    slope = (o[-2] - o[-1]) / (t[-1] - t[-2])  # > 0 where the push weakens
+    with np.errstate(divide="ignore"):
+        t_star = np.where(slope > 0, t[-1] + o[-1] / np.maximum(slope, 1e-300), np.inf)
+    root_logp = lp[-1] - (t_star - t[-1])
+    return "beyond", {**cert, "extrapolated_root_logp": float(np.max(root_logp[np.isfinite(root_logp)]))}
+
+
+def _label(shape, which) -> str:
+    X, _ = shape
+    return ", ".join(f"y{k + 1}" if X == 1 else f"x{x + 1}:y{k + 1}" for x, k in which)
+
+
+def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value, it, hp, ray) -> Stationary:
+    """Softmax logits: the scale-free classification of the module docstring."""
+    params = unravel(jnp.asarray(z))
+    r = float(np.linalg.norm(f))
+    finite = bool(np.all(np.isfinite(z)) and np.all(np.isfinite(u)) and np.all(np.isfinite(M)) and np.all(np.isfinite(pol)))
+    step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
+    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": float(np.linalg.norm(u)) if finite else None,
+            "min_mass": float(pol[supp.reshape(pol.shape)].min()) if finite else None, "step_tol": STEP_TOL}
+    converged = finite and step <= STEP_TOL
+    with np.errstate(divide="ignore"):
+        lp = np.log(np.where(supp.reshape(pol.shape), pol, 1.0)).reshape(shape)
+    logits = z.reshape(shape)
+    gap = np.where(supp, logits - np.max(np.where(supp, logits, -np.inf), axis=1, keepdims=True), 0.0)
+    under = supp & ((lp < UNDERFLOW_LOGP) | (gap < UNDERFLOW_LOGP))
+    res = ExactResult(params, pol, value, r, converged and not under.any(), it, unravel(jnp.asarray(f)))
+    if not finite:
+        return Stationary(res, "not converged", "the field is not finite along the flow (a probability reached 0 where the "
+                                                "estimator is singular): no stationary point found", None, cert)
+    if under.any():  # log π is exact (log-softmax) but F = π·u underflows: nothing can be certified there
+        cert["underflow_logp"] = [float(g) for g in gap[under]]
+        return Stationary(res, "not converged",
+                          f"π({_label(shape, np.argwhere(under))}) < e^{UNDERFLOW_LOGP:.0f} of the largest (the solver stopped at log-ratios "
+                          f"{', '.join(f'{g:.0f}' for g in gap[under])}): below float64's range (e^{UNDERFLOW_LOGP:.0f}), where the expected update π·u underflows and "
+                          f"cannot be evaluated — no certified stationary point (Newton step on the rest {step:.1e})", None, cert)
+    if not converged:
+        if ray is not None:
+            kind, rc = _ray_verdict(ray)
+            cert.update(rc)
+            where = _label(shape, ray["which"])
+            if kind == "runaway":
+                return Stationary(res._replace(converged=False), "runaway",
+                                  f"no finite stationary point: π({where}) → 0 — along the ray lowering their logits the update "
+                                  f"keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} (Newton step "
+                                  f"{step:.1e}); the limit is shown", None, {**cert, "stability": "runaway"})
+            if kind == "beyond":
+                return Stationary(res, "not converged",
+                                  f"a finite stationary point beyond float64: the push on π({where}) weakens along the ray and "
+                                  f"turns at log π ≈ {rc['extrapolated_root_logp']:.0f} (linear extrapolation; below e^−745 "
+                                  "nothing is representable); the point shown is on the way", None, cert)
+            if kind == "turns":
+                return Stationary(res, "not converged",
+                                  f"Newton step {step:.1e} after {it} iterations, and the update turns inward along the ray at "
+                                  f"log π({where}) ≈ {rc['turns_at_logp']:.0f}: a finite root the solver did not reach", None, cert)
+        return Stationary(res, "not converged", f"Newton step {step:.1e} (> {STEP_TOL:g}) after {it} iterations: no certified "
+                                                "stationary point (slow spiral or a cycle of the flow)", None, cert)
+    # a finite root: contraction in the metric diag(π)⁻¹ — Sym(TᵀMT) positive definite
+    A = T.T @ M @ T
+    if A.size == 0:
+        return Stationary(res, "attracting", "a root of the expected update (the tangent space is a point)", None, cert)
+    sym = np.linalg.eigvalsh(0.5 * (A + A.T))
+    lam = np.linalg.eigvals(A)
+    top = max(float(np.abs(lam).max()), 1e-300)
+    cert.update({"sym_lambda_min": float(sym.min()), "scaled_lambda_max": top})
+    if sym.min() > 1e-9 * top:
+        return Stationary(res, "attracting", f"a root of the expected update (Newton step {step:.1e}, scale-free); the flow "
+                          f"θ̇ = −F contracts to it (symmetric part of diag(π)⁻¹J positive definite, λ_min/λ_max = "
+                          f"{sym.min() / top:.1e})", float(sym.min()), {**cert, "stability": "attracting"})
+    # not a contraction in that metric: the eigenvalues of J = diag(π)·M off the gauge decide
+    Pd = np.exp(np.clip(np.log(np.maximum(pol.reshape(-1), 1e-300)), -700, 0))
+    Pd = np.where(supp.reshape(-1), Pd, 1.0)
+    lamJ = np.linalg.eigvals(T.T @ (Pd[:, None] * M) @ T)
+    scale = max(float(np.abs(lamJ).max()), 1e-300)
+    lo = float(lamJ.real.min())
+    cert["lambda_J_min_real"] = lo
+    if np.any(lamJ.real < -1e-8 * scale):
+        return Stationary(res, "not attracting", "a root of the expected update, but the flow leaves it (an eigenvalue with "
+                                                 "Re λ < 0): training does not settle here", lo, {**cert, "stability": "not attracting"})
+    if np.any((np.abs(lamJ.real) <= 1e-8 * scale) & (np.abs(lamJ.imag) > 1e-6 * scale)):
+        return Stationary(res, "not attracting", "a root of the expected update, but the flow circles it (Re λ = 0, Im λ ≠ 0): "
+                                                 "training cycles around it", lo, {**cert, "stability": "not attracting"})
+    weak = int(np.sum(np.abs(lamJ) <= 1e-8 * scale))
+    return Stationary(res, "attracting", f"a root of the expected update (Newton step {step:.1e}); the flow θ̇ = −F converges to it"
+                      + (f" ({weak} very slow direction(s): tiny probabilities)" if weak else ""), lo,
+                      {**cert, "stability": "attracting"})
+
+
 def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) -> Stationary:
+    """Parameterizations other than softmax logits (log-linear, token trees): the unscaled field."""
     params = unravel(jnp.asarray(z))
     finite = bool(np.all(np.isfinite(z)) and np.isfinite(r))
     converged = finite and r <= CERTIFY
     tiny = np.argwhere(pol < ZERO_MASS)
-    if len(tiny) and getattr(objective.param, "name", "") == "softmax" and np.shape(z) == np.shape(pol.reshape(-1)):
-        # a finite root may have tiny masses (small β); a runaway has F_k/π_k = O(1) there (the
-        # logit keeps being pushed down), a root has F_k/π_k = 0
-        rel = np.abs(f.reshape(pol.shape)) / np.maximum(pol, 1e-300)
-        tiny = np.argwhere((pol < ZERO_MASS) & ((rel > 1e-6) | (pol < 1e-200)))  # < 1e-200: the field underflowed
+    cert = {"field_norm": r, "mass_threshold": ZERO_MASS}
     res = ExactResult(params, pol, value, r, converged and not len(tiny), it, unravel(jnp.asarray(f)))
     if not finite or not np.all(np.isfinite(pol)):
         return Stationary(res, "not converged", "the field is not finite along the flow (a probability reached 0 where the "
-                                                "estimator is singular): no stationary point found", None)
+                                                "estimator is singular): no stationary point found", None, cert)
     if len(tiny):
         where = ", ".join(f"y{k + 1}" if pol.shape[0] == 1 else f"x{x + 1}:y{k + 1}" for x, k in tiny)
-        return Stationary(res, "runaway", f"no finite stationary point: π({where}) → 0 (‖F‖ = {r:.1e} only because the mass "
-                                          f"vanishes); the limit is shown", None)
+        return Stationary(res, "runaway", f"no finite stationary point: π({where}) < {ZERO_MASS:g} (‖F‖ = {r:.1e}; mass "
+                                          f"threshold, not a scale-free certificate: not softmax logits); the limit is shown", None,
+                          {**cert, "stability": "runaway"})
     if not converged:
         return Stationary(res, "not converged", f"‖F‖ = {r:.1e} after {it} iterations: no certified stationary point "
-                                                f"(slow spiral or a cycle of the flow)", None)
+                                                f"(slow spiral or a cycle of the flow)", None, cert)
     # eigenvalues of J off the gauge (directions that leave π unchanged), unless a penalty pins them
     if hp.get("weight_decay", 0.0) > 0:
         U = np.eye(z.size)
@@ -217,19 +475,21 @@ def _classify(objective, fn, unravel, z, f, r, r_rel, J, pol, value, it, hp, c) 
         _, s, Vt = np.linalg.svd(Dl, full_matrices=False)
         U = Vt[: int((s > 1e-10 * max(s.max(), 1e-300)).sum())].T
     if not np.all(np.isfinite(J)):
-        return Stationary(res, "not converged", "the expected update is not differentiable here: no certified stationary point", None)
+        return Stationary(res, "not converged", "the expected update is not differentiable here: no certified stationary point",
+                          None, cert)
     lam = np.linalg.eigvals(U.T @ J @ U)
     lo = float(lam.real.min()) if lam.size else 0.0
     scale = max(float(np.abs(lam).max()) if lam.size else 1.0, 1e-300)
     if np.any(lam.real < -1e-8 * scale):
         return Stationary(res, "not attracting", "a root of the expected update, but the flow leaves it (an eigenvalue with "
-                                                 "Re λ < 0): training does not settle here", lo)
+                                                 "Re λ < 0): training does not settle here", lo, {**cert, "stability": "not attracting"})
     if np.any((np.abs(lam.real) <= 1e-8 * scale) & (np.abs(lam.imag) > 1e-6 * scale)):
         return Stationary(res, "not attracting", "a root of the expected update, but the flow circles it (Re λ = 0, Im λ ≠ 0): "
-                                                 "training cycles around it", lo)
+                                                 "training cycles around it", lo, {**cert, "stability": "not attracting"})
     weak = int(np.sum(np.abs(lam) <= 1e-8 * scale))
     return Stationary(res, "attracting", "a root of the expected update; the flow θ̇ = −F converges to it"
-                      + (f" ({weak} very slow direction(s): tiny probabilities)" if weak else ""), lo)
+                      + (f" ({weak} very slow direction(s): tiny probabilities)" if weak else ""), lo,
+                      {**cert, "stability": "attracting"})
 
 
 def precompile(objective, hp: dict | None = None, init=None) -> None:
@@ -267,6 +527,8 @@ def references(objective) -> dict:
     from bandit_lab.errors import BanditError
     from bandit_lab.solvers.solver import solve_exact
 
+    if objective.loss.name in ("distillation", "gkd"):  # β is TRL's JSD interpolation, not a KL strength
+        return {"teacher": np.asarray(objective.loss.oracle(objective.problem, objective.hp, objective.static)[0])}
     beta = objective.hp.get("beta", 0.0)
     out = {}
     if beta <= 0:

@@ -313,3 +313,41 @@ def translate_a2po(params: dict) -> dict:
 
 
 TRANSLATORS = {"grpo": translate_grpo, "rloo": translate_rloo, "a2po": translate_a2po}
+
+
+# TRL 1.16 DistillationConfig / experimental GKDConfig (bandit_lab.losses.distillation): fields that
+# name the teacher model, and GKD's generation length, cannot matter once the teacher is a table
+_DISTILL_NO_EFFECT = {
+    **{k: "the teacher is given as loss_params.teacher (probabilities) or teacher_logits, not a model" for k in (
+        "teacher_model_name_or_path", "teacher_model_revision", "teacher_model_init_kwargs")},
+    "max_new_tokens": "bandit responses are never truncated",
+    "max_tool_calling_iterations": "a bandit response has no tool calls",
+}
+
+
+def translate_distillation(params: dict, trainer: str = "distillation") -> dict:
+    """TRL 1.16 ``DistillationConfig`` (``trainer="distillation"``) or ``experimental.gkd.GKDConfig``
+    (``"gkd"``) names → the native ones of :mod:`bandit_lab.losses.distillation` (the same names:
+    ``beta``, ``temperature``, ``lmbda``, ``seq_kd``; ``teacher``/``teacher_logits`` are bandit-lab's).
+    Generation-only fields are refused with the reason, or accepted at their neutral value (top_p,
+    top_k, min_p, repetition_penalty); DistillationConfig has no ``lmbda``/``seq_kd`` (always
+    on-policy): those are refused there, never ignored."""
+    p = dict(params)
+    cfg = "DistillationConfig" if trainer == "distillation" else "GKDConfig"
+    for k in list(p):
+        if k in _DISTILL_NO_EFFECT:
+            raise BanditError(f"{k}: a TRL {cfg} field that cannot matter on a bandit ({_DISTILL_NO_EFFECT[k]}); remove it")
+        if k in _NO_EFFECT:
+            raise BanditError(f"{k}: a TRL {cfg} field that cannot matter on a bandit ({_NO_EFFECT[k]}); remove it")
+        if k in ("top_p", "top_k", "min_p", "repetition_penalty"):
+            if _neutral(p[k], _DEFAULT_OFF[k]):
+                p.pop(k)
+                continue
+            raise BanditError(f"{k}={p[k]!r}: {_NOT_YET[k]}")
+        if trainer == "distillation" and k in ("lmbda", "seq_kd"):
+            raise BanditError(f"{k}: not a DistillationConfig field (TRL 1.16's DistillationTrainer is always on-policy); "
+                              f"use loss gkd (TRL's experimental GKDTrainer) for {k}")
+    return p
+
+
+TRANSLATORS.update(distillation=translate_distillation)

@@ -23,12 +23,17 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 ``actor.dual_clip`` null, ``actor.policy_loss_type`` ppo, ``actor.loss_agg_mode`` token-mean,
 ``actor.entropy_coef`` null, ``reward.clip_range`` [−10, 10], ``train.max_epochs`` 1.
 
+``policy_loss.loss_mode`` geo_mean (GMPO) and sapo (``tau_pos`` 1.0, ``tau_neg`` 1.05) are exact
+(GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean); clip_cov
+(``policy_loss.clip_cov_ratio/lb/ub``) through its population limit;
+``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
+responses of one optimiser step (docs/onpolicy-verl.md).
+
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``clip_cov``/``kl_cov`` — they pick tokens by covariance rank inside a finite batch,
-which has no population limit —, ``geo_mean``, ``sapo``, ``dppo_*``, ``dro``, ``bypass_mode``,
-``kl_penalty: full``, an adaptive KL controller, ``token-sum``), fields that cannot matter on a
-bandit (γ, λ and the other per-token / generation / system settings, with the reason), and unknown
-fields.
+token baselines, ``kl_cov`` — its population limit is derived in docs/onpolicy-verl.md, not
+built —, ``clip_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``, ``kl_penalty: full``, an
+adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the other per-token /
+generation / system settings, with the reason), and unknown fields.
 """
 from __future__ import annotations
 
@@ -42,7 +47,9 @@ VERL_DEFAULTS = {
     "kl_ctrl.type": "fixed", "kl_ctrl.kl_coef": 0.001, "n": 1, "policy_loss.loss_mode": "vanilla",
     "clip_ratio": 0.2, "clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "clip_ratio_c": 3.0,
     "loss_agg_mode": "token-mean", "loss_scale_factor": None, "entropy_coeff": 0.0, "use_kl_loss": False,
-    "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1,
+    "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
+    "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
+    "policy_loss.clip_cov_ub": 5.0,
 }
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
@@ -62,15 +69,14 @@ VERL_NO_EFFECT = {
     **{k: "generation happens through the bandit's exact policy, not a sampler" for k in (
         "temperature", "top_p", "top_k", "response_length", "prompt_length", "do_sample", "name", "mode")},
     **{k: "a batching / system setting; the expected update is the large-batch limit" for k in (
-        "ppo_mini_batch_size", "ppo_micro_batch_size", "ppo_micro_batch_size_per_gpu", "use_dynamic_bsz",
+        "ppo_micro_batch_size", "ppo_micro_batch_size_per_gpu", "use_dynamic_bsz",
         "ppo_max_token_len_per_gpu", "shuffle", "data_loader_seed", "strategy", "use_torch_compile", "use_prefix_grouper",
         "calculate_entropy", "calculate_sum_pi_squared", "freeze_vision_tower", "checkpoint", "optim", "fsdp_config",
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.clip_cov_ratio": None, "policy_loss.clip_cov_lb": None, "policy_loss.clip_cov_ub": None,
     "policy_loss.kl_cov_ratio": None, "policy_loss.ppo_kl_coef": None, "policy_loss.dro_beta": None,
-    "tau_pos": None, "tau_neg": None, "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
+    "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
 _VERL_ADV = {  # adv_estimator → (advantage, post)
     "gae": ("critic", "whiten"), "grpo": ("group_std", "none"), "grpo_vectorized": ("group_std", "none"),
@@ -79,16 +85,17 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
     "remax": ("greedy", "none"), "gpg": ("group_mean", "gpg_alpha"), "grpo_passk": ("passk_std", "none"),
 }
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
-_VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none")}
+_VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
+              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none")}
 _VERL_LOSS_NOT_YET = {
-    "clip_cov": "picks tokens by their covariance rank inside a finite batch (clip_cov_ratio): no population limit on a bandit",
-    "kl_cov": "picks tokens by their covariance rank inside a finite batch (kl_cov_ratio): no population limit on a bandit",
-    "geo_mean": "GMPO's geometric mean is not implemented exactly yet", "sapo": "SAPO's soft gate is not implemented exactly yet",
+    "kl_cov": "selects the top kl_cov_ratio of batch covariances; its population limit (a quantile, split at a tied "
+              "atom) is derived in docs/onpolicy-verl.md but not implemented exactly yet",
     "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
     "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
 }
 _KL = {"kl": "k1", "k1": "k1", "abs": "abs", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
-_AGG = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+_AGG = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm", "token-sum")
+_SEQ_MEAN = 1.0 / (1.0 + 1e-8)  # agg_loss / GMPO: a per-sequence mean divides by (token count + 1e-8)
 
 OPENRLHF_NO_EFFECT = {
     **{k: f"{_BANDIT}: GAE's γ and λ act across tokens" for k in ("algo.advantage.gamma", "algo.advantage.lambd")},
@@ -96,7 +103,7 @@ OPENRLHF_NO_EFFECT = {
     **{k: "a batching / system setting; the expected update is the large-batch limit" for k in (
         "rollout.batch_size", "rollout.micro_batch_size", "train.micro_batch_size", "train.batch_size", "actor.adam.lr",
         "critic.adam.lr", "actor.max_norm", "actor.aux_loss_coef", "vllm.num_engines", "rollout.temperature",
-        "rollout.top_p", "rollout.max_new_tokens", "seed")},
+        "rollout.top_p", "rollout.max_new_tokens", "seed", "train.seed")},
 }
 _OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
     "gae": ("critic", "whiten_clamp", 1), "reinforce": ("none", "whiten_clamp", 1), "rloo": ("loo", "none", 2),
@@ -104,7 +111,12 @@ _OPENRLHF_ADV = {  # estimator → (advantage, post, minimum n)
     "dr_grpo": ("group_mean", "none", 2), "flash_reinforce": ("batch_mean", "none", 1),
 }
 _OPENRLHF_NOT_YET = {"algo.dynamic_filtering_enable": False, "algo.advantage.is_correction_level": "off",
-                     "reward.overlong_buffer_len": None}
+                     "reward.overlong_buffer_len": None,
+                     # these act only with the switch above them on (is_correction_level, overlong_buffer_len,
+                     # dynamic_filtering_enable); at their defaults they are accepted, otherwise refused
+                     "algo.advantage.is_correction_mode": "mask", "algo.advantage.is_correction_gating": "ratio",
+                     "algo.advantage.is_correction_threshold": [0.5, 5.0], "reward.overlong_penalty_factor": 1.0,
+                     "reward.stop_properly_penalty_coef": None, "algo.dynamic_filtering_range": [0.0, 1.0]}
 
 
 def _flatten(d: dict, pre: str = "") -> dict:
@@ -206,23 +218,51 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     hp["clip_high"] = eps if c["clip_ratio_high"] is None else _num("clip_ratio_high", c["clip_ratio_high"], 0.0)
     hp["clip_c"] = _num("clip_ratio_c", c["clip_ratio_c"], 1.0, strict=True)
     agg = c["loss_agg_mode"]
-    if agg == "token-sum":
-        raise BanditError("loss_agg_mode='token-sum' multiplies the update by the batch's token count, which the "
-                          "expected update on a bandit does not have (same stationary point as token-mean); use token-mean")
     if agg not in _AGG:
-        raise BanditError(f"loss_agg_mode must be one of {', '.join(_AGG)} or token-sum; got {agg!r}")
-    hp["loss_scale"] = 1.0 / (1.0 + 1e-8) if agg == "seq-mean-token-mean" else 1.0  # agg_loss: / (token count + 1e-8)
+        raise BanditError(f"loss_agg_mode must be one of {', '.join(_AGG)}; got {agg!r}")
+    mb = _int("ppo_mini_batch_size", c["ppo_mini_batch_size"], 1)
+    hp["loss_scale"] = _SEQ_MEAN if agg == "seq-mean-token-mean" else 1.0  # agg_loss: / (token count + 1e-8)
+    if agg == "token-sum":
+        # agg_loss 'token-sum': masked_sum·dp_size per micro-batch; the engine back-propagates every micro-batch
+        # and DDP averages the ranks, so one optimiser step follows the *sum* over the global mini-batch of
+        # ppo_mini_batch_size·n one-token responses (ray_trainer: ppo_mini_batch_size *= rollout.n)
+        hp["loss_scale"] = float(mb * c["n"])
     hp["pg_scale"] = 1.0
     if agg == "seq-mean-token-sum-norm" and c["loss_scale_factor"] is not None:
         hp["loss_scale"] = 1.0 / _num("loss_scale_factor", c["loss_scale_factor"], 0.0, strict=True)
     hp["entropy_coeff"] = _num("entropy_coeff", c["entropy_coeff"], 0.0)
+    hp["sapo_tau_pos"] = _num("tau_pos", c["tau_pos"], 0.0, strict=True)
+    hp["sapo_tau_neg"] = _num("tau_neg", c["tau_neg"], 0.0, strict=True)
+    if mode in ("sapo", "geo_mean"):
+        # SAPO aggregates its policy term as seq-mean-token-mean whatever loss_agg_mode says; GMPO takes
+        # torch.mean over sequences of (A·mask).sum/(len + 1e-8)·exp(Σ log ρ'/(len + 1e-8)) (its own 1e-8
+        # in the exponent is kept in the surrogate); the KL loss and entropy follow loss_agg_mode
+        hp["pg_scale"] = _SEQ_MEAN / hp["loss_scale"]
     if _bool("use_kl_loss", c["use_kl_loss"]):
         st["kl_loss"], st["kl_grad"] = _kl_type("kl_loss_type", c["kl_loss_type"])
         hp["beta"] = _num("kl_loss_coef", c["kl_loss_coef"], 0.0)
     else:
         _kl_type("kl_loss_type", c["kl_loss_type"])
         st["kl_loss"], st["kl_grad"], hp["beta"] = "none", "pathwise", 0.0
+    if mode == "geo_mean" and (hp["beta"] > 0 or hp["entropy_coeff"] > 0):
+        bad = "use_kl_loss" if hp["beta"] > 0 else "entropy_coeff"
+        raise BanditError(f"{bad} with policy_loss.loss_mode='geo_mean': GMPO's policy term is a torch.mean over one "
+                          "micro-batch (core_algos.compute_policy_loss_geo_mean ignores global_batch_info), summed over "
+                          "the micro-batches of a step, while the KL loss and entropy are global-batch means, so their "
+                          "relative weight is the number of micro-batches per GPU, which a bandit does not have; use "
+                          "use_kl_in_reward for the KL")
     st["epochs"] = _int("ppo_epochs", c["ppo_epochs"], 1)
+    hp["clip_cov_ratio"] = _num("policy_loss.clip_cov_ratio", c["policy_loss.clip_cov_ratio"], 0.0, strict=True)
+    hp["clip_cov_lb"] = _num("policy_loss.clip_cov_lb", c["policy_loss.clip_cov_lb"])
+    hp["clip_cov_ub"] = _num("policy_loss.clip_cov_ub", c["policy_loss.clip_cov_ub"])
+    st["cov_select"] = "none"
+    if mode == "clip_cov":
+        # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
+        # covariance selection (libraries.clip_cov_batch; its population limit libraries._clip_cov_limit)
+        st["cov_select"], hp["clip_c"] = "clip_cov", 0.0
+        if st["epochs"] != 1:
+            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='clip_cov': the covariance is recomputed from "
+                              "the current log-probs at every epoch; implemented for ppo_epochs = 1")
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
 

@@ -20,7 +20,8 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
   (``token_level_scores − β·kl_penalty(old, ref)``, what ``ray_trainer.apply_kl_penalty`` does);
 - OpenRLHF ``RemoteExperienceMaker.compute_advantages_and_returns`` (every estimator, no_std_norm,
   k1/k3 in the reward, reward clip) on a bare object;
-- verl ``get_policy_loss_fn(mode)`` for vanilla (dual clip), gspo, cispo, gpg with every loss_agg_mode,
+- verl ``get_policy_loss_fn(mode)`` for vanilla (dual clip), gspo, cispo, gpg, geo_mean (GMPO; without
+  the KL loss / entropy, which bandit-lab refuses for it), sapo with every loss_agg_mode (token-sum too),
   plus the actor's KL loss and entropy bonus composed as ``workers/utils/losses.py::ppo_loss`` does;
   OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``.
 
@@ -216,11 +217,14 @@ def run() -> dict:
     # ---- policy losses (+ KL loss and entropy as the actors compose them)
     A = T("advantages")
     rows = []
-    for mode in ("vanilla", "gspo", "cispo", "gpg"):
-        for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"):
+    for mode in ("vanilla", "gspo", "cispo", "gpg", "geo_mean", "sapo"):
+        for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm", "token-sum"):
             for kl_type, coef, ent in ((None, 0.0, 0.0), ("low_var_kl", 0.2, 0.0), ("k3+", 0.2, 0.05)):
+                if mode == "geo_mean" and kl_type:  # refused by bandit-lab (GMPO's per-micro-batch mean)
+                    continue
                 cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
-                                  clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg)
+                                  clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg,
+                                  tau_pos=1.0, tau_neg=1.05)
 
                 def actor(th):
                     lp = _flat(_logp(th, y))
@@ -238,7 +242,9 @@ def run() -> dict:
                 v, g = grad_of(actor)
                 rows.append({"lib": "verl", "loss_mode": mode, "loss_agg_mode": agg, "clip_ratio_low": 0.2,
                              "clip_ratio_high": 0.28, "clip_ratio_c": 3.0, "kl_loss_type": kl_type, "kl_loss_coef": coef,
-                             "entropy_coeff": ent, "value": float(v), "grad": g.tolist()})
+                             "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05,
+                             # token-sum: the batch is one mini-batch of X prompts × N responses (X·N tokens)
+                             "ppo_mini_batch_size": X, "value": float(v), "grad": g.tolist()})
     for ptype in ("ppo", "gspo"):
         for dual in (None, 3.0):
             for agg in ("token-mean", "seq-mean-token-mean"):
