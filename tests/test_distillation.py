@@ -103,6 +103,7 @@ def test_teacher_logits_equal_teacher_probabilities(pb, teacher):
     assert abs(float(a.value(th, a.hp)) - float(b.value(th, b.hp))) < 1e-12
 
 
+@pytest.mark.slow
 def test_sampled_training_converges_to_the_teacher():
     """Sampled mode (16 completions per prompt and step, token tree): at the teacher every state's
     divergence gradient is 0, so the sampled update vanishes there — Adam lands on it (TV < 1e-6)."""
@@ -145,6 +146,7 @@ def test_gkd_refusals(pb):
         o.value(make_param(tp).init(), o.hp)
 
 
+@pytest.mark.slow
 def test_cli_solve_reports_the_teacher(tmp_path):
     spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "loss": "distillation",
             "loss_params": {"teacher": [0.2, 0.3, 0.5], "beta": 0.5, "temperature": 2.0}, "optimizer": {"steps": 300}}
