@@ -48,6 +48,21 @@ def _run(argv: list[str], env: dict | None = None) -> tuple[float, str]:
     return time.perf_counter() - t0, out.stdout
 
 
+def _cpu_children() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _run_cpu(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds)`` of one child process — the CPU time is the robust number
+    on a shared machine (other people's jobs stretch the wall time, not the CPU time)."""
+    c0 = _cpu_children()
+    t, _ = _run(argv, env)
+    return t, _cpu_children() - c0
+
+
 def _cli(*args) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
 
@@ -204,13 +219,14 @@ def big_sweep(repeats: int, points=(4096, 65536)) -> list[dict]:
     """The ``--phases`` rows (see the module docstring)."""
     rows = []
     for n in points:
-        lib, flo, ph = [], [], []
+        lib, flo, ph, lib_cpu, flo_cpu = [], [], [], [], []
         for _ in range(repeats):  # interleaved, so both see the same machine
             tmp = tempfile.mkdtemp(prefix="bandit-lab-bench-")
             try:
                 env = {"BANDIT_LAB_PHASES": os.path.join(tmp, "phases.json"), "BANDIT_LAB_NO_CACHE": "1"}
-                t, _ = _run(_cli("--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay", "--n-alphas", str(n),
-                                 "--no-plot", "--out", os.path.join(tmp, "wd"), "--overwrite"), env)
+                t, cpu = _run_cpu(_cli("--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay", "--n-alphas", str(n),
+                                       "--no-plot", "--out", os.path.join(tmp, "wd"), "--overwrite"), env)
+                lib_cpu.append(cpu)
                 with open(env["BANDIT_LAB_PHASES"], encoding="utf-8") as fh:
                     p = json.load(fh)
                 p["start-up"] = t - sum(p.get(k, 0.0) for k in PHASES)
@@ -218,9 +234,14 @@ def big_sweep(repeats: int, points=(4096, 65536)) -> list[dict]:
                 ph.append(p)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-            flo.append(_run([sys.executable, "-m", "bandit_lab.bench_floor", str(n)], {"JAX_COMPILATION_CACHE_DIR": ""})[0])
+            t, cpu = _run_cpu([sys.executable, "-m", "bandit_lab.bench_floor", str(n)], {"JAX_COMPILATION_CACHE_DIR": ""})
+            flo.append(t)
+            flo_cpu.append(cpu)
         med = {k: statistics.median(p.get(k, 0.0) for p in ph) for k in PHASES + ("start-up",)}
-        note = "phases (median): " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())
+        ratios = [a / b for a, b in zip(lib_cpu, flo_cpu)]
+        note = ("phases (median): " + ", ".join(f"{k} {v:.2f} s" for k, v in med.items())
+                + f"; CPU time (median) {statistics.median(lib_cpu):.2f} s vs floor {statistics.median(flo_cpu):.2f} s, "
+                f"CPU ratio per run (median) {statistics.median(ratios):.2f}×")
         rows.append({"row": f"cold `run weight-decay --n-alphas {n:,} --no-plot` (6 objectives × {n:,} α, 3,000 steps, exact, "
                             "records.npz), `--no-cache`", **_stats(lib), "floor": statistics.median(flo), "note": note, "phases": med})
         rows.append({"row": f"plain-JAX floor, {n:,}-point training, new process", **_stats(flo)})

@@ -320,6 +320,14 @@ def _ray(obj, fns, z, f, g, d, c, hpj, hp, label, base) -> Verdict | None:
     vanishing = [label(x, k) for x in range(X) for k in range(K) if pol[x, k] < VANISH and (x, k) not in free]
     if not vanishing:
         return None
+    turn = _per_mass_turn(obj, fns, z, d, c, hpj)
+    if turn is not None:
+        where, logp, how = turn
+        cert = {**base, "direction": d.tolist(), "per_mass_turn_logp": logp, "per_mass_turn": how}
+        return Verdict(Kind.NOT_CERTIFIED, f"not a runaway, though the loss's values along the ray fall by less than float64 "
+                       f"can resolve: its gradient per unit mass on π({where}) {how} at log π ≈ {logp:.0f} relative to the "
+                       f"largest — a finite minimiser with masses ≈ e^{logp:.0f}, whose loss differs from the limit's by "
+                       "about that mass (the solver's point is short of it)", certificate=cert)
     limit = np.where(pol < VANISH, 0.0, pol)
     limit = limit / limit.sum(axis=1, keepdims=True)
     face_step = None
@@ -348,6 +356,62 @@ def _ray(obj, fns, z, f, g, d, c, hpj, hp, label, base) -> Verdict | None:
         summary += (f"; the loss does not depend on π({names}) (constant as its logit moves by ±1e2): the limits form a "
                     "set — mass may move there — and one of them is shown")
     return Verdict(Kind.NO_MINIMISER, summary, certificate=cert, limit=limit.tolist(), vanishing=vanishing)
+
+
+RAY_FAR_LOGP = -575.0  # per-mass probes stop here: ∂f/∂θ_k = π_k·(…) must stay a normal float
+
+
+def _per_mass_turn(obj, fns, z, d, c, hpj):
+    """Along a softmax ray ``z + t·d`` (``d`` lowers the vanishing logits only), the loss's slope
+    per unit of the mass being lowered, ``−(∇f·d)/Σ_k |d_k|π_k``, probed from t = 2^-6 until the
+    largest lowered log-mass reaches ``RAY_FAR_LOGP``. On a runaway it stays > 0.
+    ``(labels, log-mass, "turns")`` where it changes sign inside the range — a finite minimiser
+    along the ray, invisible in the values (they differ by ~π_k, below the loss's float64
+    resolution: RLHF with a floored reward at small β) — or ``"would turn (linear extrapolation)"``
+    where it falls linearly in log π_k (a β·log π_k term, e.g. RLHF's KL) and would cross zero
+    beyond the range; ``None`` otherwise (DPO's per-mass slope β·e^{(1−β)t} never changes sign)."""
+    X, K = np.shape(obj.problem.pi_ref)
+    if obj.param.name != "softmax" or z.size != X * K:
+        return None
+    low = np.nonzero(d < 0)[0]
+    if low.size == 0:
+        return None
+    lp0 = np.asarray(fns["at"](z, hpj, c)[4], dtype=np.float64).reshape(-1)
+    with np.errstate(divide="ignore"):
+        start = float(np.log(np.maximum(lp0[low], 1e-300)).min())
+    step = float(-d[low].max())  # the slowest-moving lowered logit per unit t
+    t_max = max((start - RAY_FAR_LOGP) / max(step, 1e-300), 1.0)
+    ts = np.geomspace(2.0 ** -6, t_max, 24)
+    rows, lps = [], []
+    for t in ts:
+        _, g, _, _, p = fns["at"](z + t * d, hpj, c)
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):  # −(∂f/∂t) per unit of the mass being lowered
+            rows.append([-float(np.asarray(g, dtype=np.float64) @ d) / float(np.sum(-d[low] * p[low]))])
+            lps.append([float(np.max(np.log(p[low]) - np.log(p.reshape(X, K).max(axis=1)).repeat(K)[low]))])
+    o, lp = np.array(rows), np.array(lps)
+    if not np.all(np.isfinite(o)):
+        return None
+    label = _labels(obj)
+    names = ", ".join(label(i // K, i % K) for i in low)
+    neg = o < -1e-9 * float(np.abs(o).max())  # strictly uphill (0 is an underflowed slope: DPO's β·e^{(1−β)t})
+    if neg.any():
+        i = int(np.argmax(neg.any(axis=1)))
+        if i == 0:
+            return names, float(lp[0].max()), "turns"
+        k = int(np.argmax(neg[i]))  # interpolate the crossing between probes i − 1 and i (linear in log π)
+        a, b = o[i - 1, k], o[i, k]
+        return names, float(lp[i - 1, k] + (lp[i, k] - lp[i - 1, k]) * a / (a - b)), "turns"
+    # linear fall in log π over the last probes (second difference ≪ first): extrapolate the crossing
+    x = lp[-3:]
+    y = o[-3:]
+    s1 = (y[1] - y[0]) / (x[1] - x[0])
+    s2 = (y[2] - y[1]) / (x[2] - x[1])
+    lin = (s2 > 0) & (np.abs(s1 - s2) <= 1e-6 * np.abs(s2))  # per-mass slope falls as log π falls
+    if lin.any():
+        root = x[2] - y[2] / s2
+        return names, float(np.max(root[lin])), "would turn (linear extrapolation beyond e^−575)"
+    return None
 
 
 def _free_responses(obj, fns, z, f, c, hpj, X, K) -> set:

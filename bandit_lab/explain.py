@@ -81,6 +81,35 @@ PRESETS.update({  # the libraries' defaults, then their KL forms at β = 0.1 (at
                                                          "algo.kl.use_loss": True, "algo.kl.estimator": "k3", "algo.kl.init_coef": 0.1}),
 })
 
+# TRL 1.16 DistillationConfig / experimental GKDConfig (bandit_lab.losses.distillation): the teacher is a
+# table in the config (``teacher`` or ``teacher_logits``); the preset's teacher is Kong's π* (App. B)
+def _distill_reader(loss: str, defaults: dict):
+    fields = {"beta", "temperature"} | ({"lmbda", "seq_kd"} if loss == "gkd" else set())  # the fields that act on the update
+    keep = set(defaults) | fields | {"teacher", "teacher_logits", "top_p", "top_k", "min_p", "repetition_penalty"}
+
+    def read(cfg: dict) -> tuple[str, dict]:
+        lp = {**defaults, **{k: v for k, v in cfg.items() if k in keep}}
+        if "teacher_logits" in cfg:
+            lp.pop("teacher", None)
+        return loss, lp
+    return read
+
+
+def _describe_distillation(hp: dict, static: dict) -> tuple[str, str, float]:
+    b = hp["beta"]
+    div = ("KL(teacher‖student) (forward)" if b == 0 else "KL(student‖teacher) (reverse)" if b == 1
+           else f"generalised JSD_β, β = {b:g}: β·KL(t‖m) + (1−β)·KL(s‖m), m = (1−β)·s + β·t")
+    return ("gradient of the token-mean divergence to the teacher at the positions the batch visits "
+            "(visiting law detached); its zero is the teacher for every β, τ, λ"), div, 0.0
+
+
+_KONG_TEACHER = {"teacher": [0.6, 0.3, 0.1]}
+register_reader("distillation", _distill_reader("distillation", {**_KONG_TEACHER}))
+register_reader("gkd", _distill_reader("gkd", {**_KONG_TEACHER}))
+DESCRIBERS.update(distillation=_describe_distillation, gkd=_describe_distillation)
+# (no PRESETS entries: the live page reads PRESETS and imposes its own β, a KL strength, where
+# distillation's β is TRL's JSD interpolation; `bandit-lab explain distillation|gkd [--set …]` reads them)
+
 KONG_APP_B = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "pairs": "uniform"}
 
 
@@ -139,9 +168,13 @@ def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
     pol = None if s.status == "runaway" else np.asarray(s.result.policy)
     gibbs = None if beta == 0 or pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
     tv = None if pol is None or gibbs is None else float(metrics.tv(pol, gibbs, pb.context_weight))
-    return {"reader": reader, "loss": loss, "loss_params": lp, "objective": obj, "divergence": div,
-            "status": s.status, "note": s.note, "residual": float(s.result.residual),
-            "policy": None if pol is None else pol.tolist(), "beta": beta, "tv_gibbs": tv}
+    out = {"reader": reader, "loss": loss, "loss_params": lp, "objective": obj, "divergence": div,
+           "status": s.status, "note": s.note, "residual": float(s.result.residual),
+           "policy": None if pol is None else pol.tolist(), "beta": beta, "tv_gibbs": tv}
+    if loss in ("distillation", "gkd"):  # no reward: the reference point is the teacher (its closed form)
+        t = o.loss.oracle(pb, o.hp, o.static)[0]
+        out["tv_teacher"] = None if pol is None else float(metrics.tv(pol, t, pb.context_weight))
+    return out
 
 
 def lines(r: dict) -> list[str]:
@@ -152,7 +185,9 @@ def lines(r: dict) -> list[str]:
             f"divergence  {r['divergence']}",
             f"stationary  {r['status']}  (‖F‖ = {r['residual']:.1e}) {r['note']}".rstrip(),
             f"policy      {pol}",
-            f"TV to Gibbs {tv}"]
+            f"TV to Gibbs {tv}"] if "tv_teacher" not in r else [
+        *lines({k: v for k, v in r.items() if k != "tv_teacher"})[:5],
+        f"TV to teacher {'—' if r['tv_teacher'] is None else format(r['tv_teacher'], '.3e')}"]
 
 
 def preset_table(spec: dict | None = None) -> list[dict]:

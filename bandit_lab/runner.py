@@ -11,7 +11,7 @@ import numpy as np
 from bandit_lab.infra import guards, timing
 from bandit_lab.core import train as train_mod
 from bandit_lab.core.objective import Objective, Stack
-from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.solvers.solver import ExactResult, newton_free, prepare_free, solve_exact
 
 
 STACK_MAX_PARAMS = 48
@@ -120,13 +120,42 @@ def solve_certified(objectives: Sequence[Objective], hps: Sequence[Sequence[dict
                                                 for i, o in enumerate(objectives)]), None
 
 
+def _prepare_exact(objectives, hps, inits):
+    """A started thread compiling the stacked exact solve's programs (:func:`solver.prepare_free`),
+    or ``None`` when the solve will not be one stack or ``BANDIT_LAB_OVERLAP=0``. Failures are
+    ignored: the solve then compiles as usual."""
+    import os
+    import threading
+
+    if os.environ.get("BANDIT_LAB_OVERLAP", "1") == "0" or inits is not None or len(objectives) < 2:
+        return None
+    objectives = list(objectives)
+    if any(getattr(o, "stateful", False) or o.param.constraint != "free" for o in objectives) or not _shared_hp(hps):
+        return None
+    if sum(int(np.size(jax.flatten_util.ravel_pytree(o.param.init())[0])) for o in objectives) > STACK_MAX_PARAMS:
+        return None
+
+    def work():
+        try:
+            prepare_free(Stack(tuple(objectives)), _merged(hps))
+        except Exception:  # an optimisation only
+            pass
+
+    t = threading.Thread(target=work, name="bandit-lab-prepare-exact", daemon=True)
+    t.start()
+    return t
+
+
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
                     seed: int = 0, inits=None, *, certify: bool = False):
     """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``;
     with ``certify``, ``(trajectories, exact, certificates)`` (:func:`solve_certified`)."""
+    pre = _prepare_exact(objectives, hps, inits)  # the exact solve's compile, beside the training
     with timing.phase("train"):
         trajs = train_batch(objectives, config, hps, seed, inits)
     with timing.phase("exact"):
+        if pre is not None:
+            pre.join()
         exact, certs = solve_certified(objectives, hps, inits)
     return (trajs, exact, certs) if certify else (trajs, exact)
 

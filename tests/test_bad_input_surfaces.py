@@ -200,3 +200,58 @@ def test_api_bad_argument(solved, case):
 def test_explore_max_memory_after_the_command_applied(cli):
     # was: a 1 kB --max-memory not applied to explore (the root form is tests/test_explore.py's)
     cli(["explore", "--max-memory", "1k"], match=r"over the limit of 1 kB")
+
+
+# ----------------------------------------------------------------------------- output files
+def test_explore_out_on_a_full_device_is_one_line(tmp_path, monkeypatch):
+    # was: an internal error; a write failing with ENOSPC leaves the old page and no temporary file
+    import errno
+    import os
+
+    from bandit_lab import explore
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
+    target = tmp_path / "p.html"
+    target.write_text("old page")
+    _raises(lambda: explore.write("<html></html>", str(target), overwrite=True), rf"cannot write {target}: No space left on device")
+    assert [p.name for p in tmp_path.iterdir()] == ["p.html"] and target.read_text() == "old page"
+
+
+@pytest.mark.parametrize("where", ["probe", "atomic"])
+def test_signal_right_after_a_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch, where):
+    # was (slow interrupt test, `run` at 3.13 s): a SIGINT landing inside tempfile.mkstemp after the
+    # file was made, before it returned, left '.bandit-lab-probe-…' in the --out directory
+    import os
+
+    from bandit_lab.infra import files
+
+    real = files.create_exclusive
+
+    def then_interrupted(path):
+        real(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "create_exclusive", then_interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        if where == "probe":
+            files.prepare_out(str(out))
+        else:
+            os.mkdir(out)
+            files.write_text(str(out / "records.json"), "{}")
+    assert not out.exists() if where == "probe" else list(out.iterdir()) == []

@@ -103,6 +103,7 @@ def test_teacher_logits_equal_teacher_probabilities(pb, teacher):
     assert abs(float(a.value(th, a.hp)) - float(b.value(th, b.hp))) < 1e-12
 
 
+@pytest.mark.slow
 def test_sampled_training_converges_to_the_teacher():
     """Sampled mode (16 completions per prompt and step, token tree): at the teacher every state's
     divergence gradient is 0, so the sampled update vanishes there — Adam lands on it (TV < 1e-6)."""
@@ -145,6 +146,7 @@ def test_gkd_refusals(pb):
         o.value(make_param(tp).init(), o.hp)
 
 
+@pytest.mark.slow
 def test_cli_solve_reports_the_teacher(tmp_path):
     spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "loss": "distillation",
             "loss_params": {"teacher": [0.2, 0.3, 0.5], "beta": 0.5, "temperature": 2.0}, "optimizer": {"steps": 300}}
@@ -158,3 +160,15 @@ def test_cli_solve_reports_the_teacher(tmp_path):
     p.write_text(json.dumps(spec))
     bad = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "beta" in bad.stderr and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_explain_reads_trl_distillation_configs():
+    """`explain distillation|gkd`: a config as TRL writes it (TrainingArguments fields are skipped),
+    the divergence in words, the exact point = the teacher (closed form, TV 1e-10), its verdict."""
+    from bandit_lab.explain import explain, lines
+
+    r = explain("distillation", {"beta": 0.0, "temperature": 2.0, "learning_rate": 1e-6, "teacher": [0.2, 0.5, 0.3]})
+    assert r["divergence"].startswith("KL(teacher‖student)") and r["status"] == "attracting"
+    assert r["tv_teacher"] < 1e-10 and lines(r)[-1].startswith("TV to teacher")
+    g = explain("gkd", {})  # GKDConfig defaults: β 0.5 (JSD), λ 0.5; teacher = Kong's π*
+    assert "β = 0.5" in g["divergence"] and np.max(np.abs(np.asarray(g["policy"]) - [[0.6, 0.3, 0.1]])) < 1e-10

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import jax
@@ -198,20 +196,25 @@ def test_beta_sweep_compiles_once():
     assert time.perf_counter() - t < 10.0
 
 
-def test_cli_solve_sampling_and_bad_input(tmp_path):
+def test_cli_solve_sampling_and_bad_input(tmp_path, capsys, cli):
+    """``solve`` in-process (a real process's contract: tests/test_bad_input.py::test_a_few_real_subprocesses)."""
+    from cli.main import main
+
     spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "loss": "reinforce",
             "loss_params": {"beta": 1.0}, "sampling": {"samples": 4096, "seed": 1}, "optimizer": {"steps": 1500}}
     p = tmp_path / "s.json"
     p.write_text(json.dumps(spec))
-    out = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p), "--json"], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout)
+    with pytest.raises(SystemExit) as e:
+        main(["solve", str(p), "--json"])
+    out, err = capsys.readouterr()
+    assert e.value.code in (0, None), err
+    res = json.loads(out)
     assert res["stationary_status"] == "attracting" and res["exact_vs_reference_tv"]["gibbs"] < 1e-10
     assert res["adam_vs_exact_tv"] < 1e-2
     spec["sampling"] = {"samples": -3}
     p.write_text(json.dumps(spec))
-    bad = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p)], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "sampling" in bad.stderr and "Traceback" not in bad.stderr
+    err = cli(["solve", str(p)], code=2)  # one line on stderr, exit 2, no traceback, no file written
+    assert "sampling" in err and "Traceback" not in err
 
 
 def test_beta_zero_allowed_for_onpolicy_only():

@@ -4,8 +4,6 @@ options, same hyperparameters, same stationary point); refusals name the field."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -81,13 +79,14 @@ def test_refusals_name_the_field(loss, lp, words):
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
-def test_cli_refuses_with_one_line(tmp_path):
+def test_cli_refuses_with_one_line(tmp_path, cli):
+    """In-process (a real process's contract: tests/test_bad_input.py::test_a_few_real_subprocesses)."""
     spec = {"pi_ref": [0.4, 0.4, 0.2], "preference": {"pi_star": [0.6, 0.3, 0.1]}, "loss": "grpo",
             "loss_params": {"num_generations": 3, "use_vllm": True}}
     p = tmp_path / "s.json"
     p.write_text(json.dumps(spec))
-    bad = subprocess.run([sys.executable, "-m", "cli.main", "solve", str(p)], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "use_vllm" in bad.stderr and "Traceback" not in bad.stderr
+    err = cli(["solve", str(p)], code=2)  # one line on stderr, exit 2, no traceback, no file written
+    assert "use_vllm" in err and "Traceback" not in err
 
 
 def test_dr_grpo_unscaled_bias_corrected_k3_is_gibbs_at_beta_G_over_G_minus_1():

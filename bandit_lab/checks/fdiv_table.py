@@ -43,18 +43,31 @@ def _f_version(pb, loss, beta, div, a):
     return dataclasses.replace(base, static={**base.static, "divergence": div})
 
 
-def table_row(pb, loss, beta, div, a):
-    """``(L_f(f-RLHF optimum), L(π_L), min L_f)`` on one problem (min L_f by the exact solver)."""
+def _params(loss, beta):
+    return {"beta": beta, **({"label_smoothing": 0.1} if loss in ("cdpo", "robust") else {})}
+
+
+def loss_optimum(pb, loss, beta) -> np.ndarray:
+    """π_L, the loss's own (reverse-KL) exact optimum on ``pb``: the same for every f of a row."""
     from bandit_lab import fixed_points as fp
 
-    params = {"beta": beta, **({"label_smoothing": 0.1} if loss in ("cdpo", "robust") else {})}
-    rk = make_objective(pb, loss, params)
-    r0 = fp.multistart(rk)[0] if loss != "hinge" else None
+    rk = make_objective(pb, loss, _params(loss, beta))
     if loss == "hinge":
         from bandit_lab.solvers.solver import solve_exact
 
-        r0 = solve_exact(rk)
-    pi_L = np.atleast_2d(r0.policy)
+        return np.atleast_2d(solve_exact(rk).policy)
+    return np.atleast_2d(fp.multistart(rk)[0].policy)
+
+
+def table_row(pb, loss, beta, div, a, pi_L=None):
+    """``(L_f(f-RLHF optimum), L(π_L), min L_f)`` on one problem (min L_f by the exact solver);
+    ``pi_L``: :func:`loss_optimum`, when the caller already has it (one solve per problem, not per f)."""
+    from bandit_lab import fixed_points as fp
+
+    params = _params(loss, beta)
+    rk = make_objective(pb, loss, params)
+    if pi_L is None:
+        pi_L = loss_optimum(pb, loss, beta)
     reward = beta * (np.log(pi_L) - np.log(pb.pi_ref))
     cand = rlhf_optimum(pb.pi_ref, reward, beta, div, a)
     fo = _f_version(pb, loss, beta, div, a)
@@ -76,8 +89,9 @@ def _difference(loss):
         worst = 0.0
         for _ in range(n):
             pb, beta = _problem(rng)
+            pi_L = loss_optimum(pb, loss, beta)
             for div, a in DIVS:
-                v_cand, v_L, _ = table_row(pb, loss, beta, div, a)
+                v_cand, v_L, _ = table_row(pb, loss, beta, div, a, pi_L)
                 worst = max(worst, abs(v_cand - v_L) / max(1.0, abs(v_L)))
         return worst
     return run
@@ -89,8 +103,9 @@ def _per_response(loss):
         gaps = []
         for _ in range(n):
             pb, beta = _problem(rng)
+            pi_L = loss_optimum(pb, loss, beta)
             for div, a in DIVS:
-                _v_cand, _v_L, tv = table_row(pb, loss, beta, div, a)
+                _v_cand, _v_L, tv = table_row(pb, loss, beta, div, a, pi_L)
                 gaps.append(tv)
         return min(gaps)
     return run

@@ -8,6 +8,7 @@ estimation for RL"), GRPO (Shao et al. 2024 Eq. 3) and its stationary policies (
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -26,9 +27,21 @@ def _beta(rng, lo=0.3, hi=3.0) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+_FIELDS: dict = {}
+
+
 def field(obj, theta) -> np.ndarray:
-    """The expected update F(θ) = ∇_θ' L(θ'; s(θ)) (state built from θ, detached)."""
-    return np.asarray(jax.grad(lambda p: obj.value(p, obj.hp))(jnp.asarray(theta)))
+    """The expected update F(θ) = ∇_θ' L(θ'; s(θ)) (state built from θ, detached).
+
+    One jitted program per objective signature (loss, options, shapes) with the problem's arrays
+    and the hyperparameters as arguments, kept for the process: evaluated eagerly, every
+    primitive compiled a small program of its own per shape (issue 22: ``verify``'s compiles)."""
+    key = (obj.signature(), tuple(sorted(obj.hp)))
+    if key not in _FIELDS:
+        if len(_FIELDS) > 256:
+            _FIELDS.clear()
+        _FIELDS[key] = jax.jit(lambda p, hp, c, obj=obj: jax.grad(lambda q: obj.value(q, hp, consts=c))(p))
+    return np.asarray(_FIELDS[key](jnp.asarray(theta), {k: float(v) for k, v in obj.hp.items()}, obj.consts()))
 
 
 def _stationary(obj):
@@ -37,9 +50,39 @@ def _stationary(obj):
     return solve(obj)
 
 
+def padded(pb: Problem, contexts: int) -> Problem:
+    """``pb`` with its last context repeated up to ``contexts`` contexts (equal weights).
+
+    Compile sharing for ``verify`` (issue 22): the stationary solver compiles its programs
+    (warm-start trainer, F, J, value, log π) once per *shape*, so instances with 1 or 2 (1 or 3)
+    contexts cost two sets. The on-policy objectives checked here are sums over contexts of
+    per-context terms (groups, baselines and KL are per prompt), so every context's stationary
+    point is independent of the others and of its weight: the padded problem's first
+    ``pb.n_contexts`` rows are ``pb``'s stationary point. The checks compare exactly those rows
+    with ``pb``'s own oracles (weighted by ``pb.context_weight``), so a coupling would fail them."""
+    X = pb.n_contexts
+    if X >= contexts:
+        return pb
+    idx = list(range(X)) + [X - 1] * (contexts - X)
+
+    def take(a):
+        return None if a is None else np.asarray(a)[idx]
+
+    import dataclasses
+
+    return dataclasses.replace(pb, pi_ref=take(pb.pi_ref), given_pref=take(pb.given_pref), given_pairs=take(pb.given_pairs),
+                               context_weight=np.full(contexts, 1.0 / contexts), reward=take(pb.reward), pi_star=take(pb.pi_star))
+
+
+def _stationary_policy(pb, contexts: int, loss: str, params: dict):
+    """The exact stationary policy of ``loss`` on ``pb`` (rows of ``pb``'s contexts), solved on
+    :func:`padded` ``(pb, contexts)``; ``None`` when the solve did not converge."""
+    s = _stationary(make_objective(padded(pb, contexts), loss, params))
+    return s.result.policy[: pb.n_contexts], s.result.converged
+
+
 def _rlhf_grad(pb, theta, beta, div="reverse_kl"):
-    o = make_objective(pb, "rlhf", {"beta": beta, "divergence": div})
-    return np.asarray(jax.grad(lambda p: o.value(p, o.hp))(jnp.asarray(theta)))
+    return field(make_objective(pb, "rlhf", {"beta": beta, "divergence": div}), theta)  # a plain gradient: no state
 
 
 # --------------------------------------------------------------------------- gradients
@@ -107,23 +150,27 @@ DIVERGENCE_OF = {  # (estimator, placement) → the functional whose gradient th
 }
 
 
+@functools.lru_cache(maxsize=None)
+def _functional_grad(key):
+    """∇_θ Σ_x w_x D(softmax(θ_x), π_ref(x)) for the functional D of ``DIVERGENCE_OF[key]``, jitted
+    once (evaluated eagerly it compiled a small program per primitive and shape)."""
+    D = DIVERGENCE_OF[key][1]
+    return jax.jit(jax.grad(lambda t, w, ref: jnp.sum(w * jax.vmap(D)(jax.nn.softmax(t, -1), ref))))
+
+
 def kl_gradient_table(pb, th) -> dict:
     """For each (estimator, placement): the expected update of REINFORCE with reward 0 and β = 1
     (= E[gradient of the KL term]), the gradient of the claimed functional, and of KL(π‖π_ref)."""
     zero = Problem.create(pb.pi_ref, reward=np.zeros_like(pb.pi_ref))
     w = jnp.asarray(zero.context_weight)
+    ref = jnp.asarray(zero.pi_ref)
+    t = jnp.asarray(th)
+    kl = np.asarray(_functional_grad(("k1", "reward"))(t, w, ref))
     out = {}
-    for (est, place), (name, D) in DIVERGENCE_OF.items():
+    for (est, place), (name, _D) in DIVERGENCE_OF.items():
         o = make_objective(zero, "reinforce", {"beta": 1.0, "kl_estimator": est, "kl_placement": place})
         f = field(o, th)
-
-        def functional(t, D=D):
-            p = jax.nn.softmax(t, -1)
-            return jnp.sum(w * jax.vmap(D)(p, jnp.asarray(zero.pi_ref)))
-
-        g = np.asarray(jax.grad(functional)(jnp.asarray(th)))
-        kl = np.asarray(jax.grad(DIVERGENCE_OF[("k1", "reward")][1] and (lambda t: jnp.sum(w * jax.vmap(DIVERGENCE_OF[("k1", "reward")][1])(
-            jax.nn.softmax(t, -1), jnp.asarray(zero.pi_ref)))))(jnp.asarray(th)))
+        g = np.asarray(_functional_grad((est, place))(t, w, ref))
         out[(est, place)] = {"divergence": name, "error": float(np.abs(f - g).max()),
                              "bias": float(np.linalg.norm(f - kl) / max(np.linalg.norm(kl), 1e-300))}
     return out
@@ -154,10 +201,10 @@ def reinforce_rloo_land_on_gibbs(n: int, seed: int) -> float:
         gibbs = rlhf_optimum(pb.pi_ref, pb.reward, beta)
         name = ("reinforce", "rloo")[i % 2]
         for lp in ({}, {"kl_estimator": "exact", "kl_placement": "loss"}):
-            s = _stationary(make_objective(pb, name, {"beta": beta, **lp}))
-            if not s.result.converged:
+            pol, ok = _stationary_policy(pb, 3, name, {"beta": beta, **lp})
+            if not ok:
                 return np.inf
-            worst = max(worst, metrics.tv(s.result.policy, gibbs, pb.context_weight))
+            worst = max(worst, metrics.tv(pol, gibbs, pb.context_weight))
     return worst
 
 
@@ -177,10 +224,10 @@ def grpo_vojnovic_yun(n: int, seed: int) -> float:
     for _ in range(n):
         pb, beta, G = _grpo_instance(rng)
         o = make_objective(pb, "grpo", {"beta": beta, "group_size": G})
-        s = _stationary(o)
+        pol, _ = _stationary_policy(pb, 2, "grpo", {"beta": beta, "group_size": G})
         for x in range(pb.n_contexts):
             pi_o, res, _ = grpo_fixed_point(pb.pi_ref[x], pb.reward[x], beta, G)
-            pi_s = s.result.policy[x]
+            pi_s = pol[x]
             a = abar_pairs(pi_s, pb.reward[x]) if G == 2 else abar(pi_s, pb.reward[x], G, "group_std")
             vy = pb.pi_ref[x] / (1 - a / beta)
             worst = max(worst, res, metrics.tv(pi_s, pi_o), np.abs(vy - pi_s).max())
@@ -195,8 +242,8 @@ def grpo_differs_from_gibbs(n: int, seed: int) -> float:
     smallest = np.inf
     for _ in range(n):
         pb, beta, G = _grpo_instance(rng)
-        s = _stationary(make_objective(pb, "grpo", {"beta": beta, "group_size": G}))
-        smallest = min(smallest, metrics.tv(s.result.policy, rlhf_optimum(pb.pi_ref, pb.reward, beta), pb.context_weight))
+        pol, _ = _stationary_policy(pb, 2, "grpo", {"beta": beta, "group_size": G})
+        smallest = min(smallest, metrics.tv(pol, rlhf_optimum(pb.pi_ref, pb.reward, beta), pb.context_weight))
     return smallest
 
 
@@ -214,12 +261,12 @@ def dr_grpo_removes_std(n: int, seed: int) -> float:
                  ("grpo", {"kl_estimator": "k1", "kl_placement": "reward", "std_eps": 0.1}, rlhf_optimum(pb.pi_ref, pb.reward, beta)),
                  ("dr_grpo", {"kl_estimator": "k1", "kl_placement": "reward"}, rlhf_optimum(pb.pi_ref, pb.reward, beta))]
         for name, lp, ref in cases:
-            s = _stationary(make_objective(pb, name, {"beta": beta, "group_size": G, **lp}))
-            worst = max(worst, metrics.tv(s.result.policy, ref, pb.context_weight))
+            pol, _ = _stationary_policy(pb, 2, name, {"beta": beta, "group_size": G, **lp})
+            worst = max(worst, metrics.tv(pol, ref, pb.context_weight))
         # TRL 1.16 names: dr_grpo + scale_rewards="none" + bias-corrected k3 (TRL's default) → Gibbs at β·G/(G−1)
         trl = {"loss_type": "dr_grpo", "scale_rewards": "none", "num_generations": G, "beta": beta}
-        s = _stationary(make_objective(pb, "grpo", trl))
-        worst = max(worst, metrics.tv(s.result.policy, rlhf_optimum(pb.pi_ref, pb.reward, be), pb.context_weight))
+        pol, _ = _stationary_policy(pb, 2, "grpo", trl)
+        worst = max(worst, metrics.tv(pol, rlhf_optimum(pb.pi_ref, pb.reward, be), pb.context_weight))
     return worst
 
 

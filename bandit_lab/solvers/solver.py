@@ -338,21 +338,16 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
             arrays.update({key: np.concatenate([sub[key][:k] for sub, k in parts]) for key in parts[0][0]})
         return out
     B = len(hps)
-    # Hessian columns by central differences, coloured: the objectives of a Stack are separable
-    # (value = Σ_m f_m(θ_m)), so coordinate j of *every* member can be perturbed in the same row
-    # and each member's block read from its own gradient — 2·max_m n_m + 1 rows per point instead
-    # of 2n + 1 (7 instead of 37 for the six weight-decay objectives). One objective: one block.
-    sizes = [int(np.size(ravel_pytree(jax.tree_util.tree_map(np.asarray, p))[0])) for p in template] \
-        if hasattr(objective, "objectives") and isinstance(template, tuple) else [n]
-    if sum(sizes) != n:
-        sizes = [n]
+    sizes = _member_sizes(objective, template, n)
+    ends = np.cumsum(sizes)
     block = np.repeat(np.arange(len(sizes)), sizes)  # member of each coordinate
     color = np.concatenate([np.arange(m) for m in sizes])  # its index within the member
     nb = max(sizes)
     same = block[:, None] == block[None, :]  # [k, i]: coordinates of one member
     R = 2 * nb + 1  # rows per point in every call (Hessian; the line search reuses the shape): one compile
-    keys = sorted({k for h in hps for k in {**objective.hp, **h}})
-    full = [{**objective.hp, **h} for h in hps]
+    base = objective.hp  # a Stack merges its members' hp on every access: once, not per point
+    full = [{**base, **h} for h in hps]
+    keys = sorted({k for h in full for k in h})
     hp_rows = {k: np.repeat([float(h[k]) for h in full], R) for k in keys}
     vg = _compiled(objective, unravel, "vg")
     consts = objective.consts()
@@ -377,54 +372,75 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
         return 0.5 * (H + np.swapaxes(H, 1, 2))
 
     it = 0
+    # the evaluation at rows(z) when the previous iteration already made it: the full step t = 1 is
+    # evaluated *with its Hessian rows* (rows(z + d)), so a point that accepts it (most, most of the
+    # time) needs no second call at the next iterate — one call per iteration instead of two; the
+    # iterates are the same to the last bit (the same candidates, in the same order)
+    cache = None
     for it in range(1, iters + 1):
-        Z, eps = rows(z)
-        v, g = evaluate(Z)
+        if cache is None:
+            Z, eps = rows(z)
+            v, g = evaluate(Z)
+        else:
+            v, g, eps = cache
+        cache = (v, g, eps)
         f0, g0 = v[:, 0], g[:, 0]
         if np.all(np.linalg.norm(g0, axis=1) <= gtol):
             break
         H = hessian(g, eps)
-        lam, V = np.linalg.eigh(H)
+        # the Hessian is block-diagonal (one block per member of a stack): its eigen-decomposition
+        # is the blocks' (M decompositions of n_m × n_m instead of one of n × n: 6·3³ vs 18³ flops
+        # for the six weight-decay objectives); the floor below is over all blocks, as before
+        eig = [np.linalg.eigh(H[:, e - k:e, e - k:e]) for e, k in zip(ends, sizes)]
         # floor 1e-20: an all-zero Hessian (piecewise-linear loss, e.g. hinge) gives a finite
         # steepest-descent-like step (then capped) instead of g/1e-309 = inf and NaN
-        scale = np.maximum(np.abs(lam).max(axis=1, keepdims=True), 1e-20)
-        lam = np.maximum(np.abs(lam), 1e-9 * scale)
-        d = -np.einsum("bij,bj->bi", V, np.einsum("bji,bj->bi", V, g0) / lam)
+        scale = np.maximum(np.max([np.abs(lam).max(axis=1) for lam, _ in eig], axis=0)[:, None], 1e-20)
+        d = np.concatenate([-np.einsum("bij,bj->bi", V, np.einsum("bji,bj->bi", V, g0[:, e - k:e]) / np.maximum(np.abs(lam), 1e-9 * scale))
+                            for (lam, V), e, k in zip(eig, ends, sizes)], axis=1)
         # Trust radius: no coordinate moves more than STEP_CAP per iteration. An uncapped first
         # step can throw a softmax into saturation, where gradient *and* curvature of the
         # starved logits are ~π_i ≈ 0 and the solve stalls far from the optimum (seen on
         # reverse-KL RLHF with small β). Near the optimum steps are small and uncapped.
         d = d * np.minimum(1.0, STEP_CAP / np.maximum(np.abs(d).max(axis=1), 1e-300))[:, None]
         slope = np.minimum(np.einsum("bi,bi->b", g0, d), 0.0)
-        # Armijo backtracking over t = 1, 1/2, …, 2^-39: the first acceptable t, candidates
-        # evaluated R at a time (a second batch of R only if some point accepted none of the first;
-        # the first batch always, for the gradient after the full step that the endgame reads)
+        # Armijo backtracking over t = 1, 1/2, …, 2^-39: the first acceptable t. The full step
+        # always (with its Hessian rows, for the next iterate; its gradient is the endgame's),
+        # then the others R at a time only if some point accepted none yet
         # (points in the endgame below, or already converged, need no search: their t is decided)
         tiny = -slope <= 1e-13 * (1.0 + np.abs(f0))
         t = np.zeros(B)
         found = tiny | (np.linalg.norm(g0, axis=1) <= gtol)
-        g_full = None
-        for s0 in range(0, _LS_STEPS, R):
+        Zn, eps_n = rows(z + d)
+        vn, gn = evaluate(Zn)
+        g_full = gn[:, 0]  # the gradient after the full step
+        ok1 = np.isfinite(vn[:, 0]) & (vn[:, 0] <= f0 + 1e-4 * ts[0] * slope) & (vn[:, 0] <= f0)
+        t = np.where(~found & ok1, 1.0, t)
+        found |= ok1
+        for s0 in range(1, _LS_STEPS, R):
+            if found.all():
+                break
             tt = np.zeros(R)
             m = min(R, _LS_STEPS - s0)
             tt[:m] = ts[s0 : s0 + m]
             vc, gc = evaluate(z[:, None, :] + tt[None, :, None] * d[:, None, :])
-            if g_full is None:
-                g_full = gc[:, 0]  # the gradient after the full step
             ok = np.isfinite(vc) & (vc <= f0[:, None] + 1e-4 * tt[None] * slope[:, None]) & (vc <= f0[:, None])
             ok[:, m:] = False
             new = ~found & ok.any(axis=1)
             t = np.where(new, tt[np.argmax(ok, axis=1)], t)
             found |= new
-            if found.all():
-                break
         # Endgame: once the predicted decrease −g·d is below the rounding of f, values can no
         # longer certify progress; take the full step if it shrinks the (exact) gradient.
         better = np.linalg.norm(g_full, axis=1) < np.linalg.norm(g0, axis=1)
         t = np.where(tiny, np.where(better, 1.0, 0.0), t)
         z = z + t[:, None] * d
-    Zf, eps = rows(z)  # row 0 is the point; the others give the Hessian there, for a certificate
-    v, g = evaluate(Zf)
+        full, stay = t == 1.0, (t == 0.0) & np.all(np.isfinite(d), axis=1)
+        cache = ((np.where(full[:, None], vn, v), np.where(full[:, None, None], gn, g), np.where(full[:, None], eps_n, eps))
+                 if np.all(full | stay) else None)
+    if cache is None:
+        Zf, eps = rows(z)  # row 0 is the point; the others give the Hessian there, for a certificate
+        v, g = evaluate(Zf)
+    else:
+        v, g, eps = cache
     if arrays is not None:
         arrays.update(z=z, g=g[:, 0], H=hessian(g, eps))
     policies = np.asarray(_compiled(objective, unravel, "policy")(z, consts))
@@ -435,6 +451,41 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     res = np.linalg.norm(g[:, 0], axis=1)
     ok = res <= max(gtol * 100, 1e-10)
     return [ExactResult(zs[b], policies[b], float(v[b, 0]), float(res[b]), bool(ok[b]), it, gs[b]) for b in range(B)]
+
+
+def _member_sizes(objective, template, n: int) -> list[int]:
+    """Hessian columns by central differences, coloured: the objectives of a Stack are separable
+    (value = Σ_m f_m(θ_m)), so coordinate j of *every* member can be perturbed in the same row
+    and each member's block read from its own gradient — 2·max_m n_m + 1 rows per point instead
+    of 2n + 1 (7 instead of 37 for the six weight-decay objectives). One objective: one block."""
+    sizes = [int(np.size(ravel_pytree(jax.tree_util.tree_map(np.asarray, p))[0])) for p in template] \
+        if hasattr(objective, "objectives") and isinstance(template, tuple) else [n]
+    return sizes if sum(sizes) == n else [n]
+
+
+@precision.float64
+def prepare_free(objective, hps: list[dict]) -> None:
+    """Compile the programs :func:`newton_free` will call for ``(objective, hps)`` — the vmapped
+    value-and-gradient at the block's row count and the policy — without solving anything (one
+    call each on the starting point). Meant for a background thread while the same sweep trains
+    (:func:`bandit_lab.runner.train_and_solve`): XLA compiles release the GIL, so on a machine with
+    a spare core the exact solve's compile overlaps the training instead of following it."""
+    template = jax.tree_util.tree_map(np.asarray, objective.param.init())
+    z0, unravel = ravel_pytree(template)
+    n = z0.size
+    if n > DENSE_MAX or not hps:
+        return
+    B = min(len(hps), NEWTON_BLOCK)
+    R = 2 * max(_member_sizes(objective, template, n)) + 1
+    base = objective.hp
+    keys = sorted({k for h in hps for k in {**base, **h}})
+    full = [{**base, **h} for h in hps[:B]]
+    full += [full[-1]] * (B - len(full))
+    hp_rows = {k: np.repeat([float(h[k]) for h in full], R) for k in keys}
+    consts = objective.consts()
+    z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
+    jax.block_until_ready(_compiled(objective, unravel, "vg")(np.repeat(z, R, axis=0), hp_rows, consts))
+    jax.block_until_ready(_compiled(objective, unravel, "policy")(z, consts))
 
 
 def _unravel_batch(template):

@@ -139,7 +139,8 @@ def certify_sweep(objective, hps: list[dict], arrays: dict) -> list[SweepCertifi
     ends = np.cumsum(sizes)
     z, g, H = arrays["z"], arrays["g"], arrays["H"]
     B = z.shape[0]
-    wd = np.array([float({**objective.hp, **h}.get("weight_decay", 0.0)) for h in hps])
+    base = objective.hp  # a Stack merges its members' hp on every access: once
+    wd = np.array([float({**base, **h}.get("weight_decay", 0.0)) for h in hps])
     whole = [(wd > 0) if getattr(o, "penalty", "params") == "params" else np.zeros(B, bool) for o in members]
     need = np.nonzero(~np.all(whole, axis=0))[0]  # points where some member's tangent needs J
     Js = None
