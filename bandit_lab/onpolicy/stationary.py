@@ -62,7 +62,8 @@ STEP_TOL = 1e-8  # Newton step on the field (logit units, scale-free) certifying
 SMALL = 1e-6  # a response below this × its context's largest mass is a runaway candidate (direction only)
 UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
 FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
-RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted
+RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted (stage 2)
+STAGE1 = 60  # iterations of plain Newton on F (radius 1, with flow bursts when stuck) before Newton on u joins
 _DEBUG = False
 _LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
 
@@ -141,7 +142,7 @@ def _alpha(objective, hp_b: dict, B: int) -> np.ndarray:
     return a if getattr(objective, "penalty", "params") == "params" else np.zeros(B)
 
 
-def _per_mass(shape, supp, alpha, Z, F, LP, J=None):
+def _per_mass(shape, supp, alpha, Z, F, LP, J=None, both=False):
     """``u = F/π`` and ``M = ∂u/∂θ`` (softmax logits; ``= diag(π)⁻¹J`` at a root), each context's largest-mass row rebuilt
     from the gauge identity ``Σ_k F_{x,k} = 2α Σ_k θ_{x,k}`` (and its derivative for ``J``): the
     row computed directly is a difference of O(1) terms whose true value may be 1e-30. Off the
@@ -166,7 +167,17 @@ def _per_mass(shape, supp, alpha, Z, F, LP, J=None):
     # ∂u/∂θ = diag(π)⁻¹J − diag(u)·∂log π/∂θ (= diag(π)⁻¹J at a root); ∂log π_k/∂θ_j = δ_kj − π_j in a context
     Pm = np.where(supp[None], P, 0.0).reshape(B, n)
     dlogp = np.eye(n)[None] * supp.reshape(1, n, 1) - (ind.T @ ind)[None] * Pm[:, None, :] * supp.reshape(1, n, 1)
-    return u, (S[..., None] * Jr).reshape(B, n, n) - u[:, :, None] * dlogp
+    MF = (S[..., None] * Jr).reshape(B, n, n)
+    return (u, MF - u[:, :, None] * dlogp, MF) if both else (u, MF - u[:, :, None] * dlogp)
+
+
+def _underflows(shape, supp, LP) -> np.ndarray:
+    """Rows [B] where a supported response's log-mass, relative to its context's largest, is below
+    ``UNDERFLOW_LOGP`` (``F = π·u`` is no longer a normal float there)."""
+    X, K = shape
+    L = np.where(supp[None], LP.reshape(-1, X, K), 0.0)
+    rel = L - np.max(np.where(supp[None], L, -np.inf), axis=2, keepdims=True)
+    return np.any(supp[None] & (rel < UNDERFLOW_LOGP), axis=(1, 2))
 
 
 def _tangent_softmax(shape, supp, alpha: float) -> np.ndarray:
@@ -222,10 +233,10 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         out = np.array(fn["F"](np.repeat(Z, _LS, axis=0), hp_ls, c)).reshape(B, _LS, n)
         return out[:, 0]
 
-    def scaled(Z, F, al, J=None):  # per unit of mass (softmax) or as is
+    def scaled(Z, F, al, J=None, both=False):  # per unit of mass (softmax) or as is
         if shape is None:
-            return F, J
-        return _per_mass(shape, supp, al, Z, F, np.asarray(fn["logp"](Z, c)), J)
+            return (F, J, J) if both else (F, J)
+        return _per_mass(shape, supp, al, Z, F, np.asarray(fn["logp"](Z, c)), J, both)
 
     if warm:
         P = warm_start(objective, hps, init)
@@ -242,19 +253,23 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         r = np.linalg.norm(u, axis=1)
     ts = 0.5 ** np.arange(_LS)
     radius = np.ones(B)
+    switched = np.zeros(B, bool) if shape is not None else np.ones(B, bool)
     step = np.full(B, np.inf)
     stalled_bursts = np.zeros(B, int)
     it = 0
     for it in range(1, iters + 1):
         J = np.asarray(fn["J"](z, hp_b, c))
-        _, M = scaled(z, f, alpha, J)
+        _, M, MF = scaled(z, f, alpha, J, both=True)
         d = np.zeros_like(z)
+        dF = np.zeros_like(z)  # Newton on F itself (diag(π)⁻¹J): the same root; it escapes ‖u‖'s spurious minima
         ok_row = np.zeros(B, bool)
         for b in range(B):
-            if not (np.all(np.isfinite(M[b])) and np.all(np.isfinite(u[b]))):
+            if not (np.all(np.isfinite(M[b])) and np.all(np.isfinite(MF[b])) and np.all(np.isfinite(u[b]))):
                 continue  # a singular point of the state (e.g. 1/P(non-degenerate group) at a vertex): no Newton step
-            d[b] = (-np.linalg.lstsq(M[b], u[b], rcond=1e-13)[0] if tangents[b] is None
-                    else _newton_dir(M[b], u[b], tangents[b]))
+            if tangents[b] is None:
+                d[b] = dF[b] = -np.linalg.lstsq(M[b], u[b], rcond=1e-13)[0]
+            else:
+                d[b], dF[b] = _newton_dir(M[b], u[b], tangents[b]), _newton_dir(MF[b], u[b], tangents[b])
             ok_row[b] = True
         step = np.where(ok_row, np.linalg.norm(d, axis=1), np.inf)
         # scale-free stop: the Newton step (logits) is negligible; unscaled fields also keep the old absolute test
@@ -262,22 +277,34 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
         live = ~done
         if not live.any():
             break
+        early = (it <= STAGE1) & ~switched  # stage 1: Newton on F at radius 1 (what converges from the flow's end)
+        d[early] = dF[early]
+        radius[early] = 1.0
         cap = np.abs(d).max(axis=1)
-        capped = cap > radius
+        capped = (cap > radius) & ~early
         d *= np.minimum(1.0, radius / np.maximum(cap, 1e-300))[:, None]
-        C = z[:, None, :] + ts[None, :, None] * d[:, None, :]
+        dF *= np.minimum(1.0, radius / np.maximum(np.abs(dF).max(axis=1), 1e-300))[:, None]
+        half = _LS // 2  # candidates: t = 1, ½, … along d, then along dF
+        C = np.concatenate([z[:, None, :] + ts[None, :half, None] * d[:, None, :],
+                            z[:, None, :] + ts[None, :half, None] * dF[:, None, :]], axis=1)
         FC = np.asarray(fn["F"](C.reshape(B * _LS, n), hp_ls, c))
         UC, _ = scaled(C.reshape(B * _LS, n), FC, alpha_ls)
         FC, UC = FC.reshape(B, _LS, n), UC.reshape(B, _LS, n)
         with np.errstate(over="ignore", invalid="ignore"):  # overflowing candidates: rc = inf, rejected below
             rc = np.linalg.norm(UC, axis=2)
-        ok = np.isfinite(rc) & (rc < (1.0 - 1e-4 * ts[None]) * r[:, None])
+        if shape is not None:  # a candidate whose masses underflow has u = 0/π = 0 there: never an improvement
+            rc[_underflows(shape, supp, np.asarray(fn["logp"](C.reshape(B * _LS, n), c))).reshape(B, _LS)] = np.inf
+        tt = np.concatenate([ts[:half], ts[:half]])
+        ok = np.isfinite(rc) & (rc < (1.0 - 1e-4 * tt[None]) * r[:, None])
         moved = ok.any(axis=1) & live
-        pick = np.argmax(ok, axis=1)
+        first = np.where(ok[:, :half].any(axis=1), np.argmax(ok[:, :half], axis=1), 0)  # first acceptable t along d
+        firstF = half + np.where(ok[:, half:].any(axis=1), np.argmax(ok[:, half:], axis=1), 0)  # … along dF
+        pick = np.where(~ok[np.arange(B), firstF] | (ok[np.arange(B), first] & (rc[np.arange(B), first] <= rc[np.arange(B), firstF])),
+                        first, firstF)
         for b in np.nonzero(moved)[0]:
             z[b], f[b], r[b], u[b] = C[b, pick[b]], FC[b, pick[b]], rc[b, pick[b]], UC[b, pick[b]]
-            radius[b] = min(2 * radius[b], RADIUS_MAX) if (pick[b] == 0 and capped[b]) else (
-                radius[b] if pick[b] == 0 else max(1.0, radius[b] / 2))
+            radius[b] = min(2 * radius[b], RADIUS_MAX) if (pick[b] in (0, half) and capped[b]) else (
+                radius[b] if pick[b] in (0, half) else max(1.0, radius[b] / 2))
         stuck = live & ~moved
         if _DEBUG: print(it, r, step, pick, radius, moved)
         if stuck.any():  # Newton cannot reduce ‖F‖ here: follow the flow θ̇ = −F for a while
@@ -287,6 +314,9 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
             eta = np.where(stuck, 0.5 / np.maximum(rho, 1e-12), 0.0)
             zn = np.array(fn["flow"](z, eta, hp_b, c))
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
+            if shape is not None:  # a burst that ran a mass below float64's range: keep the point (u = 0 there means nothing)
+                back = _underflows(shape, supp, np.asarray(fn["logp"](zn, c))) & ~_underflows(shape, supp, np.asarray(fn["logp"](z, c)))
+                zn[back] = z[back]
             z = zn
             f = field(z)
             u, _ = scaled(z, f, alpha)
