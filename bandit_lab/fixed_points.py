@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 
-
+import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
@@ -370,6 +370,60 @@ def _label(name: str, params: dict) -> str:
     return name + ("[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]" if params else "")
 
 
+def _trdpo_runaway_row(obj, name, params, w, dpo_policy, rlhf_policy) -> Row:
+    """TR-DPO without weight decay: no synced fixed point. The certificate is the identity of
+    :mod:`bandit_lab.losses.trdpo` — at ``θ_ref = θ`` the field is the constant ``−(β/2)·n`` — re-checked
+    here numerically: the field evaluated at π_ref's logits and at two random logit vectors equals
+    ``−(β/2)·n`` (context-weighted, centred per context: softmax logits' gauge), and ``n ≠ 0``. A
+    constant non-zero field has no zero anywhere, and the flow θ̇ = (β/2)·n drives every context to
+    the vertex of its largest net win weight (the limit shown). The on-policy stationary solver
+    cannot say this scale-free (its runaway ray needs ``F_k = O(π_k)``; here ``F`` is constant)."""
+    from jax.flatten_util import ravel_pytree
+
+    cf, note = closed_form(obj)
+    W = np.asarray(obj.data.weight)
+    n = W.sum(-1) - W.sum(-2)
+    beta = float(obj.hp["beta"])
+    c = obj.consts()
+
+    def field(p):
+        st = obj.loss.state_init(obj, p, obj.hp, None, c)
+        st = jax.tree_util.tree_map(jax.lax.stop_gradient, st)
+        return np.asarray(ravel_pytree(jax.grad(lambda q: obj.value(q, obj.hp, consts=c, state=st))(p))[0])
+
+    rng = np.random.default_rng(0)
+    starts = [obj.param.init()] + [jax.tree_util.tree_map(lambda a: jnp.asarray(rng.normal(0.0, 3.0, np.shape(a))), obj.param.init())
+                                    for _ in range(2)]
+    fields = [field(p).reshape(n.shape) for p in starts]
+    centred = [f - f.mean(-1, keepdims=True) for f in fields]
+    want = -(beta / 2.0) * n
+    want = want - want.mean(-1, keepdims=True)
+    scale = max(float(np.abs(want).max()), 1e-300)
+    # the objective's value may weight contexts (and scale the loss): compare up to one positive factor per context
+    ratios = [np.array([(f[x] @ want[x]) / max(float(want[x] @ want[x]), 1e-300) for x in range(n.shape[0])]) for f in centred]
+    dev = max(float(np.abs(f - r[:, None] * want).max()) for f, r in zip(centred, ratios)) / scale
+    agree = max(float(np.abs(r - ratios[0]).max()) for r in ratios) / max(float(np.abs(ratios[0]).max()), 1e-300)
+    constant = dev <= 1e-10 and agree <= 1e-10 and bool(np.all(ratios[0] > 0)) and bool(np.any(np.abs(want) > 0))
+    cert = {"net_win": n.tolist(), "field_deviation": dev, "field_variation": agree, "stability": "runaway" if constant else "not converged"}
+    tv_d = None if dpo_policy is None else float(metrics.tv(cf, dpo_policy, w))
+    tv_r = None if rlhf_policy is None else float(metrics.tv(cf, rlhf_policy, w))
+    if constant:
+        zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
+        status = ("no finite minimiser: π(" + "; ".join(", ".join(f"y{k + 1}" for k in z) for z in zero_rows)
+                  + f") → 0 along the constant synced field −(β/2)n (re-checked at 3 points to {max(dev, agree):.0e}); limit shown")
+        verdict = Verdict(Kind.STATIONARY, "runaway: " + status, certificate=cert, limit=np.atleast_2d(cf).tolist())
+        policy = np.atleast_2d(cf)
+    else:  # the identity failed numerically: say so, never claim the runaway
+        status = f"not certified: the synced field is not the constant −(β/2)n here (deviation {dev:.1e})"
+        verdict = Verdict(Kind.NOT_CERTIFIED, status, certificate=cert)
+        policy = np.atleast_2d(obj.policy(obj.param.init()))
+    return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+               method="field", policy=np.asarray(policy, dtype=np.float64).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
+               tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=False, finite=False, status=status, residual=float(np.linalg.norm(fields[0])),
+               closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0 if constant else None,
+               verdict=verdict.as_json())
+
+
 def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     obj = base.with_loss(name, params)
     w = obj.problem.context_weight
@@ -377,6 +431,8 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     extra = ""
     distinct: list = []
     hp = dict(obj.hp)
+    if name == "trdpo" and hp.get("weight_decay", 0.0) == 0.0:
+        return _trdpo_runaway_row(obj, name, params, w, dpo_policy, rlhf_policy)
     if obj.stateful:  # on-policy algorithm: the root of its expected-update field, not a minimum
         from bandit_lab.onpolicy.stationary import solve
 
@@ -421,19 +477,6 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
             r, distinct = multistart(obj)
             residual, converged, params_, policy = r.residual, r.converged, r.params, r.policy
     cf, note = closed_form(obj)
-    if name == "trdpo" and hp.get("weight_decay", 0.0) == 0.0 and cf is not None:
-        # no zero of the synced field: the runaway is along the constant field, to the net-win vertex
-        policy, converged, residual, method = cf, False, float(residual), "field"
-        zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
-        status = "no finite minimiser: π(" + "; ".join(", ".join(f"y{k + 1}" for k in z) for z in zero_rows) + ") → 0 along the constant synced field; limit shown"
-        w = obj.problem.context_weight
-        tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
-        return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
-                   method=method, policy=np.atleast_2d(policy).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
-                   tv_rlhf=None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w)), tv_dpo=tv_d, shares_dpo=False,
-                   finite=False, status=status, residual=residual, closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0,
-                   verdict=Verdict(Kind.STATIONARY, "runaway: " + status, certificate={"stability": "runaway"},
-                                   limit=np.atleast_2d(cf).tolist()).as_json())
     unconstrained = obj.param.name in ("softmax", "simplex") and hp.get("weight_decay", 0.0) == 0.0
     if name == "hinge" and cf is not None:
         method = "lp"

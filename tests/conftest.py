@@ -3,6 +3,7 @@
 import os
 import re
 
+import numpy as np
 import pytest
 
 # On a GPU, XLA may reduce and scatter with atomics, whose order (and so the last bits) changes from
@@ -22,6 +23,43 @@ jax.config.update("jax_numpy_rank_promotion", "allow")
 
 def pytest_configure(config):
     assert jax.config.jax_enable_x64, "tests need float64"
+
+
+# ----------------------------------------------------------------------------- on-policy references
+# shared by tests/test_explain.py and tests/test_variant_points.py
+
+def group_std_point_by_enumeration(pi_ref, r, G, beta, eps=1e-4):
+    """Independent NumPy computation (no bandit-lab code): the interior zero of group-std GRPO with
+    an expected KL(π‖π_ref) gradient (TRL's bias-corrected k3). Zero ⇔ g_k − ḡ = β(h_k − h̄) for all
+    k, g_k = E[(r_k − mean)/(std_ddof1 + ε) | focal k] over the G − 1 others ~ π (0 for a degenerate
+    group), h = log π/π_ref; solved as the fixed point θ_k − θ_0 = log π_ref,k/π_ref,0 + (g_k − g_0)/β."""
+    import itertools
+
+    from scipy.special import gammaln
+
+    K = len(r)
+    comps = np.array([np.bincount(c, minlength=K) for c in itertools.combinations_with_replacement(range(K), G - 1)], float)
+    logc = gammaln(G) - gammaln(comps + 1).sum(1)
+
+    def g_of(lp):
+        P = np.exp(logc + np.where(comps > 0, comps * lp, 0).sum(1))
+        out = np.zeros(K)
+        for k in range(K):
+            A = []
+            for n in comps:
+                rs = np.concatenate([np.repeat(r, n.astype(int)), [r[k]]])
+                A.append(0.0 if np.all(rs == rs[0]) else (r[k] - rs.mean()) / (rs.std(ddof=1) + eps))
+            out[k] = P @ np.asarray(A)
+        return out
+
+    th = np.log(pi_ref)
+    for _ in range(100):
+        g = g_of(th - np.logaddexp.reduce(th))
+        new = np.log(pi_ref / pi_ref[0]) + (g - g[0]) / beta
+        if np.max(np.abs(new - (th - th[0]))) < 1e-13:
+            break
+        th = new
+    return new
 
 
 # ----------------------------------------------------------------------------- the bad-input contract

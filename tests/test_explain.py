@@ -6,6 +6,7 @@ import pytest
 
 from bandit_lab.explain import explain
 from bandit_lab.solvers.oracles import rlhf_optimum
+from conftest import group_std_point_by_enumeration  # noqa: E402  (tests/ is on the path)
 
 
 def test_trl_default_grpo_config_runs_away():
@@ -51,49 +52,15 @@ def test_a2po_default_config_is_gibbs_at_beta2():
     assert np.max(np.abs(np.asarray(r["policy"]) - g)) < 1e-8 and r["tv_gibbs"] < 1e-8
 
 
-def _group_std_point_by_enumeration(pi_ref, r, G, beta, eps=1e-4):
-    """Independent NumPy computation (no bandit-lab code): the interior zero of group-std GRPO with
-    an expected KL(π‖π_ref) gradient (TRL's bias-corrected k3). Zero ⇔ g_k − ḡ = β(h_k − h̄) for all
-    k, g_k = E[(r_k − mean)/(std_ddof1 + ε) | focal k] over the G − 1 others ~ π (0 for a degenerate
-    group), h = log π/π_ref; solved as the fixed point θ_k − θ_0 = log π_ref,k/π_ref,0 + (g_k − g_0)/β."""
-    import itertools
-
-    from scipy.special import gammaln
-
-    K = len(r)
-    comps = np.array([np.bincount(c, minlength=K) for c in itertools.combinations_with_replacement(range(K), G - 1)], float)
-    logc = gammaln(G) - gammaln(comps + 1).sum(1)
-
-    def g_of(lp):
-        P = np.exp(logc + np.where(comps > 0, comps * lp, 0).sum(1))
-        out = np.zeros(K)
-        for k in range(K):
-            A = []
-            for n in comps:
-                rs = np.concatenate([np.repeat(r, n.astype(int)), [r[k]]])
-                A.append(0.0 if np.all(rs == rs[0]) else (r[k] - rs.mean()) / (rs.std(ddof=1) + eps))
-            out[k] = P @ np.asarray(A)
-        return out
-
-    th = np.log(pi_ref)
-    for _ in range(100):
-        g = g_of(th - np.logaddexp.reduce(th))
-        new = np.log(pi_ref / pi_ref[0]) + (g - g[0]) / beta
-        if np.max(np.abs(new - (th - th[0]))) < 1e-13:
-            break
-        th = new
-    return new
-
-
 def test_trl_grpo_beta004_has_a_finite_attracting_point_with_tiny_masses():
     """TRL 1.16 GRPOConfig(beta=0.04) (dapo, group std, bias-corrected k3) on Kong App. B: a finite,
     attracting point with π(y2), π(y3) ≈ 1e-27 (logit gaps ≈ −62 = −2.47/β: the outlier's
     std-normalised advantage is scale-free). It was reported "runaway" before the corrected k3 was
     written without cancellation (k3·ρ's two ±π_ref/π_old terms swamped its gradient at π ≪ π_ref).
-    Checked against the independent enumeration above: logit gaps to 1e-8."""
+    Checked against the independent enumeration (tests/conftest.py): logit gaps to 1e-8."""
     r = explain("grpo", {"beta": 0.04})
     assert r["status"] == "attracting", r["note"]
-    want = _group_std_point_by_enumeration(np.array([0.4, 0.4, 0.2]), np.log([0.6, 0.3, 0.1]), 8, 0.04)
+    want = group_std_point_by_enumeration(np.array([0.4, 0.4, 0.2]), np.log([0.6, 0.3, 0.1]), 8, 0.04)
     gaps = np.log(np.asarray(r["policy"]).ravel())
     np.testing.assert_allclose(gaps - gaps[0], want, rtol=0, atol=1e-8)
     assert want[1] < -60 and want[2] < -60

@@ -5,8 +5,8 @@ Each row puts an independently computed point into the variant's exact expected 
 loss's own code, softmax logits = log π) and asserts that the update per unit of mass vanishes
 there, max_k |F_k/π_k| ≤ 1e-9, and is ≥ 1e-3 at a nearby wrong point (so the check can fail).
 The independent points are NumPy only: Gibbs π_ref·e^{r/β'}/Z, the forward-KL point by bisection,
-and the group-std point by enumeration of the group's compositions (tests/test_explain.py's
-``_group_std_point_by_enumeration``, with each library's ε). One problem (Kong et al. App. B), one
+and the group-std point by enumeration of the group's compositions (tests/conftest.py's
+``group_std_point_by_enumeration``, with each library's ε). One problem (Kong et al. App. B), one
 module; each variant compiles one gradient (≈ 1 s).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from bandit_lab.core.objective import make_objective
 from bandit_lab.core.problems import Problem
-from test_explain import _group_std_point_by_enumeration  # noqa: E402  (tests/ is on the path, as conftest)
+from conftest import group_std_point_by_enumeration  # noqa: E402  (tests/ is on the path)
 
 PI_REF = np.array([0.4, 0.4, 0.2])
 R = np.log([0.6, 0.3, 0.1])
@@ -50,7 +50,7 @@ def _forward_kl_point(c, beta):
 
 
 def _group_std(eps, beta=BETA, n=G):
-    th = _group_std_point_by_enumeration(PI_REF, R, n, beta, eps=eps)
+    th = group_std_point_by_enumeration(PI_REF, R, n, beta, eps=eps)
     p = np.exp(th - np.logaddexp.reduce(th))
     return p
 

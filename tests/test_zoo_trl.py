@@ -317,6 +317,39 @@ def test_trdpo_moving_optimum_is_rlhf_at_shrinking_beta():
     assert row["finite"] is False and row["policy"][0][0] == 1.0
 
 
+def test_trdpo_runaway_certificate_is_the_constant_synced_field():
+    """Without weight decay TR-DPO has no synced fixed point: its certificate is that the field at
+    θ_ref = θ is the constant −(β/2)n. Independently of the row's own check: n from Kong App. B's
+    BT preferences by hand (uniform pairs, p_ij = π*_i/(π*_i + π*_j)), and the DPO gradient against
+    a frozen reference equal to the current policy by central differences at a random θ — the
+    same vector, up to the loss's normalisation (one positive factor), wherever θ is."""
+    row = fp.fixed_points(only=["trdpo"])["records"][0]
+    cert = row["verdict"]["certificate"]
+    ps = np.array([0.6, 0.3, 0.1])
+    P = ps[:, None] / (ps[:, None] + ps[None, :])
+    n = (P - P.T).sum(1)  # Σ_j p_ij − p_ji (diagonal 0); up to the pair weight's normalisation
+    got = np.asarray(cert["net_win"][0])
+    assert np.abs(got / np.abs(got).max() - n / np.abs(n).max()).max() < 1e-12
+    assert cert["stability"] == "runaway" and cert["field_deviation"] < 1e-12 and row["verdict"]["limit"] == [[1.0, 0.0, 0.0]]
+    assert "y2, y3" in row["status"] and row["method"] == "field"
+
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        th = rng.normal(0.0, 3.0, 3)
+        lp0 = th - np.logaddexp.reduce(th)  # the frozen reference = the current policy
+        synced = make_objective(Problem.create(np.exp(lp0), pi_star=[0.6, 0.3, 0.1]), "dpo", {"beta": 1.0})
+
+        def value(t):
+            return float(synced.value(jnp.asarray(t)[None], synced.hp))
+
+        g = np.array([(value(th + h) - value(th - h)) / 2e-5 for h in 1e-5 * np.eye(3)])
+        g -= g.mean()
+        want = -0.5 * n
+        want -= want.mean()
+        c = (g @ want) / (want @ want)
+        assert c > 0 and np.abs(g - c * want).max() < 1e-8 * np.abs(want).max()
+
+
 # --------------------------------------------------------------------------- token trees
 
 def test_sigmoid_norm_and_lddpo_on_a_tree():
