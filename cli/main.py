@@ -82,11 +82,12 @@ def _root(
         plugins.set_timeout(plugins.DEFAULT_TIMEOUT if plugin_timeout is None else plugin_timeout)
         for path in plugin or ():
             plugins.load_plugin(path)
-    if max_memory is not None or max_work is not None:
-        from bandit_lab.infra import budget
+    from bandit_lab.infra import budget
 
-        budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
-                          None if max_work is None else budget.parse_duration(max_work))
+    # every invocation sets both limits (None: the default), so an in-process caller's earlier
+    # `--max-memory 1k …` (a test's) does not carry over into its next command
+    budget.set_limits(None if max_memory is None else budget.parse_size(max_memory),
+                      None if max_work is None else budget.parse_duration(max_work))
 
 
 # ----------------------------------------------------------------------------- helpers

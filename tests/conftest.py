@@ -1,5 +1,6 @@
 """Shared test setup: float64 for the whole test process (``bandit_lab.enable_x64()``, as the
 ``bandit-lab`` command does; importing bandit_lab alone leaves JAX's config alone), strict checks."""
+import contextlib
 import os
 import re
 
@@ -23,6 +24,37 @@ jax.config.update("jax_numpy_rank_promotion", "allow")
 
 def pytest_configure(config):
     assert jax.config.jax_enable_x64, "tests need float64"
+
+
+# ----------------------------------------------------------------------------- parallel by default
+# `python -m pytest -q` (the README's command, CI's) runs the whole default suite on two pytest-xdist
+# workers when pytest-xdist is installed (the `test` extra declares it): measured in docs/performance.md
+# ("The test suite"). Files, not single tests, are the unit of distribution (`--dist loadfile`): a
+# module's fixtures (compiled programs shared by its tests) are built once, on one worker. Serial
+# (as before) when pytest-xdist is absent or disabled (`-p no:xdist`), when you name tests yourself
+# (`pytest tests/test_x.py -k …`: no worker start-up for a few tests), with `-n N` / `-n 0` given,
+# with --pdb or --collect-only, or with BANDIT_LAB_TEST_WORKERS=0 (or =N for N workers).
+DEFAULT_WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    workers = os.environ.get("BANDIT_LAB_TEST_WORKERS", "").strip()
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is not None or config.option.dist != "no" or getattr(config.option, "tx", None):
+        return  # the caller chose
+    if config.getoption("usepdb", False) or config.getoption("collectonly", False):
+        return
+    if workers:
+        n = int(workers)
+    elif config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        n = DEFAULT_WORKERS
+    else:
+        return
+    if n > 0:
+        config.option.numprocesses = n
+        config.option.dist = "loadfile"
 
 
 # ----------------------------------------------------------------------------- on-policy references
@@ -60,6 +92,45 @@ def group_std_point_by_enumeration(pi_ref, r, G, beta, eps=1e-4):
             break
         th = new
     return new
+
+
+# ----------------------------------------------------------------------------- counting XLA compiles
+# shared by the "compiles once" tests (test_core_solver, test_onpolicy, test_explore, test_explore_live)
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+@contextlib.contextmanager
+def compile_events():
+    """``with compile_events() as names:`` — the XLA backend compiles (JAX's monitoring event, one
+    per compiled program) while the block runs. Registers its own listener and removes only that one
+    (never ``jax.monitoring.clear_event_listeners()``, which would also remove JAX's and other
+    tests' listeners): ``unregister_event_duration_listener`` where JAX has it (≥ 0.4.36), else the
+    listener is taken out of JAX's list by hand."""
+    names: list = []
+
+    def listener(name, *a, **k):
+        if name == COMPILE_EVENT:
+            names.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
+        if unregister is not None:
+            unregister(listener)
+        else:  # older JAX: the private list the register function appends to
+            from jax._src import monitoring
+
+            monitoring._event_duration_secs_listeners.remove(listener)
+
+
+def count_compiles(fn) -> int:
+    """How many XLA programs ``fn()`` compiles (:func:`compile_events`)."""
+    with compile_events() as names:
+        fn()
+    return len(names)
 
 
 # ----------------------------------------------------------------------------- the bad-input contract
@@ -119,3 +190,139 @@ def cli(tmp_path, monkeypatch, capsys):
 
     run.tmp = tmp_path
     return run
+
+
+# ----------------------------------------------------------------------------- process-wide state
+# Tests run in one process (and, under pytest-xdist, several tests of different modules share a
+# worker in an order nobody chose), so a test that changes process-wide state — an in-process
+# `bandit-lab --max-memory 1k …` (budget limits), `--float32`, `--plugin` (a registered loss), the
+# persistent cache turned on by any in-process command, an environment variable, a JAX option, a
+# jax.monitoring listener, a signal handler — must not hand it to the next test. The autouse
+# fixture below snapshots all of it before each test (after the module's own fixtures, which a
+# module-scoped twin restores at the module's end) and puts back what changed. With
+# BANDIT_LAB_TEST_LEAKS=FILE it also appends which test changed what to FILE (how the leaks were found).
+
+_MONITORING_LISTS = ("_event_listeners", "_event_duration_secs_listeners", "_event_time_span_listeners", "_scalar_listeners")
+
+
+def _state() -> dict:
+    import signal
+    import sys
+
+    from bandit_lab import errors, explain, plugins
+    from bandit_lab.infra import budget, export_cache, precision
+    from bandit_lab.losses import base
+
+    mon = sys.modules.get("jax._src.monitoring")
+    return {
+        "environ": {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"},  # pytest's own
+        "cwd": os.getcwd(),
+        "jax_config": dict(jax.config.values),
+        "budget": dict(budget._limits),
+        "precision": list(precision._PROCESS_CHOICE),
+        "export_dir": export_cache._DIR,
+        "plugin_timeout": list(plugins._TIMEOUT),
+        "user_losses": set(plugins._USER),
+        "plugin_files": {k: list(v) for k, v in plugins._LOADED.items()},
+        "plugin_shown": dict(plugins._SHOWN),
+        "losses": dict(base.REGISTRY),
+        "readers": (dict(explain.READERS), dict(explain.PRESETS), dict(explain.DESCRIBERS)),
+        "interrupts": (list(errors._INTERRUPTED), list(errors._ARMED)),
+        "signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)},
+        "itimer": signal.getitimer(signal.ITIMER_REAL)[0] > 0,
+        "hooks": (sys.excepthook, sys.unraisablehook),
+        "monitoring": {n: list(getattr(mon, n, ())) for n in _MONITORING_LISTS} if mon else {},
+        "sys_path": list(sys.path),
+    }
+
+
+_GROWS = ("losses", "readers")  # filled lazily (on first use): growing is not a leak; a user's loss is ("user_losses")
+
+
+def _only_grew(a, b) -> bool:
+    if isinstance(a, tuple):
+        return all(_only_grew(x, y) for x, y in zip(a, b))
+    return all(b.get(k) is v for k, v in a.items())
+
+
+def _restore(old: dict, new: dict) -> list[str]:
+    """Put back what changed between ``old`` and ``new``; the names of what was put back. Lazily
+    filled registries (built-in losses, readers added by a module imported on first use) only grow:
+    what a test *added* is removed only when it is a user's (a plugin's) entry."""
+    import signal
+    import sys
+
+    from bandit_lab import errors, explain, plugins
+    from bandit_lab.infra import budget, cache, export_cache, precision
+    from bandit_lab.losses import base
+
+    changed = [k for k in old if old[k] != new[k] and not (k in _GROWS and _only_grew(old[k], new[k]))]
+    if "environ" in changed:
+        for k in set(new["environ"]) - set(old["environ"]):
+            del os.environ[k]
+        os.environ.update(old["environ"])
+    if "cwd" in changed:
+        os.chdir(old["cwd"])
+    if "jax_config" in changed:
+        diff = {k: v for k, v in old["jax_config"].items() if new["jax_config"].get(k) != v}
+        if "jax_compilation_cache_dir" in diff:
+            cache.disable()  # also forgets JAX's memo of whether the cache is in use
+        for k, v in diff.items():
+            jax.config.update(k, v)
+    budget._limits.clear()
+    budget._limits.update(old["budget"])
+    precision._PROCESS_CHOICE[:] = old["precision"]
+    export_cache.set_dir(old["export_dir"])
+    plugins._TIMEOUT[:] = old["plugin_timeout"]
+    for name in new["user_losses"] - old["user_losses"]:
+        base.REGISTRY.pop(name, None)
+    plugins._USER.clear()
+    plugins._USER.update(old["user_losses"])
+    plugins._LOADED.clear()
+    plugins._LOADED.update(old["plugin_files"])
+    plugins._SHOWN.clear()
+    plugins._SHOWN.update(old["plugin_shown"])
+    base.REGISTRY.update({k: v for k, v in old["losses"].items() if base.REGISTRY.get(k) is not v})
+    for now, before in zip((explain.READERS, explain.PRESETS, explain.DESCRIBERS), old["readers"]):
+        now.update({k: v for k, v in before.items() if now.get(k) is not v})
+    errors._INTERRUPTED[:] = old["interrupts"][0]
+    errors._ARMED[:] = old["interrupts"][1]
+    for s, h in old["signals"].items():
+        if new["signals"][s] != h and h is not None:
+            signal.signal(s, h)
+    if new["itimer"] and not old["itimer"]:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    sys.excepthook, sys.unraisablehook = old["hooks"]
+    mon = sys.modules.get("jax._src.monitoring")
+    for n, before in old["monitoring"].items():
+        getattr(mon, n)[:] = before
+    sys.path[:] = old["sys_path"]
+    return changed
+
+
+def _guard(what: str):
+    old = _state()
+    old_copy = dict(old)
+    yield
+    new = _state()
+    changed = _restore(old, new)
+    log = os.environ.get("BANDIT_LAB_TEST_LEAKS")
+    if changed and log:
+        with open(log, "a") as fh:
+            fh.write(f"{what}: {', '.join(changed)}\n")
+            for k in changed:
+                a, b = old_copy[k], new[k]
+                if isinstance(a, dict):
+                    a, b = ({i: str(v)[:80] for i, v in d.items()} for d in (a, b))
+                    a, b = ({i: v for i, v in a.items() if b.get(i) != v}, {i: v for i, v in b.items() if a.get(i) != v})
+                fh.write(f"    {k}: {str(a)[:300]} -> {str(b)[:300]}\n")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_module_state(request):
+    yield from _guard(request.module.__name__)
+
+
+@pytest.fixture(autouse=True)
+def _restore_test_state(request):
+    yield from _guard(request.node.nodeid)

@@ -16,6 +16,7 @@ from bandit_lab.core.random_problems import random_problem
 from bandit_lab.runner import train_and_solve, train_batch
 from bandit_lab.solvers.solver import solve_exact
 from bandit_lab.core.train import TrainConfig, make_train
+from conftest import count_compiles  # noqa: E402  (tests/ is on the path)
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +149,7 @@ def test_sweep_compiles_once(monkeypatch):
     assert c64 == c16 and 1 <= c16 <= 4  # a new grid size retraces the two batched programs, nothing more
 
 
-def _compiles(fn) -> int:
-    counts = []
-    listener = lambda name, *a, **k: counts.append(name) if name == "/jax/core/compile/backend_compile_duration" else None  # noqa: E731
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        fn()
-    finally:
-        jax.monitoring.clear_event_listeners()
-    return len(counts)
+_compiles = count_compiles  # tests/conftest.py: removes only its own listener
 
 
 def test_repeated_sweep_reuses_compilations():

@@ -19,6 +19,7 @@ from bandit_lab.explore import Settings, build, make_server, url_of
 from bandit_lab.explore.build import KONG_APP_B, command, parse_objective, split_losses
 from bandit_lab.explore.page import render
 from cli.main import main
+from conftest import count_compiles  # noqa: E402  (tests/ is on the path)
 
 # small grid, constant lr: the policy after s steps of the T-step run is then *the* s-step run
 SMALL = Settings(n_alpha=2, alpha_min=0.1, alpha_max=1.0, betas=(0.5, 1.0), steps=400, n_budget=5, schedule="constant", lr=0.05)
@@ -281,17 +282,8 @@ def test_grid_is_one_compiled_sweep(small):
     hence 3 or 4)."""
     import dataclasses
 
-    import jax
-
     def compiles(n_alpha):
-        counts = []
-        listener = lambda name, *a, **k: counts.append(name) if name == "/jax/core/compile/backend_compile_duration" else None  # noqa: E731
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        try:
-            build(dataclasses.replace(SMALL, n_alpha=n_alpha, betas=(0.5, 1.0, 2.0)))
-        finally:
-            jax.monitoring.clear_event_listeners()
-        return len(counts)
+        return count_compiles(lambda: build(dataclasses.replace(SMALL, n_alpha=n_alpha, betas=(0.5, 1.0, 2.0))))
 
     small_grid, big_grid = compiles(7), compiles(12)
     assert 1 <= small_grid <= 4 and 1 <= big_grid <= 4, (small_grid, big_grid)

@@ -18,6 +18,7 @@ import pytest
 
 from bandit_lab.explore import live, make_server, url_of
 from cli.main import main
+from conftest import compile_events  # noqa: E402  (tests/ is on the path)
 
 Q = {"pi_star": "0.6,0.3,0.1", "pi_ref": "0.4,0.4,0.2", "alpha": "0.1", "beta": "1", "steps": "300", "lr": "0.05", "onpolicy": "rloo"}
 
@@ -145,17 +146,13 @@ def test_options_list_the_registry_and_presets(server):
 def test_numbers_only_never_recompile(server, warm):
     """Moving π*, π_ref, α (0 and > 0), β and the learning rate: zero XLA compiles (problems are
     arguments), for the offline losses and the on-policy stationary solve (RLOO) alike."""
-    counts = []
-    jax.monitoring.register_event_duration_secs_listener(lambda ev, d, **kw: counts.append(ev) if "backend_compile" in ev else None)
-    try:
+    with compile_events() as counts:  # tests/conftest.py: removes only its own listener
         rng = np.random.default_rng(0)
         for i in range(4):
             ps, pr = rng.dirichlet([2, 2, 2]), rng.dirichlet([2, 2, 2])
             status, body = get(server, {**Q, "pi_star": ",".join(map(str, ps)), "pi_ref": ",".join(map(str, pr)),
                                         "alpha": str(0.05 * i), "beta": str(0.5 + 0.3 * i), "lr": str(0.02 + 0.01 * i)})
             assert status == 200, body
-    finally:
-        jax.monitoring.clear_event_listeners()
     assert counts == [], counts
 
 

@@ -15,7 +15,7 @@ from bandit_lab.core.objective import make_objective
 from bandit_lab.solvers.oracles import ipo_optimum, loss_oracle, rlhf_optimum
 from bandit_lab.core.problems import Problem
 from bandit_lab.core.random_problems import random_problem
-from conftest import sampled_states_match_exact  # noqa: E402
+from conftest import count_compiles, sampled_states_match_exact  # noqa: E402
 
 
 def _pb(seed=0, k=3, x=2):
@@ -162,15 +162,7 @@ def test_token_tree_reinforce_lands_on_sequence_gibbs():
     assert s.result.converged and metrics.tv(s.result.policy, rlhf_optimum(pb.pi_ref, pb.reward, 1.0)) < 1e-10
 
 
-def _compiles(fn) -> int:
-    counts = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda name, *a, **k: counts.append(name) if name == "/jax/core/compile/backend_compile_duration" else None)
-    try:
-        fn()
-    finally:
-        jax.monitoring.clear_event_listeners()
-    return len(counts)
+_compiles = count_compiles  # tests/conftest.py: removes only its own listener
 
 
 def test_beta_sweep_compiles_once():
