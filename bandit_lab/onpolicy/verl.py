@@ -49,7 +49,7 @@ VERL_DEFAULTS = {
     "loss_agg_mode": "token-mean", "loss_scale_factor": None, "entropy_coeff": 0.0, "use_kl_loss": False,
     "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
     "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
-    "policy_loss.clip_cov_ub": 5.0,
+    "policy_loss.clip_cov_ub": 5.0, "policy_loss.kl_cov_ratio": 0.0002, "policy_loss.ppo_kl_coef": 0.1,
 }
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
@@ -75,7 +75,7 @@ VERL_NO_EFFECT = {
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.kl_cov_ratio": None, "policy_loss.ppo_kl_coef": None, "policy_loss.dro_beta": None,
+    "policy_loss.dro_beta": None,
     "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
 _VERL_ADV = {  # adv_estimator → (advantage, post)
@@ -86,10 +86,9 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
 }
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
-              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none")}
+              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none"),
+              "kl_cov": ("ratio", "none")}
 _VERL_LOSS_NOT_YET = {
-    "kl_cov": "selects the top kl_cov_ratio of batch covariances; its population limit (a quantile, split at a tied "
-              "atom) is derived in docs/onpolicy-verl.md but not implemented exactly yet",
     "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
     "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
 }
@@ -255,6 +254,13 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     hp["clip_cov_ratio"] = _num("policy_loss.clip_cov_ratio", c["policy_loss.clip_cov_ratio"], 0.0, strict=True)
     hp["clip_cov_lb"] = _num("policy_loss.clip_cov_lb", c["policy_loss.clip_cov_lb"])
     hp["clip_cov_ub"] = _num("policy_loss.clip_cov_ub", c["policy_loss.clip_cov_ub"])
+    hp["kl_cov_ratio"] = _num("policy_loss.kl_cov_ratio", c["policy_loss.kl_cov_ratio"])
+    if not 0.0 < hp["kl_cov_ratio"] <= 1.0:
+        raise BanditError(f"policy_loss.kl_cov_ratio must be in (0, 1] (verl's torch.topk takes int(ratio·tokens) of the "
+                          f"batch's tokens); got {hp['kl_cov_ratio']}")
+    hp["ppo_kl_coef"] = _num("policy_loss.ppo_kl_coef", c["policy_loss.ppo_kl_coef"], 0.0)
+    if hp["ppo_kl_coef"] == float("inf") or hp["ppo_kl_coef"] != hp["ppo_kl_coef"]:
+        raise BanditError(f"policy_loss.ppo_kl_coef must be a finite number ≥ 0; got {hp['ppo_kl_coef']}")
     st["cov_select"] = "none"
     if mode == "clip_cov":
         # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
@@ -263,6 +269,14 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
         if st["epochs"] != 1:
             raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='clip_cov': the covariance is recomputed from "
                               "the current log-probs at every epoch; implemented for ppo_epochs = 1")
+    if mode == "kl_cov":
+        # compute_policy_loss_kl_cov: −A·ρ (no PPO clip, no dual clip, no log-ratio clamp) plus
+        # ppo_kl_coef·|log ρ| on the top kl_cov_ratio of the batch covariances (libraries.kl_cov_batch; its
+        # population limit libraries._kl_cov_limit)
+        st["cov_select"], hp["clip_c"] = "kl_cov", 0.0
+        if st["epochs"] != 1:
+            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='kl_cov': the covariance ranking is recomputed "
+                              "from the current log-probs at every epoch; implemented for ppo_epochs = 1")
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
 
