@@ -440,6 +440,14 @@ def describe(hp: dict, static: dict) -> tuple[str, str, float]:
         obj += " − β·D_loss"
     if hp["entropy_coeff"] > 0:
         obj += f" + {hp['entropy_coeff']:g}·H(π)"
+    cov = static.get("cov_select", "none")
+    if cov == "clip_cov":
+        obj += (f"; clip_cov zeroes the advantage of a fraction min(1, {hp['clip_cov_ratio']:g}/P(eligible)) of the tokens "
+                f"whose covariance lies in ({hp['clip_cov_lb']:g}, {hp['clip_cov_ub']:g}) — a field, not a gradient, where "
+                "it acts")
+    elif cov == "kl_cov":
+        obj += (f"; kl_cov's {hp['ppo_kl_coef']:g}·|log ρ| on the top {hp['kl_cov_ratio']:g} of the covariances adds "
+                "nothing on-policy (ρ = 1, torch's d|x|/dx = 0 at 0)")
     divs = []
     if br > 0:
         divs.append({"k1": "D_r = KL(π‖π_ref) (k1 in the reward)",
