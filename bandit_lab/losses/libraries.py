@@ -40,7 +40,14 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   token the sequence ratio is the token ratio; verl clamps log ρ ≤ 10), ``cispo``
   ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``, ``gmpo`` (verl ``geo_mean``)
   ``c⁺·e^{min(log ρ, ε_h)·s} − c⁻·e^{max(log ρ, −ε_l)·s}``, s = 1/(1 + 1e-8), ``sapo``
-  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``. ``clip_c = 0``: no dual clip.
+  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``, ``ratio`` (verl ``kl_cov``) ``(c⁺ − c⁻)·ρ``
+  unclipped. ``clip_c = 0``: no dual clip.
+- **covariance rules** (verl ``clip_cov`` / ``kl_cov``, ``cov_select``): the token covariance
+  ``(A − mean A)(log π − mean log π)`` over the batch; clip_cov zeroes the advantage of a random
+  ``clip_cov_ratio`` of the tokens inside ``(clip_cov_lb, clip_cov_ub)``, kl_cov adds
+  ``ppo_kl_coef·|log ρ|`` to the top ``kl_cov_ratio`` (per-response frequencies ``csel`` in the
+  state). Exact state: their population limits (:func:`_clip_cov_limit`, :func:`_kl_cov_limit`);
+  sampled: verl's finite-batch rules (:func:`clip_cov_batch`, :func:`kl_cov_batch`).
 - **KL in the loss** ``+β·Σ_y f_y·k̂(y)`` (f: sample frequencies), k̂ from verl's
   ``kl_penalty`` (k1 ``kl``, ``abs``, k2 ``mse``, k3 ``low_var_kl`` with log-ratio clamp ±20 and
   value clamp ±10; a ``+`` suffix keeps the value and takes k2's gradient, straight-through) or

@@ -25,15 +25,16 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 
 ``policy_loss.loss_mode`` geo_mean (GMPO) and sapo (``tau_pos`` 1.0, ``tau_neg`` 1.05) are exact
 (GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean); clip_cov
-(``policy_loss.clip_cov_ratio/lb/ub``) through its population limit;
+(``policy_loss.clip_cov_ratio/lb/ub``: 0.0002, 1, 5) and kl_cov (``policy_loss.kl_cov_ratio`` in
+(0, 1], 0.0002; ``policy_loss.ppo_kl_coef`` ≥ 0, 0.1 — ``verl/workers/config/actor.py``
+``PolicyLossConfig``) through their population limits, ``ppo_epochs`` = 1;
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``kl_cov`` — its population limit is derived in docs/onpolicy-verl.md, not
-built —, ``clip_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``, ``kl_penalty: full``, an
-adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the other per-token /
-generation / system settings, with the reason), and unknown fields.
+token baselines, ``clip_cov`` / ``kl_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``,
+``kl_penalty: full``, an adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the
+other per-token / generation / system settings, with the reason), and unknown fields.
 """
 from __future__ import annotations
 
