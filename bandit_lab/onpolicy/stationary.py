@@ -432,10 +432,25 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
             cert.update(rc)
             where = _label(shape, ray["which"])
             if kind == "runaway":
+                # the survivors (supported, not on the ray): is the flow settled on the face where the point is shown?
+                # (tests/test_audit_rows.py: verl's abs KL loss stops with y2 still pushed back up towards π_ref)
+                # settled ⇔ the survivors' logits move together (equal F_k: a gauge shift; the vanishing ones may
+                # carry a finite force, e.g. k3 in the reward), measured per unit of the smallest survivor's mass
+                surv = supp.copy()
+                surv[tuple(np.asarray(ray["which"]).T)] = False
+                Fm, Pm = u.reshape(shape) * pol.reshape(shape), pol.reshape(shape)
+                face = max([(float(Fm[x][surv[x]].max() - Fm[x][surv[x]].min()) / float(Pm[x][surv[x]].min()))
+                            for x in range(shape[0]) if surv[x].sum() > 1] or [0.0])
+                cert["face_field_spread"] = face
+                shown = ("the limit is shown (the survivors' logits move together: spread of their update per unit mass "
+                         f"{face:.1e} ≤ 1e-6)" if face <= 1e-6 else
+                         "the point shown is where the solver stopped, NOT the limit: the survivors' update still moves them "
+                         f"apart (spread per unit mass {face:.1e})")
                 return Stationary(res._replace(converged=False), "runaway",
-                                  f"no finite stationary point: π({where}) → 0 — along the ray lowering their logits the update "
-                                  f"keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} (Newton step "
-                                  f"{step:.1e}); the limit is shown", None, {**cert, "stability": "runaway"})
+                                  f"no finite stationary point on the flow's path: π({where}) → 0 — along the ray lowering their "
+                                  f"logits the update keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} "
+                                  f"(Newton step {step:.1e}); {shown}; a finite root elsewhere (one the flow from this start "
+                                  "does not reach) is not excluded", None, {**cert, "stability": "runaway"})
             if kind == "beyond":
                 return Stationary(res, "not converged",
                                   f"a finite stationary point beyond float64: the push on π({where}) weakens along the ray and "
