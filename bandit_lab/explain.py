@@ -197,5 +197,22 @@ def lines(r: dict) -> list[str]:
 
 
 def preset_table(spec: dict | None = None) -> list[dict]:
-    """Every preset → objective, divergence, verdict, TV to Gibbs (for docs/onpolicy-libraries.md)."""
+    """Every preset → objective, divergence, verdict, TV to Gibbs (``bandit-lab explain presets``)."""
     return [{"preset": name, **explain(rd, cfg, spec)} for name, (rd, cfg) in PRESETS.items()]
+
+
+def preset_lines(rows: list[dict]) -> list[str]:
+    """The table ``bandit-lab explain presets`` prints: per preset its verdict, the point (only where
+    a root is certified: attracting or not attracting) and its TV to Gibbs(β), then the update and
+    the divergence. A runaway or an uncertified row shows no point and no TV."""
+    out = [f"{'preset':<56} {'stationary':<14} {'point π':<34} TV to Gibbs(β)"]
+    for r in rows:
+        certified = r["status"] in ("attracting", "not attracting")
+        pol = ("[" + ", ".join(f"{p:.4g}" for p in np.ravel(r["policy"])) + "]") if certified and r["policy"] is not None else "—"
+        tv = "undefined (β = 0)" if r["beta"] == 0 else (f"{r['tv_gibbs']:.3e}" if certified and r["tv_gibbs"] is not None else "—")
+        out.append(f"{r['preset']:<56} {r['status']:<14} {pol:<34} {tv}")
+        out.append(f"    update: {r['objective']}")
+        out.append(f"    divergence: {r['divergence']}")
+        if not certified:
+            out.append(f"    {r['note']}")
+    return out

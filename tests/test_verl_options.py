@@ -73,7 +73,12 @@ def test_defaults_are_the_libraries():
     ("verl", {"adv_estimator": "gdpo"}, ("gdpo", "not implemented")),
     ("verl", {"adv_estimator": "grpo_passk"}, ("grpo_passk", "group of ≥ 2")),
     ("verl", {"adv_estimator": "nope"}, ("adv_estimator", "grpo")),
-    ("verl", {"policy_loss": {"loss_mode": "kl_cov"}}, ("kl_cov", "population limit")),
+    ("verl", {"policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": 0.0}}, ("policy_loss.kl_cov_ratio", "(0, 1]")),
+    ("verl", {"policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": 1.5}}, ("policy_loss.kl_cov_ratio", "(0, 1]")),
+    ("verl", {"policy_loss.kl_cov_ratio": float("nan")}, ("policy_loss.kl_cov_ratio", "(0, 1]")),  # checked in any mode
+    ("verl", {"policy_loss": {"loss_mode": "kl_cov", "ppo_kl_coef": -0.1}}, ("policy_loss.ppo_kl_coef", "≥ 0")),
+    ("verl", {"policy_loss": {"loss_mode": "kl_cov", "ppo_kl_coef": "x"}}, ("policy_loss.ppo_kl_coef", "number")),
+    ("verl", {"policy_loss": {"loss_mode": "kl_cov"}, "ppo_epochs": 3}, ("kl_cov", "ppo_epochs")),
     ("verl", {"policy_loss": {"loss_mode": "geo_mean"}, "use_kl_loss": True}, ("use_kl_loss", "micro-batch")),
     ("verl", {"policy_loss": {"loss_mode": "geo_mean"}, "entropy_coeff": 0.1}, ("entropy_coeff", "micro-batch")),
     ("verl", {"policy_loss": {"loss_mode": "sapo"}, "tau_neg": 0.0}, ("tau_neg", "> 0")),

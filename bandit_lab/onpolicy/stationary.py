@@ -217,7 +217,21 @@ def _newton_dir(M, u, T):
 
 def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iters: int = 100, bursts: int = 6,
                 warm: bool = True) -> list[Stationary]:
-    """Stationary points of ``objective``'s expected update at every hyperparameter point."""
+    """Stationary points of ``objective``'s expected update at every hyperparameter point.
+
+    verl ``clip_cov`` (a field that jumps where an atom's covariance crosses the window's edges): a
+    verdict stands only if no atom sits on an edge at the root
+    (:func:`bandit_lab.losses.libraries.clip_cov_verdict`)."""
+    out = _solve_batch(objective, hps, init, tol=tol, iters=iters, bursts=bursts, warm=warm)
+    if objective.static.get("cov_select", "none") == "clip_cov":
+        from bandit_lab.losses.libraries import clip_cov_verdict
+
+        out = [clip_cov_verdict(objective, {**objective.hp, **h}, s) for h, s in zip(hps, out)]
+    return out
+
+
+def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iters: int = 100, bursts: int = 6,
+                 warm: bool = True) -> list[Stationary]:
     full = [{**objective.hp, **h} for h in hps]
     keys = sorted({k for h in full for k in h})
     full = [{k: float(h.get(k, objective.hp.get(k, 0.0))) for k in keys} for h in full]

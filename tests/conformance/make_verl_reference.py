@@ -23,6 +23,7 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
 - verl ``get_policy_loss_fn(mode)`` for vanilla (dual clip), gspo, cispo, gpg, geo_mean (GMPO; without
   the KL loss / entropy, which bandit-lab refuses for it), sapo with every loss_agg_mode (token-sum too),
   clip_cov with clip_cov_ratio = 1 (every eligible token zeroed: no randomness) in two windows,
+  kl_cov (``torch.topk`` of the covariances: deterministic) at kl_cov_ratio 0.0002 (one token), 0.25, 1,
   plus the actor's KL loss and entropy bonus composed as ``workers/utils/losses.py::ppo_loss`` does;
   OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``.
 
@@ -276,6 +277,34 @@ def run() -> dict:
                              "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05, "ppo_mini_batch_size": X,
                              "clip_cov_ratio": 1.0, "clip_cov_lb": lb, "clip_cov_ub": ub,
                              "value": float(v), "grad": g.tolist()})
+    # kl_cov: torch.topk of the batch covariances (deterministic: no ties on this batch), from one token
+    # (the default ratio 0.0002: max(1, int(32·0.0002)) = 1) to every token; ± KL loss / entropy
+    for ratio, kcoef in ((0.0002, 0.1), (0.25, 0.1), (0.25, 0.7), (1.0, 0.5)):
+        for agg in ("token-mean", "seq-mean-token-mean", "token-sum"):
+            for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
+                if agg == "token-sum" and kl_type:
+                    continue
+                cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
+                                  clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg,
+                                  policy_loss=PolicyLossConfig(loss_mode="kl_cov", kl_cov_ratio=ratio, ppo_kl_coef=kcoef))
+
+                def actor(th):
+                    lp = _flat(_logp(th, y))
+                    pg, _ = ca.get_policy_loss_fn("kl_cov")(old_log_prob=_flat(lq), log_prob=lp, advantages=_flat(A),
+                                                           response_mask=mask, loss_agg_mode=agg, config=cfg)
+                    loss = pg
+                    if ent:
+                        H = vf.entropy_from_logits(th).unsqueeze(-1).expand(X, N).reshape(-1, 1)
+                        loss = loss - ent * ca.agg_loss(H, mask, agg)
+                    if kl_type:
+                        loss = loss + coef * ca.agg_loss(ca.kl_penalty(lp, _flat(lr_), kl_type), mask, agg)
+                    return loss
+
+                v, g = grad_of(actor)
+                rows.append({"lib": "verl", "loss_mode": "kl_cov", "loss_agg_mode": agg, "clip_ratio_low": 0.2,
+                             "clip_ratio_high": 0.28, "clip_ratio_c": 3.0, "kl_loss_type": kl_type, "kl_loss_coef": coef,
+                             "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05, "ppo_mini_batch_size": X,
+                             "kl_cov_ratio": ratio, "ppo_kl_coef": kcoef, "value": float(v), "grad": g.tolist()})
     for ptype in ("ppo", "gspo"):
         for dual in (None, 3.0):
             for agg in ("token-mean", "seq-mean-token-mean"):
