@@ -128,6 +128,9 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
         obj = "gradient of E_π[r] − β·D"
     else:
         obj = "gradient of E_π[r] − β·D"
+    if static.get("batch_whiten"):  # TRL RLOO: batch (A − mean)/(std + 1e-4); a positive scalar on the update
+        obj += (", divided by the batch std of the advantage + 1e-4 (normalize_advantages: the zeros are unchanged "
+                "when the KL is in the reward; tests/test_audit_rows.py)")
     if static.get("surrogate") == "cispo":  # TRL cispo: detached min(ρ, ε_high) = min(1, ε_high) on-policy
         c = min(1.0, float(hp.get("clip_high", 1.0)))
         if c != 1.0:
@@ -140,6 +143,9 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
     elif est == "k3" and place == "loss":
         div = ("KL(π‖π_ref) (k3 × ratio, use_bias_correction_kl)" if static.get("kl_bias_correction")
                else "KL(π_ref‖π) (k3 in the loss: E_π[∇k3] = ∇KL(π_ref‖π))")
+    elif est == "k3" and place == "reward":  # docs/onpolicy.md; derivation and check in tests/test_audit_rows.py
+        div = ("KL(π‖π_ref) − KL(π_ref‖π) (k3 in the reward: not a divergence; the objective is unbounded as any "
+               "π(y) → 0, so the flow runs away)")
     else:
         div = f"{est} KL estimator, placement {place}"
     return obj, div
