@@ -165,6 +165,26 @@ def test_policy_losses(row):
     _close(jax.grad(f)(THETA), row["grad"], row.get("float32", False))
 
 
+@pytest.mark.parametrize("row", [r for r in DATA["policy_losses"] if r.get("loss_mode") in ("clip_cov", "kl_cov")], ids=_id)
+def test_cov_rules_at_a_later_epoch(row):
+    """``ppo_epochs`` > 1: the state holds the batch (tokens and advantages, π_old) and the loss
+    re-selects from the current log-probs at every step (``libraries._cov_rules``), as verl's function
+    does at each epoch. The reference rows are exactly that situation (θ ≠ θ_old): fed the reference
+    batch as a held sampled state, the loss reproduces verl's values and gradients to 1e-12."""
+    hp, st = _native(row["lib"], {**_loss_params(row), "ppo_epochs": 2})
+    assert st["epochs"] == 2
+    hp = {k: jnp.asarray(v) for k, v in hp.items()}
+    fn = losses.bind(losses.get(row["lib"]), st)
+    adv = jnp.asarray(INP["advantages"])
+    state = {**batch_state(adv), "tok_adv": adv.T[None], "tok_y": Y.T[None], "key": jax.random.PRNGKey(0)}
+
+    def f(th):
+        return fn(LossInputs(logp=jax.nn.log_softmax(th, -1), logp_ref=LREF, data=None, context_weight=CW, state=state), hp)
+
+    _close(f(THETA), row["value"], False)
+    _close(jax.grad(f)(THETA), row["grad"], False)
+
+
 def test_clamps_and_clips_are_exercised():
     """The reference batch reaches every branch that matters: k3's value clamp and log-ratio clamp,
     ratios outside [1 − ε_l, 1 + ε_h] and above the dual clip c = 3, a degenerate group, zero scores,

@@ -78,11 +78,9 @@ def test_defaults_are_the_libraries():
     ("verl", {"policy_loss.kl_cov_ratio": float("nan")}, ("policy_loss.kl_cov_ratio", "(0, 1]")),  # checked in any mode
     ("verl", {"policy_loss": {"loss_mode": "kl_cov", "ppo_kl_coef": -0.1}}, ("policy_loss.ppo_kl_coef", "≥ 0")),
     ("verl", {"policy_loss": {"loss_mode": "kl_cov", "ppo_kl_coef": "x"}}, ("policy_loss.ppo_kl_coef", "number")),
-    ("verl", {"policy_loss": {"loss_mode": "kl_cov"}, "ppo_epochs": 3}, ("kl_cov", "ppo_epochs")),
     ("verl", {"policy_loss": {"loss_mode": "geo_mean"}, "use_kl_loss": True}, ("use_kl_loss", "micro-batch")),
     ("verl", {"policy_loss": {"loss_mode": "geo_mean"}, "entropy_coeff": 0.1}, ("entropy_coeff", "micro-batch")),
     ("verl", {"policy_loss": {"loss_mode": "sapo"}, "tau_neg": 0.0}, ("tau_neg", "> 0")),
-    ("verl", {"policy_loss": {"loss_mode": "clip_cov"}, "ppo_epochs": 2}, ("clip_cov", "ppo_epochs")),
     ("verl", {"use_kl_loss": True, "kl_loss_type": "full"}, ("kl_loss_type", "NotImplementedError")),
     ("verl", {"use_kl_in_reward": True, "kl_ctrl": {"type": "adaptive"}}, ("kl_ctrl.type", "adaptive")),
     ("verl", {"clip_ratio_c": 1.0}, ("clip_ratio_c", "> 1")),

@@ -274,13 +274,15 @@ def clip_cov_batch(hp, A, lp, w, key, clipped=None):
     return (elig & (rank < num)).astype(A.dtype)
 
 
-def _clip_cov_limit(hp, A, lp, w):
+def _clip_cov_limit(hp, A, lp, w, clipped=None):
     """The population limit of :func:`clip_cov_batch` (docs/onpolicy-verl.md): the batch means become
     E[A] and E[log π] under the atom weights ``w`` (context, composition, response), an atom is
     eligible when its limiting covariance lies strictly inside (lb, ub), and each eligible token is
-    zeroed with probability ``min(1, clip_cov_ratio/P(eligible))``. Returns that probability per atom."""
+    zeroed with probability ``min(1, clip_cov_ratio/P(eligible))``; ``clipped`` (later epochs: the
+    atoms the PPO clip clips at the current ratio) are not eligible. Returns that probability per atom."""
     cov = _cov(A, lp, w)
-    elig = ((cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])).astype(A.dtype)
+    elig = (cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])
+    elig = (elig if clipped is None else elig & ~clipped).astype(A.dtype)
     pe = jnp.sum(w * elig)
     kappa = jnp.where(pe > 0, jnp.minimum(1.0, hp["clip_cov_ratio"] / jnp.where(pe > 0, pe, 1.0)), 0.0)
     # no stop_gradient: the stationary solver differentiates the state (κ depends on θ through P(eligible));
@@ -337,11 +339,15 @@ def _state(objective, params, hp, key, consts, prev=None):
     r = jnp.asarray(c["reward"])
     s = _shape_before(st, hp, r, logp, ref)
     N = 0 if key is None or st.get("sampling", "exact") == "exact" else int(st["sampling"])
+    held = st.get("cov_select", "none") != "none" and int(st.get("epochs", 1)) > 1
+    extra = {}
     if N == 0:
         A, Pc = _exact_adv(st, hp, s, r, logp, q, ref, cw)
         w = cw[:, None, None] * Pc[:, :, None] * q[:, None, :]
         A = _post(st, hp, A, w, s, cw[:, None] * q)
         sel = None
+        if held:  # later epochs re-select from the current log-probs (_cov_rules): keep the atoms
+            extra = {"atom_adv": A, "atom_pq": Pc[:, :, None] * q[:, None, :]}
         if st.get("cov_select", "none") == "clip_cov":
             A = A * (1.0 - _clip_cov_limit(hp, A, jnp.broadcast_to(logp[:, None, :], A.shape), w))
         elif st.get("cov_select", "none") == "kl_cov":
@@ -355,6 +361,8 @@ def _state(objective, params, hp, key, consts, prev=None):
         y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
         A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
         sel = None
+        if held:  # the batch's tokens, and a fresh key for every step's randperm (state_update)
+            extra = {"tok_adv": A, "tok_y": y, "key": jax.random.split(sub)[0]}
         lpy = jnp.take_along_axis(jnp.broadcast_to(logp, (N, G, X, K)), y[..., None], -1)[..., 0]
         if st.get("cov_select", "none") == "clip_cov":
             A = A * (1.0 - clip_cov_batch(hp, A, lpy, jnp.broadcast_to(cw / (N * G), A.shape), sub))
@@ -364,10 +372,47 @@ def _state(objective, params, hp, key, consts, prev=None):
         cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
         cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
         freq = jnp.sum(oh, (0, 1)) / (N * G)
-    out = {"logq": logp, "cp": cp, "cm": cm, "ckl": freq}
+    out = {"logq": logp, "cp": cp, "cm": cm, "ckl": freq, **extra}
     if sel is not None:
         out["csel"] = sel  # kl_cov: per-response frequency of the selected (top-covariance) tokens
     return out
+
+
+def _cov_rules(hp, st, state, logp, cw):
+    """verl ``clip_cov`` / ``kl_cov`` at a later epoch (``ppo_epochs`` > 1): the held batch (the exact
+    atoms, or the sampled tokens) re-selected from the *current* log-probs ``logp`` (detached, as verl's
+    ``log_prob.detach()``), with the old ones ``state['logq']``: clip_cov's covariance window and its
+    PPO-clip exclusion (``−A·clip(ρ) > −A·ρ``), kl_cov's top-``kl_cov_ratio`` ranking. Returns ``(c⁺,
+    c⁻, csel)`` per response (csel None for clip_cov). At ρ = 1 they equal the state's own."""
+    logq = state["logq"]
+    lo, hi = 1.0 - hp["clip"], 1.0 + hp["clip_high"]
+    if "atom_adv" in state:
+        A, pq = state["atom_adv"], state["atom_pq"]
+        w = cw[:, None, None] * pq
+        lp = jnp.broadcast_to(logp[:, None, :], A.shape)
+        csel = None
+        if st["cov_select"] == "clip_cov":
+            rho = jnp.exp(lp - logq[:, None, :])
+            A = A * (1.0 - _clip_cov_limit(hp, A, lp, w, -A * jnp.clip(rho, lo, hi) > -A * rho))
+        else:
+            csel = jnp.sum(pq * _kl_cov_limit(hp, A, lp, w), 1)
+        return jnp.sum(pq * jnp.maximum(A, 0.0), 1), jnp.sum(pq * jnp.maximum(-A, 0.0), 1), csel
+    A, y = state["tok_adv"], state["tok_y"]
+    N, G, X = A.shape
+    K = logp.shape[-1]
+    w = jnp.broadcast_to(cw / (N * G), A.shape)
+    pick = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, (N, G, X, K)), y[..., None], -1)[..., 0]  # noqa: E731
+    lp = pick(logp)
+    oh = jax.nn.one_hot(y, K)
+    csel = None
+    if st["cov_select"] == "clip_cov":
+        rho = jnp.exp(lp - pick(logq))
+        A = A * (1.0 - clip_cov_batch(hp, A, lp, w, state["key"], -A * jnp.clip(rho, lo, hi) > -A * rho))
+    else:
+        csel = jnp.sum(oh * kl_cov_batch(hp, A, lp, w)[..., None], (0, 1)) / (N * G)
+    cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
+    cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
+    return cp, cm, csel
 
 
 def state_init(objective, params, hp, key, consts):
@@ -380,7 +425,10 @@ def state_update(objective, params, hp, key, state, t, consts):
     E = int(objective.static.get("epochs", 1))
     if E == 1:
         return new
-    return jax.tree_util.tree_map(lambda a, b: jnp.where((t % E) == 0, a, b), new, state)
+    out = jax.tree_util.tree_map(lambda a, b: jnp.where((t % E) == 0, a, b), new, state)
+    if "key" in out:  # clip_cov's randperm is drawn afresh at every epoch
+        out["key"] = new["key"]
+    return out
 
 
 def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
@@ -391,7 +439,9 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
     _bandit_only(inputs.aux)
     logp, _, ref, _ = _views(inputs.logp, inputs.aux, inputs.logp_ref)
     logq = state["logq"]
-    cp, cm = state["cp"], state["cm"]
+    cp, cm, csel = state["cp"], state["cm"], state.get("csel")
+    if "atom_adv" in state or "tok_adv" in state:
+        cp, cm, csel = _cov_rules(hp, st, state, jax.lax.stop_gradient(logp), inputs.context_weight)
     lr = logp - logq
     rc = st["ratio_clamp"]
     lr = jnp.clip(lr, -20.0, 20.0) if rc == "pm20" else (jnp.minimum(lr, 10.0) if rc == "max10" else lr)
@@ -421,7 +471,7 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         # + ppo_kl_coef·|log ρ| on the selected tokens (log ρ unclamped); torch's abs has derivative sign(x),
         # 0 at 0 (JAX's is 1 there), so on-policy (ρ = 1) the term adds nothing to the update
         h = logp - logq
-        pg = pg - hp["ppo_kl_coef"] * jnp.sum(state["csel"] * h * jax.lax.stop_gradient(jnp.sign(h)), -1)
+        pg = pg - hp["ppo_kl_coef"] * jnp.sum(csel * h * jax.lax.stop_gradient(jnp.sign(h)), -1)
     total = -hp["pg_scale"] * pg
     if st["kl_loss"] != "none":
         per = kl_loss_term(logp, ref, logq, st["kl_loss"], st["kl_grad"], st["kl_clamp"])
@@ -453,9 +503,6 @@ def _check(hp: dict, static: dict) -> None:
         raise BanditError(f"clip_c (verl clip_ratio_c, OpenRLHF dual_clip) must be > 1, or 0 for none; got {hp['clip_c']}")
     if static.get("cov_select", "none") not in COV_SELECT:
         raise BanditError(f"cov_select must be one of {', '.join(COV_SELECT)}; got {static['cov_select']!r}")
-    if static.get("cov_select", "none") != "none" and static["epochs"] != 1:
-        raise BanditError(f"{static['cov_select']} with ppo_epochs > 1: the covariance uses the current log-probs inside "
-                          "the epochs (implemented for ppo_epochs = 1)")
     if not 0.0 < hp["kl_cov_ratio"] <= 1.0:
         raise BanditError(f"kl_cov_ratio (verl policy_loss.kl_cov_ratio) must be in (0, 1]; got {hp['kl_cov_ratio']}")
     if not (np.isfinite(hp["ppo_kl_coef"]) and hp["ppo_kl_coef"] >= 0):

@@ -27,12 +27,13 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 (GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean); clip_cov
 (``policy_loss.clip_cov_ratio/lb/ub``: 0.0002, 1, 5) and kl_cov (``policy_loss.kl_cov_ratio`` in
 (0, 1], 0.0002; ``policy_loss.ppo_kl_coef`` ≥ 0, 0.1 — ``verl/workers/config/actor.py``
-``PolicyLossConfig``) through their population limits, ``ppo_epochs`` = 1;
+``PolicyLossConfig``) through their population limits, at any ``ppo_epochs`` (later epochs
+re-select from the current log-probs, as verl does);
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``clip_cov`` / ``kl_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``,
+token baselines, ``dppo_*``, ``dro``, ``bypass_mode``,
 ``kl_penalty: full``, an adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the
 other per-token / generation / system settings, with the reason), and unknown fields.
 """
@@ -267,17 +268,11 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
         # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
         # covariance selection (libraries.clip_cov_batch; its population limit libraries._clip_cov_limit)
         st["cov_select"], hp["clip_c"] = "clip_cov", 0.0
-        if st["epochs"] != 1:
-            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='clip_cov': the covariance is recomputed from "
-                              "the current log-probs at every epoch; implemented for ppo_epochs = 1")
     if mode == "kl_cov":
         # compute_policy_loss_kl_cov: −A·ρ (no PPO clip, no dual clip, no log-ratio clamp) plus
         # ppo_kl_coef·|log ρ| on the top kl_cov_ratio of the batch covariances (libraries.kl_cov_batch; its
         # population limit libraries._kl_cov_limit)
         st["cov_select"], hp["clip_c"] = "kl_cov", 0.0
-        if st["epochs"] != 1:
-            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='kl_cov': the covariance ranking is recomputed "
-                              "from the current log-probs at every epoch; implemented for ppo_epochs = 1")
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
 
