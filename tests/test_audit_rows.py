@@ -183,6 +183,16 @@ def test_rloo_normalize_advantages_sampled_state_converges(kong):
     assert np.max(np.abs(np.asarray(raw["cp"]) - np.asarray(exact["cp"]))) > 0.1
 
 
+def test_explain_rloo_normalize_advantages():
+    """``bandit-lab explain rloo`` with normalize_advantages on Kong's bandit: the update in words
+    names the batch std, the point is attracting and its TV to Gibbs at β is ≤ 1e-10."""
+    from bandit_lab.explain import explain
+
+    r = explain("rloo", {"normalize_advantages": True, "beta": BETA})
+    assert "batch std" in r["objective"] and r["status"] == "attracting", r
+    assert r["tv_gibbs"] < 1e-10
+
+
 def test_rloo_normalize_advantages_oracle(kong):
     """The closed form ``solve`` reports: Gibbs at β with k1 in the reward (1e-12); none with the KL
     in the loss (the batch std then rescales β)."""
