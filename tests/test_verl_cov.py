@@ -181,6 +181,12 @@ ROWS = [
      {"adv": "grpo", "n": 4, "beta_l": 0.5, "pg": 1.0, "clip_cov": (0.3, 0.05, 5.0)}),
     ("clip_cov defaults", {**_G4, **_K3, "policy_loss": {"loss_mode": "clip_cov"}},
      {"adv": "grpo", "n": 4, "beta_l": 0.5, "pg": 1.0, "clip_cov": (0.0002, 1.0, 5.0)}),
+    # ppo_epochs > 1: the state holds the atoms and the loss re-selects (ρ = 1 at the root): the same point
+    ("clip_cov ppo_epochs 3", {**_G4, **_K3, "ppo_epochs": 3, "policy_loss": {"loss_mode": "clip_cov", "clip_cov_ratio": 0.3,
+                                                                              "clip_cov_lb": 0.05, "clip_cov_ub": 5.0}},
+     {"adv": "grpo", "n": 4, "beta_l": 0.5, "pg": 1.0, "clip_cov": (0.3, 0.05, 5.0)}),
+    ("kl_cov ppo_epochs 2", {**_G4, **_K3, "ppo_epochs": 2, "policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": 0.3}},
+     {"adv": "grpo", "n": 4, "beta_l": 0.5, "pg": 1.0}),
     # GMPO takes no KL loss (refused: a per-micro-batch mean); with k1 in the reward and grpo's std the
     # field is near-singular at its root (A = Δs/(std + 1e-6), std → 0 there), so RLOO: the root is Gibbs
     ("geo_mean", {"adv_estimator": "rloo", "n": 4, "use_kl_in_reward": True, "kl_ctrl.kl_coef": 0.5,
