@@ -402,6 +402,7 @@ class FixedPoints:
     differs_from_dpo: list
     no_finite_minimiser: list
     not_applicable: list
+    not_certified: list = dataclasses.field(default_factory=list)  # finite False, verdict "not certified"
 
     def row(self, label: str):
         """The record of one loss configuration, e.g. ``row("ipo")`` or ``row("fdpo[divergence=js]")``."""

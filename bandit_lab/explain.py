@@ -128,6 +128,9 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
         obj = "gradient of E_π[r] − β·D"
     else:
         obj = "gradient of E_π[r] − β·D"
+    if static.get("batch_whiten"):  # TRL RLOO: batch (A − mean)/(std + 1e-4); a positive scalar on the update
+        obj += (", divided by the batch std of the advantage + 1e-4 (normalize_advantages: the zeros are unchanged "
+                "when the KL is in the reward; tests/test_audit_rows.py)")
     if static.get("surrogate") == "cispo":  # TRL cispo: detached min(ρ, ε_high) = min(1, ε_high) on-policy
         c = min(1.0, float(hp.get("clip_high", 1.0)))
         if c != 1.0:
@@ -140,6 +143,9 @@ def describe(loss: str, hp: dict, static: dict) -> tuple[str, str]:
     elif est == "k3" and place == "loss":
         div = ("KL(π‖π_ref) (k3 × ratio, use_bias_correction_kl)" if static.get("kl_bias_correction")
                else "KL(π_ref‖π) (k3 in the loss: E_π[∇k3] = ∇KL(π_ref‖π))")
+    elif est == "k3" and place == "reward":  # docs/onpolicy.md; derivation and check in tests/test_audit_rows.py
+        div = ("KL(π‖π_ref) − KL(π_ref‖π) (k3 in the reward: not a divergence; the objective is unbounded as any "
+               "π(y) → 0, so the flow runs away)")
     else:
         div = f"{est} KL estimator, placement {place}"
     return obj, div
@@ -191,5 +197,22 @@ def lines(r: dict) -> list[str]:
 
 
 def preset_table(spec: dict | None = None) -> list[dict]:
-    """Every preset → objective, divergence, verdict, TV to Gibbs (for docs/onpolicy-libraries.md)."""
+    """Every preset → objective, divergence, verdict, TV to Gibbs (``bandit-lab explain presets``)."""
     return [{"preset": name, **explain(rd, cfg, spec)} for name, (rd, cfg) in PRESETS.items()]
+
+
+def preset_lines(rows: list[dict]) -> list[str]:
+    """The table ``bandit-lab explain presets`` prints: per preset its verdict, the point (only where
+    a root is certified: attracting or not attracting) and its TV to Gibbs(β), then the update and
+    the divergence. A runaway or an uncertified row shows no point and no TV."""
+    out = [f"{'preset':<56} {'stationary':<14} {'point π':<34} TV to Gibbs(β)"]
+    for r in rows:
+        certified = r["status"] in ("attracting", "not attracting")
+        pol = ("[" + ", ".join(f"{p:.4g}" for p in np.ravel(r["policy"])) + "]") if certified and r["policy"] is not None else "—"
+        tv = "undefined (β = 0)" if r["beta"] == 0 else (f"{r['tv_gibbs']:.3e}" if certified and r["tv_gibbs"] is not None else "—")
+        out.append(f"{r['preset']:<56} {r['status']:<14} {pol:<34} {tv}")
+        out.append(f"    update: {r['objective']}")
+        out.append(f"    divergence: {r['divergence']}")
+        if not certified:
+            out.append(f"    {r['note']}")
+    return out

@@ -493,8 +493,11 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
             # several starts ended apart: count the ones that are certified local minima themselves
             n_min = 1 + sum(verdict_of(obj, q).kind is Kind.UNIQUE for q in distinct
                             if metrics.tv(q.policy, policy) > SHARE_TOL)
-            if n_min > 1:
-                extra = f"; {n_min} distinct certified local minima from {N_STARTS} starts, lowest shown" + extra
+            if n_min > 1:  # each is an isolated (locally unique) minimiser; none is *the* minimiser
+                verdict = dataclasses.replace(
+                    verdict, summary=f"the lowest of {n_min} distinct certified local minima from {N_STARTS} starts; "
+                    f"this one: {verdict.summary}",
+                    certificate={**verdict.certificate, "local_minima": n_min, "starts": N_STARTS})
     if verdict.limit is not None:
         policy = np.asarray(verdict.limit)
     elif verdict.kind is Kind.SET and verdict.certificate.get("shown_policy") is not None:
@@ -580,9 +583,16 @@ def fixed_points(spec: dict | None = None, only: list[str] | None = None) -> dic
         "records": rows,
         "shares_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo")}),
         "differs_from_dpo": sorted({r["label"] for r in rows if r.get("shares_dpo") is False and r.get("finite")}),
-        "no_finite_minimiser": sorted({r["label"] for r in rows if r.get("finite") is False}),
+        "no_finite_minimiser": sorted({r["label"] for r in rows if r.get("finite") is False and not _uncertified(r)}),
+        "not_certified": sorted({r["label"] for r in rows if r.get("finite") is False and _uncertified(r)}),
         "not_applicable": sorted({r["label"] for r in rows if r.get("finite") is None}),
     }
+
+
+def _uncertified(row: dict) -> bool:
+    """A row whose verdict certifies nothing (a stalled solve, a point below float64): it is not
+    "no finite minimiser" — that is a claim, with a recession certificate."""
+    return (row.get("verdict") or {}).get("kind") == Kind.NOT_CERTIFIED.value
 
 
 def report(res: dict) -> str:
@@ -617,6 +627,8 @@ def report(res: dict) -> str:
         f"finite optimum elsewhere: {', '.join(res['differs_from_dpo']) or '—'}",
         f"no finite minimiser: {', '.join(res['no_finite_minimiser']) or '—'}",
     ]
+    if res.get("not_certified"):
+        lines.append(f"not certified (neither a finite point nor a runaway): {', '.join(res['not_certified'])}")
     if res["not_applicable"]:
         lines.append(f"not applicable to this bandit: {', '.join(res['not_applicable'])}")
     return "\n".join(lines)

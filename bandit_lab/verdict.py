@@ -7,7 +7,9 @@ that certify it, so that a test (and a sceptical user) can re-check the claim in
 ``UNIQUE``               a unique (local, or global for a convex loss) minimiser: a scale-free
                          stationarity measure (the Newton decrement, or the gradient in the metric the
                          solver uses) below its tolerance *and* the Hessian positive definite on the
-                         tangent space (its smallest eigenvalue is in the certificate).
+                         tangent space (its smallest eigenvalue is in the certificate). Where several
+                         starts reach distinct such points (``certificate["local_minima"]`` > 1) the
+                         line says "local minimiser": isolated, not unique.
 ``SET``                  a set of minimisers: stationary, the Hessian positive *semi*-definite, and a
                          null space along which the loss is constant (``dimension``, a basis in
                          ``flat_directions``; ``shown`` says which point of the set is printed, e.g.
@@ -110,6 +112,8 @@ class Verdict:
     def line(self) -> str:
         """The one line every command prints: ``<kind>: <summary>``."""
         head = self.kind.value
+        if self.kind is Kind.UNIQUE and self.certificate.get("local_minima", 1) > 1:
+            head = "local minimiser"  # isolated, but one of several: never "unique" (fixed_points.solve_one)
         if self.kind is Kind.NO_MINIMISER and self.vanishing:
             head += f" (π({', '.join(map(str, self.vanishing))}) → 0)"
         if self.kind is Kind.SET and self.dimension is not None:

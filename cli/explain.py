@@ -17,7 +17,8 @@ def _value(s: str):
 
 
 def explain(
-    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), verl (0.9.1), openrlhf (0.11.2), or a preset name"),
+    kind: str = typer.Argument(..., help="config kind: grpo | rloo (TRL 1.16), verl (0.9.1), openrlhf (0.11.2), a preset name, "
+                                          "or `presets` (every preset in one table)"),
     config: Optional[Path] = typer.Argument(None, help="GRPOConfig/RLOOConfig, a verl trainer/actor config, OpenRLHF arguments: YAML or JSON"),
     set_: Optional[str] = typer.Option(None, "--set", help="fields, e.g. loss_type=dapo,beta=0.04"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -28,6 +29,16 @@ def explain(
     from bandit_lab.explain import PRESETS, explain as run, lines
 
     enable_x64()
+    if kind == "presets":
+        if config is not None or set_:
+            raise BanditError("presets: takes no CONFIG and no --set (it runs every preset as defined in bandit_lab.explain.PRESETS)")
+        from bandit_lab.explain import preset_lines, preset_table
+        from bandit_lab.infra import progress
+
+        with progress.bar(f"explain presets: solving {len(PRESETS)} stationary points"):
+            rows = preset_table()
+        typer.echo(json.dumps(rows) if as_json else "\n".join(preset_lines(rows)))
+        return
     cfg: dict = {}
     if kind in PRESETS:
         kind, cfg = PRESETS[kind][0], dict(PRESETS[kind][1])

@@ -64,3 +64,26 @@ def test_trl_grpo_beta004_has_a_finite_attracting_point_with_tiny_masses():
     gaps = np.log(np.asarray(r["policy"]).ravel())
     np.testing.assert_allclose(gaps - gaps[0], want, rtol=0, atol=1e-8)
     assert want[1] < -60 and want[2] < -60
+
+
+def test_preset_table_prints_a_point_only_where_a_root_is_certified(capsys):
+    """``bandit-lab explain presets``: a runaway or uncertified row shows no point and no TV (a
+    number there would be a claim); an attracting row shows both. The full table is a generated
+    docs block (docs/onpolicy-libraries.md, checked in the slow docs test); here two real presets."""
+    from bandit_lab.explain import PRESETS, explain as run, preset_lines
+
+    rows = [{"preset": name, **run(*PRESETS[name])} for name in ("trl-grpo-default", "trl-rloo-default")]
+    text = preset_lines(rows)
+    head, runaway, attracting = text[0], text[1], next(t for t in text if t.startswith("trl-rloo-default"))
+    assert "TV to Gibbs" in head and "runaway" in runaway and "undefined (β = 0)" in runaway and " — " in runaway
+    g = rlhf_optimum(np.array([[0.4, 0.4, 0.2]]), np.log(np.array([[0.6, 0.3, 0.1]])), 0.05)
+    tv = float(attracting.split()[-1])
+    assert "attracting" in attracting and tv == float(f"{rows[1]['tv_gibbs']:.3e}") and tv < 1e-15
+    assert np.max(np.abs(np.asarray(rows[1]["policy"]) - g)) < 1e-10
+    assert any("no finite stationary point" in t for t in text)  # the runaway's certificate line
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "presets", "--set", "beta=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "presets" in err[0] and "--set" in err[0]

@@ -70,7 +70,7 @@ def test_rloo_fields():
     ("grpo", {"loss_type": "nope"}, ("loss_type", "dr_grpo")),
     ("grpo", {"use_bias_correction_kl": "yes"}, ("use_bias_correction_kl",)),
     ("grpo", {"not_a_field": 1}, ("not_a_field",)),
-    ("rloo", {"normalize_advantages": True}, ("normalize_advantages",)),
+    ("rloo", {"normalize_advantages": "yes"}, ("normalize_advantages", "true or false")),
     ("rloo", {"reward_clip_range": [2.0, 1.0]}, ("reward_clip",)),
 ])
 def test_refusals_name_the_field(loss, lp, words):
@@ -157,7 +157,8 @@ def test_rloo_reward_clip_range_is_gibbs_of_the_clipped_reward():
 
 @pytest.mark.parametrize("lp", [{"loss_type": "cispo", "scale_rewards": "none", "num_generations": 3, "beta": 1.0},
                                 {"loss_type": "luspo", "delta": 2.0, "entropy_coef": 0.1, "epsilon_high": 0.3},
-                                {"reward_clip_range": [0.0, 1.0], "beta": 0.1}])
+                                {"reward_clip_range": [0.0, 1.0], "beta": 0.1},
+                                {"reward_clip_range": [0.0, 1.0], "beta": 0.1, "normalize_advantages": True}])
 def test_translation_is_idempotent(lp):
     """``LossSpec.translate`` runs on the user's dict and again on the full native hyperparameters
     (the spec path): translate(native) must give the same objective (found by a CLI solve refusing

@@ -197,3 +197,48 @@ def test_xu_table1_dpo_verdict_names_the_free_response():
         b = float(obj.value(np.array([[np.log(0.1), -30.0, -50.0]]), obj.hp))
     m = (np.log(0.1) - np.log(0.5)) - (-30.0 - np.log(0.5))
     assert a == pytest.approx(float(np.logaddexp(0.0, -0.1 * m)), rel=1e-12) and b == pytest.approx(a, rel=1e-12)
+
+
+def test_several_certified_local_minima_are_never_called_unique():
+    """DiscoPOP (Chris Lu et al. 2024, TRL loss_type "discopop") is not convex: on Kong App. B the
+    8-start solve ends at several distinct certified local minima, and the row says "local
+    minimiser", never "unique minimiser". Independently (SciPy BFGS on the loss value, from the same
+    kind of random logit starts, no bandit-lab solver): at least two distinct minima, the row's
+    point the lowest of them to 1e-9 in value."""
+    from scipy import optimize
+
+    row = fp.fixed_points(only=["discopop"])["records"][0]
+    v = row["verdict"]
+    assert v["kind"] == "unique minimiser" and v["certificate"]["local_minima"] >= 2, v
+    assert row["status"].startswith("local minimiser: the lowest of") and "unique minimiser" not in row["status"]
+    assert Verdict.from_json(v).line().startswith("local minimiser")
+
+    pb = bl.Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    with bl.x64():
+        obj = bl.make_objective(pb, "discopop", {})
+
+        def f(th):
+            return float(obj.value(np.asarray(th)[None], obj.hp))
+
+        rng = np.random.default_rng(1)
+        ends = [optimize.minimize(f, rng.normal(0.0, 2.0, 3), method="BFGS", options={"gtol": 1e-10}) for _ in range(16)]
+    pols = [np.exp(e.x - np.logaddexp.reduce(e.x)) for e in ends if e.success or e.status == 2]
+    vals = [e.fun for e in ends if e.success or e.status == 2]
+    distinct = [p for i, p in enumerate(pols) if all(0.5 * np.abs(p - q).sum() > 1e-4 for q in pols[:i])]
+    assert len(distinct) >= 2, len(distinct)
+    best = pols[int(np.argmin(vals))]
+    assert 0.5 * np.abs(best - np.asarray(row["policy"][0])).sum() < 1e-5 and abs(min(vals) - f(np.log(row["policy"][0]))) < 1e-9
+
+
+def test_fixed_points_summary_never_files_an_uncertified_row_as_no_minimiser():
+    """The summary lines are claims too: a row whose verdict is "not certified" (aot_unpaired on
+    Kong App. B: its per-mass gradient turns at log π ≈ −45, a finite minimiser below what the
+    solver reaches) is listed as not certified, never under "no finite minimiser"; a certified
+    runaway (eta_linear: the recession ray) is."""
+    res = fp.fixed_points(only=["aot_unpaired", "eta_linear"])
+    kinds = {r["label"]: r["verdict"]["kind"] for r in res["records"]}
+    assert kinds == {"aot_unpaired": "not certified", "eta_linear": "no finite minimiser"}, kinds
+    assert res["no_finite_minimiser"] == ["eta_linear"] and res["not_certified"] == ["aot_unpaired"]
+    text = fp.report(res)
+    assert "no finite minimiser: eta_linear\n" in text + "\n" and "not certified (neither a finite point nor a runaway): aot_unpaired" in text
+    assert bl.find_fixed_points(only=["aot_unpaired"]).not_certified == ["aot_unpaired"]

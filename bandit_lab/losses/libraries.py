@@ -40,7 +40,14 @@ their source (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2
   token the sequence ratio is the token ratio; verl clamps log ρ ≤ 10), ``cispo``
   ``(c⁺ − c⁻)·sg(clip(ρ))·log π``, ``gpg`` ``(c⁺ − c⁻)·log π``, ``gmpo`` (verl ``geo_mean``)
   ``c⁺·e^{min(log ρ, ε_h)·s} − c⁻·e^{max(log ρ, −ε_l)·s}``, s = 1/(1 + 1e-8), ``sapo``
-  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``. ``clip_c = 0``: no dual clip.
+  ``c⁺·g(τ₊) − c⁻·g(τ₋)``, ``g(τ) = σ(τ(ρ − 1))·4/τ``, ``ratio`` (verl ``kl_cov``) ``(c⁺ − c⁻)·ρ``
+  unclipped. ``clip_c = 0``: no dual clip.
+- **covariance rules** (verl ``clip_cov`` / ``kl_cov``, ``cov_select``): the token covariance
+  ``(A − mean A)(log π − mean log π)`` over the batch; clip_cov zeroes the advantage of a random
+  ``clip_cov_ratio`` of the tokens inside ``(clip_cov_lb, clip_cov_ub)``, kl_cov adds
+  ``ppo_kl_coef·|log ρ|`` to the top ``kl_cov_ratio`` (per-response frequencies ``csel`` in the
+  state). Exact state: their population limits (:func:`_clip_cov_limit`, :func:`_kl_cov_limit`);
+  sampled: verl's finite-batch rules (:func:`clip_cov_batch`, :func:`kl_cov_batch`).
 - **KL in the loss** ``+β·Σ_y f_y·k̂(y)`` (f: sample frequencies), k̂ from verl's
   ``kl_penalty`` (k1 ``kl``, ``abs``, k2 ``mse``, k3 ``low_var_kl`` with log-ratio clamp ±20 and
   value clamp ±10; a ``+`` suffix keeps the value and takes k2's gradient, straight-through) or
@@ -74,7 +81,8 @@ from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, 
 ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
 GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
-SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo")
+SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo", "ratio")
+COV_SELECT = ("none", "clip_cov", "kl_cov")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
 KL_GRADS = ("pathwise", "k2", "k2_is")  # the estimator's own | k2's (verl '+') | w·k2 (OpenRLHF unbiased_gradient)
 KL_CLAMPS = ("verl", "openrlhf", "none")
@@ -266,16 +274,57 @@ def clip_cov_batch(hp, A, lp, w, key, clipped=None):
     return (elig & (rank < num)).astype(A.dtype)
 
 
-def _clip_cov_limit(hp, A, lp, w):
+def _clip_cov_limit(hp, A, lp, w, clipped=None):
     """The population limit of :func:`clip_cov_batch` (docs/onpolicy-verl.md): the batch means become
     E[A] and E[log π] under the atom weights ``w`` (context, composition, response), an atom is
     eligible when its limiting covariance lies strictly inside (lb, ub), and each eligible token is
-    zeroed with probability ``min(1, clip_cov_ratio/P(eligible))``. Returns that probability per atom."""
+    zeroed with probability ``min(1, clip_cov_ratio/P(eligible))``; ``clipped`` (later epochs: the
+    atoms the PPO clip clips at the current ratio) are not eligible. Returns that probability per atom."""
     cov = _cov(A, lp, w)
-    elig = ((cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])).astype(A.dtype)
+    elig = (cov > hp["clip_cov_lb"]) & (cov < hp["clip_cov_ub"])
+    elig = (elig if clipped is None else elig & ~clipped).astype(A.dtype)
     pe = jnp.sum(w * elig)
     kappa = jnp.where(pe > 0, jnp.minimum(1.0, hp["clip_cov_ratio"] / jnp.where(pe > 0, pe, 1.0)), 0.0)
-    return jax.lax.stop_gradient(kappa * elig)
+    # no stop_gradient: the stationary solver differentiates the state (κ depends on θ through P(eligible));
+    # the eligibility indicator is piecewise constant (no derivative), and the trainer detaches the state
+    return kappa * elig
+
+
+def kl_cov_batch(hp, A, lp, w):
+    """verl 0.9.1 ``compute_policy_loss_kl_cov`` on a finite batch: the ``k = max(1, int(kl_cov_ratio·B))``
+    tokens with the largest covariance ``(A − mean A)(log π − mean log π)`` (``torch.topk``; ``lp`` the
+    current log-probs, detached) get ``+ppo_kl_coef·|log ρ|``. Returns their 0/1 mask (B = the batch's
+    token count). With batch weights ``w`` (sum 1) a token is selected when the weight of the tokens
+    ranked above it is below (k − ½)/B: with equal weights 1/B exactly the top k (ties by position, as
+    the samples are i.i.d.); with unequal context weights the weighted analogue, whose limit is
+    :func:`_kl_cov_limit`."""
+    cov = _cov(A, lp, w).ravel()
+    B = A.size
+    k = jnp.maximum(jnp.floor(hp["kl_cov_ratio"] * B), 1.0)
+    order = jnp.argsort(-cov, stable=True)
+    ws = w.ravel()[order]
+    before = jnp.cumsum(ws) - ws
+    sel = jnp.zeros(B, A.dtype).at[order].set((before < (k - 0.5) / B * jnp.sum(w)).astype(A.dtype))
+    return sel.reshape(A.shape)
+
+
+def _kl_cov_limit(hp, A, lp, w):
+    """The population limit of :func:`kl_cov_batch` (docs/onpolicy-verl.md): the batch means become
+    E[A] and E[log π] under the atom weights ``w`` (context, composition, response), and the top
+    ``kl_cov_ratio`` of the covariance's distribution is selected: an atom with ``P(c > c_atom) +
+    P(c = c_atom) ≤ ratio`` always, one with ``P(c > c_atom) ≥ ratio`` never, and the atoms tied at
+    the quantile each with probability ``(ratio − P(c > q*))/P(c = q*)`` (topk's tie order is a random
+    order of i.i.d. tokens). Returns that probability per atom (differentiable in the weights)."""
+    c, ww = _cov(A, lp, w).ravel(), w.ravel()
+    order = jnp.argsort(c)
+    cs, cum = c[order], jnp.cumsum(ww[order])
+    tot = cum[-1]
+    le = jnp.where(jnp.searchsorted(cs, c, side="right") > 0, cum[jnp.searchsorted(cs, c, side="right") - 1], 0.0)
+    lt = jnp.where(jnp.searchsorted(cs, c, side="left") > 0, cum[jnp.searchsorted(cs, c, side="left") - 1], 0.0)
+    gt, eq = tot - le, le - lt  # P(c > c_atom), P(c = c_atom)
+    ratio = hp["kl_cov_ratio"]
+    part = jnp.clip((ratio - gt) / jnp.where(eq > 0, eq, 1.0), 0.0, 1.0)
+    return jnp.where(eq > 0, part, (gt < ratio).astype(A.dtype)).reshape(A.shape)
 
 
 def _state(objective, params, hp, key, consts, prev=None):
@@ -290,12 +339,19 @@ def _state(objective, params, hp, key, consts, prev=None):
     r = jnp.asarray(c["reward"])
     s = _shape_before(st, hp, r, logp, ref)
     N = 0 if key is None or st.get("sampling", "exact") == "exact" else int(st["sampling"])
+    held = st.get("cov_select", "none") != "none" and int(st.get("epochs", 1)) > 1
+    extra = {}
     if N == 0:
         A, Pc = _exact_adv(st, hp, s, r, logp, q, ref, cw)
         w = cw[:, None, None] * Pc[:, :, None] * q[:, None, :]
         A = _post(st, hp, A, w, s, cw[:, None] * q)
+        sel = None
+        if held:  # later epochs re-select from the current log-probs (_cov_rules): keep the atoms
+            extra = {"atom_adv": A, "atom_pq": Pc[:, :, None] * q[:, None, :]}
         if st.get("cov_select", "none") == "clip_cov":
             A = A * (1.0 - _clip_cov_limit(hp, A, jnp.broadcast_to(logp[:, None, :], A.shape), w))
+        elif st.get("cov_select", "none") == "kl_cov":
+            sel = q * jnp.einsum("xc,xck->xk", Pc, _kl_cov_limit(hp, A, jnp.broadcast_to(logp[:, None, :], A.shape), w))
         cp = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(A, 0.0))
         cm = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(-A, 0.0))
         freq = q
@@ -304,14 +360,59 @@ def _state(objective, params, hp, key, consts, prev=None):
         key, sub = jax.random.split(key) if st.get("cov_select", "none") != "none" else (key, None)
         y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
         A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
+        sel = None
+        if held:  # the batch's tokens, and a fresh key for every step's randperm (state_update)
+            extra = {"tok_adv": A, "tok_y": y, "key": jax.random.split(sub)[0]}
+        lpy = jnp.take_along_axis(jnp.broadcast_to(logp, (N, G, X, K)), y[..., None], -1)[..., 0]
         if st.get("cov_select", "none") == "clip_cov":
-            lpy = jnp.take_along_axis(jnp.broadcast_to(logp, (N, G, X, K)), y[..., None], -1)[..., 0]
             A = A * (1.0 - clip_cov_batch(hp, A, lpy, jnp.broadcast_to(cw / (N * G), A.shape), sub))
         oh = jax.nn.one_hot(y, K)
+        if st.get("cov_select", "none") == "kl_cov":
+            sel = jnp.sum(oh * kl_cov_batch(hp, A, lpy, jnp.broadcast_to(cw / (N * G), A.shape))[..., None], (0, 1)) / (N * G)
         cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
         cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
         freq = jnp.sum(oh, (0, 1)) / (N * G)
-    return {"logq": logp, "cp": cp, "cm": cm, "ckl": freq}
+    out = {"logq": logp, "cp": cp, "cm": cm, "ckl": freq, **extra}
+    if sel is not None:
+        out["csel"] = sel  # kl_cov: per-response frequency of the selected (top-covariance) tokens
+    return out
+
+
+def _cov_rules(hp, st, state, logp, cw):
+    """verl ``clip_cov`` / ``kl_cov`` at a later epoch (``ppo_epochs`` > 1): the held batch (the exact
+    atoms, or the sampled tokens) re-selected from the *current* log-probs ``logp`` (detached, as verl's
+    ``log_prob.detach()``), with the old ones ``state['logq']``: clip_cov's covariance window and its
+    PPO-clip exclusion (``−A·clip(ρ) > −A·ρ``), kl_cov's top-``kl_cov_ratio`` ranking. Returns ``(c⁺,
+    c⁻, csel)`` per response (csel None for clip_cov). At ρ = 1 they equal the state's own."""
+    logq = state["logq"]
+    lo, hi = 1.0 - hp["clip"], 1.0 + hp["clip_high"]
+    if "atom_adv" in state:
+        A, pq = state["atom_adv"], state["atom_pq"]
+        w = cw[:, None, None] * pq
+        lp = jnp.broadcast_to(logp[:, None, :], A.shape)
+        csel = None
+        if st["cov_select"] == "clip_cov":
+            rho = jnp.exp(lp - logq[:, None, :])
+            A = A * (1.0 - _clip_cov_limit(hp, A, lp, w, -A * jnp.clip(rho, lo, hi) > -A * rho))
+        else:
+            csel = jnp.sum(pq * _kl_cov_limit(hp, A, lp, w), 1)
+        return jnp.sum(pq * jnp.maximum(A, 0.0), 1), jnp.sum(pq * jnp.maximum(-A, 0.0), 1), csel
+    A, y = state["tok_adv"], state["tok_y"]
+    N, G, X = A.shape
+    K = logp.shape[-1]
+    w = jnp.broadcast_to(cw / (N * G), A.shape)
+    pick = lambda a: jnp.take_along_axis(jnp.broadcast_to(a, (N, G, X, K)), y[..., None], -1)[..., 0]  # noqa: E731
+    lp = pick(logp)
+    oh = jax.nn.one_hot(y, K)
+    csel = None
+    if st["cov_select"] == "clip_cov":
+        rho = jnp.exp(lp - pick(logq))
+        A = A * (1.0 - clip_cov_batch(hp, A, lp, w, state["key"], -A * jnp.clip(rho, lo, hi) > -A * rho))
+    else:
+        csel = jnp.sum(oh * kl_cov_batch(hp, A, lp, w)[..., None], (0, 1)) / (N * G)
+    cp = jnp.sum(oh * jnp.maximum(A, 0.0)[..., None], (0, 1)) / (N * G)
+    cm = jnp.sum(oh * jnp.maximum(-A, 0.0)[..., None], (0, 1)) / (N * G)
+    return cp, cm, csel
 
 
 def state_init(objective, params, hp, key, consts):
@@ -324,7 +425,10 @@ def state_update(objective, params, hp, key, state, t, consts):
     E = int(objective.static.get("epochs", 1))
     if E == 1:
         return new
-    return jax.tree_util.tree_map(lambda a, b: jnp.where((t % E) == 0, a, b), new, state)
+    out = jax.tree_util.tree_map(lambda a, b: jnp.where((t % E) == 0, a, b), new, state)
+    if "key" in out:  # clip_cov's randperm is drawn afresh at every epoch
+        out["key"] = new["key"]
+    return out
 
 
 def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
@@ -335,7 +439,9 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
     _bandit_only(inputs.aux)
     logp, _, ref, _ = _views(inputs.logp, inputs.aux, inputs.logp_ref)
     logq = state["logq"]
-    cp, cm = state["cp"], state["cm"]
+    cp, cm, csel = state["cp"], state["cm"], state.get("csel")
+    if "atom_adv" in state or "tok_adv" in state:
+        cp, cm, csel = _cov_rules(hp, st, state, jax.lax.stop_gradient(logp), inputs.context_weight)
     lr = logp - logq
     rc = st["ratio_clamp"]
     lr = jnp.clip(lr, -20.0, 20.0) if rc == "pm20" else (jnp.minimum(lr, 10.0) if rc == "max10" else lr)
@@ -357,8 +463,15 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         def gate(tau):
             return jax.nn.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
         pg = jnp.sum(cp * gate(hp["sapo_tau_pos"]) - cm * gate(hp["sapo_tau_neg"]), -1)
+    elif sur == "ratio":  # verl kl_cov: −A·ρ, no clip of any kind
+        pg = jnp.sum((cp - cm) * ratio, -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
+    if st.get("cov_select", "none") == "kl_cov":
+        # + ppo_kl_coef·|log ρ| on the selected tokens (log ρ unclamped); torch's abs has derivative sign(x),
+        # 0 at 0 (JAX's is 1 there), so on-policy (ρ = 1) the term adds nothing to the update
+        h = logp - logq
+        pg = pg - hp["ppo_kl_coef"] * jnp.sum(csel * h * jax.lax.stop_gradient(jnp.sign(h)), -1)
     total = -hp["pg_scale"] * pg
     if st["kl_loss"] != "none":
         per = kl_loss_term(logp, ref, logq, st["kl_loss"], st["kl_grad"], st["kl_clamp"])
@@ -388,11 +501,12 @@ def _check(hp: dict, static: dict) -> None:
             raise BanditError(f"{k} must be ≥ 0; got {hp[k]}")
     if not (hp["clip_c"] > 1.0 or hp["clip_c"] == 0.0):
         raise BanditError(f"clip_c (verl clip_ratio_c, OpenRLHF dual_clip) must be > 1, or 0 for none; got {hp['clip_c']}")
-    if static.get("cov_select", "none") not in ("none", "clip_cov"):
-        raise BanditError(f"cov_select must be none or clip_cov; got {static['cov_select']!r}")
-    if static.get("cov_select", "none") == "clip_cov" and static["epochs"] != 1:
-        raise BanditError("clip_cov with ppo_epochs > 1: the covariance uses the current log-probs inside the epochs "
-                          "(implemented for ppo_epochs = 1)")
+    if static.get("cov_select", "none") not in COV_SELECT:
+        raise BanditError(f"cov_select must be one of {', '.join(COV_SELECT)}; got {static['cov_select']!r}")
+    if not 0.0 < hp["kl_cov_ratio"] <= 1.0:
+        raise BanditError(f"kl_cov_ratio (verl policy_loss.kl_cov_ratio) must be in (0, 1]; got {hp['kl_cov_ratio']}")
+    if not (np.isfinite(hp["ppo_kl_coef"]) and hp["ppo_kl_coef"] >= 0):
+        raise BanditError(f"ppo_kl_coef (verl policy_loss.ppo_kl_coef) must be ≥ 0; got {hp['ppo_kl_coef']}")
     if not (hp["sapo_tau_pos"] > 0 and hp["sapo_tau_neg"] > 0):
         raise BanditError(f"sapo_tau_pos and sapo_tau_neg (verl tau_pos, tau_neg) must be > 0; got {hp['sapo_tau_pos']}, "
                           f"{hp['sapo_tau_neg']}")
@@ -410,7 +524,65 @@ def _clamp_ok(pol, ref, static, kind) -> bool:
 
 
 def oracle(problem, hp: dict, static: dict):
-    """``LossSpec.oracle``: the closed-form stationary point where one exists (single-token responses).
+    """``LossSpec.oracle``: the closed form of :func:`_oracle` (on-policy verl ``kl_cov`` has vanilla's
+    field: its ``|log ρ|`` term has derivative 0 at ρ = 1). ``clip_cov``: vanilla's point only where no
+    atom's covariance lies in the closed window [lb, ub] there — then no atom is eligible in a
+    neighbourhood and the two fields coincide on it; otherwise no closed form."""
+    pol, tag = _oracle(problem, hp, static)
+    if pol is None or static.get("cov_select", "none") != "clip_cov":
+        return pol, tag
+    cov, w = _exact_cov(problem, hp, static, pol)
+    near = (cov >= hp["clip_cov_lb"]) & (cov <= hp["clip_cov_ub"]) & (w > 0)
+    if near.any():
+        return None, (f"clip_cov: atoms of mass {float(w[near].sum()):.3g} have their covariance in [lb, ub] at the "
+                      "vanilla point, so the rule moves it: no closed form")
+    return pol, tag + "; clip_cov's window holds no atom there"
+
+
+def _exact_cov(problem, hp, static, pol):
+    """The limiting covariance of every atom at policy ``pol`` and the atoms' weights (NumPy arrays)."""
+    st = {**static}
+    hpj = {k: jnp.asarray(v) for k, v in hp.items()}
+    lp = jnp.log(jnp.asarray(pol))
+    ref = jnp.log(jnp.asarray(problem.pi_ref, float))
+    cw = jnp.asarray(problem.context_weight, float)
+    r = jnp.asarray(problem.reward, float)
+    q = jnp.exp(lp)
+    s = _shape_before(st, hpj, r, lp, ref)
+    A, Pc = _exact_adv(st, hpj, s, r, lp, q, ref, cw)
+    w = cw[:, None, None] * Pc[:, :, None] * q[:, None, :]
+    A = _post(st, hpj, A, w, s, cw[:, None] * q)
+    return np.asarray(_cov(A, jnp.broadcast_to(lp[:, None, :], A.shape), w)), np.asarray(w)
+
+
+CLIP_COV_MARGIN = 1e-9  # an atom's covariance closer than this (relative) to lb or ub: no verdict
+
+
+def clip_cov_verdict(objective, hp: dict, st):
+    """verl ``clip_cov``'s field is piecewise smooth: the eligibility ``lb < c < ub`` of each atom
+    jumps where its covariance crosses an edge, and the solver's Jacobian (hence its verdict) holds
+    only where it does not. At a root (status attracting / not attracting) the distance of every
+    atom's covariance (of positive weight) to lb and ub is measured: above ``CLIP_COV_MARGIN``·max(1,
+    |lb|, |ub|) the selection is constant on a neighbourhood and the verdict stands (the margin is
+    appended to the note); below it the status becomes "not converged" with the reason."""
+    if st.status not in ("attracting", "not attracting") or objective.problem.reward is None:
+        return st
+    cov, w = _exact_cov(objective.problem, hp, objective.static, np.asarray(st.result.policy))
+    lb, ub = float(hp["clip_cov_lb"]), float(hp["clip_cov_ub"])
+    d = np.minimum(np.abs(cov - lb), np.abs(cov - ub))[w > 0]
+    margin = float(d.min()) if d.size else np.inf
+    cert = {**st.certificate, "clip_cov_edge_margin": margin}
+    if margin <= CLIP_COV_MARGIN * max(1.0, abs(lb), abs(ub)):
+        return st._replace(status="not converged", certificate={k: v for k, v in cert.items() if k != "stability"},
+                           note=f"a root where an atom's covariance is {margin:.1e} from clip_cov's window edge (lb "
+                                f"{lb:g}, ub {ub:g}): the selection, hence the field, jumps there; no verdict")
+    pe = float(w[(cov > lb) & (cov < ub)].sum())
+    return st._replace(certificate=cert, note=st.note + f"; clip_cov: P(eligible) = {pe:.3g}, every atom's covariance "
+                                                          f"≥ {margin:.2e} from the window's edges (selection constant nearby)")
+
+
+def _oracle(problem, hp: dict, static: dict):
+    """The closed-form stationary point where one exists (single-token responses).
 
     The expected update is ``m·(κ·∇E_π r − β_rw·∇KL(π‖π_ref)) − β_l·∇D − α·∇(−H)``: κ = 1 for
     loo / none / critic / greedy baselines, (n−1)/n for the group mean (the focal's own reward in the
@@ -511,7 +683,7 @@ def _exact(objective, hp, init=None):
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
        "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0, "sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05,
-       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0}
+       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002, "ppo_kl_coef": 0.1}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
            "epochs": 1, "sampling": "exact", "reward": "bt", "cov_select": "none"}

@@ -148,6 +148,20 @@ def group_advantage(D, Q, r_focal, G: int, normalize: str, ddof: int, eps):
     return jnp.where(live, dev / jnp.where(live, den, 1.0), 0.0)
 
 
+def batch_normalize(A, w, eps, bessel: float = 1.0):
+    """TRL 1.16 ``RLOOTrainer._generate_and_score_completions`` with ``normalize_advantages=True``:
+    ``(A − A.mean())/(A.std() + 1e-4)`` over the whole batch (``std``: torch's unbiased; ε is
+    ``std_eps``), checked against TRL's own code in tests/test_audit_rows.py. ``w``: each advantage's
+    weight in the batch (summing to 1; exact mode: context × composition × response probability, the
+    large-batch limit); ``bessel`` n/(n − 1) for a finite batch. Where every advantage is equal the
+    std is 0 (a safe sqrt: no infinite derivative for the solver's Jacobian)."""
+    mu = jnp.sum(w * A)
+    var = jnp.sum(w * (A - mu) ** 2) * bessel
+    pos = var > 0
+    sd = jnp.where(pos, jnp.sqrt(jnp.where(pos, var, 1.0)), 0.0)
+    return (A - mu) / (sd + eps)
+
+
 # --------------------------------------------------------------------------- views of the policy
 
 def _views(logp, aux, logp_ref):
@@ -307,6 +321,9 @@ def _state(objective, params, hp, key, consts, prev=None):
             D = jnp.einsum("cj,xjk->xck", counts_j, d)
             Q = jnp.einsum("cj,xjk->xck", counts_j, d**2)
             A = group_advantage(D, Q, shaped[:, None, :], G, norm, int(st["std_ddof"]), hp["std_eps"])
+            if st.get("batch_whiten", False):  # TRL RLOO: whitened over the whole batch (large-batch limit)
+                cw = jnp.asarray(c["context_weight"])
+                A = batch_normalize(A, cw[:, None, None] * Pc[:, :, None] * q[:, None, :], hp["std_eps"])
             cp = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(A, 0.0))
             cm = q * jnp.einsum("xc,xck->xk", Pc, jnp.maximum(-A, 0.0))
             freq = q
@@ -323,6 +340,10 @@ def _state(objective, params, hp, key, consts, prev=None):
             D = jnp.sum(dev, 1) - 0.0  # the focal's own term is 0
             Q = jnp.sum(dev**2, 1)
             A = group_advantage(D, Q, rr, G, norm, int(st["std_ddof"]), hp["std_eps"])
+            if st.get("batch_whiten", False):  # torch .mean()/.std() over the batch's N·G·X completions
+                cw = jnp.asarray(c["context_weight"])
+                B = N * G * X
+                A = batch_normalize(A, jnp.broadcast_to(cw / (N * G), A.shape), hp["std_eps"], bessel=B / (B - 1) if B > 1 else 1.0)
             if st.get("dynamic_sampling", False):
                 keep = (jnp.max(rr, 1) > jnp.min(rr, 1)).astype(rr.dtype)  # [N, X]
                 oh = jax.nn.one_hot(y, K) * keep[:, None, :, None]
@@ -572,7 +593,9 @@ def _check(hp: dict, static: dict) -> None:
         static["reward_clip"] = (float(rc[0]), float(rc[1]))  # hashable
     if "std_ddof" in static and static["std_ddof"] not in (0, 1):
         raise BanditError(f"std_ddof must be 0 or 1; got {static['std_ddof']!r}")
-    for k in ("dynamic_sampling", "whiten", "kl_bias_correction", "entropy_bonus"):
+    if static.get("batch_whiten", False) and static.get("dynamic_sampling", False):
+        raise BanditError("batch_whiten (TRL normalize_advantages) with dynamic_sampling is not implemented (TRL's RLOO has no dynamic sampling)")
+    for k in ("dynamic_sampling", "whiten", "kl_bias_correction", "entropy_bonus", "batch_whiten"):
         if k in static and not isinstance(static[k], bool):
             raise BanditError(f"{k} must be true or false; got {static[k]!r}")
     for k in ("clip", "clip_high", "std_eps", "value_lr", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
@@ -621,8 +644,9 @@ for _s in (
           "Williams 1992 Eq. 1; Ahmadian et al. 2024 Eq. 2–3"),
     _spec("rloo", {"beta": 0.05, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4},
           {**_PG, **_GROUP, "group_size": 2, "normalize": "loo", "ratio_level": "sequence", "length_norm": "sum",
-           "reward_clip": None},
-          "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio)",
+           "reward_clip": None, "batch_whiten": False},
+          "RLOO: leave-one-out baseline over G samples (TRL RLOOTrainer 1.16: k1 in reward, sequence ratio; "
+          "normalize_advantages: batch (A − mean)/(std + std_eps))",
           "Ahmadian et al. 2024 Eq. 6; Kool et al. 2019", epochs=True),
     _spec("grpo", {"beta": 0.0, "clip": 0.2, "clip_high": 0.2, "std_eps": 1e-4, "delta": 0.0,
                    "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05, "vespo_k_pos": 2.0, "vespo_lambda_pos": 3.0,

@@ -418,6 +418,12 @@ def oracle(problem, loss: str, hp: dict, static: dict) -> tuple[np.ndarray | Non
     def rlhf(b, tag):
         return rlhf_optimum(ref, r, b, "forward_kl" if fwd else "reverse_kl"), tag + (" (forward-KL RLHF optimum β·π_ref/(λ−r))" if fwd else " (Gibbs π_ref·e^{r/β}/Z)")
 
+    if loss == "rloo" and static.get("batch_whiten", False):
+        # TRL RLOO normalize_advantages: the batch mean drops out (E_π[c·∇log π] = 0) and 1/(σ(π) + ε) multiplies
+        # the whole policy term; with k1 in the reward the KL is inside it, so the zeros are Gibbs at β
+        if kind != "reverse_reward":
+            return None, "RLOO with normalize_advantages and the KL in the loss: the batch std rescales β (no closed form)"
+        return rlhf(beta, "rloo + normalize_advantages: 1/(σ + ε) scales the whole update (k1 in the reward)")
     if loss in ("reinforce", "rloo") or (loss == "ppo" and (kind == "reverse_reward" or not static.get("whiten", False))):
         return rlhf(beta, f"{loss}: unbiased policy gradient of −E[r] + β·D")
     if loss == "ppo":

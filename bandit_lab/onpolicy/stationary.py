@@ -32,13 +32,18 @@ true value may be 1e-30), and ``M = ∂u/∂θ = diag(π)⁻¹J`` likewise. Then
   every eigenvalue of ``J`` off the gauge has a positive real part;
 - ``not attracting``: a root the flow leaves or circles (an eigenvalue with Re λ ≤ 0) — training
   cycles around it or runs elsewhere; reported as such, never as where training lands;
-- ``runaway``: no finite root: along the ray ``θ + t·d`` that lowers the small-mass responses'
+- ``runaway``: no finite root on the flow's path: along the ray ``θ + t·d`` that lowers the small-mass responses'
   logits (the others fixed), probed from ``t = 2^-6`` until their masses reach e^{−575} (≈ 1e-250,
   the end of float64's safe range), the update keeps pushing them down (``u_k > 0`` at every
   probe) and does not weaken at the far end (``u_k`` non-decreasing over the last probes): for the
   fields here ``u_k`` is ``a + b·log π_k + c/π_k + O(π)``, so this certifies ``b, c ≥ 0``: it never
   turns. A KL term (b < 0) turns it: if that happens beyond e^{−575} the status is ``not
-  converged`` with the extrapolated log-mass of the root (a finite point below float64);
+  converged`` with the extrapolated log-mass of the root (a finite point below float64). The
+  certificate is about the flow from this start: a finite root the flow does not reach (e.g. the
+  source of RLOO with k3 in the reward, tests/test_audit_rows.py) is not excluded, and the note says
+  so. The point shown is called the limit only when the survivors' logits move together there
+  (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6);
+  otherwise (verl's ``abs`` KL loss, whose y2 still slides back to π_ref) the note says it is not;
 - ``not converged``: none of the above within the iteration budget (slow spiral or a cycle).
 
 Other parameterizations (log-linear, token trees) keep the unscaled field and a mass threshold
@@ -212,7 +217,21 @@ def _newton_dir(M, u, T):
 
 def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iters: int = 100, bursts: int = 6,
                 warm: bool = True) -> list[Stationary]:
-    """Stationary points of ``objective``'s expected update at every hyperparameter point."""
+    """Stationary points of ``objective``'s expected update at every hyperparameter point.
+
+    verl ``clip_cov`` (a field that jumps where an atom's covariance crosses the window's edges): a
+    verdict stands only if no atom sits on an edge at the root
+    (:func:`bandit_lab.losses.libraries.clip_cov_verdict`)."""
+    out = _solve_batch(objective, hps, init, tol=tol, iters=iters, bursts=bursts, warm=warm)
+    if objective.static.get("cov_select", "none") == "clip_cov":
+        from bandit_lab.losses.libraries import clip_cov_verdict
+
+        out = [clip_cov_verdict(objective, {**objective.hp, **h}, s) for h, s in zip(hps, out)]
+    return out
+
+
+def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iters: int = 100, bursts: int = 6,
+                 warm: bool = True) -> list[Stationary]:
     full = [{**objective.hp, **h} for h in hps]
     keys = sorted({k for h in full for k in h})
     full = [{k: float(h.get(k, objective.hp.get(k, 0.0))) for k in keys} for h in full]
@@ -432,10 +451,25 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
             cert.update(rc)
             where = _label(shape, ray["which"])
             if kind == "runaway":
+                # the survivors (supported, not on the ray): is the flow settled on the face where the point is shown?
+                # (tests/test_audit_rows.py: verl's abs KL loss stops with y2 still pushed back up towards π_ref)
+                # settled ⇔ the survivors' logits move together (equal F_k: a gauge shift; the vanishing ones may
+                # carry a finite force, e.g. k3 in the reward), measured per unit of the smallest survivor's mass
+                surv = supp.copy()
+                surv[tuple(np.asarray(ray["which"]).T)] = False
+                Fm, Pm = u.reshape(shape) * pol.reshape(shape), pol.reshape(shape)
+                face = max([(float(Fm[x][surv[x]].max() - Fm[x][surv[x]].min()) / float(Pm[x][surv[x]].min()))
+                            for x in range(shape[0]) if surv[x].sum() > 1] or [0.0])
+                cert["face_field_spread"] = face
+                shown = ("the limit is shown (the survivors' logits move together: spread of their update per unit mass "
+                         f"{face:.1e} ≤ 1e-6)" if face <= 1e-6 else
+                         "the point shown is where the solver stopped, NOT the limit: the survivors' update still moves them "
+                         f"apart (spread per unit mass {face:.1e})")
                 return Stationary(res._replace(converged=False), "runaway",
-                                  f"no finite stationary point: π({where}) → 0 — along the ray lowering their logits the update "
-                                  f"keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} (Newton step "
-                                  f"{step:.1e}); the limit is shown", None, {**cert, "stability": "runaway"})
+                                  f"no finite stationary point on the flow's path: π({where}) → 0 — along the ray lowering their "
+                                  f"logits the update keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} "
+                                  f"(Newton step {step:.1e}); {shown}; a finite root elsewhere (one the flow from this start "
+                                  "does not reach) is not excluded", None, {**cert, "stability": "runaway"})
             if kind == "beyond":
                 return Stationary(res, "not converged",
                                   f"a finite stationary point beyond float64: the push on π({where}) weakens along the ray and "

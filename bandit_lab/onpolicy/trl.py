@@ -41,6 +41,10 @@ Translated (exact in bandit-lab's native implementation):
   importance ratio (``per_token_kl * coef_1``), whose expected gradient is ∇KL(π‖π_ref). With it,
   dr_grpo + ``scale_rewards="none"`` is Gibbs at β·G/(G−1) (:func:`bandit_lab.onpolicy.closed_forms`).
 
+RLOO (``RLOOConfig``): ``normalize_advantages`` → ``batch_whiten`` (RLOOTrainer: ``(A − A.mean())/
+(A.std() + 1e-4)`` over the whole batch; exact in the large-batch limit; the stationary point stays
+Gibbs at β, tests/test_audit_rows.py); ``reward_clip_range`` → ``reward_clip``.
+
 ``entropy_coef`` → ``entropy_coef`` + ``entropy_bonus``: loss − coef·(mean token entropy), on a
 bandit −coef·H(π(·|x)) (a token tree is refused).
 
@@ -269,7 +273,7 @@ def translate_rloo(params: dict) -> dict:
     if any(k in p for k in RLOO_DEFAULTS if k != "beta"):  # TRL mode: TRL's defaults for every field not given
         _no_mixing(p, "RLOOConfig")
         p = {**{k: v for k, v in RLOO_DEFAULTS.items() if k != "beta"}, **p}
-    for k in _BATCH:  # RLOO's loss does not read the batch geometry (normalize_advantages=True is refused)
+    for k in _BATCH:  # RLOO's loss does not read the batch geometry (normalize_advantages: the large-batch limit)
         p.pop(k, None)
     out: dict = {}
     _common(p, out, "TRL RLOOConfig")
@@ -277,8 +281,8 @@ def translate_rloo(params: dict) -> dict:
         v = p.pop("normalize_advantages")
         if v not in (False, True):
             raise BanditError(f"normalize_advantages must be true or false; got {v!r}")
-        if v:
-            raise BanditError("normalize_advantages=True is not implemented exactly yet; leave it false (TRL's default)")
+        if v:  # RLOOTrainer: (A − A.mean())/(A.std() + 1e-4) over the whole (gathered) batch
+            out["batch_whiten"], out["std_eps"] = True, 1e-4
     if "reward_clip_range" in p:
         v = p.pop("reward_clip_range")
         if v is not None:  # RLOOTrainer: rewards.clamp(lo, hi) before the k1 penalty (checked in the conformance data)

@@ -25,15 +25,17 @@ gae, ``algo.advantage.no_std_norm`` false, ``algo.kl.use_loss`` false, ``algo.kl
 
 ``policy_loss.loss_mode`` geo_mean (GMPO) and sapo (``tau_pos`` 1.0, ``tau_neg`` 1.05) are exact
 (GMPO refused with a KL loss or entropy bonus: its policy term is a per-micro-batch mean); clip_cov
-(``policy_loss.clip_cov_ratio/lb/ub``) through its population limit;
+(``policy_loss.clip_cov_ratio/lb/ub``: 0.0002, 1, 5) and kl_cov (``policy_loss.kl_cov_ratio`` in
+(0, 1], 0.0002; ``policy_loss.ppo_kl_coef`` ≥ 0, 0.1 — ``verl/workers/config/actor.py``
+``PolicyLossConfig``) through their population limits, at any ``ppo_epochs`` (later epochs
+re-select from the current log-probs, as verl does);
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``kl_cov`` — its population limit is derived in docs/onpolicy-verl.md, not
-built —, ``clip_cov`` with ``ppo_epochs`` > 1, ``dppo_*``, ``dro``, ``bypass_mode``, ``kl_penalty: full``, an
-adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the other per-token /
-generation / system settings, with the reason), and unknown fields.
+token baselines, ``dppo_*``, ``dro``, ``bypass_mode``,
+``kl_penalty: full``, an adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the
+other per-token / generation / system settings, with the reason), and unknown fields.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ VERL_DEFAULTS = {
     "loss_agg_mode": "token-mean", "loss_scale_factor": None, "entropy_coeff": 0.0, "use_kl_loss": False,
     "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
     "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
-    "policy_loss.clip_cov_ub": 5.0,
+    "policy_loss.clip_cov_ub": 5.0, "policy_loss.kl_cov_ratio": 0.0002, "policy_loss.ppo_kl_coef": 0.1,
 }
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
@@ -75,7 +77,7 @@ VERL_NO_EFFECT = {
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.kl_cov_ratio": None, "policy_loss.ppo_kl_coef": None, "policy_loss.dro_beta": None,
+    "policy_loss.dro_beta": None,
     "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
 _VERL_ADV = {  # adv_estimator → (advantage, post)
@@ -86,10 +88,9 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
 }
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
-              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none")}
+              "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none"),
+              "kl_cov": ("ratio", "none")}
 _VERL_LOSS_NOT_YET = {
-    "kl_cov": "selects the top kl_cov_ratio of batch covariances; its population limit (a quantile, split at a tied "
-              "atom) is derived in docs/onpolicy-verl.md but not implemented exactly yet",
     "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
     "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
 }
@@ -255,14 +256,23 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     hp["clip_cov_ratio"] = _num("policy_loss.clip_cov_ratio", c["policy_loss.clip_cov_ratio"], 0.0, strict=True)
     hp["clip_cov_lb"] = _num("policy_loss.clip_cov_lb", c["policy_loss.clip_cov_lb"])
     hp["clip_cov_ub"] = _num("policy_loss.clip_cov_ub", c["policy_loss.clip_cov_ub"])
+    hp["kl_cov_ratio"] = _num("policy_loss.kl_cov_ratio", c["policy_loss.kl_cov_ratio"])
+    if not 0.0 < hp["kl_cov_ratio"] <= 1.0:
+        raise BanditError(f"policy_loss.kl_cov_ratio must be in (0, 1] (verl's torch.topk takes int(ratio·tokens) of the "
+                          f"batch's tokens); got {hp['kl_cov_ratio']}")
+    hp["ppo_kl_coef"] = _num("policy_loss.ppo_kl_coef", c["policy_loss.ppo_kl_coef"], 0.0)
+    if hp["ppo_kl_coef"] == float("inf") or hp["ppo_kl_coef"] != hp["ppo_kl_coef"]:
+        raise BanditError(f"policy_loss.ppo_kl_coef must be a finite number ≥ 0; got {hp['ppo_kl_coef']}")
     st["cov_select"] = "none"
     if mode == "clip_cov":
         # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
         # covariance selection (libraries.clip_cov_batch; its population limit libraries._clip_cov_limit)
         st["cov_select"], hp["clip_c"] = "clip_cov", 0.0
-        if st["epochs"] != 1:
-            raise BanditError("ppo_epochs > 1 with policy_loss.loss_mode='clip_cov': the covariance is recomputed from "
-                              "the current log-probs at every epoch; implemented for ppo_epochs = 1")
+    if mode == "kl_cov":
+        # compute_policy_loss_kl_cov: −A·ρ (no PPO clip, no dual clip, no log-ratio clamp) plus
+        # ppo_kl_coef·|log ρ| on the top kl_cov_ratio of the batch covariances (libraries.kl_cov_batch; its
+        # population limit libraries._kl_cov_limit)
+        st["cov_select"], hp["clip_c"] = "kl_cov", 0.0
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
 
@@ -426,6 +436,14 @@ def describe(hp: dict, static: dict) -> tuple[str, str, float]:
         obj += " − β·D_loss"
     if hp["entropy_coeff"] > 0:
         obj += f" + {hp['entropy_coeff']:g}·H(π)"
+    cov = static.get("cov_select", "none")
+    if cov == "clip_cov":
+        obj += (f"; clip_cov zeroes the advantage of a fraction min(1, {hp['clip_cov_ratio']:g}/P(eligible)) of the tokens "
+                f"whose covariance lies in ({hp['clip_cov_lb']:g}, {hp['clip_cov_ub']:g}) — a field, not a gradient, where "
+                "it acts")
+    elif cov == "kl_cov":
+        obj += (f"; kl_cov's {hp['ppo_kl_coef']:g}·|log ρ| on the top {hp['kl_cov_ratio']:g} of the covariances adds "
+                "nothing on-policy (ρ = 1, torch's d|x|/dx = 0 at 0)")
     divs = []
     if br > 0:
         divs.append({"k1": "D_r = KL(π‖π_ref) (k1 in the reward)",

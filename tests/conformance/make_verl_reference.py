@@ -23,6 +23,7 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
 - verl ``get_policy_loss_fn(mode)`` for vanilla (dual clip), gspo, cispo, gpg, geo_mean (GMPO; without
   the KL loss / entropy, which bandit-lab refuses for it), sapo with every loss_agg_mode (token-sum too),
   clip_cov with clip_cov_ratio = 1 (every eligible token zeroed: no randomness) in two windows,
+  kl_cov (``torch.topk`` of the covariances: deterministic) at kl_cov_ratio 0.0002 (one token), 0.25, 1,
   plus the actor's KL loss and entropy bonus composed as ``workers/utils/losses.py::ppo_loss`` does;
   OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``.
 
@@ -216,66 +217,56 @@ def run() -> dict:
     out["advantages"] = rows
 
     # ---- policy losses (+ KL loss and entropy as the actors compose them)
+    from verl.workers.config.actor import PolicyLossConfig
+
     A = T("advantages")
     rows = []
+
+    def loss_row(mode, agg, kl_type, coef, ent, **pl):
+        """verl's policy loss ``mode`` + the KL loss and entropy bonus as ``workers/utils/losses.py::ppo_loss``
+        composes them; ``pl``: PolicyLossConfig fields (clip_cov / kl_cov)."""
+        cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
+                          clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg,
+                          tau_pos=1.0, tau_neg=1.05, **({"policy_loss": PolicyLossConfig(loss_mode=mode, **pl)} if pl else {}))
+
+        def actor(th):
+            lp = _flat(_logp(th, y))
+            pg, _ = ca.get_policy_loss_fn(mode)(old_log_prob=_flat(lq), log_prob=lp, advantages=_flat(A),
+                                                response_mask=mask, loss_agg_mode=agg, config=cfg)
+            loss = pg
+            if ent:
+                H = vf.entropy_from_logits(th).unsqueeze(-1).expand(X, N).reshape(-1, 1)
+                loss = loss - ent * ca.agg_loss(H, mask, agg)
+            if kl_type:
+                loss = loss + coef * ca.agg_loss(ca.kl_penalty(lp, _flat(lr_), kl_type), mask, agg)
+            return loss
+
+        v, g = grad_of(actor)
+        # token-sum: the batch is one mini-batch of X prompts × N responses (X·N tokens)
+        return {"lib": "verl", "loss_mode": mode, "loss_agg_mode": agg, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28,
+                "clip_ratio_c": 3.0, "kl_loss_type": kl_type, "kl_loss_coef": coef, "entropy_coeff": ent, "tau_pos": 1.0,
+                "tau_neg": 1.05, "ppo_mini_batch_size": X, **pl, "value": float(v), "grad": g.tolist()}
+
     for mode in ("vanilla", "gspo", "cispo", "gpg", "geo_mean", "sapo"):
         for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm", "token-sum"):
             for kl_type, coef, ent in ((None, 0.0, 0.0), ("low_var_kl", 0.2, 0.0), ("k3+", 0.2, 0.05)):
                 if mode == "geo_mean" and kl_type:  # refused by bandit-lab (GMPO's per-micro-batch mean)
                     continue
-                cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
-                                  clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg,
-                                  tau_pos=1.0, tau_neg=1.05)
-
-                def actor(th):
-                    lp = _flat(_logp(th, y))
-                    pg, _ = ca.get_policy_loss_fn(mode)(old_log_prob=_flat(lq), log_prob=lp, advantages=_flat(A),
-                                                        response_mask=mask, loss_agg_mode=agg, config=cfg)
-                    loss = pg
-                    if ent:
-                        H = vf.entropy_from_logits(th).unsqueeze(-1).expand(X, N).reshape(-1, 1)
-                        loss = loss - ent * ca.agg_loss(H, mask, agg)
-                    if kl_type:
-                        kld = ca.kl_penalty(lp, _flat(lr_), kl_type)
-                        loss = loss + coef * ca.agg_loss(kld, mask, agg)
-                    return loss
-
-                v, g = grad_of(actor)
-                rows.append({"lib": "verl", "loss_mode": mode, "loss_agg_mode": agg, "clip_ratio_low": 0.2,
-                             "clip_ratio_high": 0.28, "clip_ratio_c": 3.0, "kl_loss_type": kl_type, "kl_loss_coef": coef,
-                             "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05,
-                             # token-sum: the batch is one mini-batch of X prompts × N responses (X·N tokens)
-                             "ppo_mini_batch_size": X, "value": float(v), "grad": g.tolist()})
+                rows.append(loss_row(mode, agg, kl_type, coef, ent))
     # clip_cov with clip_cov_ratio = 1: every eligible token is zeroed (clip_num = B ≥ #eligible), so the
-    # randperm does not matter; two covariance windows, ± KL loss / entropy
-    from verl.workers.config.actor import PolicyLossConfig
-
+    # randperm does not matter; two covariance windows, ± KL loss / entropy. kl_cov: torch.topk of the batch
+    # covariances (deterministic: no ties on this batch), from one token (the default ratio 0.0002:
+    # max(1, int(32·0.0002)) = 1) to every token; ± KL loss / entropy
     for lb, ub in ((0.2, 5.0), (-5.0, -0.1)):
         for agg in ("token-mean", "seq-mean-token-mean"):
             for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
-                cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
-                                  clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg,
-                                  policy_loss=PolicyLossConfig(loss_mode="clip_cov", clip_cov_ratio=1.0, clip_cov_lb=lb,
-                                                               clip_cov_ub=ub))
-
-                def actor(th):
-                    lp = _flat(_logp(th, y))
-                    pg, _ = ca.get_policy_loss_fn("clip_cov")(old_log_prob=_flat(lq), log_prob=lp, advantages=_flat(A),
-                                                             response_mask=mask, loss_agg_mode=agg, config=cfg)
-                    loss = pg
-                    if ent:
-                        H = vf.entropy_from_logits(th).unsqueeze(-1).expand(X, N).reshape(-1, 1)
-                        loss = loss - ent * ca.agg_loss(H, mask, agg)
-                    if kl_type:
-                        loss = loss + coef * ca.agg_loss(ca.kl_penalty(lp, _flat(lr_), kl_type), mask, agg)
-                    return loss
-
-                v, g = grad_of(actor)
-                rows.append({"lib": "verl", "loss_mode": "clip_cov", "loss_agg_mode": agg, "clip_ratio_low": 0.2,
-                             "clip_ratio_high": 0.28, "clip_ratio_c": 3.0, "kl_loss_type": kl_type, "kl_loss_coef": coef,
-                             "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05, "ppo_mini_batch_size": X,
-                             "clip_cov_ratio": 1.0, "clip_cov_lb": lb, "clip_cov_ub": ub,
-                             "value": float(v), "grad": g.tolist()})
+                rows.append(loss_row("clip_cov", agg, kl_type, coef, ent, clip_cov_ratio=1.0, clip_cov_lb=lb, clip_cov_ub=ub))
+    for ratio, kcoef in ((0.0002, 0.1), (0.25, 0.1), (0.25, 0.7), (1.0, 0.5)):
+        for agg in ("token-mean", "seq-mean-token-mean", "token-sum"):
+            for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
+                if agg == "token-sum" and kl_type:
+                    continue
+                rows.append(loss_row("kl_cov", agg, kl_type, coef, ent, kl_cov_ratio=ratio, ppo_kl_coef=kcoef))
     for ptype in ("ppo", "gspo"):
         for dual in (None, 3.0):
             for agg in ("token-mean", "seq-mean-token-mean"):
