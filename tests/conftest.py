@@ -47,6 +47,8 @@ def pytest_cmdline_main(config):
     if config.getoption("usepdb", False) or config.getoption("collectonly", False):
         return
     if workers:
+        if not workers.isdigit():
+            raise pytest.UsageError(f"BANDIT_LAB_TEST_WORKERS: a number of workers (0: serial), got {workers!r}")
         n = int(workers)
     elif config.args_source == pytest.Config.ArgsSource.TESTPATHS:
         n = DEFAULT_WORKERS
