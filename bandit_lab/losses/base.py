@@ -122,6 +122,11 @@ class LossSpec:
     # ``bounded_below`` — the infimum is finite; ``closed_form_domain`` — where its closed-form
     # optimum (``oracle``) is a finite minimiser. Absent keys mean "not declared".
     facts: dict = dataclasses.field(default_factory=dict)
+    # optional ``field_verdict(objective, hp, st) -> Stationary``: the loss's own condition on the
+    # on-policy stationary solver's verdict (verl clip_cov: the field jumps at the window's edges),
+    # called by :func:`bandit_lab.onpolicy.stationary.solve_batch` (a hook, so that the solver never
+    # imports the losses: tests/test_layout.py's no-circle rule)
+    field_verdict: Callable | None = None
 
 
 REGISTRY: dict[str, LossSpec] = {}

@@ -565,6 +565,8 @@ def clip_cov_verdict(objective, hp: dict, st):
     atom's covariance (of positive weight) to lb and ub is measured: above ``CLIP_COV_MARGIN``·max(1,
     |lb|, |ub|) the selection is constant on a neighbourhood and the verdict stands (the margin is
     appended to the note); below it the status becomes "not converged" with the reason."""
+    if objective.static.get("cov_select", "none") != "clip_cov":
+        return st
     if st.status not in ("attracting", "not attracting") or objective.problem.reward is None:
         return st
     cov, w = _exact_cov(objective.problem, hp, objective.static, np.asarray(st.result.policy))
@@ -692,7 +694,7 @@ _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward"
 def _spec(name, hp, static, summary, citation, translate):
     return LossSpec(name, functools.partial(library_loss), hp, static, kind="onpolicy", summary=summary, citation=citation,
                     check=_check, exact=_exact, state_init=state_init, state_update=state_update, translate=translate,
-                    oracle=oracle)
+                    oracle=oracle, field_verdict=clip_cov_verdict)
 
 
 def _register():

@@ -223,10 +223,9 @@ def solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, iter
     verdict stands only if no atom sits on an edge at the root
     (:func:`bandit_lab.losses.libraries.clip_cov_verdict`)."""
     out = _solve_batch(objective, hps, init, tol=tol, iters=iters, bursts=bursts, warm=warm)
-    if objective.static.get("cov_select", "none") == "clip_cov":
-        from bandit_lab.losses.libraries import clip_cov_verdict
-
-        out = [clip_cov_verdict(objective, {**objective.hp, **h}, s) for h, s in zip(hps, out)]
+    hook = getattr(objective.loss, "field_verdict", None)  # LossSpec.field_verdict
+    if hook is not None:
+        out = [hook(objective, {**objective.hp, **h}, s) for h, s in zip(hps, out)]
     return out
 
 
