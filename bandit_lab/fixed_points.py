@@ -54,7 +54,7 @@ from bandit_lab.solvers.exact_solvers import hinge_lp  # noqa: F401  (re-exporte
 from bandit_lab.solvers.oracles import loss_oracle, rlhf_optimum, softmax_np
 from bandit_lab.certificates import convex, onpolicy_verdict, verdict_of
 from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
-from bandit_lab.verdict import Kind, Verdict
+from bandit_lab.verdict import Kind, Verdict, response_label
 
 DEFAULT_SPEC = {
     "pi_ref": [0.4, 0.4, 0.2],
@@ -370,6 +370,11 @@ def _label(name: str, params: dict) -> str:
     return name + ("[" + ",".join(f"{k}={v}" for k, v in params.items()) + "]" if params else "")
 
 
+def _row_params(obj) -> dict:
+    """A row's ``params``: the loss's hyperparameters (weight decay is the bandit's, printed once) and static options."""
+    return {**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static}
+
+
 def _trdpo_runaway_row(obj, name, params, w, dpo_policy, rlhf_policy) -> Row:
     """TR-DPO without weight decay: no synced fixed point. The certificate is the identity of
     :mod:`bandit_lab.losses.trdpo` — at ``θ_ref = θ`` the field is the constant ``−(β/2)·n`` — re-checked
@@ -409,7 +414,7 @@ def _trdpo_runaway_row(obj, name, params, w, dpo_policy, rlhf_policy) -> Row:
     tv_r = None if rlhf_policy is None else float(metrics.tv(cf, rlhf_policy, w))
     if constant:
         zero_rows = [[int(k) for k in np.nonzero(row < 0.5)[0]] for row in np.atleast_2d(cf)]
-        status = ("no finite minimiser: π(" + "; ".join(", ".join(f"y{k + 1}" for k in z) for z in zero_rows)
+        status = ("no finite minimiser: π(" + "; ".join(", ".join(response_label(k) for k in z) for z in zero_rows)
                   + f") → 0 along the constant synced field −(β/2)n (re-checked at 3 points to {max(dev, agree):.0e}); limit shown")
         verdict = Verdict(Kind.STATIONARY, "runaway: " + status, certificate=cert, limit=np.atleast_2d(cf).tolist())
         policy = np.atleast_2d(cf)
@@ -417,7 +422,7 @@ def _trdpo_runaway_row(obj, name, params, w, dpo_policy, rlhf_policy) -> Row:
         status = f"not certified: the synced field is not the constant −(β/2)n here (deviation {dev:.1e})"
         verdict = Verdict(Kind.NOT_CERTIFIED, status, certificate=cert)
         policy = np.atleast_2d(obj.policy(obj.param.init()))
-    return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+    return Row(loss=name, label=_label(name, params), params=_row_params(obj),
                method="field", policy=np.asarray(policy, dtype=np.float64).tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
                tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=False, finite=False, status=status, residual=float(np.linalg.norm(fields[0])),
                closed_form=np.asarray(cf).tolist(), closed_form_note=note, tv_closed_form=0.0 if constant else None,
@@ -444,7 +449,7 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         finite = st.status == "attracting" or (st.status == "not attracting" and r.converged)
         tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
         tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
-        return Row(loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+        return Row(loss=name, label=_label(name, params), params=_row_params(obj),
                    method=method, policy=policy.tolist(), entropy=float(np.sum(w * metrics.entropy(policy))), tv_rlhf=tv_r, tv_dpo=tv_d,
                    shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and finite), finite=finite,
                    status=f"stationary point ({st.status})" if finite else st.note, residual=float(r.residual),
@@ -508,7 +513,7 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
     tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
     tv_d = None if dpo_policy is None else float(metrics.tv(policy, dpo_policy, w))
     return Row(
-        loss=name, label=_label(name, params), params={**{k: v for k, v in obj.hp.items() if k != "weight_decay"}, **obj.static},
+        loss=name, label=_label(name, params), params=_row_params(obj),
         method=method, policy=policy.tolist(), entropy=float(np.sum(w * metrics.entropy(policy))),
         tv_rlhf=tv_r, tv_dpo=tv_d, shares_dpo=None if tv_d is None else bool(tv_d <= SHARE_TOL and finite),
         finite=finite, status=status, residual=float(residual),
