@@ -59,6 +59,43 @@ def pytest_cmdline_main(config):
         config.option.dist = "loadfile"
 
 
+
+# ----------------------------------------------------------------------------- timed tests run alone
+# A test that asserts a wall-clock time (`@pytest.mark.timing`: the live page's 100 ms round trip, the
+# refusal-in-a-second checks, the token-tree speed floor) measures this machine, not this machine
+# shared with the other worker's compiles: on 2 cores a concurrent test doubled a 70 ms browser round
+# trip (CI, stop 29). So the workers share a writer-preferring lock: every test holds it shared for
+# its whole protocol (setup, call, teardown); a timed test takes it exclusively, which waits for the
+# other workers' current tests and keeps them from starting another until it is done. Serial runs
+# (no xdist) skip it. Two files: `gate` orders the requests (a waiting timed test is not starved by
+# a stream of shared holders), `work` is the lock itself.
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not uid:
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    root = os.path.join(tempfile.gettempdir(), f"bandit-lab-tests-{uid}")
+    os.makedirs(root, exist_ok=True)
+    timed = item.get_closest_marker("timing") is not None
+    with open(os.path.join(root, "gate"), "a+") as gate, open(os.path.join(root, "work"), "a+") as work:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(work, fcntl.LOCK_EX if timed else fcntl.LOCK_SH)
+        finally:
+            if not timed:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(work, fcntl.LOCK_UN)
+            if timed:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
 # ----------------------------------------------------------------------------- on-policy references
 # shared by tests/test_explain.py and tests/test_variant_points.py
 

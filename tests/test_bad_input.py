@@ -336,6 +336,7 @@ def test_k_5000_needs_its_memory(cli):
     cli(["--max-memory", "1G", "solve", path], match=r"needs ≈ 5.59 GB of memory .* over the limit of 1 GB")
 
 
+@pytest.mark.timing
 def test_steps_1e12_refused_in_under_a_second(cli):
     path = spec_file(cli.tmp, {**BASE, "optimizer": {"steps": 10**12}})
     t0 = time.perf_counter()

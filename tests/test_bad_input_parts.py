@@ -275,6 +275,7 @@ def test_tree_size_matches_enumeration(V, T, eos):
     assert n == TokenTree.create(V, T, eos).n_responses
 
 
+@pytest.mark.timing
 def test_tree_refused_without_computing_v_to_the_t():
     import time
 

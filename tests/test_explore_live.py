@@ -156,6 +156,7 @@ def test_numbers_only_never_recompile(server, warm):
     assert counts == [], counts
 
 
+@pytest.mark.timing
 def test_resolve_latency(server, warm):
     """≤ 100 ms median for 6 objectives on K = 3 (exact + a 300-step Adam retrain), after warm-up:
     the server's compute time and the HTTP round trip, medians of 7 (the machine is shared: under load)."""
