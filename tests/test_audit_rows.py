@@ -349,7 +349,8 @@ _VERL_L = {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef":
 def test_verl_k1_loss_is_no_regulariser_and_runs_to_argmax(kong):
     """``kl_loss_type: kl`` (k1, differentiated): the field equals the KL-free RLOO field at an
     arbitrary policy (1e-12; NumPy π_k(r̄ − r_k)). The solver: runaway π(y2, y3) → 0, u = r̄ − r_k at
-    both probes (1e-9 relative), → r_1 − r_k = log 2, log 6 at the far end (1e-12)."""
+    both probes (1e-9 relative), → r_1 − r_k = log 2, log 6 at the far end (1e-12); its limit is the
+    vertex of argmax r."""
     f = _field(kong, "verl", {**_VERL_L, "kl_loss_type": "kl"}, Q)
     assert np.max(np.abs(f - Q * (np.sum(Q * R) - R))) < 1e-12
     s = solve(make_objective(kong, "verl", {**_VERL_L, "kl_loss_type": "kl"}))
@@ -362,7 +363,7 @@ def test_verl_k1_loss_is_no_regulariser_and_runs_to_argmax(kong):
     cand, far = _ray_check(s, u)
     assert list(cand) == [1, 2]
     assert np.allclose(s.certificate["ray_out_far"], [np.log(2), np.log(6)], rtol=0, atol=1e-12)
-    assert "the limit is shown" in s.note
+    assert "the limit is the vertex π = [1, 0, 0]" in s.note and s.certificate["limit_policy"] == [[1.0, 0.0, 0.0]]
 
 
 def _u_abs(z):

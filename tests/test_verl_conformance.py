@@ -123,7 +123,8 @@ def _loss_params(row):
                                     "clip_cov_lb": row["clip_cov_lb"], "clip_cov_ub": row["clip_cov_ub"]}}
                    if row["loss_mode"] == "clip_cov" else {}),
                 **({"policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": row["kl_cov_ratio"],
-                                    "ppo_kl_coef": row["ppo_kl_coef"]}} if row["loss_mode"] == "kl_cov" else {})}
+                                    "ppo_kl_coef": row["ppo_kl_coef"]}} if row["loss_mode"] == "kl_cov" else {}),
+                **({"policy_loss": {"loss_mode": "dro", "dro_beta": row["dro_beta"]}} if row["loss_mode"] == "dro" else {})}
     return {"actor.policy_loss_type": row["policy_loss_type"], "actor.dual_clip": row["dual_clip"],
             "actor.loss_agg_mode": row["loss_agg_mode"], "actor.eps_clip_low_high": row["eps_clip_low_high"],
             "algo.kl.use_loss": row["kl_estimator"] is not None, "algo.kl.estimator": row["kl_estimator"] or "k1",
@@ -196,3 +197,10 @@ def test_clamps_and_clips_are_exercised():
     assert (rho < 0.8).any() and (rho > 1.28).any() and ((rho > 3) & (A < 0)).any()
     assert len(set(INP["y"][0])) == 1 and (np.asarray(INP["reward"]) == 0).any() and np.abs(INP["reward"]).max() > 10
     assert library_loss is not None
+    # DPPO's trust masks: on this batch some tokens leave the TV / binary-KL region on the advantage's side, some stay
+    p, q = np.exp(np.asarray(_pick(jax.nn.log_softmax(THETA, -1)))), np.exp(np.asarray(_pick(LQ)))
+    tv = np.where(A > 0, p - q <= 0.28, p - q >= -0.2)
+    bkl = q * (np.log(q) - np.log(p)) + (1 - q) * np.log((1 - q + 1e-8) / (1 - p + 1e-8))
+    kl = np.where(A > 0, (bkl <= 0.28) | (p <= q), (bkl <= 0.2) | (p >= q))
+    assert 0 < tv.sum() < tv.size and 0 < kl.sum() < kl.size
+    assert {r["loss_mode"] for r in DATA["policy_losses"] if r["lib"] == "verl"} >= {"dppo_tv", "dppo_kl", "dro"}

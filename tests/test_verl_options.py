@@ -198,6 +198,13 @@ CASES = [
     ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "sapo"}, "tau_pos": 2.0, "tau_neg": 3.0}, "gibbs"),
     # token-sum: the sum over ppo_mini_batch_size·n responses = that many times token-mean, KL loss included
     ("verl", {"adv_estimator": "rloo", "n": 2, **_ST, "loss_agg_mode": "token-sum", "ppo_mini_batch_size": 16}, "gibbs"),
+    # DPPO-Binary TV/KL and DRO on-policy (ρ = 1, π = π_old): every trust mask holds (|π − π_old| = 0, binary KL 0),
+    # the truncated detached ratio is 1 and DRO's ½β_dro·(log π − log π_old)² has gradient 0: vanilla's update
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dppo_tv"}}, "gibbs"),
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dppo_kl"}, "clip_ratio_low": 0.05}, "gibbs"),
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dro", "dro_beta": 2.0}}, "gibbs"),
+    ("verl", {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "n": G, **_ST,
+              "policy_loss": {"loss_mode": "dro", "dro_beta": 0.5}}, "gibbs_G"),
 ]
 
 
@@ -306,7 +313,7 @@ def test_sampled_state_converges_to_the_exact_state(pb):
 # --------------------------------------------------------------------------- the solver finds them
 
 @pytest.mark.slow
-@pytest.mark.parametrize("i", [0, 8, 12, 16, 19])
+@pytest.mark.parametrize("i", [0, 8, 12, 16, 19, -3, -1])
 def test_solver_finds_the_closed_form(pb, i):
     lib, lp, name = CASES[i]
     s = solve(make_objective(pb, lib, lp))

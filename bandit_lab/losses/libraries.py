@@ -81,7 +81,7 @@ from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, 
 ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
 GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
-SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo", "ratio")
+SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo", "ratio", "dppo_tv", "dppo_kl", "dro")
 COV_SELECT = ("none", "clip_cov", "kl_cov")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
 KL_GRADS = ("pathwise", "k2", "k2_is")  # the estimator's own | k2's (verl '+') | w·k2 (OpenRLHF unbiased_gradient)
@@ -465,6 +465,17 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         pg = jnp.sum(cp * gate(hp["sapo_tau_pos"]) - cm * gate(hp["sapo_tau_neg"]), -1)
     elif sur == "ratio":  # verl kl_cov: −A·ρ, no clip of any kind
         pg = jnp.sum((cp - cm) * ratio, -1)
+    elif sur in ("dppo_tv", "dppo_kl"):  # verl dppo_*: −A·sg(min(ρ, c))·log π·sg(valid), valid by the sign of A
+        p, q = jnp.exp(logp), jnp.exp(logq)
+        if sur == "dppo_tv":
+            pos, neg = p - q <= hp["clip_high"], p - q >= -hp["clip"]
+        else:  # the binary KL between Bernoulli(π_old(y)) and Bernoulli(π(y)), with verl's 1e-8
+            bkl = q * (logq - logp) + (1.0 - q) * jnp.log((1.0 - q + 1e-8) / (1.0 - p + 1e-8))
+            pos, neg = (bkl <= hp["clip_high"]) | (p <= q), (bkl <= hp["clip"]) | (p >= q)
+        w = jax.lax.stop_gradient(jnp.minimum(ratio, hp["clip_c"]))
+        pg = jnp.sum(w * logp * jax.lax.stop_gradient(cp * pos - cm * neg), -1)
+    elif sur == "dro":  # verl dro: −(log π·A − ½β_dro·(log π − log π_old)²) per sampled token
+        pg = jnp.sum((cp - cm) * logp - 0.5 * hp["dro_beta"] * state["ckl"] * (logp - logq) ** 2, -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
     if st.get("cov_select", "none") == "kl_cov":
@@ -510,6 +521,10 @@ def _check(hp: dict, static: dict) -> None:
     if not (hp["sapo_tau_pos"] > 0 and hp["sapo_tau_neg"] > 0):
         raise BanditError(f"sapo_tau_pos and sapo_tau_neg (verl tau_pos, tau_neg) must be > 0; got {hp['sapo_tau_pos']}, "
                           f"{hp['sapo_tau_neg']}")
+    if static["surrogate"] == "dro" and not (np.isfinite(hp["dro_beta"]) and hp["dro_beta"] > 0):
+        raise BanditError(f"dro_beta (verl policy_loss.dro_beta) must be > 0 with the dro surrogate; got {hp['dro_beta']}")
+    if static["surrogate"] in ("dppo_tv", "dppo_kl") and not hp["clip_c"] > 0:
+        raise BanditError(f"clip_c (verl clip_ratio_c: DPPO's truncation of the detached ratio) must be > 0; got {hp['clip_c']}")
     if not hp["loss_scale"] > 0 or not hp["pg_scale"] > 0 or not hp["reward_clip"] >= 0:
         raise BanditError("loss_scale and pg_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
 
@@ -685,7 +700,8 @@ def _exact(objective, hp, init=None):
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
        "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0, "sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05,
-       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002, "ppo_kl_coef": 0.1}
+       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002, "ppo_kl_coef": 0.1,
+       "dro_beta": 0.0}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
            "epochs": 1, "sampling": "exact", "reward": "bt", "cov_select": "none"}

@@ -32,8 +32,13 @@ re-select from the current log-probs, as verl does);
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
+``policy_loss.loss_mode`` dppo_tv / dppo_kl (DPPO-Binary: −A·sg(min(ρ, clip_ratio_c))·log π where the
+token's TV |π − π_old| or binary KL stays within ``clip_ratio_low/high`` on the advantage's side) and
+dro (``policy_loss.dro_beta`` > 0 required: −(A·log π − ½β_dro·(log π − log π_old)²)) are exact; on-policy
+(ρ = 1) all three have vanilla's update.
+
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``dppo_*``, ``dro``, ``bypass_mode``,
+token baselines, ``bypass_mode``,
 ``kl_penalty: full``, an adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the
 other per-token / generation / system settings, with the reason), and unknown fields.
 """
@@ -52,6 +57,7 @@ VERL_DEFAULTS = {
     "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
     "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
     "policy_loss.clip_cov_ub": 5.0, "policy_loss.kl_cov_ratio": 0.0002, "policy_loss.ppo_kl_coef": 0.1,
+    "policy_loss.dro_beta": None,
 }
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
@@ -77,7 +83,6 @@ VERL_NO_EFFECT = {
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.dro_beta": None,
     "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
 _VERL_ADV = {  # adv_estimator → (advantage, post)
@@ -89,9 +94,8 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
               "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none"),
-              "kl_cov": ("ratio", "none")}
+              "kl_cov": ("ratio", "none"), "dppo_tv": ("dppo_tv", "pm20"), "dppo_kl": ("dppo_kl", "pm20"), "dro": ("dro", "none")}
 _VERL_LOSS_NOT_YET = {
-    "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
     "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
 }
 _KL = {"kl": "k1", "k1": "k1", "abs": "abs", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
@@ -263,6 +267,14 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     hp["ppo_kl_coef"] = _num("policy_loss.ppo_kl_coef", c["policy_loss.ppo_kl_coef"], 0.0)
     if hp["ppo_kl_coef"] == float("inf") or hp["ppo_kl_coef"] != hp["ppo_kl_coef"]:
         raise BanditError(f"policy_loss.ppo_kl_coef must be a finite number ≥ 0; got {hp['ppo_kl_coef']}")
+    hp["dro_beta"] = 0.0
+    if c["policy_loss.dro_beta"] is not None:  # verl reads it only for loss_mode dro; a typo is still refused
+        hp["dro_beta"] = _num("policy_loss.dro_beta", c["policy_loss.dro_beta"], 0.0, strict=True)
+    if mode == "dro" and c["policy_loss.dro_beta"] is None:
+        raise BanditError("policy_loss.dro_beta must be a positive number with policy_loss.loss_mode='dro' (verl raises "
+                          "ValueError when it is null)")
+    if mode != "dro":
+        hp["dro_beta"] = 0.0
     st["cov_select"] = "none"
     if mode == "clip_cov":
         # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the

@@ -25,7 +25,9 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
   clip_cov with clip_cov_ratio = 1 (every eligible token zeroed: no randomness) in two windows,
   kl_cov (``torch.topk`` of the covariances: deterministic) at kl_cov_ratio 0.0002 (one token), 0.25, 1,
   plus the actor's KL loss and entropy bonus composed as ``workers/utils/losses.py::ppo_loss`` does;
-  OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``.
+  OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``;
+- verl ``dppo_tv``, ``dppo_kl`` and ``dro`` (``policy_loss.dro_beta`` 0.5, 2) ± KL loss / entropy (appended
+  in round 3 session 6 with ``--append``: the earlier rows are kept as they were).
 
 ``tests/test_verl_conformance.py`` recomputes every row with bandit-lab's JAX code.
 OpenRLHF's package ``__init__`` files import DeepSpeed, PEFT and Ray; the three files used are loaded
@@ -267,6 +269,15 @@ def run() -> dict:
                 if agg == "token-sum" and kl_type:
                     continue
                 rows.append(loss_row("kl_cov", agg, kl_type, coef, ent, kl_cov_ratio=ratio, ppo_kl_coef=kcoef))
+    # DPPO-Binary (TV and KL trust masks, the detached ratio truncated at clip_ratio_c = 3) and DRO (quadratic
+    # log-ratio penalty, policy_loss.dro_beta), ± KL loss / entropy
+    for mode, pls in (("dppo_tv", ({},)), ("dppo_kl", ({},)), ("dro", ({"dro_beta": 0.5}, {"dro_beta": 2.0}))):
+        for pl in pls:
+            for agg in ("token-mean", "seq-mean-token-mean", "token-sum"):
+                for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
+                    if agg == "token-sum" and kl_type:
+                        continue
+                    rows.append(loss_row(mode, agg, kl_type, coef, ent, **pl))
     for ptype in ("ppo", "gspo"):
         for dual in (None, 3.0):
             for agg in ("token-mean", "seq-mean-token-mean"):
@@ -296,8 +307,21 @@ def run() -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=OUT)
+    ap.add_argument("--append", action="store_true",
+                    help="keep every row of --out as it is and add only the rows it does not have yet (same inputs)")
     a = ap.parse_args(argv)
     data = run()
+    if a.append:
+        with open(a.out) as fh:
+            old = json.load(fh)
+        assert old["inputs"] == data["inputs"] and old["versions"] == data["versions"], "not the same batch or versions"
+
+        def key(r):
+            return json.dumps({k: v for k, v in r.items() if k not in ("value", "grad", "advantages", "float32")}, sort_keys=True)
+        for part in ("kl", "advantages", "policy_losses"):
+            have = {key(r) for r in old[part]}
+            old[part] += [r for r in data[part] if key(r) not in have]
+        data = old
     with open(a.out, "w") as fh:
         json.dump(data, fh, indent=None, separators=(",", ":"))
         fh.write("\n")
