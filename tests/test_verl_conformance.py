@@ -25,7 +25,8 @@ import pytest
 
 from bandit_lab import losses
 from bandit_lab.losses import LossInputs
-from bandit_lab.losses.libraries import _shape_before, batch_advantages, clip_cov_batch, kl_cov_batch, kl_loss_term, library_loss
+from bandit_lab.losses.libraries import (_shape_before, batch_advantages, bypass_weights, clip_cov_batch, kl_cov_batch,
+                                        kl_loss_term, library_loss)
 from bandit_lab.onpolicy import verl as vl
 
 jax.config.update("jax_enable_x64", True)
@@ -124,7 +125,8 @@ def _loss_params(row):
                    if row["loss_mode"] == "clip_cov" else {}),
                 **({"policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": row["kl_cov_ratio"],
                                     "ppo_kl_coef": row["ppo_kl_coef"]}} if row["loss_mode"] == "kl_cov" else {}),
-                **({"policy_loss": {"loss_mode": "dro", "dro_beta": row["dro_beta"]}} if row["loss_mode"] == "dro" else {})}
+                **({"policy_loss": {"loss_mode": "dro", "dro_beta": row["dro_beta"]}} if row["loss_mode"] == "dro" else {}),
+                **({"rollout_correction": row["rollout_correction"]} if row["loss_mode"] == "bypass_mode" else {})}
     return {"actor.policy_loss_type": row["policy_loss_type"], "actor.dual_clip": row["dual_clip"],
             "actor.loss_agg_mode": row["loss_agg_mode"], "actor.eps_clip_low_high": row["eps_clip_low_high"],
             "algo.kl.use_loss": row["kl_estimator"] is not None, "algo.kl.estimator": row["kl_estimator"] or "k1",
@@ -203,4 +205,13 @@ def test_clamps_and_clips_are_exercised():
     bkl = q * (np.log(q) - np.log(p)) + (1 - q) * np.log((1 - q + 1e-8) / (1 - p + 1e-8))
     kl = np.where(A > 0, (bkl <= 0.28) | (p <= q), (bkl <= 0.2) | (p >= q))
     assert 0 < tv.sum() < tv.size and 0 < kl.sum() < kl.size
-    assert {r["loss_mode"] for r in DATA["policy_losses"] if r["lib"] == "verl"} >= {"dppo_tv", "dppo_kl", "dro"}
+    assert {r["loss_mode"] for r in DATA["policy_losses"] if r["lib"] == "verl"} >= {"dppo_tv", "dppo_kl", "dro", "bypass_mode"}
+    # bypass mode: every rejection statistic and both IS truncations keep some tokens and act on others
+    lr = jnp.asarray(np.log(p) - np.log(q))
+    for row in (r for r in DATA["policy_losses"] if r.get("loss_mode") == "bypass_mode" and r["rollout_correction"].get("rollout_rs")):
+        hp, st = _native("verl", _loss_params(row))
+        keep, w = bypass_weights({k: jnp.asarray(v) for k, v in hp.items()}, st, lr)
+        assert 0 < float(keep.sum()) < keep.size, row["rollout_correction"]
+        if st["bypass_is"]:
+            raw = np.exp(np.clip(np.asarray(lr), -20, 20))
+            assert (np.asarray(w) != raw).any() and (np.asarray(w) == raw).any(), row["rollout_correction"]

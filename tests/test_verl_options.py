@@ -205,11 +205,20 @@ CASES = [
     ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dro", "dro_beta": 2.0}}, "gibbs"),
     ("verl", {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "n": G, **_ST,
               "policy_loss": {"loss_mode": "dro", "dro_beta": 0.5}}, "gibbs_G"),
+    # bypass mode (π_rollout = π_old): on-policy log r = 0, so every rejection statistic is 0 (kept when the k1 window
+    # holds ratio 1) and the IS weight is min(1, TIS bound): ppo_clip is vanilla; reinforce with a TIS bound 0.5 puts
+    # 0.5 on the policy term, so a KL *loss* acts as β/0.5 (Gibbs at 2β), a KL in the reward does not move
+    ("verl", {**_RLOO_R, "rollout_correction": {"bypass_mode": True}}, "gibbs"),
+    ("verl", {**_RLOO_R, "rollout_correction": {"bypass_mode": True, "loss_type": "reinforce", "rollout_is": "token",
+                                                "rollout_is_threshold": 0.5, "rollout_rs": "token_k1,seq_max_k3",
+                                                "rollout_rs_threshold": "0.5_2.0,0.3"}}, "gibbs"),
+    ("verl", {"adv_estimator": "rloo", "n": 2, **_ST, "rollout_correction": {
+        "bypass_mode": True, "loss_type": "reinforce", "rollout_is": "sequence", "rollout_is_threshold": 0.5}}, "gibbs_2b"),
 ]
 
 
 def _closed(pb, name):
-    return {"gibbs": lambda: _gibbs(pb, BETA), "gibbs_G": lambda: _gibbs(pb, BETA * G / (G - 1)),
+    return {"gibbs": lambda: _gibbs(pb, BETA), "gibbs_G": lambda: _gibbs(pb, BETA * G / (G - 1)), "gibbs_2b": lambda: _gibbs(pb, 2 * BETA),
             "entropy": lambda: _entropy_point(pb, BETA, 0.2)}[name]()
 
 
@@ -217,7 +226,7 @@ def _closed(pb, name):
 def test_expected_update_vanishes_at_the_closed_form(pb, lib, lp, name):
     f = _field(pb, lib, lp, _closed(pb, name))
     assert np.max(np.abs(f)) < 1e-12, f
-    other = {"gibbs": "gibbs_G", "gibbs_G": "gibbs", "entropy": "gibbs"}[name]
+    other = {"gibbs": "gibbs_G", "gibbs_G": "gibbs", "entropy": "gibbs", "gibbs_2b": "gibbs"}[name]
     assert np.max(np.abs(_field(pb, lib, lp, _closed(pb, other)))) > 1e-3
 
 
@@ -313,7 +322,7 @@ def test_sampled_state_converges_to_the_exact_state(pb):
 # --------------------------------------------------------------------------- the solver finds them
 
 @pytest.mark.slow
-@pytest.mark.parametrize("i", [0, 8, 12, 16, 19, -3, -1])
+@pytest.mark.parametrize("i", [0, 8, 12, 16, 19, -6, -4, -2, -1])
 def test_solver_finds_the_closed_form(pb, i):
     lib, lp, name = CASES[i]
     s = solve(make_objective(pb, lib, lp))
