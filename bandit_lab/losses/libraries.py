@@ -474,7 +474,9 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
             bkl = q * (logq - logp) + (1.0 - q) * jnp.log((1.0 - q + 1e-8) / (1.0 - p + 1e-8))
             pos, neg = (bkl <= hp["clip_high"]) | (p <= q), (bkl <= hp["clip"]) | (p >= q)
         w = jax.lax.stop_gradient(jnp.minimum(ratio, hp["clip_c"]))
-        pg = jnp.sum(w * logp * jax.lax.stop_gradient(cp * pos - cm * neg), -1)
+        # the masks are booleans (no derivative); c± stay differentiable: the stationary solver's Jacobian
+        # follows the state's dependence on θ (a stop_gradient here would hide it from jacfwd)
+        pg = jnp.sum(w * logp * (cp * pos - cm * neg), -1)
     elif sur == "dro":  # verl dro: −(log π·A − ½β_dro·(log π − log π_old)²) per sampled token
         pg = jnp.sum((cp - cm) * logp - 0.5 * hp["dro_beta"] * state["ckl"] * (logp - logq) ** 2, -1)
     elif sur == "bypass":  # verl bypass_mode, π_rollout = π_old (one exact policy): rejection mask × the loss type
