@@ -164,8 +164,10 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish) -> list:
             radius[b] = min(2 * radius[b], 64.0) if (i == 0 and full) else (radius[b] if i == 0 else max(1.0, radius[b] / 2))
     stuck |= active
     lim = {}
+    with np.errstate(under="ignore"):
+        P = np.exp(np.asarray(fn["logp"](Z, c)))  # all rows: the compiled batch size (no new program)
     for b, (step, Mb) in found.items():
-        stab = _face_stability(Mb, T[b], np.exp(np.asarray(fn["logp"](Z[b][None], c))[0]), S[b])
+        stab = _face_stability(Mb, T[b], P[b], S[b])
         if stab != "attracting":
             out[b] = {"failed": f"the face's root is {stab} on the face (Newton step {step:.1e})"}
             continue
