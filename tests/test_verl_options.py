@@ -9,6 +9,7 @@ configuration (> 1e-3: the check discriminates). Slow tier: the project's field 
 point from π_ref, certified at ‖F‖ ≤ 1e-10, and it matches the closed form in TV to 1e-8."""
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -421,3 +422,26 @@ def test_sapo_with_a_kl_loss_weighs_beta_by_its_seq_mean(pb):
     o = make_objective(pb, "verl", lp)
     pol, _ = oracle(pb, o.hp, o.static)
     assert np.max(np.abs(pol - _gibbs(pb, BETA * (1 + 1e-8)))) < 1e-14
+
+
+@pytest.mark.parametrize("rc, want", [
+    ({}, 1.0),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": 0.5}, 0.5),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": "1.2_3"}, 0.0),
+    ({"loss_type": "reinforce", "rollout_is": "sequence", "rollout_is_threshold": "0.5_3", "rollout_rs": "token_k1",
+      "rollout_rs_threshold": "1.1_2"}, 0.0),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": "0.5_3", "rollout_rs": "token_k1,token_k3",
+      "rollout_rs_threshold": "0.9_2,0.1"}, 1.0),
+])
+def test_bypass_on_policy_factor(rc, want):
+    """verl bypass mode on-policy (log r = 0): the factor on the policy term, in plain Python
+    (``verl.bypass_on_policy``, used by the closed form) = the JAX mask × IS weight
+    (``libraries.bypass_weights``) at log r = 0 = the hand value (TIS min(1, bound); IcePop 1 inside,
+    0 outside; a k1 window excluding ratio 1 rejects everything)."""
+    from bandit_lab import losses
+    from bandit_lab.losses.libraries import bypass_weights
+    from bandit_lab.onpolicy.verl import bypass_on_policy
+
+    hp, st = losses.split_params(losses.get("verl"), {"rollout_correction": {"bypass_mode": True, **rc}})
+    keep, w = bypass_weights({k: jnp.asarray(v) for k, v in hp.items()}, st, jnp.zeros(()))
+    assert bypass_on_policy(hp, st) == want == float(keep) * (float(w) if st["bypass_loss"] == "reinforce" else 1.0)

@@ -525,13 +525,6 @@ def bypass_weights(hp, st, log_ratio):
     return keep, w
 
 
-def bypass_on_policy(hp: dict, static: dict) -> float:
-    """The factor :func:`bypass_weights` puts on the policy term on-policy (log r = 0): the rejection
-    mask there times the IS weight at r = 1 (reinforce with ``rollout_is``)."""
-    keep, w = bypass_weights({k: jnp.asarray(v) for k, v in hp.items()}, static, jnp.zeros(()))
-    return float(keep) * (float(w) if static.get("bypass_loss") == "reinforce" else 1.0)
-
-
 def _check(hp: dict, static: dict) -> None:
     static["sampling"] = normalise_sampling(static.get("sampling"))
     choice = {"advantage": ADVANTAGES, "post": POSTS, "surrogate": SURROGATES, "kl_reward": KL_KINDS, "kl_loss": KL_KINDS,
@@ -670,6 +663,8 @@ def _oracle(problem, hp: dict, static: dict):
     # relative to the policy term they weigh β/ps and α/ps (SAPO's gate has slope 1 at ρ = 1)
     ps = hp["pg_scale"] * (1.0 / (1.0 + 1e-8) ** 2 if static["surrogate"] == "gmpo" else 1.0)
     if static["surrogate"] == "bypass":  # on-policy (log r = 0) the mask and the IS weight are constants
+        from bandit_lab.onpolicy.verl import bypass_on_policy
+
         m = bypass_on_policy(hp, static)
         if m == 0:
             return None, "bypass_mode rejects (or zero-weights) every on-policy sample: no policy gradient"

@@ -388,6 +388,20 @@ def _rollout_correction(c: dict, mode: str, hp: dict, st: dict) -> bool:
     return True
 
 
+def bypass_on_policy(hp: dict, static: dict) -> float:
+    """The factor verl's bypass mode puts on the policy term on-policy (log r = 0, r = 1;
+    ``bandit_lab.losses.libraries.bypass_weights`` there): every rejection statistic is 0, kept unless
+    the k1 window [lo, hi] excludes ratio 1; reinforce with ``rollout_is`` weighs by min(1, TIS bound),
+    or by 1 inside an IcePop window holding 1 (0 outside)."""
+    lo, hi = float(hp.get("rs_k1_lo", 0.0)), float(hp.get("rs_k1_hi", 0.0))
+    keep = (lo == 0 or lo <= 1.0) and (hi == 0 or hi >= 1.0)
+    if static.get("bypass_loss") != "reinforce" or not static.get("bypass_is", False):
+        return float(keep)
+    ilo, ihi = float(hp["is_lo"]), float(hp["is_hi"])
+    w = (1.0 if ilo <= 1.0 <= ihi else 0.0) if ilo > 0 else min(1.0, ihi)
+    return float(keep) * w
+
+
 def _openrlhf_native(c: dict) -> tuple[dict, dict]:
     hp, st = {}, {"kl_clamp": "openrlhf", "kl_after_advantage": True}
     est = c["algo.advantage.estimator"]
@@ -556,8 +570,6 @@ def describe(hp: dict, static: dict) -> tuple[str, str, float]:
         obj += (f"; kl_cov's {hp['ppo_kl_coef']:g}·|log ρ| on the top {hp['kl_cov_ratio']:g} of the covariances adds "
                 "nothing on-policy (ρ = 1, torch's d|x|/dx = 0 at 0)")
     if static.get("surrogate") == "bypass":
-        from bandit_lab.losses.libraries import bypass_on_policy
-
         m = bypass_on_policy(hp, static)
         obj += (f"; bypass_mode ({static['bypass_loss']}, π_rollout = π_old on a bandit): on-policy its rejection mask and "
                 f"IS weight put {m:g} on the policy term" + (" (they act off-policy, ppo_epochs > 1)" if m == 1 else ""))
