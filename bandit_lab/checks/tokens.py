@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.core import metrics
-from bandit_lab.checks import Check
+from bandit_lab.checks import Check, value_and_grad
 from bandit_lab.core.objective import make_objective
 from bandit_lab.solvers.oracles import rlhf_optimum
 from bandit_lab.solvers.solver import solve_exact
@@ -75,7 +75,7 @@ def tdpo1_is_dpo(n: int, seed: int) -> float:
         vals = []
         for name in ("dpo", "tdpo1"):
             o = make_objective(tp.problem, name, {"beta": b}, param=par)
-            vals.append(jax.value_and_grad(lambda p: o.value(p, o.hp))(theta))
+            vals.append(value_and_grad(o, theta))
         worst = max(worst, abs(float(vals[0][0] - vals[1][0])), float(jnp.abs(vals[0][1] - vals[1][1]).max()))
     return worst
 

@@ -93,11 +93,20 @@ class Stationary(NamedTuple):
 _CACHE: dict = {}
 
 
-def _fns(objective, unravel, rows: int):
-    key = ("stationary", objective.signature(), rows)
-    if key not in _CACHE:
-        if len(_CACHE) > 64:
-            _CACHE.clear()
+class _Programs:
+    """The compiled programs of one objective signature and row count ``rows`` (= B·``_LS``).
+
+    One program, ``evaluate``, gives at ``rows`` points the field F, log π and the value, and the
+    Jacobian ``J = ∂F/∂θ`` at every ``_LS``-th point (the B points a Newton iteration is at): every
+    evaluation the solver needs is a call of it (issue 22: F, J, the value and the two log π
+    programs were five compiles per objective and shape, ≈ 2.1 s; one program, ≈ 1.0 s). Rows are
+    repeated or padded up to ``rows`` and the results sliced back (:meth:`__call__`), so callers
+    keep the per-quantity interface ``fn["F"](Z, hp, c)`` etc. The last call is memoised: the
+    solver asks for F and then log π at the same candidates, which is then one execution. The flow
+    burst (``fn["flow"]``, a loop of F) and the gauge Jacobian ``fn["dlogp"]`` stay programs of
+    their own, compiled only when a solve stalls or classifies an unpenalised log-linear root."""
+
+    def __init__(self, objective, unravel, rows: int):
         loss = objective.loss
 
         def F(z, hp, c):
@@ -110,15 +119,68 @@ def _fns(objective, unravel, rows: int):
             return objective.param.log_probs(unravel(z), c["param"]).reshape(-1)
 
         ax = (0, 0, None)
-        _CACHE[key] = {
-            "F": jax.jit(jax.vmap(F, in_axes=ax)),
-            "J": jax.jit(jax.vmap(jax.jacfwd(F), in_axes=ax)),
+
+        def evaluate(Z, hp, c):
+            every = jax.tree_util.tree_map(lambda a: a[::_LS], hp)
+            return (jax.vmap(F, in_axes=ax)(Z, hp, c), jax.vmap(logp, in_axes=(0, None))(Z, c),
+                    jax.vmap(lambda z, hp, c: objective.value(unravel(z), hp, consts=c), in_axes=ax)(Z, hp, c),
+                    jax.vmap(jax.jacfwd(F), in_axes=ax)(Z[::_LS], every, c))
+
+        self.rows, self.objective = rows, objective
+        self._eval = jax.jit(evaluate)
+        self._last = None  # (key, outputs) of the last evaluation
+        self._hp = None  # hyperparameter rows of the last call (log π reads none; any valid rows do)
+        self.programs = {
+            "F": lambda Z, hp, c: self._get(Z, hp, c, 0),
+            "logp": lambda Z, c: self._get(Z, None, c, 1),
+            "value": lambda Z, hp, c: self._get(Z, hp, c, 2),
+            "J": lambda Z, hp, c: self._get(Z, hp, c, 3),
             "dlogp": jax.jit(jax.jacfwd(logp)),
-            "logp": jax.jit(jax.vmap(logp, in_axes=(0, None))),
-            "value": jax.jit(jax.vmap(lambda z, hp, c: objective.value(unravel(z), hp, consts=c), in_axes=ax)),
             "flow": jax.jit(jax.vmap(lambda z, eta, hp, c: jax.lax.fori_loop(0, 400, lambda i, zz: zz - eta * F(zz, hp, c), z),
                                      in_axes=(0, 0, 0, None))),
         }
+
+    def _run(self, Z, hp, c):
+        """``evaluate`` at exactly ``rows`` rows, memoised on the inputs."""
+        key = (Z.tobytes(), tuple((k, np.asarray(v).tobytes()) for k, v in sorted(hp.items())))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, tuple(np.asarray(a) for a in self._eval(Z, hp, c)))
+        return self._last[1]
+
+    def _get(self, Z, hp, c, which: int):
+        """Output ``which`` (0 F, 1 log π, 2 value, 3 J) at the rows of ``Z``: B·``_LS`` rows as they
+        are; B rows (and J always) each repeated ``_LS`` times, so J's rows are they; any other
+        count in blocks of ``rows``, the last padded with its last row."""
+        Z = np.asarray(Z, dtype=np.float64)
+        m, R, b = Z.shape[0], self.rows, self.rows // _LS
+        hp = None if hp is None else {k: np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (m,)) for k, v in hp.items()}
+        out = []
+        for s in range(0, m, b if which == 3 or m == b else R):
+            if which == 3 or m == b:  # a block of B rows, each repeated _LS times
+                Zc = Z[s:s + b]
+                pad = b - Zc.shape[0]
+                idx = np.repeat(np.concatenate([np.arange(Zc.shape[0]), np.full(pad, Zc.shape[0] - 1)]), _LS)
+                keep = slice(None, (b - pad) * _LS, _LS)
+            else:  # a block of R rows, the last padded
+                Zc = Z[s:s + R]
+                pad = R - Zc.shape[0]
+                idx = np.concatenate([np.arange(Zc.shape[0]), np.full(pad, Zc.shape[0] - 1)]).astype(int)
+                keep = slice(None, R - pad)
+            hc = self._hp if hp is None else {k: v[s:s + Zc.shape[0]][idx] for k, v in hp.items()}
+            if hc is None:  # log π before any other call: any rows of the objective's own hyperparameters
+                hc = {k: np.full(R, float(v)) for k, v in self.objective.hp.items()}
+            self._hp = hc
+            res = self._run(Zc[idx], hc, c)
+            out.append(res[3][: b - pad] if which == 3 else res[which][keep])
+        return np.concatenate(out)
+
+
+def _fns(objective, unravel, rows: int):
+    key = ("stationary", objective.signature(), rows)
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = _Programs(objective, unravel, rows).programs
     return _CACHE[key]
 
 
@@ -131,15 +193,25 @@ WARM_LR = 0.05
 
 
 def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, lr: float = WARM_LR):
-    """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit."""
-    from bandit_lab.runner import train_batch
-    from bandit_lab.core.train import TrainConfig
+    """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit.
+
+    The trainer's final parameters only (:func:`bandit_lab.core.train.make_endpoint`: the same
+    steps as ``make_train``, half its compile time), one ``jit(vmap)`` per objective signature."""
+    from bandit_lab.core.train import TrainConfig, make_endpoint
 
     cfg = TrainConfig(optimizer="adam", steps=steps, schedule="cosine", log_steps=(0, steps))
     exact = objective if objective.static.get("sampling", "exact") == "exact" else objective.with_loss(
         objective.loss.name, {**objective.static, "sampling": "exact"})
-    (traj,) = train_batch([exact], cfg, [[{**h, "lr": lr} for h in hps]], inits=None if init is None else [init])
-    return traj.params
+    full = [{**exact.hp, "seed": 0, **h, "lr": lr} for h in hps]
+    keys = sorted({k for h in full for k in h})
+    p0 = exact.param.init() if init is None else init
+    key = ("warm", exact.signature(), cfg, tuple(keys), jax.tree_util.tree_structure(p0))
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = jax.jit(jax.vmap(make_endpoint(exact, cfg), in_axes=(0, None, None)))
+    hp = {k: np.asarray([float(h.get(k, exact.hp.get(k, 0.0))) for h in full]) for k in keys}
+    return _CACHE[key](hp, exact.consts(), jax.tree_util.tree_map(jnp.asarray, p0))
 
 
 def _softmax_shape(objective, n: int):
