@@ -77,6 +77,7 @@ SMALL = 1e-6  # a response below this × its context's largest mass is a runaway
 UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
 FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
 RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted (stage 2)
+BURST_STEP = 0.25  # a burst retried after an underflow moves no logit by more than this per Euler step at its start
 STAGE1 = 60  # iterations of plain Newton on F (radius 1, with flow bursts when stuck) before Newton on u joins
 _DEBUG = False
 _LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
@@ -414,8 +415,19 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
             zn = np.array(fn["flow"](z, eta, hp_b, c))
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
             if shape is not None:  # a burst that ran a mass below float64's range: keep the point (u = 0 there means nothing)
-                back = _underflows(shape, supp, np.asarray(fn["logp"](zn, c))) & ~_underflows(shape, supp, np.asarray(fn["logp"](z, c)))
-                zn[back] = z[back]
+                was = _underflows(shape, supp, np.asarray(fn["logp"](z, c)))
+                back = _underflows(shape, supp, np.asarray(fn["logp"](zn, c))) & ~was
+                if back.any():  # retried with η·max|F| ≤ BURST_STEP: for a (nearly) constant field ρ(J) ≈ 0 and 0.5/ρ
+                    # jumps to underflow, so the solver could not move (≤ 400·BURST_STEP = 100 logits per burst)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        fmax = np.where(np.all(np.isfinite(f), axis=1), np.abs(f).max(axis=1), np.inf)
+                    eta2 = np.where(back, np.minimum(eta, BURST_STEP / np.maximum(fmax, 1e-300)), 0.0)
+                    zr = np.array(fn["flow"](z, eta2, hp_b, c))
+                    ok = back & np.all(np.isfinite(zr), axis=1) & ~_underflows(shape, supp, np.asarray(fn["logp"](zr, c)))
+                    zn[back] = z[back]
+                    zn[ok] = zr[ok]
+                else:
+                    zn[back] = z[back]
             z = zn
             f = field(z)
             u, _ = scaled(z, f, alpha)
@@ -559,8 +571,10 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
     params = unravel(jnp.asarray(z))
     r = float(np.linalg.norm(f))
     finite = bool(np.all(np.isfinite(z)) and np.all(np.isfinite(u)) and np.all(np.isfinite(M)) and np.all(np.isfinite(pol)))
-    step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
-    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": float(np.linalg.norm(u)) if finite else None,
+    with np.errstate(over="ignore", invalid="ignore"):  # per-mass entries ~1e250 at masses near float64's floor: norm = inf
+        step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
+        un = float(np.linalg.norm(u)) if finite else None
+    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": un,
             "min_mass": float(pol[supp.reshape(pol.shape)].min()) if finite else None, "step_tol": STEP_TOL}
     converged = finite and step <= STEP_TOL
     with np.errstate(divide="ignore"):
