@@ -184,7 +184,8 @@ def test_a_nearly_constant_field_moves_the_solver(kong):
     """The flow burst's step is 0.5/ρ(J); for TR-DPO without weight decay the synced field is the
     constant −(β/2)·n (``fixed_points._trdpo_runaway_row``), ρ(J) ≈ 0, and that step jumped to
     underflow and was reverted: the solver stopped at π(y3) ≈ 3.7e-4 (measured before the fix). A
-    reverted burst is now retried with η·max|F| ≤ ``BURST_STEP`` (≤ 100 logits per burst): the solver
+    burst whose first step would move a logit by more than ``BURST_JUMP`` now takes steps η·max|F| =
+    ``BURST_STEP`` (≤ 100 logits per burst): the solver
     moves towards the vertex of the largest net win weight — y1, the most preferred response under
     π* = (0.6, 0.3, 0.1) (NumPy: n_i = Σ_j P(i ≻ j) − P(j ≻ i), P Bradley–Terry from π*) — and y3's
     mass falls below 1e-100."""

@@ -77,7 +77,8 @@ SMALL = 1e-6  # a response below this × its context's largest mass is a runaway
 UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
 FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
 RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted (stage 2)
-BURST_STEP = 0.25  # a burst retried after an underflow moves no logit by more than this per Euler step at its start
+BURST_JUMP = 100.0  # a burst whose first Euler step would move a logit further than this is a near-constant field …
+BURST_STEP = 0.25  # … and takes steps η·max|F| = BURST_STEP instead (≤ 100 logits over its 400 steps)
 STAGE1 = 60  # iterations of plain Newton on F (radius 1, with flow bursts when stuck) before Newton on u joins
 _DEBUG = False
 _LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
@@ -258,13 +259,13 @@ def _per_mass(shape, supp, alpha, Z, F, LP, J=None, both=False):
     return (u, MF - u[:, :, None] * dlogp, MF) if both else (u, MF - u[:, :, None] * dlogp)
 
 
-def _underflows(shape, supp, LP) -> np.ndarray:
+def _underflows(shape, supp, LP, floor: float = UNDERFLOW_LOGP) -> np.ndarray:
     """Rows [B] where a supported response's log-mass, relative to its context's largest, is below
-    ``UNDERFLOW_LOGP`` (``F = π·u`` is no longer a normal float there)."""
+    ``floor`` (default ``UNDERFLOW_LOGP``: ``F = π·u`` is no longer a normal float there)."""
     X, K = shape
     L = np.where(supp[None], LP.reshape(-1, X, K), 0.0)
     rel = L - np.max(np.where(supp[None], L, -np.inf), axis=2, keepdims=True)
-    return np.any(supp[None] & (rel < UNDERFLOW_LOGP), axis=(1, 2))
+    return np.any(supp[None] & (rel < floor), axis=(1, 2))
 
 
 def _tangent_softmax(shape, supp, alpha: float) -> np.ndarray:
@@ -412,22 +413,18 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
                 break
             rho = np.array([np.abs(np.linalg.eigvals(J[b])).max() if np.all(np.isfinite(J[b])) else 1.0 for b in range(B)])
             eta = np.where(stuck, 0.5 / np.maximum(rho, 1e-12), 0.0)
+            # a (nearly) constant field, ρ(J) ≈ 0: 0.5/ρ would move a logit by more than BURST_JUMP in one Euler step
+            # (to underflow, then reverted: the solver could not move); there η·max|F| = BURST_STEP (≤ 100 logits
+            # per burst). Elsewhere (every burst measured on the presets and native algorithms: η·max|F| ≤ 0.66) as before
+            with np.errstate(over="ignore", invalid="ignore"):
+                fmax = np.where(np.all(np.isfinite(f), axis=1), np.abs(f).max(axis=1), 0.0)
+            jump = eta * fmax > BURST_JUMP
+            eta = np.where(jump, BURST_STEP / np.maximum(fmax, 1e-300), eta)
             zn = np.array(fn["flow"](z, eta, hp_b, c))
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
             if shape is not None:  # a burst that ran a mass below float64's range: keep the point (u = 0 there means nothing)
-                was = _underflows(shape, supp, np.asarray(fn["logp"](z, c)))
-                back = _underflows(shape, supp, np.asarray(fn["logp"](zn, c))) & ~was
-                if back.any():  # retried with η·max|F| ≤ BURST_STEP: for a (nearly) constant field ρ(J) ≈ 0 and 0.5/ρ
-                    # jumps to underflow, so the solver could not move (≤ 400·BURST_STEP = 100 logits per burst)
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        fmax = np.where(np.all(np.isfinite(f), axis=1), np.abs(f).max(axis=1), np.inf)
-                    eta2 = np.where(back, np.minimum(eta, BURST_STEP / np.maximum(fmax, 1e-300)), 0.0)
-                    zr = np.array(fn["flow"](z, eta2, hp_b, c))
-                    ok = back & np.all(np.isfinite(zr), axis=1) & ~_underflows(shape, supp, np.asarray(fn["logp"](zr, c)))
-                    zn[back] = z[back]
-                    zn[ok] = zr[ok]
-                else:
-                    zn[back] = z[back]
+                back = _underflows(shape, supp, np.asarray(fn["logp"](zn, c))) & ~_underflows(shape, supp, np.asarray(fn["logp"](z, c)))
+                zn[back] = z[back]
             z = zn
             f = field(z)
             u, _ = scaled(z, f, alpha)
