@@ -41,9 +41,18 @@ true value may be 1e-30), and ``M = ∂u/∂θ = diag(π)⁻¹J`` likewise. Then
   converged`` with the extrapolated log-mass of the root (a finite point below float64). The
   certificate is about the flow from this start: a finite root the flow does not reach (e.g. the
   source of RLOO with k3 in the reward, tests/test_audit_rows.py) is not excluded, and the note says
-  so. The point shown is called the limit only when the survivors' logits move together there
-  (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6);
-  otherwise (verl's ``abs`` KL loss, whose y2 still slides back to π_ref) the note says it is not;
+  so. Candidates for the ray: rule 1, the responses below ``SMALL`` × their context's largest mass
+  that the update pushes down; where there is none and Newton has not converged, rule 2, the
+  pushed-down responses smallest first (:func:`bandit_lab.onpolicy.runaway.second_rule`: a clamped
+  KL leaves a push Newton cannot reduce, and the solver may stop above ``SMALL``). The **limit** is
+  then certified on the survivors' face (:func:`bandit_lab.onpolicy.runaway.face_limits`): their
+  root by a scale-free Newton step ≤ ``STEP_TOL``, attracting on the face, or on a one-dimensional
+  face a sliding point of a discontinuous field (verl's ``abs`` KL loss), with the vanishing
+  responses still pushed down along the ray from it; ``certificate["limit_policy"]`` (vanishing
+  masses exactly 0) is what ``solve``/``fixed-points``/``explain`` show. Where the limit is not
+  certified the stop point is called the limit only when the survivors' logits move together there
+  (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6),
+  else the note says it is not;
 - ``not converged``: none of the above within the iteration budget (slow spiral or a cycle).
 
 Other parameterizations (log-linear, token trees) keep the unscaled field and a mass threshold
@@ -421,27 +430,54 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
         return [_classify(objective, fn, unravel, z[b], f[b], float(np.linalg.norm(f[b])), float(r[b]), J[b], pol[b],
                           float(vals[b]), it, full[b], c) for b in range(B)]
     _, M = scaled(z, f, alpha, J)
-    rays = _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c)
-    return [_classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b], float(vals[b]), it,
-                             full[b], rays[b]) for b in range(B)]
+    from bandit_lab.onpolicy import runaway  # rule 2 of the runaway ray, and the limit on the face
+
+    rays = runaway.second_rule(fn, shape, supp, z, u, M, tangents, alpha, hp_ls, c,
+                               _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c))
+    out = [_classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b], float(vals[b]), it,
+                            full[b], rays[b]) for b in range(B)]
+    vanish = [None] * B
+    for b in range(B):
+        if out[b].status == "runaway":
+            vanish[b] = np.zeros(shape, bool)
+            vanish[b][tuple(np.asarray(rays[b]["which"]).T)] = True
+    if any(v is not None for v in vanish):
+        limits = runaway.face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish)
+        out = [o if lim is None else _classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b],
+                                                      float(vals[b]), it, full[b], rays[b], lim)
+               for b, (o, lim) in enumerate(zip(out, limits))]
+    return out
 
 
-def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c) -> list:
-    """Per row, the runaway test along ``θ + t·d`` (``d`` = −1 on the small-mass responses that the
-    update pushes down, 0 elsewhere: the others' logits do not move), probed at t = 0 and
+def _small_candidates(shape, supp, LP, u) -> list:
+    """Rule 1 of the runaway test, per row: the responses below ``SMALL`` × their context's largest
+    mass that the update pushes down (``u_k > 0``); ``None`` where there is none."""
+    X, K = shape
+    out = []
+    for b in range(LP.shape[0]):
+        lp = np.where(supp, LP[b].reshape(X, K), -np.inf)
+        cand = supp & (lp - lp.max(axis=1, keepdims=True) < np.log(SMALL)) & (u[b].reshape(X, K) > 0)
+        out.append(cand if cand.any() else None)
+    return out
+
+
+def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c, cands=None) -> list:
+    """Per row, the runaway test along ``θ + t·d`` (``d`` = −1 on the candidates ``cands[b]`` — by
+    default rule 1, :func:`_small_candidates`: the small-mass responses that the update pushes down —
+    0 elsewhere: the others' logits do not move), probed at t = 0 and
     geometrically from 2^-6 until their log-masses reach ``FAR_LOGP``: ``{"t", "out", "which"}``
     with ``out[i, j]`` = the j-th candidate's ``u`` at probe i (> 0: still pushed down), or ``None``
     when no response is a candidate. One batched field evaluation for all rows."""
     X, K = shape
     B, n = z.shape
     LP = np.asarray(fn["logp"](z, c)).reshape(B, X, K)
+    if cands is None:
+        cands = _small_candidates(shape, supp, LP.reshape(B, n), u)
     C = np.repeat(z[:, None, :], _LS, axis=1)
     todo = []
     for b in range(B):
-        lp = np.where(supp, LP[b], -np.inf)
-        rel = lp - lp.max(axis=1, keepdims=True)
-        cand = supp & (rel < np.log(SMALL)) & (u[b].reshape(X, K) > 0)
-        if not cand.any():
+        cand = cands[b]
+        if cand is None or not cand.any():
             todo.append(None)
             continue
         t_max = max(float(LP[b][cand].min()) - FAR_LOGP, 1.0)
@@ -487,13 +523,39 @@ def _ray_verdict(ray) -> tuple[str, dict]:
     return "beyond", {**cert, "extrapolated_root_logp": float(np.max(root_logp[np.isfinite(root_logp)]))}
 
 
+def _fmt_policy(p) -> str:
+    rows = ["[" + ", ".join("0" if v == 0 else f"{v:.6g}" for v in r) + "]" for r in np.atleast_2d(p)]
+    return rows[0] if len(rows) == 1 else "[" + ", ".join(rows) + "]"
+
+
+def _limit_note(shape, limit, where) -> tuple[str, dict]:
+    """The runaway note's statement of a certified limit on the face, and its certificate fields."""
+    pol = np.asarray(limit["policy"], dtype=np.float64)
+    ray = limit["ray_cert"]
+    cert = {"limit_policy": pol.tolist(), "limit_kind": limit["kind"], "limit_ray_out_first": ray["ray_out_first"],
+            "limit_ray_out_far": ray["ray_out_far"]}
+    tail = (f"; from it π({where}) is still pushed down at every probe of the ray, not weakening "
+            f"(u = {', '.join(f'{v:.3g}' for v in ray['ray_out_far'])} at log π = {ray['ray_far_logp']:.0f})")
+    if limit["kind"] == "vertex":
+        return f"the limit is the vertex π = {_fmt_policy(pol)} (one survivor per context){tail}", cert
+    if limit["kind"] == "root":
+        cert["limit_face_step"] = limit["face_step"]
+        return (f"the limit is π = {_fmt_policy(pol)}, the survivors' stationary point on their face (Newton step "
+                f"{limit['face_step']:.1e} there, scale-free; attracting on the face){tail}"), cert
+    cert.update({"limit_bracket": limit["bracket"], "limit_jump": limit["jump"]})
+    return (f"the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face: the update along it changes "
+            f"sign across {limit['bracket']:.0e} in the logit (per unit mass {limit['jump'][0]:.3g} | {limit['jump'][1]:.3g} at "
+            f"the ends: the field jumps there, no root), so the flow on the face is pushed into it from both sides{tail}"), cert
+
+
 def _label(shape, which) -> str:
     X, _ = shape
     return ", ".join(f"y{k + 1}" if X == 1 else f"x{x + 1}:y{k + 1}" for x, k in which)
 
 
-def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value, it, hp, ray) -> Stationary:
-    """Softmax logits: the scale-free classification of the module docstring."""
+def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value, it, hp, ray, limit=None) -> Stationary:
+    """Softmax logits: the scale-free classification of the module docstring; ``limit``: a runaway's
+    limit on its face (:func:`bandit_lab.onpolicy.runaway.face_limits`)."""
     params = unravel(jnp.asarray(z))
     r = float(np.linalg.norm(f))
     finite = bool(np.all(np.isfinite(z)) and np.all(np.isfinite(u)) and np.all(np.isfinite(M)) and np.all(np.isfinite(pol)))
@@ -536,6 +598,16 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
                          f"{face:.1e} ≤ 1e-6)" if face <= 1e-6 else
                          "the point shown is where the solver stopped, NOT the limit: the survivors' update still moves them "
                          f"apart (spread per unit mass {face:.1e})")
+                if limit is not None and "policy" in limit:
+                    shown, lc = _limit_note(shape, limit, where)
+                    cert.update(lc, vanishing=[s.strip() for s in where.split(",")])
+                elif limit is not None:
+                    shown += f" (the face's limit is not certified: {limit['failed']})"
+                    cert["limit_failed"] = limit["failed"]
+                if ray.get("rule") == 2:
+                    cert["ray_rule"] = 2
+                    shown += (f"; found by the second candidate rule (the responses the update pushes down, smallest first: "
+                              f"rule 1 takes only those below {SMALL:g} of their context's largest mass)")
                 return Stationary(res._replace(converged=False), "runaway",
                                   f"no finite stationary point on the flow's path: π({where}) → 0 — along the ray lowering their "
                                   f"logits the update keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} "
