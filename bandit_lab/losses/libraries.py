@@ -74,6 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core import draws
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, compositions, group_advantage, normalise_sampling
@@ -359,7 +360,7 @@ def _state(objective, params, hp, key, consts, prev=None):
     else:
         G = int(st["group_size"]) if st["advantage"] in GROUP else 1
         key, sub = jax.random.split(key) if st.get("cov_select", "none") != "none" else (key, None)
-        y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
+        y = draws.categorical(key, logp, (N, G, X))
         A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
         sel = None
         if held:  # the batch's tokens, and a fresh key for every step's randperm (state_update)
