@@ -16,7 +16,9 @@ Newton's method on the field:
   context (per state on a token tree) where ``J`` is singular, and the pseudo-inverse ignores it;
 - a trust radius of 1 per coordinate and backtracking on ‖F‖;
 - when Newton stalls (a singular Jacobian far from the root, a saddle of ‖F‖²), a burst of the
-  flow ``θ̇ = −F(θ)`` — what training does — then Newton again.
+  flow ``θ̇ = −F(θ)`` — what training does — then Newton again (400 Euler steps of 0.5/ρ(J); where
+  that first step would move a logit by more than ``BURST_JUMP`` — a nearly constant field, ρ ≈ 0 —
+  steps of η·max|F| = ``BURST_STEP`` instead, so the burst does not jump to underflow and get reverted).
 
 Every test is **scale-free** (multiplying the loss by c > 0 changes no status; an absolute ‖F‖
 underflows where masses are tiny — at the libraries' default β Kong's Gibbs point has masses 1e-30).
