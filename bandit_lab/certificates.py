@@ -477,8 +477,9 @@ def onpolicy_verdict(status: str, note: str, residual: float, converged: bool, c
     scale-free numbers (``Stationary.certificate``: the Newton step on the field per unit of mass,
     the contraction test, the runaway ray's probes), carried as fields."""
     cert = {**(certificate or {}), "field_residual": float(residual), "stability": status}
-    if status == "runaway":
-        return Verdict(Kind.STATIONARY, f"runaway: {note}", certificate=cert)
+    if status == "runaway":  # the limit where the solver certified it on the face (bandit_lab.onpolicy.runaway)
+        return Verdict(Kind.STATIONARY, f"runaway: {note}", certificate=cert, limit=cert.get("limit_policy"),
+                       vanishing=cert.get("vanishing") if cert.get("limit_policy") is not None else None)
     if not converged:
         return Verdict(Kind.NOT_CERTIFIED, f"no root of the expected update reached (‖field‖ {_fmt(residual)}): {note}",
                        certificate=cert)

@@ -172,11 +172,14 @@ def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
         beta = o.hp["beta"]
     s = solve(o)
     pol = None if s.status == "runaway" else np.asarray(s.result.policy)
+    limit = s.certificate.get("limit_policy") if s.status == "runaway" else None  # certified on its face (onpolicy.runaway)
     gibbs = None if beta == 0 or pb.reward is None else rlhf_optimum(pb.pi_ref, pb.reward, beta)
     tv = None if pol is None or gibbs is None else float(metrics.tv(pol, gibbs, pb.context_weight))
     out = {"reader": reader, "loss": loss, "loss_params": lp, "objective": obj, "divergence": div,
            "status": s.status, "note": s.note, "residual": float(s.result.residual),
-           "policy": None if pol is None else pol.tolist(), "beta": beta, "tv_gibbs": tv}
+           "policy": None if pol is None else pol.tolist(), "beta": beta, "tv_gibbs": tv, "limit": limit,
+           "tv_gibbs_limit": None if limit is None or gibbs is None else float(metrics.tv(np.asarray(limit), gibbs,
+                                                                                          pb.context_weight))}
     if loss in ("distillation", "gkd"):  # no reward: the reference point is the teacher (its closed form)
         t = o.loss.oracle(pb, o.hp, o.static)[0]
         out["tv_teacher"] = None if pol is None else float(metrics.tv(pol, t, pb.context_weight))
@@ -186,6 +189,9 @@ def explain(reader: str, config: dict, spec: dict | None = None) -> dict:
 def lines(r: dict) -> list[str]:
     pol = "—" if r["policy"] is None else "[" + ", ".join(f"{p:.6f}" for p in np.ravel(r["policy"])) + "]"
     tv = "undefined (β = 0)" if r["beta"] == 0 else ("—" if r["tv_gibbs"] is None else f"{r['tv_gibbs']:.3e}")
+    if r.get("limit") is not None:  # a runaway whose limit is certified on its face
+        pol = "→ [" + ", ".join(f"{p:.6f}" for p in np.ravel(r["limit"])) + "] (the runaway's limit)"
+        tv = tv if r["beta"] == 0 or r.get("tv_gibbs_limit") is None else f"{r['tv_gibbs_limit']:.3e} (the limit's)"
     return [f"config      {r['reader']} → loss {r['loss']}",
             f"update      {r['objective']}",
             f"divergence  {r['divergence']}",
@@ -203,13 +209,17 @@ def preset_table(spec: dict | None = None) -> list[dict]:
 
 def preset_lines(rows: list[dict]) -> list[str]:
     """The table ``bandit-lab explain presets`` prints: per preset its verdict, the point (only where
-    a root is certified: attracting or not attracting) and its TV to Gibbs(β), then the update and
-    the divergence. A runaway or an uncertified row shows no point and no TV."""
+    a root is certified: attracting or not attracting; for a runaway, "→" its limit where certified on
+    its face) and its TV to Gibbs(β), then the update and the divergence. An uncertified row shows no
+    point and no TV."""
     out = [f"{'preset':<56} {'stationary':<14} {'point π':<34} TV to Gibbs(β)"]
     for r in rows:
         certified = r["status"] in ("attracting", "not attracting")
-        pol = ("[" + ", ".join(f"{p:.4g}" for p in np.ravel(r["policy"])) + "]") if certified and r["policy"] is not None else "—"
-        tv = "undefined (β = 0)" if r["beta"] == 0 else (f"{r['tv_gibbs']:.3e}" if certified and r["tv_gibbs"] is not None else "—")
+        lim = r.get("limit")
+        pol = ("[" + ", ".join(f"{p:.4g}" for p in np.ravel(r["policy"])) + "]") if certified and r["policy"] is not None else (
+            "→ [" + ", ".join(f"{p:.4g}" for p in np.ravel(lim)) + "]" if lim is not None else "—")
+        tv_ = r["tv_gibbs"] if certified else r.get("tv_gibbs_limit")
+        tv = "undefined (β = 0)" if r["beta"] == 0 else (f"{tv_:.3e}" if tv_ is not None else "—")
         out.append(f"{r['preset']:<56} {r['status']:<14} {pol:<34} {tv}")
         out.append(f"    update: {r['objective']}")
         out.append(f"    divergence: {r['divergence']}")

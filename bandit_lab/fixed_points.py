@@ -444,7 +444,9 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
         st = solve(obj)
         r = st.result
         method = "stationary"
-        policy = np.atleast_2d(np.asarray(r.policy, dtype=np.float64))
+        verdict = onpolicy_verdict(st.status, st.note, r.residual, r.converged, st.certificate)
+        # a runaway whose limit is certified on its face shows the limit (as for a loss with no finite minimiser)
+        policy = np.atleast_2d(np.asarray(r.policy if verdict.limit is None else verdict.limit, dtype=np.float64))
         cf, note = closed_form(obj)
         finite = st.status == "attracting" or (st.status == "not attracting" and r.converged)
         tv_r = None if rlhf_policy is None else float(metrics.tv(policy, rlhf_policy, w))
@@ -455,7 +457,7 @@ def solve_one(base, name: str, params: dict, dpo_policy, rlhf_policy) -> Row:
                    status=f"stationary point ({st.status})" if finite else st.note, residual=float(r.residual),
                    closed_form=None if cf is None else np.asarray(cf).tolist(), closed_form_note=note,
                    tv_closed_form=None if cf is None else float(metrics.tv(policy, np.asarray(cf), w)),
-                   verdict=onpolicy_verdict(st.status, st.note, r.residual, r.converged).as_json())
+                   verdict=verdict.as_json())
     det = detached(obj)
     if det is not None:
         if obj.param.constraint != "free":

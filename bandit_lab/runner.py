@@ -2,16 +2,17 @@
 batch in one compiled call, and solve each point exactly."""
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import jax
 import jax.flatten_util
 import numpy as np
 
-from bandit_lab.infra import guards, timing
+from bandit_lab.infra import guards, precision, timing
 from bandit_lab.core import train as train_mod
 from bandit_lab.core.objective import Objective, Stack
-from bandit_lab.solvers.solver import ExactResult, newton_free, prepare_free, solve_exact
+from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
 
 
 STACK_MAX_PARAMS = 48
@@ -120,10 +121,16 @@ def solve_certified(objectives: Sequence[Objective], hps: Sequence[Sequence[dict
                                                 for i, o in enumerate(objectives)]), None
 
 
-def _prepare_exact(objectives, hps, inits):
-    """A started thread compiling the stacked exact solve's programs (:func:`solver.prepare_free`),
-    or ``None`` when the solve will not be one stack or ``BANDIT_LAB_OVERLAP=0``. Failures are
-    ignored: the solve then compiles as usual."""
+def _solve_beside(objectives, hps, inits):
+    """The stacked exact solve (:func:`solve_certified`) started in a thread beside the training, or
+    ``None`` when it will not be one stack, when JAX is not in float64 in this thread (the thread
+    computes in the caller's precision: float64, process-wide or scoped) or with
+    ``BANDIT_LAB_OVERLAP=0``. The exact solve does not read the training's results, and XLA
+    releases the GIL while it compiles and runs, so on a machine with a spare core the solve
+    (compile, Newton iterations, certificate) costs no wall time beside a sweep whose training
+    keeps one core busy. Same programs, same inputs, same results as the solve after the training
+    (bit for bit: tests/test_sweep.py). The thread's exception, if any, is re-raised by
+    ``result()`` in the caller, after the training, in the order the two used to fail."""
     import os
     import threading
 
@@ -134,29 +141,39 @@ def _prepare_exact(objectives, hps, inits):
         return None
     if sum(int(np.size(jax.flatten_util.ravel_pytree(o.param.init())[0])) for o in objectives) > STACK_MAX_PARAMS:
         return None
+    if not precision.x64_enabled():
+        return None
+    box: dict = {}
 
     def work():
         try:
-            prepare_free(Stack(tuple(objectives)), _merged(hps))
-        except Exception:  # an optimisation only
-            pass
+            with (contextlib.nullcontext() if precision.x64_enabled() else precision.x64(True)):
+                box["value"] = solve_certified(objectives, hps, None)
+        except BaseException as e:  # re-raised in the caller
+            box["error"] = e
 
-    t = threading.Thread(target=work, name="bandit-lab-prepare-exact", daemon=True)
+    t = threading.Thread(target=work, name="bandit-lab-exact", daemon=True)
     t.start()
-    return t
+
+    def result():
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    return result
 
 
 def train_and_solve(objectives: Sequence[Objective], config: train_mod.TrainConfig, hps: Sequence[Sequence[dict]],
                     seed: int = 0, inits=None, *, certify: bool = False):
     """:func:`train_batch` and :func:`solve_batch` on the same grid: ``(trajectories, exact)``;
-    with ``certify``, ``(trajectories, exact, certificates)`` (:func:`solve_certified`)."""
-    pre = _prepare_exact(objectives, hps, inits)  # the exact solve's compile, beside the training
+    with ``certify``, ``(trajectories, exact, certificates)`` (:func:`solve_certified`). The exact
+    solve runs beside the training when it can (:func:`_solve_beside`)."""
+    beside = _solve_beside(objectives, hps, inits)
     with timing.phase("train"):
         trajs = train_batch(objectives, config, hps, seed, inits)
-    with timing.phase("exact"):
-        if pre is not None:
-            pre.join()
-        exact, certs = solve_certified(objectives, hps, inits)
+    with timing.phase("exact"):  # with the solve beside the training: only the wait for it
+        exact, certs = beside() if beside is not None else solve_certified(objectives, hps, inits)
     return (trajs, exact, certs) if certify else (trajs, exact)
 
 

@@ -28,8 +28,8 @@ Derivations (single-token responses, on-policy ρ = 1; LOO baseline: E[A | focal
 - **k1 as a loss** (differentiated): E_π[∇log(π/π_ref)] = 0, no regulariser: u_k → r_1 − r_k.
 - **abs as a loss**: F_j = π_j[(r̄ − r_j) + β(sgn h_j − E_π sgn h)], discontinuous at h_j = 0; on
   Kong's bandit (r_1 − r_2 < 2β < r_1 − r_3) y3 vanishes and y2 slides on π_2 = π_ref,2 (the field
-  points back to it from both sides): the limit is (1 − π_ref,2, π_ref,2, 0), which the solver does not
-  reach (its note says so since this audit).
+  points back to it from both sides): the limit is (1 − π_ref,2, π_ref,2, 0), which the solver's flow does
+  not reach; its runaway verdict finds it as a sliding point on the face (tests/test_runaway_limits.py).
 - **grpo_passk** (verl: ``torch.topk(rewards, 2)``; the best gets r_max − r_second, ÷ (std + 1e-6)
   when norm_adv_by_std_in_grpo): its ascent field is E[(1/G)Σ_i A_i(e_{y_i} − π)], enumerated here
   over all K^G ordered groups; with k3+ (KL(π‖π_ref)) the root is found by MINPACK (scipy ``root``).
@@ -349,7 +349,8 @@ _VERL_L = {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef":
 def test_verl_k1_loss_is_no_regulariser_and_runs_to_argmax(kong):
     """``kl_loss_type: kl`` (k1, differentiated): the field equals the KL-free RLOO field at an
     arbitrary policy (1e-12; NumPy π_k(r̄ − r_k)). The solver: runaway π(y2, y3) → 0, u = r̄ − r_k at
-    both probes (1e-9 relative), → r_1 − r_k = log 2, log 6 at the far end (1e-12)."""
+    both probes (1e-9 relative), → r_1 − r_k = log 2, log 6 at the far end (1e-12); its limit is the
+    vertex of argmax r."""
     f = _field(kong, "verl", {**_VERL_L, "kl_loss_type": "kl"}, Q)
     assert np.max(np.abs(f - Q * (np.sum(Q * R) - R))) < 1e-12
     s = solve(make_objective(kong, "verl", {**_VERL_L, "kl_loss_type": "kl"}))
@@ -362,7 +363,7 @@ def test_verl_k1_loss_is_no_regulariser_and_runs_to_argmax(kong):
     cand, far = _ray_check(s, u)
     assert list(cand) == [1, 2]
     assert np.allclose(s.certificate["ray_out_far"], [np.log(2), np.log(6)], rtol=0, atol=1e-12)
-    assert "the limit is shown" in s.note
+    assert "the limit is the vertex π = [1, 0, 0]" in s.note and s.certificate["limit_policy"] == [[1.0, 0.0, 0.0]]
 
 
 def _u_abs(z):
@@ -387,14 +388,15 @@ def test_verl_abs_loss_field_and_its_sliding_limit(kong):
 
 @pytest.mark.slow
 def test_verl_abs_loss_verdict(kong):
-    """The solver: runaway of y3 only (the certificate's u equals NumPy's, 1e-9), and — since this
-    audit — the note says the point shown is not the limit (y2 is still pushed back towards
-    π_ref,2 = 0.4)."""
+    """The solver: runaway of y3 only (the certificate's u equals NumPy's, 1e-9); its stop point is
+    not the limit (y2 is still pushed back towards π_ref,2 = 0.4: spread > 0.1), and the note gives
+    the limit, the sliding point (checked against NumPy in tests/test_runaway_limits.py)."""
     s = solve(make_objective(kong, "verl", {**_VERL_L, "kl_loss_type": "abs"}))
     assert s.status == "runaway", s.note
     cand, _ = _ray_check(s, _u_abs)
     assert list(cand) == [2]
-    assert "NOT the limit" in s.note and s.certificate["face_field_spread"] > 0.1
+    assert s.certificate["face_field_spread"] > 0.1
+    assert "the limit is π = [0.6, 0.4, 0], a sliding point" in s.note
 
 
 # =========================================================================== 4. verl grpo_passk

@@ -67,15 +67,18 @@ def test_trl_grpo_beta004_has_a_finite_attracting_point_with_tiny_masses():
 
 
 def test_preset_table_prints_a_point_only_where_a_root_is_certified(capsys):
-    """``bandit-lab explain presets``: a runaway or uncertified row shows no point and no TV (a
-    number there would be a claim); an attracting row shows both. The full table is a generated
-    docs block (docs/onpolicy-libraries.md, checked in the slow docs test); here two real presets."""
+    """``bandit-lab explain presets``: an uncertified row shows no point and no TV (a number there
+    would be a claim); a runaway shows "→" its limit where the solver certified it on the face (here
+    TRL's default GRPO, β = 0: the vertex of argmax r, y1); an attracting row shows both. The full
+    table is a generated docs block (docs/onpolicy-libraries.md, checked in the slow docs test); here
+    two real presets."""
     from bandit_lab.explain import PRESETS, explain as run, preset_lines
 
     rows = [{"preset": name, **run(*PRESETS[name])} for name in ("trl-grpo-default", "trl-rloo-default")]
     text = preset_lines(rows)
     head, runaway, attracting = text[0], text[1], next(t for t in text if t.startswith("trl-rloo-default"))
-    assert "TV to Gibbs" in head and "runaway" in runaway and "undefined (β = 0)" in runaway and " — " in runaway
+    assert "TV to Gibbs" in head and "runaway" in runaway and "undefined (β = 0)" in runaway and " → [1, 0, 0] " in runaway
+    assert rows[0]["limit"] == [[1.0, 0.0, 0.0]] and rows[0]["policy"] is None
     g = rlhf_optimum(np.array([[0.4, 0.4, 0.2]]), np.log(np.array([[0.6, 0.3, 0.1]])), 0.05)
     tv = float(attracting.split()[-1])
     assert "attracting" in attracting and tv == float(f"{rows[1]['tv_gibbs']:.3e}") and tv < 1e-15

@@ -35,3 +35,39 @@ def test_guard_names_a_logged_step_when_only_those_were_kept():
     at = 50 if not np.isfinite(traj.loss[0, 1]) else 100
     with pytest.raises(DivergenceError, match=rf"at step {at} of 100.*logged steps"):
         guards.check_training([o], cfg, [[{"lr": 1e3}]], [traj])
+
+
+def test_exact_solve_beside_the_training_is_bit_identical(monkeypatch):
+    """`runner.train_and_solve` runs the stacked exact solve in a thread beside the training
+    (`_solve_beside`); it must give the same exact optima, gradients and certificates, bit for bit,
+    as the solve after the training (`BANDIT_LAB_OVERLAP=0`), and re-raise the thread's errors."""
+    from bandit_lab.runner import _solve_beside, train_and_solve
+    from bandit_lab.errors import BanditError
+
+    pb = Problem.create([0.5, 0.3, 0.2], pi_star=[0.2, 0.5, 0.3], pairs="uniform")
+    objs = [make_objective(pb, n, {"beta": 0.5}) for n in ("dpo", "ipo", "rlhf")]
+    cfg = TrainConfig(steps=50, log_steps=(0, 50), loss_every_step=False)
+    hps = [[{**o.hp, "weight_decay": a, "lr": 0.05} for a in (0.0, 0.03, 0.5)] for o in objs]
+    assert _solve_beside(objs, hps, None) is not None  # this grid is solved beside the training
+    runs = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("BANDIT_LAB_OVERLAP", flag)
+        runs[flag] = train_and_solve(objs, cfg, hps, certify=True)
+    (t0, e0, c0), (t1, e1, c1) = runs["0"], runs["1"]
+    for a, b in zip(t0, t1):
+        assert np.array_equal(a.policy, b.policy)
+    for per0, per1 in zip(e0, e1):
+        for r0, r1 in zip(per0, per1):
+            assert np.array_equal(np.asarray(r0.policy), np.asarray(r1.policy))
+            assert np.array_equal(np.ravel(np.asarray(r0.grad)), np.ravel(np.asarray(r1.grad)))
+    assert c0 is not None and c1 is not None
+    for k0, k1 in zip(c0, c1):
+        for key in k0._fields:
+            assert np.array_equal(np.asarray(getattr(k0, key)), np.asarray(getattr(k1, key)), equal_nan=True), key
+
+    def boom(*a, **k):
+        raise BanditError("exact: boom")
+
+    monkeypatch.setattr("bandit_lab.runner.solve_certified", boom)
+    with pytest.raises(BanditError, match="exact: boom"):
+        train_and_solve(objs, cfg, hps)

@@ -33,3 +33,48 @@ def test_jitted_field_is_the_eager_gradient_and_reads_the_problem_as_data():
         eager = np.asarray(jax.grad(lambda p: o.value(p, o.hp))(jnp.asarray(th)))
         np.testing.assert_allclose(onpolicy.field(o, th), eager, rtol=0, atol=1e-14)
     assert len(onpolicy._FIELDS) == 1
+
+
+def _final_params(o, cfg, hp):
+    from bandit_lab.core.train import make_train
+
+    return jax.jit(make_train(o, cfg))(hp).params
+
+
+def test_endpoint_is_the_trainers_final_parameters():
+    """make_endpoint (the stationary solver's warm start, issue 22) runs make_train's steps: the
+    same optimizer, gradients and per-step state schedule — an on-policy loss (state renewed every
+    step), PPO with 4 epochs per batch and a learned critic (state held and updated), sampled
+    REINFORCE (keys) and TR-DPO (a moving reference) — and returns its final parameters."""
+    from bandit_lab.core.train import TrainConfig, make_endpoint
+
+    rng = np.random.default_rng(3)
+    pb = random_problem(rng, k=3, contexts=2, preference="reward")
+    cases = [("dr_grpo", {"beta": 0.7, "group_size": 3}), ("ppo", {"beta": 0.5}),
+             ("reinforce", {"beta": 0.5, "sampling": {"samples": 8}}), ("rloo", {"beta": 1.0, "group_size": 2, "kl_estimator": "k3"}),
+             ("trdpo", {"beta": 0.5, "mixup_alpha": 0.6, "sync_steps": 3.0}), ("dpo", {"beta": 1.0})]
+    cfg = TrainConfig(optimizer="adam", steps=40, schedule="cosine", log_steps=(0, 40))
+    for loss, params in cases:
+        o = make_objective(pb, loss, params, weight_decay=0.01)
+        hp = {**{k: jnp.asarray(v) for k, v in o.hp.items()}, "lr": jnp.asarray(0.05), "seed": jnp.asarray(7.0)}
+        want = _final_params(o, cfg, hp)
+        got = jax.jit(make_endpoint(o, cfg))(hp, o.consts(), o.param.init())
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-13, err_msg=loss)
+        assert not np.allclose(np.asarray(got), np.asarray(o.param.init()))  # it trained
+
+
+def test_draws_are_jax_randoms_own():
+    """bandit_lab.core.draws (flat Gumbel/uniform bits, reshaped: 3× cheaper to compile) gives
+    jax.random's very draws, bit for bit, at the shapes the sampled losses use, vmapped too."""
+    from bandit_lab.core import draws
+
+    keys = jax.random.split(jax.random.key(11), 5)
+    rng = np.random.default_rng(0)
+    for shape, lshape in (((16, 3), (3, 5)), ((8, 4, 2), (2, 3)), ((7,), (12,)), ((128, 3), (3, 4))):
+        logits = jnp.asarray(rng.normal(0, 2, lshape))
+        want = jax.vmap(lambda k: jax.random.categorical(k, logits, axis=-1, shape=shape))(keys)
+        got = jax.jit(jax.vmap(lambda k: draws.categorical(k, logits, shape)))(keys)
+        assert got.shape == want.shape and np.array_equal(np.asarray(got), np.asarray(want)), shape
+        u = jax.vmap(lambda k: jax.random.uniform(k, shape))(keys)
+        assert np.array_equal(np.asarray(jax.jit(jax.vmap(lambda k: draws.uniform(k, shape)))(keys)), np.asarray(u))
+    assert len(np.unique(np.asarray(want))) > 1  # real draws

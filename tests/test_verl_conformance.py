@@ -25,7 +25,8 @@ import pytest
 
 from bandit_lab import losses
 from bandit_lab.losses import LossInputs
-from bandit_lab.losses.libraries import _shape_before, batch_advantages, clip_cov_batch, kl_cov_batch, kl_loss_term, library_loss
+from bandit_lab.losses.libraries import (_shape_before, batch_advantages, bypass_weights, clip_cov_batch, kl_cov_batch,
+                                        kl_loss_term, library_loss)
 from bandit_lab.onpolicy import verl as vl
 
 jax.config.update("jax_enable_x64", True)
@@ -123,7 +124,9 @@ def _loss_params(row):
                                     "clip_cov_lb": row["clip_cov_lb"], "clip_cov_ub": row["clip_cov_ub"]}}
                    if row["loss_mode"] == "clip_cov" else {}),
                 **({"policy_loss": {"loss_mode": "kl_cov", "kl_cov_ratio": row["kl_cov_ratio"],
-                                    "ppo_kl_coef": row["ppo_kl_coef"]}} if row["loss_mode"] == "kl_cov" else {})}
+                                    "ppo_kl_coef": row["ppo_kl_coef"]}} if row["loss_mode"] == "kl_cov" else {}),
+                **({"policy_loss": {"loss_mode": "dro", "dro_beta": row["dro_beta"]}} if row["loss_mode"] == "dro" else {}),
+                **({"rollout_correction": row["rollout_correction"]} if row["loss_mode"] == "bypass_mode" else {})}
     return {"actor.policy_loss_type": row["policy_loss_type"], "actor.dual_clip": row["dual_clip"],
             "actor.loss_agg_mode": row["loss_agg_mode"], "actor.eps_clip_low_high": row["eps_clip_low_high"],
             "algo.kl.use_loss": row["kl_estimator"] is not None, "algo.kl.estimator": row["kl_estimator"] or "k1",
@@ -196,3 +199,19 @@ def test_clamps_and_clips_are_exercised():
     assert (rho < 0.8).any() and (rho > 1.28).any() and ((rho > 3) & (A < 0)).any()
     assert len(set(INP["y"][0])) == 1 and (np.asarray(INP["reward"]) == 0).any() and np.abs(INP["reward"]).max() > 10
     assert library_loss is not None
+    # DPPO's trust masks: on this batch some tokens leave the TV / binary-KL region on the advantage's side, some stay
+    p, q = np.exp(np.asarray(_pick(jax.nn.log_softmax(THETA, -1)))), np.exp(np.asarray(_pick(LQ)))
+    tv = np.where(A > 0, p - q <= 0.28, p - q >= -0.2)
+    bkl = q * (np.log(q) - np.log(p)) + (1 - q) * np.log((1 - q + 1e-8) / (1 - p + 1e-8))
+    kl = np.where(A > 0, (bkl <= 0.28) | (p <= q), (bkl <= 0.2) | (p >= q))
+    assert 0 < tv.sum() < tv.size and 0 < kl.sum() < kl.size
+    assert {r["loss_mode"] for r in DATA["policy_losses"] if r["lib"] == "verl"} >= {"dppo_tv", "dppo_kl", "dro", "bypass_mode"}
+    # bypass mode: every rejection statistic and both IS truncations keep some tokens and act on others
+    lr = jnp.asarray(np.log(p) - np.log(q))
+    for row in (r for r in DATA["policy_losses"] if r.get("loss_mode") == "bypass_mode" and r["rollout_correction"].get("rollout_rs")):
+        hp, st = _native("verl", _loss_params(row))
+        keep, w = bypass_weights({k: jnp.asarray(v) for k, v in hp.items()}, st, lr)
+        assert 0 < float(keep.sum()) < keep.size, row["rollout_correction"]
+        if st["bypass_is"]:
+            raw = np.exp(np.clip(np.asarray(lr), -20, 20))
+            assert (np.asarray(w) != raw).any() and (np.asarray(w) == raw).any(), row["rollout_correction"]

@@ -9,6 +9,7 @@ configuration (> 1e-3: the check discriminates). Slow tier: the project's field 
 point from π_ref, certified at ‖F‖ ≤ 1e-10, and it matches the closed form in TV to 1e-8."""
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -198,11 +199,27 @@ CASES = [
     ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "sapo"}, "tau_pos": 2.0, "tau_neg": 3.0}, "gibbs"),
     # token-sum: the sum over ppo_mini_batch_size·n responses = that many times token-mean, KL loss included
     ("verl", {"adv_estimator": "rloo", "n": 2, **_ST, "loss_agg_mode": "token-sum", "ppo_mini_batch_size": 16}, "gibbs"),
+    # DPPO-Binary TV/KL and DRO on-policy (ρ = 1, π = π_old): every trust mask holds (|π − π_old| = 0, binary KL 0),
+    # the truncated detached ratio is 1 and DRO's ½β_dro·(log π − log π_old)² has gradient 0: vanilla's update
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dppo_tv"}}, "gibbs"),
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dppo_kl"}, "clip_ratio_low": 0.05}, "gibbs"),
+    ("verl", {**_RLOO_R, "policy_loss": {"loss_mode": "dro", "dro_beta": 2.0}}, "gibbs"),
+    ("verl", {"adv_estimator": "grpo", "norm_adv_by_std_in_grpo": False, "n": G, **_ST,
+              "policy_loss": {"loss_mode": "dro", "dro_beta": 0.5}}, "gibbs_G"),
+    # bypass mode (π_rollout = π_old): on-policy log r = 0, so every rejection statistic is 0 (kept when the k1 window
+    # holds ratio 1) and the IS weight is min(1, TIS bound): ppo_clip is vanilla; reinforce with a TIS bound 0.5 puts
+    # 0.5 on the policy term, so a KL *loss* acts as β/0.5 (Gibbs at 2β), a KL in the reward does not move
+    ("verl", {**_RLOO_R, "rollout_correction": {"bypass_mode": True}}, "gibbs"),
+    ("verl", {**_RLOO_R, "rollout_correction": {"bypass_mode": True, "loss_type": "reinforce", "rollout_is": "token",
+                                                "rollout_is_threshold": 0.5, "rollout_rs": "token_k1,seq_max_k3",
+                                                "rollout_rs_threshold": "0.5_2.0,0.3"}}, "gibbs"),
+    ("verl", {"adv_estimator": "rloo", "n": 2, **_ST, "rollout_correction": {
+        "bypass_mode": True, "loss_type": "reinforce", "rollout_is": "sequence", "rollout_is_threshold": 0.5}}, "gibbs_2b"),
 ]
 
 
 def _closed(pb, name):
-    return {"gibbs": lambda: _gibbs(pb, BETA), "gibbs_G": lambda: _gibbs(pb, BETA * G / (G - 1)),
+    return {"gibbs": lambda: _gibbs(pb, BETA), "gibbs_G": lambda: _gibbs(pb, BETA * G / (G - 1)), "gibbs_2b": lambda: _gibbs(pb, 2 * BETA),
             "entropy": lambda: _entropy_point(pb, BETA, 0.2)}[name]()
 
 
@@ -210,7 +227,7 @@ def _closed(pb, name):
 def test_expected_update_vanishes_at_the_closed_form(pb, lib, lp, name):
     f = _field(pb, lib, lp, _closed(pb, name))
     assert np.max(np.abs(f)) < 1e-12, f
-    other = {"gibbs": "gibbs_G", "gibbs_G": "gibbs", "entropy": "gibbs"}[name]
+    other = {"gibbs": "gibbs_G", "gibbs_G": "gibbs", "entropy": "gibbs", "gibbs_2b": "gibbs"}[name]
     assert np.max(np.abs(_field(pb, lib, lp, _closed(pb, other)))) > 1e-3
 
 
@@ -306,7 +323,7 @@ def test_sampled_state_converges_to_the_exact_state(pb):
 # --------------------------------------------------------------------------- the solver finds them
 
 @pytest.mark.slow
-@pytest.mark.parametrize("i", [0, 8, 12, 16, 19])
+@pytest.mark.parametrize("i", [0, 8, 12, 16, 19, -6, -4, -2, -1])
 def test_solver_finds_the_closed_form(pb, i):
     lib, lp, name = CASES[i]
     s = solve(make_objective(pb, lib, lp))
@@ -405,3 +422,26 @@ def test_sapo_with_a_kl_loss_weighs_beta_by_its_seq_mean(pb):
     o = make_objective(pb, "verl", lp)
     pol, _ = oracle(pb, o.hp, o.static)
     assert np.max(np.abs(pol - _gibbs(pb, BETA * (1 + 1e-8)))) < 1e-14
+
+
+@pytest.mark.parametrize("rc, want", [
+    ({}, 1.0),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": 0.5}, 0.5),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": "1.2_3"}, 0.0),
+    ({"loss_type": "reinforce", "rollout_is": "sequence", "rollout_is_threshold": "0.5_3", "rollout_rs": "token_k1",
+      "rollout_rs_threshold": "1.1_2"}, 0.0),
+    ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": "0.5_3", "rollout_rs": "token_k1,token_k3",
+      "rollout_rs_threshold": "0.9_2,0.1"}, 1.0),
+])
+def test_bypass_on_policy_factor(rc, want):
+    """verl bypass mode on-policy (log r = 0): the factor on the policy term, in plain Python
+    (``verl.bypass_on_policy``, used by the closed form) = the JAX mask × IS weight
+    (``libraries.bypass_weights``) at log r = 0 = the hand value (TIS min(1, bound); IcePop 1 inside,
+    0 outside; a k1 window excluding ratio 1 rejects everything)."""
+    from bandit_lab import losses
+    from bandit_lab.losses.libraries import bypass_weights
+    from bandit_lab.onpolicy.verl import bypass_on_policy
+
+    hp, st = losses.split_params(losses.get("verl"), {"rollout_correction": {"bypass_mode": True, **rc}})
+    keep, w = bypass_weights({k: jnp.asarray(v) for k, v in hp.items()}, st, jnp.zeros(()))
+    assert bypass_on_policy(hp, st) == want == float(keep) * (float(w) if st["bypass_loss"] == "reinforce" else 1.0)

@@ -44,6 +44,52 @@ class CheckResult:
     tier: str = "default"  # "slow" when the check's full-size run was used (`verify --slow`)
 
 
+def padded(pb, contexts: int):
+    """``pb`` (a :class:`~bandit_lab.core.problems.Problem`) with its last context repeated up to
+    ``contexts`` contexts (equal weights).
+
+    Compile sharing for ``verify`` (issue 22): the solvers compile their programs once per
+    *shape* (the on-policy stationary solver's warm start and evaluation, the exact Newton
+    solver's value-and-gradient and policy), so instances with 1 or 3 contexts cost two sets. The
+    objectives checked on padded instances are sums over contexts of per-context terms with no
+    parameter shared between contexts and no weight decay (groups, baselines, KL and pairs are
+    per prompt), so every context's optimum or stationary point is independent of the others and
+    of its weight: the padded problem's first ``pb.n_contexts`` rows are ``pb``'s. The checks
+    compare exactly those rows with ``pb``'s own oracles (weighted by ``pb.context_weight``), so a
+    coupling would fail them."""
+    import dataclasses
+
+    X = pb.n_contexts
+    if X >= contexts:
+        return pb
+    idx = list(range(X)) + [X - 1] * (contexts - X)
+
+    def take(a):
+        return None if a is None else np.asarray(a)[idx]
+
+    return dataclasses.replace(pb, pi_ref=take(pb.pi_ref), given_pref=take(pb.given_pref), given_pairs=take(pb.given_pairs),
+                               context_weight=np.full(contexts, 1.0 / contexts), reward=take(pb.reward), pi_star=take(pb.pi_star))
+
+
+_VG: dict = {}
+
+
+def value_and_grad(obj, params):
+    """``(value, gradient)`` of ``obj`` at ``params`` (its own hyperparameters), by one jitted
+    ``jax.value_and_grad`` per objective signature with the problem's arrays and the
+    hyperparameters as arguments, kept for the process. Evaluated eagerly, every primitive compiled
+    a small program of its own per shape (``tdpo1-dpo-T1``: 228 compiles for 20 instances, 8
+    programs now; issue 22)."""
+    import jax
+
+    key = (obj.signature(), tuple(sorted(obj.hp)))
+    if key not in _VG:
+        if len(_VG) > 256:
+            _VG.clear()
+        _VG[key] = jax.jit(jax.value_and_grad(lambda p, hp, c, obj=obj: obj.value(p, hp, consts=c)))
+    return _VG[key](params, {k: float(v) for k, v in obj.hp.items()}, obj.consts())
+
+
 _REGISTRY: dict[str, Check] = {}
 
 
@@ -115,6 +161,14 @@ def _worker_run(name: str, n: int | None, seed: int, slow: bool):
 AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun"}
 
 
+# cold CPU seconds of the longest checks (one in-process run, issue 22), for ``--jobs``: units
+# start longest first, so a long check does not start last and leave the other workers idle at
+# the end; unlisted checks count 1. Only the start order depends on it, never a value.
+COST = {"dr-grpo-rlhf": 45, "reinforce-rloo-gibbs": 28, "spo-thm2-flow": 28, "radpo1-optimum": 21, "sampled-rate": 20,
+        "grpo-vojnovic-yun": 14, "token-optimum": 10, "nash-md-equilibria": 9, "fdpo-js": 8, "fdiv-nca_pair": 7,
+        "dpo-rlhf": 7, "fdpo-alpha": 7, "fdpo-forward-kl": 7, "fdiv-bco_pair": 7, "fdiv-caldpo": 6, "fdiv-sppo_hard": 6}
+
+
 def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: int = 1, slow: bool = False):
     """Yield a :class:`CheckResult` per name, in the order of ``names``, each as soon as it and
     every check before it are done. ``jobs > 1`` runs them in that many spawned processes
@@ -133,8 +187,8 @@ def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: i
     from bandit_lab.infra import precision
 
     cache_dir = jax.config.jax_compilation_cache_dir or None
-    # a unit of work = a check with the checks that reuse its results; submitted in the order of
-    # ``names`` so the progress of the ordered output stays steady
+    # a unit of work = a check with the checks that reuse its results; started longest first
+    # (``COST``), printed in the order of ``names``
     units: list[list[str]] = []
     home: dict[str, list[str]] = {}
     for name in names:
@@ -145,6 +199,7 @@ def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: i
         else:
             home[name] = [name]
             units.append(home[name])
+    units.sort(key=lambda u: -sum(COST.get(nm, 1) for nm in u))  # stable: registry order among equals
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=ctx, initializer=_worker_init,
                                 initargs=(precision.x64_enabled(), cache_dir)) as pool:

@@ -5,7 +5,7 @@ import numpy as np
 from scipy import optimize
 
 from bandit_lab.core import metrics
-from bandit_lab.checks import Check
+from bandit_lab.checks import Check, padded
 from bandit_lab.core.data import population
 from bandit_lab.losses import LossInputs, dpo, gaussian_nll
 from bandit_lab.core.objective import make_objective
@@ -13,7 +13,7 @@ from bandit_lab.solvers.oracles import ipo_optimum, rlhf_optimum
 from bandit_lab.core.random_problems import dirichlet, random_problem
 from bandit_lab.solvers.solver import solve_exact
 
-import jax.numpy as jnp
+import jax
 
 
 def _beta(rng) -> float:
@@ -27,9 +27,10 @@ def _pair_gap(loss: str, lp: dict, cp_static: dict, n: int, seed: int, oracle) -
     for _ in range(n):
         pb = random_problem(rng)
         beta = _beta(rng)
-        o = make_objective(pb, loss, {"beta": beta, **lp})
+        o = make_objective(padded(pb, 3), loss, {"beta": beta, **lp})  # 1 or 3 contexts solved as 3: one compile per K
         c = o.with_loss("rlhf", cp_static)
-        a, b = solve_exact(o).policy, solve_exact(c).policy
+        X = pb.n_contexts
+        a, b = solve_exact(o).policy[:X], solve_exact(c).policy[:X]
         ref = oracle(pb, beta)
         w = pb.context_weight
         worst = max(worst, metrics.tv(a, b, w), metrics.tv(a, ref, w), metrics.tv(b, ref, w))
@@ -50,6 +51,18 @@ def _fdpo(div: str, f_alpha: float = 0.5):
 
 def ipo_vs_rlhf(n: int, seed: int) -> float:
     return _pair_gap("ipo", {}, {"divergence": "reverse_kl", "reward": "ipo"}, n, seed, ipo_optimum)
+
+
+@jax.jit
+def _dpo_gaussian_gaps(p1, p2, lref, weight, beta):
+    """``(DPO(p1) − DPO(p2), G_closed(p1) − G_closed(p2))`` at log-policies ``p1, p2`` — jitted once
+    per shape (eagerly, every primitive compiled a program of its own per shape: issue 22)."""
+    from bandit_lab.core.data import PreferenceData
+
+    data = PreferenceData(weight)
+    inp = lambda lp: LossInputs(lp, lref, data)  # noqa: E731
+    hp = {"beta": beta}
+    return dpo(inp(p1), hp) - dpo(inp(p2), hp), gaussian_nll(inp(p1), hp) - gaussian_nll(inp(p2), hp)
 
 
 def gaussian_prop41(n: int, seed: int) -> float:
@@ -76,10 +89,8 @@ def gaussian_prop41(n: int, seed: int) -> float:
 
         p1 = np.log(dirichlet(rng, pb.pi_ref.shape))
         p2 = np.log(dirichlet(rng, pb.pi_ref.shape))
-        inp = lambda lp: LossInputs(jnp.asarray(lp), jnp.asarray(lref), data)  # noqa: E731
-        d_dpo = float(dpo(inp(p1), {"beta": beta}) - dpo(inp(p2), {"beta": beta}))
+        d_dpo, d_closed = (float(d) for d in _dpo_gaussian_gaps(p1, p2, lref, data.weight, beta))
         d_g = numeric_g(p1) - numeric_g(p2)
-        d_closed = float(gaussian_nll(inp(p1), {"beta": beta}) - gaussian_nll(inp(p2), {"beta": beta}))
         worst = max(worst, abs(d_g - d_dpo), abs(d_closed - d_dpo))
     return worst
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bandit_lab.core import metrics
-from bandit_lab.checks import Check
+from bandit_lab.checks import Check, padded, value_and_grad
 from bandit_lab.core.objective import make_objective
 from bandit_lab.solvers.oracles import rlhf_optimum
 from bandit_lab.solvers.solver import solve_exact
@@ -21,6 +21,18 @@ from bandit_lab.tokens.dp import eq31_optimum
 from bandit_lab.tokens import lemma34_policy, make_param, nested_values, random_tree_problem, soft_dp
 from bandit_lab.tokens.risk import cvar_np
 from bandit_lab.tokens.tree import log_softmax_np
+
+
+def _padded(tp, contexts: int = 2):
+    """``tp`` with its last prompt repeated up to ``contexts`` prompts (:func:`bandit_lab.checks.padded`:
+    the solver compiles once per shape, and instances have 1 or 2 prompts; the losses solved here
+    are sums of per-prompt terms without weight decay, so the first ``X`` rows are ``tp``'s own)."""
+    import dataclasses
+
+    X = tp.problem.n_contexts
+    idx = list(range(X)) + [X - 1] * max(contexts - X, 0)
+    take = lambda a: None if a is None else np.asarray(a)[idx]  # noqa: E731
+    return dataclasses.replace(tp, problem=padded(tp.problem, contexts), ref_logp=take(tp.ref_logp), token_reward=take(tp.token_reward))
 
 
 def _beta(rng) -> float:
@@ -56,9 +68,11 @@ def token_equals_sequence(n: int, seed: int) -> float:
         dp = soft_dp(tp.tree, tp.ref_logp, tp.token_reward, b)
         tok = np.exp(tp.tree.seq_logp(dp.logpi))
         seq = rlhf_optimum(tp.problem.pi_ref, tp.problem.reward, b)
-        res = solve_exact(make_objective(tp.problem, "dpo", {"beta": b}, param=make_param(tp)))
+        pt = _padded(tp)
+        res = solve_exact(make_objective(pt.problem, "dpo", {"beta": b}, param=make_param(pt)))
+        pol = res.policy[: tp.problem.n_contexts]
         w = tp.problem.context_weight
-        worst = max(worst, metrics.tv(tok, seq, w), metrics.tv(res.policy, seq, w), metrics.tv(res.policy, tok, w))
+        worst = max(worst, metrics.tv(tok, seq, w), metrics.tv(pol, seq, w), metrics.tv(pol, tok, w))
     return worst
 
 
@@ -75,7 +89,7 @@ def tdpo1_is_dpo(n: int, seed: int) -> float:
         vals = []
         for name in ("dpo", "tdpo1"):
             o = make_objective(tp.problem, name, {"beta": b}, param=par)
-            vals.append(jax.value_and_grad(lambda p: o.value(p, o.hp))(theta))
+            vals.append(value_and_grad(o, theta))
         worst = max(worst, abs(float(vals[0][0] - vals[1][0])), float(jnp.abs(vals[0][1] - vals[1][1]).max()))
     return worst
 
@@ -255,8 +269,9 @@ def radpo1_optimum(n: int, seed: int) -> float:
         mu = float(rng.uniform(0.5, 1.0))
         rec_tail, d_tail = OPPOSITE_TAILS[i % 2]
         lp = lemma34_policy(tp.tree, tp.ref_logp, tp.token_reward, b, mu, rec_tail)
-        res = solve_exact(make_objective(tp.problem, "radpo1", {"beta": b, "mu": mu, "tail": d_tail}, param=make_param(tp)))
-        worst = max(worst, metrics.tv(res.policy, np.exp(tp.tree.seq_logp(lp)), tp.problem.context_weight))
+        pt = _padded(tp)
+        res = solve_exact(make_objective(pt.problem, "radpo1", {"beta": b, "mu": mu, "tail": d_tail}, param=make_param(pt)))
+        worst = max(worst, metrics.tv(res.policy[: tp.problem.n_contexts], np.exp(tp.tree.seq_logp(lp)), tp.problem.context_weight))
     return worst
 
 

@@ -62,8 +62,10 @@ def sample(data: PreferenceData, n_pairs: int, key: jax.Array) -> PreferenceData
     """
     w = data.weight.reshape(-1)
     logits = jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)
-    draws = jax.random.categorical(key, logits, shape=(int(n_pairs),))
-    counts = jnp.zeros_like(w).at[draws].add(1.0)
+    from bandit_lab.core.draws import categorical  # jax.random.categorical's draws, cheaper to compile
+
+    idx = categorical(key, logits, (int(n_pairs),))
+    counts = jnp.zeros_like(w).at[idx].add(1.0)
     return PreferenceData((counts / n_pairs).reshape(data.weight.shape))
 
 

@@ -61,6 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core import draws
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.tokens.tree import to_slots
@@ -155,7 +156,7 @@ def _seq_tempered(lstate, path, tau):
 
 def _draw(key, lq, N):
     X, K = lq.shape
-    y = jax.random.categorical(key, lq, axis=-1, shape=(N, X))
+    y = draws.categorical(key, lq, (N, X))
     return jnp.sum(jax.nn.one_hot(y, K, dtype=lq.dtype), 0) / N
 
 

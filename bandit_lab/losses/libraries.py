@@ -74,6 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core import draws
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
 from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, compositions, group_advantage, normalise_sampling
@@ -81,7 +82,8 @@ from bandit_lab.losses.onpolicy import _param_views, _views, check_enumeration, 
 ADVANTAGES = ("group_std", "group_mean", "loo", "none", "greedy", "critic", "batch_mean", "passk", "passk_std")
 GROUP = ("group_std", "group_mean", "loo", "passk", "passk_std")
 POSTS = ("none", "whiten", "whiten_clamp", "center", "gpg_alpha")
-SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo", "ratio")
+SURROGATES = ("vanilla", "gspo", "cispo", "gpg", "gmpo", "sapo", "ratio", "dppo_tv", "dppo_kl", "dro", "bypass")
+BYPASS_LOSSES = ("ppo_clip", "reinforce")
 COV_SELECT = ("none", "clip_cov", "kl_cov")
 KL_KINDS = ("none", "k1", "abs", "k2", "k3")
 KL_GRADS = ("pathwise", "k2", "k2_is")  # the estimator's own | k2's (verl '+') | w·k2 (OpenRLHF unbiased_gradient)
@@ -358,7 +360,7 @@ def _state(objective, params, hp, key, consts, prev=None):
     else:
         G = int(st["group_size"]) if st["advantage"] in GROUP else 1
         key, sub = jax.random.split(key) if st.get("cov_select", "none") != "none" else (key, None)
-        y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
+        y = draws.categorical(key, logp, (N, G, X))
         A = batch_advantages(st, hp, y, s, r, logp, ref, cw)
         sel = None
         if held:  # the batch's tokens, and a fresh key for every step's randperm (state_update)
@@ -465,6 +467,27 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
         pg = jnp.sum(cp * gate(hp["sapo_tau_pos"]) - cm * gate(hp["sapo_tau_neg"]), -1)
     elif sur == "ratio":  # verl kl_cov: −A·ρ, no clip of any kind
         pg = jnp.sum((cp - cm) * ratio, -1)
+    elif sur in ("dppo_tv", "dppo_kl"):  # verl dppo_*: −A·sg(min(ρ, c))·log π·sg(valid), valid by the sign of A
+        p, q = jnp.exp(logp), jnp.exp(logq)
+        if sur == "dppo_tv":
+            pos, neg = p - q <= hp["clip_high"], p - q >= -hp["clip"]
+        else:  # the binary KL between Bernoulli(π_old(y)) and Bernoulli(π(y)), with verl's 1e-8
+            bkl = q * (logq - logp) + (1.0 - q) * jnp.log((1.0 - q + 1e-8) / (1.0 - p + 1e-8))
+            pos, neg = (bkl <= hp["clip_high"]) | (p <= q), (bkl <= hp["clip"]) | (p >= q)
+        w = jax.lax.stop_gradient(jnp.minimum(ratio, hp["clip_c"]))
+        # the masks are booleans (no derivative); c± stay differentiable: the stationary solver's Jacobian
+        # follows the state's dependence on θ (a stop_gradient here would hide it from jacfwd)
+        pg = jnp.sum(w * logp * (cp * pos - cm * neg), -1)
+    elif sur == "dro":  # verl dro: −(log π·A − ½β_dro·(log π − log π_old)²) per sampled token
+        pg = jnp.sum((cp - cm) * logp - 0.5 * hp["dro_beta"] * state["ckl"] * (logp - logq) ** 2, -1)
+    elif sur == "bypass":  # verl bypass_mode, π_rollout = π_old (one exact policy): rejection mask × the loss type
+        keep, w = bypass_weights(hp, st, jax.lax.stop_gradient(logp - logq))
+        if st["bypass_loss"] == "ppo_clip":  # compute_policy_loss_vanilla on the kept tokens, no IS weights
+            c = jnp.where(hp["clip_c"] > 0, hp["clip_c"], jnp.inf)
+            per = cp * jnp.minimum(ratio, 1.0 + hp["clip_high"]) - cm * jnp.minimum(jnp.maximum(ratio, 1.0 - hp["clip"]), c)
+        else:  # compute_policy_loss_reinforce: −A·log π·sg(w)
+            per = (cp - cm) * w * logp
+        pg = jnp.sum(keep * per, -1)
     else:
         raise BanditError(f"surrogate must be one of {', '.join(SURROGATES)}; got {sur!r}")
     if st.get("cov_select", "none") == "kl_cov":
@@ -480,6 +503,27 @@ def library_loss(inputs: LossInputs, hp: dict, **st) -> jax.Array:
     ent = -jnp.sum(jnp.where(p > 0, p * logp, 0.0), -1)
     total = total - hp["entropy_coeff"] * ent
     return hp["loss_scale"] * jnp.sum(inputs.context_weight * total)
+
+
+def bypass_weights(hp, st, log_ratio):
+    """verl 0.9.1 bypass mode (``rollout_corr_helper.compute_rollout_correction_and_rejection_mask`` with
+    ``old_log_prob`` = the current log-probs and the rollout's = π_old): per response, the rejection mask
+    (every ``rollout_rs`` option must pass; on one token the seq_sum/seq_mean/seq_max statistics are the
+    token's: k1 = −log r in [log lo, log hi], k2 = ½log²r ≤ hi, k3 = r − 1 − log r ≤ hi, log r clamped ±20;
+    a bound 0 is none) and the IS weight (``rollout_is`` token or sequence, equal here: exp(log r) clamped
+    at ``is_hi`` (TIS) or zeroed outside [is_lo, is_hi] (IcePop, is_lo > 0); 1 without ``rollout_is``).
+    Both detached. Returns ``(keep, w)``."""
+    lr = jnp.clip(log_ratio, -20.0, 20.0)
+    k1, k2, k3 = -lr, 0.5 * lr**2, jnp.expm1(lr) - lr
+    keep = jnp.ones_like(lr)
+    keep = keep * jnp.where(hp["rs_k1_lo"] > 0, k1 >= jnp.log(jnp.where(hp["rs_k1_lo"] > 0, hp["rs_k1_lo"], 1.0)), True)
+    keep = keep * jnp.where(hp["rs_k1_hi"] > 0, k1 <= jnp.log(jnp.where(hp["rs_k1_hi"] > 0, hp["rs_k1_hi"], 1.0)), True)
+    keep = keep * jnp.where(hp["rs_k2_hi"] > 0, k2 <= hp["rs_k2_hi"], True) * jnp.where(hp["rs_k3_hi"] > 0, k3 <= hp["rs_k3_hi"], True)
+    if not st.get("bypass_is", False):
+        return keep, jnp.ones_like(lr)
+    raw = jnp.exp(lr)
+    w = jnp.where(hp["is_lo"] > 0, jnp.where((raw >= hp["is_lo"]) & (raw <= hp["is_hi"]), raw, 0.0), jnp.minimum(raw, hp["is_hi"]))
+    return keep, w
 
 
 def _check(hp: dict, static: dict) -> None:
@@ -510,6 +554,15 @@ def _check(hp: dict, static: dict) -> None:
     if not (hp["sapo_tau_pos"] > 0 and hp["sapo_tau_neg"] > 0):
         raise BanditError(f"sapo_tau_pos and sapo_tau_neg (verl tau_pos, tau_neg) must be > 0; got {hp['sapo_tau_pos']}, "
                           f"{hp['sapo_tau_neg']}")
+    if static["surrogate"] == "dro" and not (np.isfinite(hp["dro_beta"]) and hp["dro_beta"] > 0):
+        raise BanditError(f"dro_beta (verl policy_loss.dro_beta) must be > 0 with the dro surrogate; got {hp['dro_beta']}")
+    if static.get("bypass_loss", "ppo_clip") not in BYPASS_LOSSES:
+        raise BanditError(f"bypass_loss must be one of {', '.join(BYPASS_LOSSES)}; got {static['bypass_loss']!r}")
+    for k in ("is_lo", "is_hi", "rs_k1_lo", "rs_k1_hi", "rs_k2_hi", "rs_k3_hi"):
+        if not (np.isfinite(hp[k]) and hp[k] >= 0):
+            raise BanditError(f"{k} must be ≥ 0 (0: no bound); got {hp[k]}")
+    if static["surrogate"] in ("dppo_tv", "dppo_kl") and not hp["clip_c"] > 0:
+        raise BanditError(f"clip_c (verl clip_ratio_c: DPPO's truncation of the detached ratio) must be > 0; got {hp['clip_c']}")
     if not hp["loss_scale"] > 0 or not hp["pg_scale"] > 0 or not hp["reward_clip"] >= 0:
         raise BanditError("loss_scale and pg_scale must be > 0 and reward_clip ≥ 0 (0: no clip)")
 
@@ -610,6 +663,13 @@ def _oracle(problem, hp: dict, static: dict):
     # the policy term carries pg_scale (and GMPO's 1/(1 + 1e-8)² at ρ = 1), the KL loss and entropy do not:
     # relative to the policy term they weigh β/ps and α/ps (SAPO's gate has slope 1 at ρ = 1)
     ps = hp["pg_scale"] * (1.0 / (1.0 + 1e-8) ** 2 if static["surrogate"] == "gmpo" else 1.0)
+    if static["surrogate"] == "bypass":  # on-policy (log r = 0) the mask and the IS weight are constants
+        from bandit_lab.onpolicy.verl import bypass_on_policy
+
+        m = bypass_on_policy(hp, static)
+        if m == 0:
+            return None, "bypass_mode rejects (or zero-weights) every on-policy sample: no policy gradient"
+        ps *= m
     bl = hp["beta"] / ps if kl != "none" else 0.0
     ent = hp["entropy_coeff"] / ps
     if kr not in ("none", "k1") and br > 0:
@@ -685,10 +745,11 @@ def _exact(objective, hp, init=None):
 
 _HP = {"beta": 0.001, "beta_reward": 0.001, "clip": 0.2, "clip_high": 0.2, "clip_c": 3.0, "std_eps": 1e-6,
        "entropy_coeff": 0.0, "reward_clip": 0.0, "loss_scale": 1.0, "pg_scale": 1.0, "sapo_tau_pos": 1.0, "sapo_tau_neg": 1.05,
-       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002, "ppo_kl_coef": 0.1}
+       "clip_cov_ratio": 0.0002, "clip_cov_lb": 1.0, "clip_cov_ub": 5.0, "kl_cov_ratio": 0.0002, "ppo_kl_coef": 0.1,
+       "dro_beta": 0.0, "is_lo": 0.0, "is_hi": 2.0, "rs_k1_lo": 0.0, "rs_k1_hi": 0.0, "rs_k2_hi": 0.0, "rs_k3_hi": 0.0}
 _STATIC = {"advantage": "critic", "post": "whiten", "group_size": 1, "kl_reward": "none", "kl_after_advantage": False,
            "kl_loss": "none", "kl_grad": "pathwise", "kl_clamp": "verl", "surrogate": "vanilla", "ratio_clamp": "pm20",
-           "epochs": 1, "sampling": "exact", "reward": "bt", "cov_select": "none"}
+           "epochs": 1, "sampling": "exact", "reward": "bt", "cov_select": "none", "bypass_loss": "ppo_clip", "bypass_is": False}
 
 
 def _spec(name, hp, static, summary, citation, translate):

@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bandit_lab.core import draws
 from bandit_lab.core.rewards import REWARD_NOISE, success_probability
 from bandit_lab.errors import BanditError
 from bandit_lab.losses.base import LossInputs, LossSpec, register
@@ -260,10 +261,10 @@ def _state(objective, params, hp, key, consts, prev=None):
             W = 2.0 * q[:, :, None] * q[:, None, :] * L  # (winner, loser) law of an on-policy labelled pair
         else:
             k1, k2, k3 = jax.random.split(key, 3)
-            y1 = jax.random.categorical(k1, logp, axis=-1, shape=(N, X))
-            y2 = jax.random.categorical(k2, logp, axis=-1, shape=(N, X))
+            y1 = draws.categorical(k1, logp, (N, X))
+            y2 = draws.categorical(k2, logp, (N, X))
             p12 = jnp.take_along_axis(jnp.broadcast_to(L, (N,) + L.shape).reshape(N, X, K * K), (y1 * K + y2)[..., None], -1)[..., 0]
-            first = jax.random.uniform(k3, (N, X)) < p12
+            first = draws.uniform(k3, (N, X)) < p12
             w, l = jnp.where(first, y1, y2), jnp.where(first, y2, y1)
             W = jnp.sum(jax.nn.one_hot(w * K + l, K * K), 0).reshape(X, K, K) / N
         out["pairs"] = W
@@ -273,7 +274,7 @@ def _state(objective, params, hp, key, consts, prev=None):
         if N == 0:
             out["ckl"] = q
         else:
-            y = jax.random.categorical(key, logp, axis=-1, shape=(N, X))
+            y = draws.categorical(key, logp, (N, X))
             out["ckl"] = jnp.sum(jax.nn.one_hot(y, K), 0) / N
         return out
 
@@ -309,7 +310,7 @@ def _state(objective, params, hp, key, consts, prev=None):
             if N == 0:
                 cp, cm, freq = q * jnp.maximum(A, 0), q * jnp.maximum(-A, 0), q
             else:
-                y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
+                y = draws.categorical(key, logp, (N, G, X))
                 cp, cm, freq = _scatter(y, jnp.take_along_axis(jnp.broadcast_to(A, (N, G, X, K)), y[..., None], -1)[..., 0], K)
         elif N == 0:
             check_enumeration(G, K, X)
@@ -334,7 +335,7 @@ def _state(objective, params, hp, key, consts, prev=None):
                 inv = jnp.where(ok, 1.0 / jnp.where(ok, pnd, 1.0), 0.0)
                 cp, cm, freq = cp * inv, cm * inv, q * live * inv
         else:
-            y = jax.random.categorical(key, logp, axis=-1, shape=(N, G, X))
+            y = draws.categorical(key, logp, (N, G, X))
             rr = jnp.take_along_axis(jnp.broadcast_to(shaped, (N, G, X, K)), y[..., None], -1)[..., 0]  # [N, G, X]
             dev = rr[:, :, None, :] - rr[:, None, :, :]  # [N, G(j), G(focal), X]: r_j − r_focal
             D = jnp.sum(dev, 1) - 0.0  # the focal's own term is 0
@@ -377,10 +378,10 @@ def _state(objective, params, hp, key, consts, prev=None):
             batch_r = jnp.sum(q * shaped, -1)
         else:
             ky, km = jax.random.split(key)
-            y = jax.random.categorical(ky, logp, axis=-1, shape=(N, X))
+            y = draws.categorical(ky, logp, (N, X))
             A = jnp.take_along_axis(jnp.broadcast_to(A_resp, (N, X, K)), y[..., None], -1)[..., 0] - V
             if algo == "nash_md":  # the opponent is a *sample* y' ~ π^μ: P(y ≻ y') − ½
-                y2 = jax.random.categorical(km, lm, axis=-1, shape=(N, X))
+                y2 = draws.categorical(km, lm, (N, X))
                 pyy = jnp.take_along_axis(P.reshape(X, K * K)[None].repeat(N, 0), (y * K + y2)[..., None], -1)[..., 0]
                 kl_part = jnp.take_along_axis(jnp.broadcast_to(shaped - reward, (N, X, K)), y[..., None], -1)[..., 0]
                 A = pyy - 0.5 + kl_part - V

@@ -16,7 +16,9 @@ Newton's method on the field:
   context (per state on a token tree) where ``J`` is singular, and the pseudo-inverse ignores it;
 - a trust radius of 1 per coordinate and backtracking on ‖F‖;
 - when Newton stalls (a singular Jacobian far from the root, a saddle of ‖F‖²), a burst of the
-  flow ``θ̇ = −F(θ)`` — what training does — then Newton again.
+  flow ``θ̇ = −F(θ)`` — what training does — then Newton again (400 Euler steps of 0.5/ρ(J); where
+  that first step would move a logit by more than ``BURST_JUMP`` — a nearly constant field, ρ ≈ 0 —
+  steps of η·max|F| = ``BURST_STEP`` instead, so the burst does not jump to underflow and get reverted).
 
 Every test is **scale-free** (multiplying the loss by c > 0 changes no status; an absolute ‖F‖
 underflows where masses are tiny — at the libraries' default β Kong's Gibbs point has masses 1e-30).
@@ -41,9 +43,18 @@ true value may be 1e-30), and ``M = ∂u/∂θ = diag(π)⁻¹J`` likewise. Then
   converged`` with the extrapolated log-mass of the root (a finite point below float64). The
   certificate is about the flow from this start: a finite root the flow does not reach (e.g. the
   source of RLOO with k3 in the reward, tests/test_audit_rows.py) is not excluded, and the note says
-  so. The point shown is called the limit only when the survivors' logits move together there
-  (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6);
-  otherwise (verl's ``abs`` KL loss, whose y2 still slides back to π_ref) the note says it is not;
+  so. Candidates for the ray: rule 1, the responses below ``SMALL`` × their context's largest mass
+  that the update pushes down; where there is none and Newton has not converged, rule 2, the
+  pushed-down responses smallest first (:func:`bandit_lab.onpolicy.runaway.second_rule`: a clamped
+  KL leaves a push Newton cannot reduce, and the solver may stop above ``SMALL``). The **limit** is
+  then certified on the survivors' face (:func:`bandit_lab.onpolicy.runaway.face_limits`): their
+  root by a scale-free Newton step ≤ ``STEP_TOL``, attracting on the face, or on a one-dimensional
+  face a sliding point of a discontinuous field (verl's ``abs`` KL loss), with the vanishing
+  responses still pushed down along the ray from it; ``certificate["limit_policy"]`` (vanishing
+  masses exactly 0) is what ``solve``/``fixed-points``/``explain`` show. Where the limit is not
+  certified the stop point is called the limit only when the survivors' logits move together there
+  (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6),
+  else the note says it is not;
 - ``not converged``: none of the above within the iteration budget (slow spiral or a cycle).
 
 Other parameterizations (log-linear, token trees) keep the unscaled field and a mass threshold
@@ -68,6 +79,8 @@ SMALL = 1e-6  # a response below this × its context's largest mass is a runaway
 UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
 FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
 RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted (stage 2)
+BURST_JUMP = 100.0  # a burst whose first Euler step would move a logit further than this is a near-constant field …
+BURST_STEP = 0.25  # … and takes steps η·max|F| = BURST_STEP instead (≤ 100 logits over its 400 steps)
 STAGE1 = 60  # iterations of plain Newton on F (radius 1, with flow bursts when stuck) before Newton on u joins
 _DEBUG = False
 _LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
@@ -84,11 +97,20 @@ class Stationary(NamedTuple):
 _CACHE: dict = {}
 
 
-def _fns(objective, unravel, rows: int):
-    key = ("stationary", objective.signature(), rows)
-    if key not in _CACHE:
-        if len(_CACHE) > 64:
-            _CACHE.clear()
+class _Programs:
+    """The compiled programs of one objective signature and row count ``rows`` (= B·``_LS``).
+
+    One program, ``evaluate``, gives at ``rows`` points the field F, log π and the value, and the
+    Jacobian ``J = ∂F/∂θ`` at every ``_LS``-th point (the B points a Newton iteration is at): every
+    evaluation the solver needs is a call of it (issue 22: F, J, the value and the two log π
+    programs were five compiles per objective and shape, ≈ 2.1 s; one program, ≈ 1.0 s). Rows are
+    repeated or padded up to ``rows`` and the results sliced back (:meth:`__call__`), so callers
+    keep the per-quantity interface ``fn["F"](Z, hp, c)`` etc. The last call is memoised: the
+    solver asks for F and then log π at the same candidates, which is then one execution. The flow
+    burst (``fn["flow"]``, a loop of F) and the gauge Jacobian ``fn["dlogp"]`` stay programs of
+    their own, compiled only when a solve stalls or classifies an unpenalised log-linear root."""
+
+    def __init__(self, objective, unravel, rows: int):
         loss = objective.loss
 
         def F(z, hp, c):
@@ -101,15 +123,68 @@ def _fns(objective, unravel, rows: int):
             return objective.param.log_probs(unravel(z), c["param"]).reshape(-1)
 
         ax = (0, 0, None)
-        _CACHE[key] = {
-            "F": jax.jit(jax.vmap(F, in_axes=ax)),
-            "J": jax.jit(jax.vmap(jax.jacfwd(F), in_axes=ax)),
+
+        def evaluate(Z, hp, c):
+            every = jax.tree_util.tree_map(lambda a: a[::_LS], hp)
+            return (jax.vmap(F, in_axes=ax)(Z, hp, c), jax.vmap(logp, in_axes=(0, None))(Z, c),
+                    jax.vmap(lambda z, hp, c: objective.value(unravel(z), hp, consts=c), in_axes=ax)(Z, hp, c),
+                    jax.vmap(jax.jacfwd(F), in_axes=ax)(Z[::_LS], every, c))
+
+        self.rows, self.objective = rows, objective
+        self._eval = jax.jit(evaluate)
+        self._last = None  # (key, outputs) of the last evaluation
+        self._hp = None  # hyperparameter rows of the last call (log π reads none; any valid rows do)
+        self.programs = {
+            "F": lambda Z, hp, c: self._get(Z, hp, c, 0),
+            "logp": lambda Z, c: self._get(Z, None, c, 1),
+            "value": lambda Z, hp, c: self._get(Z, hp, c, 2),
+            "J": lambda Z, hp, c: self._get(Z, hp, c, 3),
             "dlogp": jax.jit(jax.jacfwd(logp)),
-            "logp": jax.jit(jax.vmap(logp, in_axes=(0, None))),
-            "value": jax.jit(jax.vmap(lambda z, hp, c: objective.value(unravel(z), hp, consts=c), in_axes=ax)),
             "flow": jax.jit(jax.vmap(lambda z, eta, hp, c: jax.lax.fori_loop(0, 400, lambda i, zz: zz - eta * F(zz, hp, c), z),
                                      in_axes=(0, 0, 0, None))),
         }
+
+    def _run(self, Z, hp, c):
+        """``evaluate`` at exactly ``rows`` rows, memoised on the inputs."""
+        key = (Z.tobytes(), tuple((k, np.asarray(v).tobytes()) for k, v in sorted(hp.items())))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, tuple(np.asarray(a) for a in self._eval(Z, hp, c)))
+        return self._last[1]
+
+    def _get(self, Z, hp, c, which: int):
+        """Output ``which`` (0 F, 1 log π, 2 value, 3 J) at the rows of ``Z``: B·``_LS`` rows as they
+        are; B rows (and J always) each repeated ``_LS`` times, so J's rows are they; any other
+        count in blocks of ``rows``, the last padded with its last row."""
+        Z = np.asarray(Z, dtype=np.float64)
+        m, R, b = Z.shape[0], self.rows, self.rows // _LS
+        hp = None if hp is None else {k: np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (m,)) for k, v in hp.items()}
+        out = []
+        for s in range(0, m, b if which == 3 or m == b else R):
+            if which == 3 or m == b:  # a block of B rows, each repeated _LS times
+                Zc = Z[s:s + b]
+                pad = b - Zc.shape[0]
+                idx = np.repeat(np.concatenate([np.arange(Zc.shape[0]), np.full(pad, Zc.shape[0] - 1)]), _LS)
+                keep = slice(None, (b - pad) * _LS, _LS)
+            else:  # a block of R rows, the last padded
+                Zc = Z[s:s + R]
+                pad = R - Zc.shape[0]
+                idx = np.concatenate([np.arange(Zc.shape[0]), np.full(pad, Zc.shape[0] - 1)]).astype(int)
+                keep = slice(None, R - pad)
+            hc = self._hp if hp is None else {k: v[s:s + Zc.shape[0]][idx] for k, v in hp.items()}
+            if hc is None:  # log π before any other call: any rows of the objective's own hyperparameters
+                hc = {k: np.full(R, float(v)) for k, v in self.objective.hp.items()}
+            self._hp = hc
+            res = self._run(Zc[idx], hc, c)
+            out.append(res[3][: b - pad] if which == 3 else res[which][keep])
+        return np.concatenate(out)
+
+
+def _fns(objective, unravel, rows: int):
+    key = ("stationary", objective.signature(), rows)
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = _Programs(objective, unravel, rows).programs
     return _CACHE[key]
 
 
@@ -122,15 +197,25 @@ WARM_LR = 0.05
 
 
 def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, lr: float = WARM_LR):
-    """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit."""
-    from bandit_lab.runner import train_batch
-    from bandit_lab.core.train import TrainConfig
+    """The exact-mode trainer's endpoints (Adam, cosine schedule) at every point: the flow's limit.
+
+    The trainer's final parameters only (:func:`bandit_lab.core.train.make_endpoint`: the same
+    steps as ``make_train``, half its compile time), one ``jit(vmap)`` per objective signature."""
+    from bandit_lab.core.train import TrainConfig, make_endpoint
 
     cfg = TrainConfig(optimizer="adam", steps=steps, schedule="cosine", log_steps=(0, steps))
     exact = objective if objective.static.get("sampling", "exact") == "exact" else objective.with_loss(
         objective.loss.name, {**objective.static, "sampling": "exact"})
-    (traj,) = train_batch([exact], cfg, [[{**h, "lr": lr} for h in hps]], inits=None if init is None else [init])
-    return traj.params
+    full = [{**exact.hp, "seed": 0, **h, "lr": lr} for h in hps]
+    keys = sorted({k for h in full for k in h})
+    p0 = exact.param.init() if init is None else init
+    key = ("warm", exact.signature(), cfg, tuple(keys), jax.tree_util.tree_structure(p0))
+    if key not in _CACHE:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = jax.jit(jax.vmap(make_endpoint(exact, cfg), in_axes=(0, None, None)))
+    hp = {k: np.asarray([float(h.get(k, exact.hp.get(k, 0.0))) for h in full]) for k in keys}
+    return _CACHE[key](hp, exact.consts(), jax.tree_util.tree_map(jnp.asarray, p0))
 
 
 def _softmax_shape(objective, n: int):
@@ -176,13 +261,13 @@ def _per_mass(shape, supp, alpha, Z, F, LP, J=None, both=False):
     return (u, MF - u[:, :, None] * dlogp, MF) if both else (u, MF - u[:, :, None] * dlogp)
 
 
-def _underflows(shape, supp, LP) -> np.ndarray:
+def _underflows(shape, supp, LP, floor: float = UNDERFLOW_LOGP) -> np.ndarray:
     """Rows [B] where a supported response's log-mass, relative to its context's largest, is below
-    ``UNDERFLOW_LOGP`` (``F = π·u`` is no longer a normal float there)."""
+    ``floor`` (default ``UNDERFLOW_LOGP``: ``F = π·u`` is no longer a normal float there)."""
     X, K = shape
     L = np.where(supp[None], LP.reshape(-1, X, K), 0.0)
     rel = L - np.max(np.where(supp[None], L, -np.inf), axis=2, keepdims=True)
-    return np.any(supp[None] & (rel < UNDERFLOW_LOGP), axis=(1, 2))
+    return np.any(supp[None] & (rel < floor), axis=(1, 2))
 
 
 def _tangent_softmax(shape, supp, alpha: float) -> np.ndarray:
@@ -330,6 +415,13 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
                 break
             rho = np.array([np.abs(np.linalg.eigvals(J[b])).max() if np.all(np.isfinite(J[b])) else 1.0 for b in range(B)])
             eta = np.where(stuck, 0.5 / np.maximum(rho, 1e-12), 0.0)
+            # a (nearly) constant field, ρ(J) ≈ 0: 0.5/ρ would move a logit by more than BURST_JUMP in one Euler step
+            # (to underflow, then reverted: the solver could not move); there η·max|F| = BURST_STEP (≤ 100 logits
+            # per burst). Elsewhere (every burst measured on the presets and native algorithms: η·max|F| ≤ 0.66) as before
+            with np.errstate(over="ignore", invalid="ignore"):
+                fmax = np.where(np.all(np.isfinite(f), axis=1), np.abs(f).max(axis=1), 0.0)
+            jump = eta * fmax > BURST_JUMP
+            eta = np.where(jump, BURST_STEP / np.maximum(fmax, 1e-300), eta)
             zn = np.array(fn["flow"](z, eta, hp_b, c))
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
             if shape is not None:  # a burst that ran a mass below float64's range: keep the point (u = 0 there means nothing)
@@ -349,27 +441,54 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
         return [_classify(objective, fn, unravel, z[b], f[b], float(np.linalg.norm(f[b])), float(r[b]), J[b], pol[b],
                           float(vals[b]), it, full[b], c) for b in range(B)]
     _, M = scaled(z, f, alpha, J)
-    rays = _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c)
-    return [_classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b], float(vals[b]), it,
-                             full[b], rays[b]) for b in range(B)]
+    from bandit_lab.onpolicy import runaway  # rule 2 of the runaway ray, and the limit on the face
+
+    rays = runaway.second_rule(fn, shape, supp, z, u, M, tangents, alpha, hp_ls, c,
+                               _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c))
+    out = [_classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b], float(vals[b]), it,
+                            full[b], rays[b]) for b in range(B)]
+    vanish = [None] * B
+    for b in range(B):
+        if out[b].status == "runaway":
+            vanish[b] = np.zeros(shape, bool)
+            vanish[b][tuple(np.asarray(rays[b]["which"]).T)] = True
+    if any(v is not None for v in vanish):
+        limits = runaway.face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish)
+        out = [o if lim is None else _classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b],
+                                                      float(vals[b]), it, full[b], rays[b], lim)
+               for b, (o, lim) in enumerate(zip(out, limits))]
+    return out
 
 
-def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c) -> list:
-    """Per row, the runaway test along ``θ + t·d`` (``d`` = −1 on the small-mass responses that the
-    update pushes down, 0 elsewhere: the others' logits do not move), probed at t = 0 and
+def _small_candidates(shape, supp, LP, u) -> list:
+    """Rule 1 of the runaway test, per row: the responses below ``SMALL`` × their context's largest
+    mass that the update pushes down (``u_k > 0``); ``None`` where there is none."""
+    X, K = shape
+    out = []
+    for b in range(LP.shape[0]):
+        lp = np.where(supp, LP[b].reshape(X, K), -np.inf)
+        cand = supp & (lp - lp.max(axis=1, keepdims=True) < np.log(SMALL)) & (u[b].reshape(X, K) > 0)
+        out.append(cand if cand.any() else None)
+    return out
+
+
+def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c, cands=None) -> list:
+    """Per row, the runaway test along ``θ + t·d`` (``d`` = −1 on the candidates ``cands[b]`` — by
+    default rule 1, :func:`_small_candidates`: the small-mass responses that the update pushes down —
+    0 elsewhere: the others' logits do not move), probed at t = 0 and
     geometrically from 2^-6 until their log-masses reach ``FAR_LOGP``: ``{"t", "out", "which"}``
     with ``out[i, j]`` = the j-th candidate's ``u`` at probe i (> 0: still pushed down), or ``None``
     when no response is a candidate. One batched field evaluation for all rows."""
     X, K = shape
     B, n = z.shape
     LP = np.asarray(fn["logp"](z, c)).reshape(B, X, K)
+    if cands is None:
+        cands = _small_candidates(shape, supp, LP.reshape(B, n), u)
     C = np.repeat(z[:, None, :], _LS, axis=1)
     todo = []
     for b in range(B):
-        lp = np.where(supp, LP[b], -np.inf)
-        rel = lp - lp.max(axis=1, keepdims=True)
-        cand = supp & (rel < np.log(SMALL)) & (u[b].reshape(X, K) > 0)
-        if not cand.any():
+        cand = cands[b]
+        if cand is None or not cand.any():
             todo.append(None)
             continue
         t_max = max(float(LP[b][cand].min()) - FAR_LOGP, 1.0)
@@ -415,18 +534,46 @@ def _ray_verdict(ray) -> tuple[str, dict]:
     return "beyond", {**cert, "extrapolated_root_logp": float(np.max(root_logp[np.isfinite(root_logp)]))}
 
 
+def _fmt_policy(p) -> str:
+    rows = ["[" + ", ".join("0" if v == 0 else f"{v:.6g}" for v in r) + "]" for r in np.atleast_2d(p)]
+    return rows[0] if len(rows) == 1 else "[" + ", ".join(rows) + "]"
+
+
+def _limit_note(shape, limit, where) -> tuple[str, dict]:
+    """The runaway note's statement of a certified limit on the face, and its certificate fields."""
+    pol = np.asarray(limit["policy"], dtype=np.float64)
+    ray = limit["ray_cert"]
+    cert = {"limit_policy": pol.tolist(), "limit_kind": limit["kind"], "limit_ray_out_first": ray["ray_out_first"],
+            "limit_ray_out_far": ray["ray_out_far"]}
+    tail = (f"; from it π({where}) is still pushed down at every probe of the ray, not weakening "
+            f"(u = {', '.join(f'{v:.3g}' for v in ray['ray_out_far'])} at log π = {ray['ray_far_logp']:.0f})")
+    if limit["kind"] == "vertex":
+        return f"the limit is the vertex π = {_fmt_policy(pol)} (one survivor per context){tail}", cert
+    if limit["kind"] == "root":
+        cert["limit_face_step"] = limit["face_step"]
+        return (f"the limit is π = {_fmt_policy(pol)}, the survivors' stationary point on their face (Newton step "
+                f"{limit['face_step']:.1e} there, scale-free; attracting on the face){tail}"), cert
+    cert.update({"limit_bracket": limit["bracket"], "limit_jump": limit["jump"]})
+    return (f"the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face: the update along it changes "
+            f"sign across {limit['bracket']:.0e} in the logit (per unit mass {limit['jump'][0]:.3g} | {limit['jump'][1]:.3g} at "
+            f"the ends: the field jumps there, no root), so the flow on the face is pushed into it from both sides{tail}"), cert
+
+
 def _label(shape, which) -> str:
     X, _ = shape
     return ", ".join(f"y{k + 1}" if X == 1 else f"x{x + 1}:y{k + 1}" for x, k in which)
 
 
-def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value, it, hp, ray) -> Stationary:
-    """Softmax logits: the scale-free classification of the module docstring."""
+def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value, it, hp, ray, limit=None) -> Stationary:
+    """Softmax logits: the scale-free classification of the module docstring; ``limit``: a runaway's
+    limit on its face (:func:`bandit_lab.onpolicy.runaway.face_limits`)."""
     params = unravel(jnp.asarray(z))
     r = float(np.linalg.norm(f))
     finite = bool(np.all(np.isfinite(z)) and np.all(np.isfinite(u)) and np.all(np.isfinite(M)) and np.all(np.isfinite(pol)))
-    step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
-    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": float(np.linalg.norm(u)) if finite else None,
+    with np.errstate(over="ignore", invalid="ignore"):  # per-mass entries ~1e250 at masses near float64's floor: norm = inf
+        step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
+        un = float(np.linalg.norm(u)) if finite else None
+    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": un,
             "min_mass": float(pol[supp.reshape(pol.shape)].min()) if finite else None, "step_tol": STEP_TOL}
     converged = finite and step <= STEP_TOL
     with np.errstate(divide="ignore"):
@@ -464,6 +611,16 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
                          f"{face:.1e} ≤ 1e-6)" if face <= 1e-6 else
                          "the point shown is where the solver stopped, NOT the limit: the survivors' update still moves them "
                          f"apart (spread per unit mass {face:.1e})")
+                if limit is not None and "policy" in limit:
+                    shown, lc = _limit_note(shape, limit, where)
+                    cert.update(lc, vanishing=[s.strip() for s in where.split(",")])
+                elif limit is not None:
+                    shown += f" (the face's limit is not certified: {limit['failed']})"
+                    cert["limit_failed"] = limit["failed"]
+                if ray.get("rule") == 2:
+                    cert["ray_rule"] = 2
+                    shown += (f"; found by the second candidate rule (the responses the update pushes down, smallest first: "
+                              f"rule 1 takes only those below {SMALL:g} of their context's largest mass)")
                 return Stationary(res._replace(converged=False), "runaway",
                                   f"no finite stationary point on the flow's path: π({where}) → 0 — along the ray lowering their "
                                   f"logits the update keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} "

@@ -32,8 +32,19 @@ re-select from the current log-probs, as verl does);
 ``loss_agg_mode: token-sum`` scales the update by ``ppo_mini_batch_size``·``n`` (default 256·n), the
 responses of one optimiser step (docs/onpolicy-verl.md).
 
+``policy_loss.loss_mode`` dppo_tv / dppo_kl (DPPO-Binary: −A·sg(min(ρ, clip_ratio_c))·log π where the
+token's TV |π − π_old| or binary KL stays within ``clip_ratio_low/high`` on the advantage's side) and
+dro (``policy_loss.dro_beta`` > 0 required: −(A·log π − ½β_dro·(log π − log π_old)²)) are exact; on-policy
+(ρ = 1) all three have vanilla's update.
+
+``algorithm.rollout_correction`` with ``bypass_mode: true`` (or ``policy_loss.loss_mode: bypass_mode``) is
+exact with π_rollout = π_old (a bandit has one exact policy): ``loss_type`` ppo_clip (vanilla on the tokens the
+``rollout_rs`` options keep) or reinforce (−A·log π·sg(w), w the truncated — TIS — or IcePop IS weight when
+``rollout_is`` is set); ``rollout_is_batch_normalize`` is refused (a per-micro-batch mean), and so is a
+non-default correction without bypass (decoupled mode compares π_old with itself on a bandit).
+
 Refused, naming the field: values not implemented exactly (verl ``gdpo``, the optimal
-token baselines, ``dppo_*``, ``dro``, ``bypass_mode``,
+token baselines,
 ``kl_penalty: full``, an adaptive KL controller), fields that cannot matter on a bandit (γ, λ and the
 other per-token / generation / system settings, with the reason), and unknown fields.
 """
@@ -52,7 +63,16 @@ VERL_DEFAULTS = {
     "kl_loss_coef": 0.001, "kl_loss_type": "low_var_kl", "ppo_epochs": 1, "tau_pos": 1.0, "tau_neg": 1.05,
     "ppo_mini_batch_size": 256, "policy_loss.clip_cov_ratio": 0.0002, "policy_loss.clip_cov_lb": 1.0,
     "policy_loss.clip_cov_ub": 5.0, "policy_loss.kl_cov_ratio": 0.0002, "policy_loss.ppo_kl_coef": 0.1,
+    "policy_loss.dro_beta": None,
+    # algorithm.rollout_correction (verl/trainer/config/_generated_ppo_trainer.yaml; RolloutCorrectionConfig)
+    "rollout_correction.bypass_mode": False, "rollout_correction.loss_type": "ppo_clip",
+    "rollout_correction.rollout_is": None, "rollout_correction.rollout_is_threshold": 2.0,
+    "rollout_correction.rollout_is_batch_normalize": False, "rollout_correction.rollout_rs": None,
+    "rollout_correction.rollout_rs_threshold": None,
 }
+_RC = "rollout_correction."
+_RS_OPTIONS = ("token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_sum_k2", "seq_sum_k3", "seq_mean_k1", "seq_mean_k2",
+               "seq_mean_k3", "seq_max_k2", "seq_max_k3")
 OPENRLHF_DEFAULTS = {
     "algo.advantage.estimator": "gae", "algo.advantage.no_std_norm": False, "algo.kl.use_loss": False,
     "algo.kl.estimator": "k1", "algo.kl.init_coef": 0.01, "algo.kl.unbiased_gradient": False, "algo.kl.target": None,
@@ -77,7 +97,6 @@ VERL_NO_EFFECT = {
         "ulysses_sequence_parallel_size", "grad_clip", "profiler", "_target_", "policy_loss._target_")},
 }
 VERL_NOT_YET = {
-    "policy_loss.dro_beta": None,
     "clip_ratio_dual": None, "kl_ctrl.target_kl": None, "kl_ctrl.horizon": None,
 }
 _VERL_ADV = {  # adv_estimator → (advantage, post)
@@ -89,11 +108,8 @@ _VERL_ADV = {  # adv_estimator → (advantage, post)
 _VERL_ADV_NOT_YET = ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline")
 _VERL_LOSS = {"vanilla": ("vanilla", "pm20"), "gspo": ("gspo", "max10"), "cispo": ("cispo", "pm20"), "gpg": ("gpg", "none"),
               "geo_mean": ("gmpo", "none"), "sapo": ("sapo", "pm20"), "clip_cov": ("vanilla", "none"),
-              "kl_cov": ("ratio", "none")}
-_VERL_LOSS_NOT_YET = {
-    "dppo_tv": "not implemented exactly yet", "dppo_kl": "not implemented exactly yet", "dro": "not implemented exactly yet",
-    "bypass_mode": "rollout-correction bypass is not implemented exactly yet",
-}
+              "kl_cov": ("ratio", "none"), "dppo_tv": ("dppo_tv", "pm20"), "dppo_kl": ("dppo_kl", "pm20"), "dro": ("dro", "none")}
+_VERL_LOSS_NOT_YET: dict = {}
 _KL = {"kl": "k1", "k1": "k1", "abs": "abs", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
 _AGG = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm", "token-sum")
 _SEQ_MEAN = 1.0 / (1.0 + 1e-8)  # agg_loss / GMPO: a per-sequence mean divides by (token count + 1e-8)
@@ -211,9 +227,14 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     mode = c["policy_loss.loss_mode"]
     if mode in _VERL_LOSS_NOT_YET:
         raise BanditError(f"policy_loss.loss_mode={mode!r}: {_VERL_LOSS_NOT_YET[mode]}")
-    if mode not in _VERL_LOSS:
-        raise BanditError(f"policy_loss.loss_mode must be one of {', '.join(_VERL_LOSS)} (verl {VERL_VERSION}); got {mode!r}")
-    st["surrogate"], st["ratio_clamp"] = _VERL_LOSS[mode]
+    bypass = _rollout_correction(c, mode, hp, st)
+    if bypass:
+        mode = "bypass_mode"
+    elif mode not in _VERL_LOSS:
+        raise BanditError(f"policy_loss.loss_mode must be one of {', '.join(_VERL_LOSS)}, bypass_mode (verl {VERL_VERSION}); "
+                          f"got {mode!r}")
+    else:
+        st["surrogate"], st["ratio_clamp"] = _VERL_LOSS[mode]
     eps = _num("clip_ratio", c["clip_ratio"], 0.0)
     hp["clip"] = eps if c["clip_ratio_low"] is None else _num("clip_ratio_low", c["clip_ratio_low"], 0.0)
     hp["clip_high"] = eps if c["clip_ratio_high"] is None else _num("clip_ratio_high", c["clip_ratio_high"], 0.0)
@@ -263,6 +284,14 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
     hp["ppo_kl_coef"] = _num("policy_loss.ppo_kl_coef", c["policy_loss.ppo_kl_coef"], 0.0)
     if hp["ppo_kl_coef"] == float("inf") or hp["ppo_kl_coef"] != hp["ppo_kl_coef"]:
         raise BanditError(f"policy_loss.ppo_kl_coef must be a finite number ≥ 0; got {hp['ppo_kl_coef']}")
+    hp["dro_beta"] = 0.0
+    if c["policy_loss.dro_beta"] is not None:  # verl reads it only for loss_mode dro; a typo is still refused
+        hp["dro_beta"] = _num("policy_loss.dro_beta", c["policy_loss.dro_beta"], 0.0, strict=True)
+    if mode == "dro" and c["policy_loss.dro_beta"] is None:
+        raise BanditError("policy_loss.dro_beta must be a positive number with policy_loss.loss_mode='dro' (verl raises "
+                          "ValueError when it is null)")
+    if mode != "dro":
+        hp["dro_beta"] = 0.0
     st["cov_select"] = "none"
     if mode == "clip_cov":
         # compute_policy_loss_clip_cov: max(pg1, pg2) with no dual clip and no log-ratio clamp, then the
@@ -275,6 +304,102 @@ def _verl_native(c: dict) -> tuple[dict, dict]:
         st["cov_select"], hp["clip_c"] = "kl_cov", 0.0
     hp["reward_clip"] = 0.0  # no clip
     return hp, st
+
+
+def _positive(field: str, text) -> float:
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise BanditError(f"{field}: {text!r} is not a number") from None
+    if not (v > 0 and v != float("inf")):
+        raise BanditError(f"{field}: thresholds must be positive and finite; got {text!r}")
+    return v
+
+
+def _rollout_correction(c: dict, mode: str, hp: dict, st: dict) -> bool:
+    """verl's ``algorithm.rollout_correction`` (``rollout_corr_helper.py``; the trainer's
+    ``apply_bypass_mode`` sets ``old_log_prob = rollout_log_prob`` and ``loss_mode = bypass_mode``).
+    On a bandit the rollout engine *is* the exact policy, so π_rollout = π_old: in bypass mode the
+    rejection mask and IS weights compare the current policy with π_old (``bypass_weights``);
+    without it (decoupled mode) they compare π_old with itself — weights 1, nothing rejected — and
+    a non-default setting is refused with that reason. Fills ``hp``/``st``; True in bypass mode."""
+    rc = {k[len(_RC):]: c[k] for k in VERL_DEFAULTS if k.startswith(_RC)}
+    bypass = _bool(_RC + "bypass_mode", rc["bypass_mode"]) or mode == "bypass_mode"
+    hp.update(is_lo=0.0, is_hi=2.0, rs_k1_lo=0.0, rs_k1_hi=0.0, rs_k2_hi=0.0, rs_k3_hi=0.0)
+    st.update(bypass_loss="ppo_clip", bypass_is=False)
+    if not bypass:
+        changed = [k for k in rc if rc[k] != VERL_DEFAULTS[_RC + k]]
+        if changed:
+            raise BanditError(f"{_RC}{changed[0]}: decoupled rollout correction (bypass_mode false) weights and rejects by "
+                              "π_old/π_rollout, and on a bandit the rollout engine is the exact policy (ratio 1: weights 1, "
+                              "nothing rejected); set rollout_correction.bypass_mode: true or leave it out")
+        return False
+    if mode not in ("vanilla", "bypass_mode"):
+        raise BanditError(f"policy_loss.loss_mode={mode!r} with rollout_correction.bypass_mode: verl's apply_bypass_mode "
+                          "replaces the loss mode by bypass_mode (ppo_clip or reinforce); leave loss_mode at vanilla")
+    lt = rc["loss_type"]
+    if lt not in ("ppo_clip", "reinforce"):
+        raise BanditError(f"{_RC}loss_type must be ppo_clip or reinforce; got {lt!r}")
+    st.update(surrogate="bypass", ratio_clamp="pm20", bypass_loss=lt)
+    if _bool(_RC + "rollout_is_batch_normalize", rc["rollout_is_batch_normalize"]):
+        raise BanditError(f"{_RC}rollout_is_batch_normalize: true divides the IS weights by their mean over one micro-batch "
+                          "inside the loss function, a finite-sample statistic whose limit depends on the micro-batch size, "
+                          "which a bandit does not have")
+    level, thr = rc["rollout_is"], rc["rollout_is_threshold"]
+    if level not in (None, "token", "sequence"):
+        raise BanditError(f"{_RC}rollout_is must be null, token or sequence; got {level!r}")
+    if isinstance(thr, bool) or not isinstance(thr, (int, float, str)):
+        raise BanditError(f"{_RC}rollout_is_threshold must be a number or 'lower_upper'; got {thr!r}")
+    lo_s, hi_s = str(thr).strip().split("_", 1) if isinstance(thr, str) and "_" in thr else (None, thr)
+    hp["is_hi"] = _positive(_RC + "rollout_is_threshold", hi_s)
+    hp["is_lo"] = 0.0 if lo_s is None else _positive(_RC + "rollout_is_threshold", lo_s)
+    if hp["is_lo"] > hp["is_hi"]:
+        raise BanditError(f"{_RC}rollout_is_threshold: lower bound above the upper; got {thr!r}")
+    st["bypass_is"] = level is not None  # token = sequence on one token; applied by loss_type reinforce only
+    rs, rst = rc["rollout_rs"], rc["rollout_rs_threshold"]
+    if rs is None:
+        return True
+    if not isinstance(rs, str) or not [o for o in rs.split(",") if o.strip()]:
+        raise BanditError(f"{_RC}rollout_rs must be a comma-separated list of {', '.join(_RS_OPTIONS)}; got {rs!r}")
+    opts = list(dict.fromkeys(o.strip() for o in rs.split(",") if o.strip()))
+    bad = [o for o in opts if o not in _RS_OPTIONS]
+    if bad:
+        raise BanditError(f"{_RC}rollout_rs: {bad[0]!r} is not one of {', '.join(_RS_OPTIONS)}")
+    if rst is None or isinstance(rst, bool) or not isinstance(rst, (int, float, str)):
+        raise BanditError(f"{_RC}rollout_rs_threshold must be given with rollout_rs (a number or a comma list); got {rst!r}")
+    specs = [str(rst)] if not isinstance(rst, str) else [p.strip() for p in rst.split(",") if p.strip()]
+    if len(specs) not in (1, len(opts)):
+        raise BanditError(f"{_RC}rollout_rs_threshold: one threshold or one per rollout_rs option ({len(opts)}); got {rst!r}")
+    specs = specs * len(opts) if len(specs) == 1 else specs
+    for o, spec in zip(opts, specs):  # one token: token_, seq_sum_, seq_mean_, seq_max_ statistics coincide; AND
+        if o.endswith("k1"):
+            lo_s, hi_s = spec.split("_", 1) if "_" in spec else (str(1.0 / _positive(_RC + "rollout_rs_threshold", spec)), spec)
+            lo, hi = _positive(_RC + "rollout_rs_threshold", lo_s), _positive(_RC + "rollout_rs_threshold", hi_s)
+            if lo > hi:
+                raise BanditError(f"{_RC}rollout_rs_threshold for {o}: lower bound above the upper; got {spec!r}")
+            hp["rs_k1_lo"] = max(hp["rs_k1_lo"], lo)
+            hp["rs_k1_hi"] = hi if hp["rs_k1_hi"] == 0 else min(hp["rs_k1_hi"], hi)
+        else:
+            if "_" in spec:
+                raise BanditError(f"{_RC}rollout_rs_threshold for {o}: a single upper bound (no '_'); got {spec!r}")
+            key = "rs_k2_hi" if o.endswith("k2") else "rs_k3_hi"
+            hi = _positive(_RC + "rollout_rs_threshold", spec)
+            hp[key] = hi if hp[key] == 0 else min(hp[key], hi)
+    return True
+
+
+def bypass_on_policy(hp: dict, static: dict) -> float:
+    """The factor verl's bypass mode puts on the policy term on-policy (log r = 0, r = 1;
+    ``bandit_lab.losses.libraries.bypass_weights`` there): every rejection statistic is 0, kept unless
+    the k1 window [lo, hi] excludes ratio 1; reinforce with ``rollout_is`` weighs by min(1, TIS bound),
+    or by 1 inside an IcePop window holding 1 (0 outside)."""
+    lo, hi = float(hp.get("rs_k1_lo", 0.0)), float(hp.get("rs_k1_hi", 0.0))
+    keep = (lo == 0 or lo <= 1.0) and (hi == 0 or hi >= 1.0)
+    if static.get("bypass_loss") != "reinforce" or not static.get("bypass_is", False):
+        return float(keep)
+    ilo, ihi = float(hp["is_lo"]), float(hp["is_hi"])
+    w = (1.0 if ilo <= 1.0 <= ihi else 0.0) if ilo > 0 else min(1.0, ihi)
+    return float(keep) * w
 
 
 def _openrlhf_native(c: dict) -> tuple[dict, dict]:
@@ -444,6 +569,10 @@ def describe(hp: dict, static: dict) -> tuple[str, str, float]:
     elif cov == "kl_cov":
         obj += (f"; kl_cov's {hp['ppo_kl_coef']:g}·|log ρ| on the top {hp['kl_cov_ratio']:g} of the covariances adds "
                 "nothing on-policy (ρ = 1, torch's d|x|/dx = 0 at 0)")
+    if static.get("surrogate") == "bypass":
+        m = bypass_on_policy(hp, static)
+        obj += (f"; bypass_mode ({static['bypass_loss']}, π_rollout = π_old on a bandit): on-policy its rejection mask and "
+                f"IS weight put {m:g} on the policy term" + (" (they act off-policy, ppo_epochs > 1)" if m == 1 else ""))
     divs = []
     if br > 0:
         divs.append({"k1": "D_r = KL(π‖π_ref) (k1 in the reward)",

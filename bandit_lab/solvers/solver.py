@@ -463,31 +463,6 @@ def _member_sizes(objective, template, n: int) -> list[int]:
     return sizes if sum(sizes) == n else [n]
 
 
-@precision.float64
-def prepare_free(objective, hps: list[dict]) -> None:
-    """Compile the programs :func:`newton_free` will call for ``(objective, hps)`` — the vmapped
-    value-and-gradient at the block's row count and the policy — without solving anything (one
-    call each on the starting point). Meant for a background thread while the same sweep trains
-    (:func:`bandit_lab.runner.train_and_solve`): XLA compiles release the GIL, so on a machine with
-    a spare core the exact solve's compile overlaps the training instead of following it."""
-    template = jax.tree_util.tree_map(np.asarray, objective.param.init())
-    z0, unravel = ravel_pytree(template)
-    n = z0.size
-    if n > DENSE_MAX or not hps:
-        return
-    B = min(len(hps), NEWTON_BLOCK)
-    R = 2 * max(_member_sizes(objective, template, n)) + 1
-    base = objective.hp
-    keys = sorted({k for h in hps for k in {**base, **h}})
-    full = [{**base, **h} for h in hps[:B]]
-    full += [full[-1]] * (B - len(full))
-    hp_rows = {k: np.repeat([float(h[k]) for h in full], R) for k in keys}
-    consts = objective.consts()
-    z = np.tile(np.asarray(z0, dtype=np.float64), (B, 1))
-    jax.block_until_ready(_compiled(objective, unravel, "vg")(np.repeat(z, R, axis=0), hp_rows, consts))
-    jax.block_until_ready(_compiled(objective, unravel, "policy")(z, consts))
-
-
 def _unravel_batch(template):
     """``Z [B, n] → [pytree of row b for b in range(B)]``: the inverse of ``ravel_pytree`` (leaves
     in ``tree_flatten`` order, each raveled in C order) for a batch of rows, as NumPy views."""

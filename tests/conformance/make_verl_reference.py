@@ -25,7 +25,11 @@ What is called (verl 0.9.1 ``verl/trainer/ppo/core_algos.py``; OpenRLHF 0.11.2):
   clip_cov with clip_cov_ratio = 1 (every eligible token zeroed: no randomness) in two windows,
   kl_cov (``torch.topk`` of the covariances: deterministic) at kl_cov_ratio 0.0002 (one token), 0.25, 1,
   plus the actor's KL loss and entropy bonus composed as ``workers/utils/losses.py::ppo_loss`` does;
-  OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``.
+  OpenRLHF ``PolicyLoss`` (ppo, dual clip, gspo) plus its KL loss as ``ppo_actor.training_step``;
+- verl ``dppo_tv``, ``dppo_kl`` and ``dro`` (``policy_loss.dro_beta`` 0.5, 2) ± KL loss / entropy, and
+  ``bypass_mode`` (``algorithm.rollout_correction``: ppo_clip / reinforce, TIS and IcePop IS weights, rejection
+  by k1/k2/k3 statistics; the worker's ``global_batch_info``) — appended in round 3 session 6 with
+  ``--append``: the earlier rows are kept as they were.
 
 ``tests/test_verl_conformance.py`` recomputes every row with bandit-lab's JAX code.
 OpenRLHF's package ``__init__`` files import DeepSpeed, PEFT and Ray; the three files used are loaded
@@ -267,6 +271,60 @@ def run() -> dict:
                 if agg == "token-sum" and kl_type:
                     continue
                 rows.append(loss_row("kl_cov", agg, kl_type, coef, ent, kl_cov_ratio=ratio, ppo_kl_coef=kcoef))
+    # DPPO-Binary (TV and KL trust masks, the detached ratio truncated at clip_ratio_c = 3) and DRO (quadratic
+    # log-ratio penalty, policy_loss.dro_beta), ± KL loss / entropy
+    for mode, pls in (("dppo_tv", ({},)), ("dppo_kl", ({},)), ("dro", ({"dro_beta": 0.5}, {"dro_beta": 2.0}))):
+        for pl in pls:
+            for agg in ("token-mean", "seq-mean-token-mean", "token-sum"):
+                for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
+                    if agg == "token-sum" and kl_type:
+                        continue
+                    rows.append(loss_row(mode, agg, kl_type, coef, ent, **pl))
+    # bypass mode (algorithm.rollout_correction.bypass_mode: the trainer's apply_bypass_mode sets old_log_prob =
+    # rollout_log_prob and loss_mode = bypass_mode; here the rollout policy is θ_old). global_batch_info as the
+    # worker sets it (workers/utils/losses.py): the token count before rejection divides token-mean
+    from verl.trainer.config.algorithm import RolloutCorrectionConfig
+
+    def bypass_row(rc, agg, kl_type, coef, ent):
+        gbi = {"dp_size": 1, "batch_num_tokens": X * N, "global_batch_size": X * N, "loss_scale_factor": None}
+        cfg = ActorConfig(strategy="fsdp", rollout_n=N, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.2,
+                          clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, loss_agg_mode=agg, global_batch_info=gbi,
+                          policy_loss=PolicyLossConfig(loss_mode="bypass_mode", rollout_correction=RolloutCorrectionConfig(
+                              bypass_mode=True, **rc)))
+
+        def actor(th):
+            lp = _flat(_logp(th, y))
+            pg, _ = ca.get_policy_loss_fn("bypass_mode")(old_log_prob=_flat(lq), log_prob=lp, advantages=_flat(A),
+                                                         response_mask=mask, loss_agg_mode=agg, config=cfg)
+            loss = pg
+            if ent:
+                H = vf.entropy_from_logits(th).unsqueeze(-1).expand(X, N).reshape(-1, 1)
+                loss = loss - ent * ca.agg_loss(H, mask, agg, **gbi)
+            if kl_type:
+                loss = loss + coef * ca.agg_loss(ca.kl_penalty(lp, _flat(lr_), kl_type), mask, agg, **gbi)
+            return loss
+
+        v, g = grad_of(actor)
+        return {"lib": "verl", "loss_mode": "bypass_mode", "rollout_correction": {"bypass_mode": True, **rc},
+                "loss_agg_mode": agg, "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "clip_ratio_c": 3.0,
+                "kl_loss_type": kl_type, "kl_loss_coef": coef, "entropy_coeff": ent, "tau_pos": 1.0, "tau_neg": 1.05,
+                "ppo_mini_batch_size": X, "value": float(v), "grad": g.tolist()}
+
+    for rc, aggs in (({"loss_type": "ppo_clip", "rollout_is": None}, ("token-mean",)),
+                     ({"loss_type": "ppo_clip", "rollout_is": "token", "rollout_is_threshold": 1.5, "rollout_rs": "token_k1,seq_mean_k3",
+                       "rollout_rs_threshold": "0.5_2.0,0.6"}, ("token-mean", "seq-mean-token-mean", "token-sum")),
+                     ({"loss_type": "reinforce", "rollout_is": None}, ("token-mean",)),
+                     ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": 1.5, "rollout_rs": "token_k2",
+                       "rollout_rs_threshold": 0.3}, ("token-mean", "seq-mean-token-mean")),
+                     ({"loss_type": "reinforce", "rollout_is": "sequence", "rollout_is_threshold": "0.6_1.6",
+                       "rollout_rs": "seq_max_k2", "rollout_rs_threshold": 0.4}, ("token-mean", "token-sum")),
+                     ({"loss_type": "reinforce", "rollout_is": "token", "rollout_is_threshold": 2.0, "rollout_rs": "seq_sum_k1",
+                       "rollout_rs_threshold": 2.0}, ("token-mean",))):
+        for agg in aggs:
+            for kl_type, coef, ent in ((None, 0.0, 0.0), ("k3+", 0.2, 0.05)):
+                if agg == "token-sum" and kl_type:
+                    continue
+                rows.append(bypass_row(rc, agg, kl_type, coef, ent))
     for ptype in ("ppo", "gspo"):
         for dual in (None, 3.0):
             for agg in ("token-mean", "seq-mean-token-mean"):
@@ -296,8 +354,21 @@ def run() -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=OUT)
+    ap.add_argument("--append", action="store_true",
+                    help="keep every row of --out as it is and add only the rows it does not have yet (same inputs)")
     a = ap.parse_args(argv)
     data = run()
+    if a.append:
+        with open(a.out) as fh:
+            old = json.load(fh)
+        assert old["inputs"] == data["inputs"] and old["versions"] == data["versions"], "not the same batch or versions"
+
+        def key(r):
+            return json.dumps({k: v for k, v in r.items() if k not in ("value", "grad", "advantages", "float32")}, sort_keys=True)
+        for part in ("kl", "advantages", "policy_losses"):
+            have = {key(r) for r in old[part]}
+            old[part] += [r for r in data[part] if key(r) not in have]
+        data = old
     with open(a.out, "w") as fh:
         json.dump(data, fh, indent=None, separators=(",", ":"))
         fh.write("\n")

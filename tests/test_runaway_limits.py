@@ -1,0 +1,199 @@
+"""Runaways of on-policy fields and their limits (issue 21; ``bandit_lab.onpolicy.runaway``), each put
+against an independent NumPy computation of the library's exact expected update.
+
+**OpenRLHF 0.11.2 ``reinforce_baseline`` + k1 in the reward, β_r = 0.1, n = 4** (the preset
+``openrlhf-reinforce_baseline-beta0.1``; Kong et al. App. B: π_ref = (0.4, 0.4, 0.2), r = log π*,
+π* = (0.6, 0.3, 0.1)). OpenRLHF (``experience_maker.py``) subtracts the group mean from the raw
+reward, clips to ±10 (inactive: |r_i − mean| ≤ log 6), subtracts β_r·clamp(log π/π_ref, ±10)
+(``compute_approx_kl`` clamps every estimate) *after* the baseline, then whitens over the batch
+(``(A − μ)/sqrt(max(σ², 1e-8))``). The expected advantage of a response k is
+``Ā_k = ((n−1)/n)(r_k − E_π r) − β_r·clamp(h_k)`` (h = log π/π_ref), and the descent field is
+``F_k = −π_k(Ā_k − E_π Ā)/σ``. A root with π_3 > 0 needs Ā_1 = Ā_3, but
+``Ā_1 − Ā_3 = 0.75·log 6 − β_r·clamp(h_1) + β_r·clamp(h_3) ≥ 1.3438 − 0.1·log 2.5 − 0.1·10 = 0.2522 > 0``
+(h_1 ≤ log(1/0.4), clamp(h_3) ≥ −10): **no stationary point with π_3 > 0 exists** — y3 is pushed
+down with a per-mass push that stops weakening once the clamp bites (h_3 < −10; Gibbs at β_r·n/(n−1)
+needs h_3 = −12.5). On the face π_3 = 0 the root is Ā_1 = Ā_2 (both unclamped): π_2/π_1 =
+(π_ref,2/π_ref,1)·(π*_2/π*_1)^{(n−1)/(n β_r)} = 2^{−7.5}. The solver used to stop at π_3 ≈ 1.8e-6,
+above the runaway ray's rule-1 threshold (``stationary.SMALL`` = 1e-6), and report "not converged";
+rule 2 now finds the runaway and the face Newton the limit.
+
+**verl 0.9.1 ``kl_loss_type: abs``** (rloo, n = 2, β = ½; derivation in tests/test_audit_rows.py):
+the field is discontinuous at π = π_ref; y3 vanishes and y2 slides on π_2 = π_ref,2. The limit
+(0.6, 0.4, 0) is found here by a NumPy bisection of the sign of the relative push on the face.
+"""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
+from bandit_lab.onpolicy import stationary
+from bandit_lab.onpolicy.stationary import solve
+
+PI_REF = np.array([0.4, 0.4, 0.2])
+R = np.log([0.6, 0.3, 0.1])
+BR, G = 0.1, 4
+OPENRLHF = {"algo.advantage.estimator": "reinforce_baseline", "rollout.n_samples_per_prompt": G, "algo.kl.init_coef": BR}
+
+
+@pytest.fixture(scope="module")
+def kong():
+    return Problem.create(PI_REF.tolist(), reward=R.tolist(), pairs="uniform")
+
+
+def _bl_field(pb, loss, lp, logits):
+    o = make_objective(pb, loss, lp)
+    return np.asarray(jax.grad(lambda z: o.value(z, o.hp))(jnp.asarray(logits, dtype=jnp.float64)[None]))[0]
+
+
+def _softmax(z):
+    z = np.asarray(z, float)
+    lp = z - np.logaddexp.reduce(z)
+    return np.exp(lp), lp
+
+
+def _openrlhf_field(z):
+    """NumPy: OpenRLHF reinforce_baseline's descent field at logits ``z`` by enumeration of all 3^4
+    ordered groups (each sample weighted P(group)/n), the KL clamp, the batch whitening. Returns
+    (F, σ, Ā) with Ā the un-whitened expected advantage per response."""
+    p, lp = _softmax(z)
+    kl = np.clip(lp - np.log(PI_REF), -10.0, 10.0)
+    w, A, Y = [], [], []
+    for grp in itertools.product(range(3), repeat=G):
+        g = list(grp)
+        a = np.clip(R[g] - R[g].mean(), -10.0, 10.0) - BR * kl[g]
+        for i, y in enumerate(g):
+            w.append(np.prod(p[g]) / G)
+            A.append(a[i])
+            Y.append(y)
+    w, A, Y = np.array(w), np.array(A), np.array(Y)
+    mu = np.sum(w * A)
+    sigma = np.sqrt(max(np.sum(w * (A - mu) ** 2), 1e-8))
+    F = -np.array([np.sum(w * (A - mu) / sigma * ((Y == k) - p[k])) for k in range(3)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        abar = np.array([np.sum(w * A * (Y == k)) / np.sum(w * (Y == k)) for k in range(3)])
+    return F, sigma, abar
+
+
+def _openrlhf_face_limit():
+    """NumPy: the root of the enumerated field on the face π_3 = 0 (brentq on F_2 in π_2)."""
+    def f2(x):
+        return _openrlhf_field(np.log([1 - x, x, 1e-300]))[0][1]
+    x = brentq(f2, 1e-6, 0.5, xtol=1e-15, rtol=1e-15)
+    return np.array([1 - x, x, 0.0])
+
+
+def test_openrlhf_reinforce_baseline_field_is_numpy(kong):
+    """bandit-lab's field = the NumPy enumeration, at an arbitrary policy and near the limit with
+    the clamp active (h_3 ≈ −14), 1e-12."""
+    for z in (np.log([0.2, 0.5, 0.3]), np.log([0.9945, 0.0055 - 1e-7, 1e-7])):
+        F = _bl_field(kong, "openrlhf", OPENRLHF, z)
+        assert np.max(np.abs(F - _openrlhf_field(z)[0])) < 1e-12
+
+
+def test_openrlhf_reinforce_baseline_has_no_root_with_y3(kong):
+    """At 400 policies (Dirichlet, and π_3 log-uniform down to e^−600), σ·(u_3 − u_1) = Ā_1 − Ā_3 ≥
+    0.2522 (the bound in the module docstring): u_1 = u_3 = 0 is impossible, so no root has π_3 > 0.
+    The face limit (NumPy brentq) equals the closed form π ∝ π_ref·π*^{7.5} on {y1, y2}, 1e-12."""
+    rng = np.random.default_rng(0)
+    bound = 0.75 * np.log(6) - BR * np.log(1 / 0.4) - BR * 10
+    assert bound > 0.25
+    for i in range(400):
+        p = rng.dirichlet(np.ones(3))
+        z = np.log(p) if i % 2 else np.array([np.log(p[0]), np.log(p[1]), np.log(p[0]) - rng.uniform(0, 600)])
+        F, sigma, abar = _openrlhf_field(z)
+        q, _ = _softmax(z)
+        u = F / q
+        assert sigma * (u[2] - u[0]) >= bound - 1e-9
+        assert np.isclose(sigma * (u[2] - u[0]), abar[0] - abar[2], rtol=1e-9, atol=1e-12)
+    lim = _openrlhf_face_limit()
+    a = PI_REF[:2] * np.array([0.6, 0.3]) ** ((G - 1) / (G * BR))
+    assert np.max(np.abs(lim[:2] - a / a.sum())) < 1e-12
+
+
+@pytest.mark.slow
+def test_openrlhf_reinforce_baseline_is_a_certified_runaway_with_its_limit(kong):
+    """The solver: runaway of y3 found by rule 2 (it stops above ``SMALL``), the certificate's per-mass
+    push equal to NumPy's at the first and far probes (1e-9 relative), and the limit it shows equal
+    to the NumPy face root, 1e-9 max |Δπ| (measured 3e-16)."""
+    s = solve(make_objective(kong, "openrlhf", OPENRLHF))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert c["ray_rule"] == 2 and c["min_mass"] > stationary.SMALL, c
+    assert c["vanishing"] == ["y3"] and c["limit_kind"] == "root" and c["limit_face_step"] <= stationary.STEP_TOL
+    z = np.asarray(s.result.params, float).ravel()
+    far = z.copy()
+    far[2] -= c["ray_t"][1]
+    for zz, got in ((z, c["ray_out_first"]), (far, c["ray_out_far"])):
+        F, _, _ = _openrlhf_field(zz)
+        assert np.allclose(got, F[2] / _softmax(zz)[0][2], rtol=1e-9, atol=0)
+    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - _openrlhf_face_limit())) < 1e-9
+    assert "the limit is π = [0.994506, 0.00549392, 0]" in s.note
+
+
+def _u_abs(z, beta=0.5):
+    p, lp = _softmax(z)
+    sg = np.sign(lp - np.log(PI_REF))
+    return (np.sum(p * R) - R) + beta * (sg - np.sum(p * sg))
+
+
+def _abs_sliding_point():
+    """NumPy: on the face π_3 = 0 the relative push u_2 − u_1 (> 0: y2 pushed down) changes sign at
+    π_2 = x; bisection to 1e-14 (the sign, not a root: the field jumps there)."""
+    def rel(x):
+        return np.diff(_u_abs(np.log([1 - x, x, 1e-300]))[:2])[0]
+    lo, hi = 1e-3, 1 - 1e-3
+    assert rel(lo) < 0 < rel(hi)
+    while hi - lo > 1e-14:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rel(mid) < 0 else (lo, mid)
+    assert rel(lo) < -0.1 and rel(hi) > 0.1  # a jump, not a root
+    return np.array([1 - hi, hi, 0.0])
+
+
+@pytest.mark.slow
+def test_verl_abs_loss_limit_is_the_sliding_point(kong):
+    """verl ``abs`` KL loss: runaway of y3 whose limit is the sliding point (NumPy bisection: (0.6,
+    0.4, 0)), 1e-9 max |Δπ|; the bracket ≤ 1e-10 in the logit with the per-mass push jumping across
+    it; ``solve``'s verdict carries the limit (``Verdict.limit``) and the solver's stop point stays
+    the stop point."""
+    from bandit_lab.certificates import onpolicy_verdict
+
+    o = make_objective(kong, "verl", {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef": 0.5,
+                                      "kl_loss_type": "abs"})
+    s = solve(o)
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    want = _abs_sliding_point()
+    assert np.max(np.abs(want - [0.6, 0.4, 0.0])) < 1e-12
+    assert c["limit_kind"] == "sliding" and c["limit_bracket"] <= 1e-10
+    assert c["limit_jump"][0] < -0.1 and c["limit_jump"][1] > 0.1
+    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - want)) < 1e-9
+    v = onpolicy_verdict(s.status, s.note, s.result.residual, s.result.converged, c)
+    assert v.limit == c["limit_policy"] and v.vanishing == ["y3"]
+    assert np.max(np.abs(np.asarray(s.result.policy)[0] - want)) > 0.1  # the stop point is not the limit
+
+
+def test_a_nearly_constant_field_moves_the_solver(kong):
+    """The flow burst's step is 0.5/ρ(J); for TR-DPO without weight decay the synced field is the
+    constant −(β/2)·n (``fixed_points._trdpo_runaway_row``), ρ(J) ≈ 0, and that step jumped to
+    underflow and was reverted: the solver stopped at π(y3) ≈ 3.7e-4 (measured before the fix). A
+    burst whose first step would move a logit by more than ``BURST_JUMP`` now takes steps η·max|F| =
+    ``BURST_STEP`` (≤ 100 logits per burst): the solver
+    moves towards the vertex of the largest net win weight — y1, the most preferred response under
+    π* = (0.6, 0.3, 0.1) (NumPy: n_i = Σ_j P(i ≻ j) − P(j ≻ i), P Bradley–Terry from π*) — and y3's
+    mass falls below 1e-100."""
+    ps = np.array([0.6, 0.3, 0.1])
+    P = ps[:, None] / (ps[:, None] + ps[None, :])
+    n = (P - P.T).sum(1)
+    s = solve(make_objective(Problem.create(PI_REF.tolist(), pi_star=ps.tolist(), pairs="uniform"), "trdpo", {"beta": 1.0}))
+    pol = np.asarray(s.result.policy)[0]
+    assert s.status == "runaway", s.note
+    assert int(np.argmax(pol)) == int(np.argmax(n)) == 0 and pol[0] > 1 - 1e-12
+    assert s.certificate["min_mass"] < 1e-100 and pol[2] < pol[1]
