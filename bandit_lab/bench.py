@@ -25,7 +25,9 @@ process after a first call. Rows:
   --no-plot`` for N in ``--points`` (default 4,096 and 65,536), new process each, interleaved with
   the plain-JAX floor at the same N (``python -m bandit_lab.bench_floor N``, training only, no
   cache); each run also reports where its time went (:mod:`bandit_lab.infra.timing`: ``train``,
-  ``exact``, ``records``, ``write``, and start-up = the rest), medians over ``--repeats``.
+  ``exact``, ``records``, ``write``, and start-up = the rest), medians over ``--repeats``;
+- ``--verify-profile [CHECK …]`` (issue 22): every ``verify`` check cold in one process, CPU
+  seconds and XLA compiles per check (:func:`verify_profile`).
 """
 from __future__ import annotations
 
@@ -293,6 +295,38 @@ def _fmt(r: dict) -> str:
     return f"| {r['row']} | {r['median']:.2f} s | {r['min']:.2f}–{r['max']:.2f} s | {r['runs']} | {ratio} |{extra}{note}"
 
 
+def verify_profile(names: list[str] | None = None, cache_dir: str | None = None) -> list[dict]:
+    """``--verify-profile`` (issue 22): every check (or ``names``) in registry order in *this*
+    process — what ``verify --jobs 1`` runs — with the persistent cache in ``cache_dir`` (default a
+    new empty directory: cold), per check: CPU seconds (``time.process_time``, all threads, XLA's
+    compiler included), XLA compiles (JAX's ``/jax/core/compile/backend_compile_duration`` events,
+    one per compiled program) and their summed duration, the value and whether it passed. Programs
+    a check shares with an earlier one are counted where they are first compiled. Run it in a new
+    process: an earlier compile in the process would be reused."""
+    import jax
+
+    from bandit_lab import checks
+    from bandit_lab.infra import cache, precision
+
+    cache.enable(cache_dir or tempfile.mkdtemp(prefix="bandit-lab-verify-profile-"))
+    precision.enable_x64(True)
+    events: list = []
+
+    def listener(name, secs, **_):
+        if name == "/jax/core/compile/backend_compile_duration":
+            events.append(secs)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    reg = checks.registry()
+    rows = []
+    for name in names or list(reg):
+        n0, c0, w0 = len(events), time.process_time(), time.perf_counter()
+        r = checks.run_check(reg[name])
+        rows.append({"check": name, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
+                     "compiles": len(events) - n0, "compile_s": float(sum(events[n0:])), "value": r.value, "passed": r.passed})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -301,7 +335,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true", help="one JSON list of rows")
     ap.add_argument("--phases", action="store_true", help="only the big sweeps, with the time of each phase (issue 22)")
     ap.add_argument("--points", default="4096,65536", help="sweep sizes of --phases (comma-separated)")
+    ap.add_argument("--verify-profile", nargs="*", metavar="CHECK",
+                    help="each verify check (default all) cold in this process: CPU s and XLA compiles per check (issue 22)")
     a = ap.parse_args(argv)
+    if a.verify_profile is not None:
+        rows = verify_profile(a.verify_profile or None)
+        if a.json:
+            print(json.dumps(rows))
+            return
+        print("| check | CPU s | XLA compiles | compile s (wall) | value | pass |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| `{r['check']}` | {r['cpu_s']:.1f} | {r['compiles']} | {r['compile_s']:.1f} | {r['value']:.3g} | {r['passed']} |", flush=True)
+        print(f"| total | {sum(r['cpu_s'] for r in rows):.1f} | {sum(r['compiles'] for r in rows)} | {sum(r['compile_s'] for r in rows):.1f} | | |")
+        return
     if a.tokens:
         token_tree_timings(a.repeats)
         return

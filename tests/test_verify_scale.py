@@ -78,3 +78,15 @@ def test_draws_are_jax_randoms_own():
         u = jax.vmap(lambda k: jax.random.uniform(k, shape))(keys)
         assert np.array_equal(np.asarray(jax.jit(jax.vmap(lambda k: draws.uniform(k, shape)))(keys)), np.asarray(u))
     assert len(np.unique(np.asarray(want))) > 1  # real draws
+
+
+def test_verify_profile_counts_compiles_and_cpu(tmp_path):
+    """`python -m bandit_lab.bench --verify-profile` (how docs/performance.md measures verify): a
+    cold check compiles programs and takes CPU time; run again with the same cache, in a process
+    that already holds them, it compiles none (counted by JAX's own compile events)."""
+    from bandit_lab import bench
+
+    (cold,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
+    assert cold["passed"] and cold["compiles"] > 0 and cold["cpu_s"] > 0 and cold["compile_s"] > 0
+    (again,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
+    assert again["compiles"] == 0 and again["value"] == cold["value"]

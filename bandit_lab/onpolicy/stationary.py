@@ -6,12 +6,15 @@ and held fixed. ``F`` is in general not the gradient of any function (its Jacobi
 symmetric), so minimising a value is the wrong tool. :func:`solve_batch` finds ``F(θ) = 0`` by
 Newton's method on the field:
 
-- a start from the algorithm's own flow: the exact-mode trainer (Adam, one compiled
-  ``jit(vmap(scan))`` over the hyperparameter batch, :func:`bandit_lab.runner.train_batch`) from
-  ``init``. Newton alone is not enough: every vertex of the simplex is a zero of a policy-gradient
-  field (``F_k ∝ π_k``), and from π_ref a Newton step happily heads there;
+- a start from the algorithm's own flow: the exact-mode trainer's final parameters (Adam, one
+  compiled ``jit(vmap)`` over the hyperparameter batch of :func:`bandit_lab.core.train.make_endpoint`,
+  make_train's steps without its records) from ``init``. Newton alone is not enough: every vertex
+  of the simplex is a zero of a policy-gradient field (``F_k ∝ π_k``), and from π_ref a Newton
+  step happily heads there;
 - ``F`` and its Jacobian ``J = ∂F/∂θ`` by JAX — forward mode through the state too (the state is
-  built *without* ``stop_gradient``, directly from ``LossSpec.state_init``), float64;
+  built *without* ``stop_gradient``, directly from ``LossSpec.state_init``), float64; one compiled
+  program gives F, log π and the value at a batch of points and J at every ``_LS``-th
+  (:class:`_Programs`);
 - the minimum-norm step ``−J⁺F`` (``lstsq``): softmax logits have one flat gauge direction per
   context (per state on a token tree) where ``J`` is singular, and the pseudo-inverse ignores it;
 - a trust radius of 1 per coordinate and backtracking on ‖F‖;
