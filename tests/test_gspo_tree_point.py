@@ -105,7 +105,9 @@ def test_gspo_corrected_k3_tree_point_matches_an_independent_root(tp, loss_type)
     for _ in range(4000):          # root finders started at π_ref run off to logits of −50 (rarely visited states)
         theta -= 0.5 * numpy_field(theta, tp, loss_type)
     sol = optimize.root(eqs, (theta[:, : V - 1] - theta[:, V - 1:]).ravel(), method="hybr", tol=1e-14)
-    assert sol.success and np.max(np.abs(sol.fun)) < 1e-12, sol.message
+    # the claim is the residual; MINPACK's own flag may say "xtol too small" once the step is at the
+    # rounding of θ (status 3 — seen on one CPU with the residual at 2.1e-17), which is convergence here
+    assert sol.status in (1, 3) and np.max(np.abs(sol.fun)) < 1e-12, (sol.message, np.max(np.abs(sol.fun)))
     theta = np.concatenate([sol.x.reshape(S, V - 1), np.zeros((S, 1))], -1)
     pol_np = np.exp(tp.tree.seq_logp(theta[None] - np.log(np.exp(theta).sum(-1, keepdims=True))[None]))[0]
 
