@@ -45,12 +45,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_MARKER = re.compile(r"^<!-- file: (.+?) -->\n```[\w-]*\n(.*?)^```$", re.M | re.S)
 MARKER = re.compile(r"^<!-- output(\[slow\])?: (.+?) -->\n```text\n(.*?)^```$", re.M | re.S)
 
-#: what ``--check`` does not compare: durations and file sizes (documented in the docs' pages too)
+#: what ``--check`` does not compare: durations, file sizes, timestamps and float64 rounding residue
+#: (documented in the docs' pages too)
 TIMING = [
     (re.compile(r"\b\d+(?:\.\d+)?(?:e[+-]?\d+)? ?(?:s|ms|min)\b"), "<time>"),
     (re.compile(r"\b\d+(?:\.\d+)? (?:kB|MB|GB)\b"), "<size>"),
     # the default output directory of a sweep or a `run` without --out: runs/NAME-YYYYMMDD-HHMMSS/
     (re.compile(r"\bruns/([\w-]+?)-\d{8}-\d{6}\b"), r"runs/\1-<timestamp>"),
+    # float64 rounding residue: a residual or distance printed as 1e-13 … 1e-39 is the last bits of a
+    # float64 computation, and those bits depend on the CPU XLA compiled for (the same commit printed
+    # 1.2e-16 on one machine and 8.3e-17 on another: AVX2 vs AVX-512 code for the same fused loop).
+    # Such a number (or an exact 0 printed as 0.0e+00, which another CPU prints as 3e-17) is compared
+    # as "below 1e-12", never by its digits; 1e-12 and above, and the
+    # underflow-scale numbers (1e-100, 1e-300: claims about vanishing masses), are compared exactly.
+    (re.compile(r"(?<![\w.])[-+]?(?:\d(?:\.\d+)?e-(?:1[3-9]|[23]\d)|0(?:\.0+)?e[-+]?0+)\b"), "<below 1e-12>"),
 ]
 
 

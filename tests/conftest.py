@@ -21,6 +21,22 @@ import bandit_lab  # noqa: E402
 bandit_lab.enable_x64()
 jax.config.update("jax_numpy_rank_promotion", "allow")
 
+# The suite is compile-bound: XLA compiles are ≈ 3/4 of its CPU time (docs/performance.md, "The test
+# suite"). So the test processes use JAX's persistent compilation cache as every `bandit-lab` command
+# does, in the same directory (`bandit_lab.infra.cache`: $BANDIT_LAB_CACHE_DIR, else the user's cache
+# dir): a program compiled once — by an earlier run, by the other xdist worker, or by a CLI subprocess —
+# is loaded instead of compiled again. An entry's key is the program itself with the JAX/XLA versions
+# and the device, so a stale entry is never used; entries are verified and written atomically, so the
+# workers and subprocesses share the directory safely (tests/test_cache_verified.py, which also shows
+# the answers are the `--no-cache` bits). Only XLA's compile is skipped: every test still traces and
+# lowers the library's code (bandit-lab's export cache of traced programs stays off, except inside a
+# test whose own command turns it on; the process-wide state guard below puts it back off).
+# BANDIT_LAB_NO_CACHE=1 runs the suite without it (a cold run compiles everything).
+from bandit_lab.infra import cache as _cache, export_cache as _export_cache  # noqa: E402
+
+_cache.enable()
+_export_cache.set_dir(None)
+
 
 def pytest_configure(config):
     assert jax.config.jax_enable_x64, "tests need float64"

@@ -110,6 +110,13 @@ def test_timing_fields_are_the_only_exception():
         docs_outputs.normalise("wrote runs/early-stopping-20261206-101010/records.json")
     assert docs_outputs.normalise("wrote runs/simplex-20261205-084715/a.png") != \
         docs_outputs.normalise("wrote runs/early-stopping-20261205-084715/a.png")
+    # float64 rounding residue (the README's weight-decay TV column: 1.2e-16 on one CPU, 8.3e-17 on
+    # another, same commit) is compared as "below 1e-12"; 1e-12 and up, and underflow-scale claims, exactly
+    assert docs_outputs.normalise("fdpo  0.5029  1.2e-16") == docs_outputs.normalise("fdpo  0.5029  8.3e-17")
+    assert docs_outputs.normalise("dpo  0.0e+00") == docs_outputs.normalise("dpo  2.8e-17")
+    assert docs_outputs.normalise("TV 1.0e-12") != docs_outputs.normalise("TV 2.0e-12")
+    assert docs_outputs.normalise("TV 3e-16") != docs_outputs.normalise("TV 3e-11")
+    assert docs_outputs.normalise("π(y3) ≈ 1e-100") != docs_outputs.normalise("π(y3) ≈ 1e-99")
 
 
 @pytest.mark.slow

@@ -178,3 +178,22 @@ def test_verl_abs_loss_limit_is_the_sliding_point(kong):
     v = onpolicy_verdict(s.status, s.note, s.result.residual, s.result.converged, c)
     assert v.limit == c["limit_policy"] and v.vanishing == ["y3"]
     assert np.max(np.abs(np.asarray(s.result.policy)[0] - want)) > 0.1  # the stop point is not the limit
+
+
+def test_a_nearly_constant_field_moves_the_solver(kong):
+    """The flow burst's step is 0.5/ρ(J); for TR-DPO without weight decay the synced field is the
+    constant −(β/2)·n (``fixed_points._trdpo_runaway_row``), ρ(J) ≈ 0, and that step jumped to
+    underflow and was reverted: the solver stopped at π(y3) ≈ 3.7e-4 (measured before the fix). A
+    burst whose first step would move a logit by more than ``BURST_JUMP`` now takes steps η·max|F| =
+    ``BURST_STEP`` (≤ 100 logits per burst): the solver
+    moves towards the vertex of the largest net win weight — y1, the most preferred response under
+    π* = (0.6, 0.3, 0.1) (NumPy: n_i = Σ_j P(i ≻ j) − P(j ≻ i), P Bradley–Terry from π*) — and y3's
+    mass falls below 1e-100."""
+    ps = np.array([0.6, 0.3, 0.1])
+    P = ps[:, None] / (ps[:, None] + ps[None, :])
+    n = (P - P.T).sum(1)
+    s = solve(make_objective(Problem.create(PI_REF.tolist(), pi_star=ps.tolist(), pairs="uniform"), "trdpo", {"beta": 1.0}))
+    pol = np.asarray(s.result.policy)[0]
+    assert s.status == "runaway", s.note
+    assert int(np.argmax(pol)) == int(np.argmax(n)) == 0 and pol[0] > 1 - 1e-12
+    assert s.certificate["min_mass"] < 1e-100 and pol[2] < pol[1]

@@ -28,7 +28,7 @@ import bandit_lab
 bandit_lab.enable_x64()
 from bandit_lab.experiments import weight_decay as wd
 import jax
-r = wd.run(wd.Settings(n_alphas=20, steps=400))
+r = wd.run(wd.Settings(n_alphas=20, steps=400, loss=("dpo",)))
 print(json.dumps({"devices": len(jax.devices()), "records": [[x["policy"], x["counterpart_policy"], x["exact"]] for x in r["records"]]}))
 """
 
@@ -45,7 +45,9 @@ def _sweep(env_extra: dict) -> dict:
 
 def test_sharded_sweep_is_bit_identical_to_one_device():
     """A 20-point α sweep (one block, padded to 4 blocks) on 4 forced host devices gives the very
-    bits of the one-device sweep; the SPMD mode runs and agrees to rounding."""
+    bits of the one-device sweep; the SPMD mode runs and agrees to rounding. DPO and its RLHF
+    counterpart (a two-objective stack; the split over devices does not depend on which losses are
+    stacked): all six objectives cost 37 s of CPU in the three processes, these two 23 s."""
     one = _sweep({"XLA_FLAGS": ""})
     four = _sweep({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     assert one["devices"] == 1 and four["devices"] == 4
@@ -146,7 +148,7 @@ def test_cli_fills_the_cache_and_runs_read_only(tmp_path):
     d = tmp_path / "jaxcache"
     env = {**os.environ, cache.ENV_DIR: str(d)}
     env.pop(cache.ENV_OFF, None)
-    cmd = [sys.executable, "-m", "cli.main", "run", "weight-decay", "--alpha", "0.1", "--steps", "300", "--json"]
+    cmd = [sys.executable, "-m", "cli.main", "run", "weight-decay", "--alpha", "0.1", "--steps", "300", "--loss", "dpo", "--json"]
     a = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert a.returncode == 0, a.stderr
     assert len(os.listdir(d)) > 0

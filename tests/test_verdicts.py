@@ -230,11 +230,26 @@ def test_several_certified_local_minima_are_never_called_unique():
     assert 0.5 * np.abs(best - np.asarray(row["policy"][0])).sum() < 1e-5 and abs(min(vals) - f(np.log(row["policy"][0]))) < 1e-9
 
 
-def test_fixed_points_summary_never_files_an_uncertified_row_as_no_minimiser():
-    """The summary lines are claims too: a row whose verdict is "not certified" (aot_unpaired on
-    Kong App. B: its per-mass gradient turns at log π ≈ −45, a finite minimiser below what the
-    solver reaches) is listed as not certified, never under "no finite minimiser"; a certified
-    runaway (eta_linear: the recession ray) is."""
+def test_fixed_points_summary_never_files_an_uncertified_row_as_no_minimiser(monkeypatch):
+    """The summary lines are claims too: a row whose verdict is "not certified" is listed as not
+    certified, never under "no finite minimiser"; a certified runaway (eta_linear: the recession
+    ray) is.
+
+    aot_unpaired on Kong App. B sits at float64's resolution: along its ray the per-mass slope of
+    y3 changes sign only where y3's gradient is ~1e-40 of y2's (|∂f/∂θ_3| ≈ 7e-61 at log π(y3) ≈ −92),
+    and the per-mass test (`certificates._per_mass_turn`) saw a turn at log π ≈ −45 on the
+    2026-12-05 machine ("not certified") but none on session 6's ("no finite minimiser", the ray
+    strictly decreasing by 3.3e-8): which it is needs an extended-precision check (docs/NOTES.md).
+    So its kind is read, not assumed; the bookkeeping is then checked with a turn forced."""
+    res = fp.fixed_points(only=["aot_unpaired", "eta_linear"])
+    kinds = {r["label"]: r["verdict"]["kind"] for r in res["records"]}
+    assert kinds["eta_linear"] == "no finite minimiser" and kinds["aot_unpaired"] in ("not certified", "no finite minimiser"), kinds
+    assert sorted(res["no_finite_minimiser"]) == sorted(k for k, v in kinds.items() if v == "no finite minimiser")
+    assert res["not_certified"] == [k for k, v in kinds.items() if v == "not certified"]
+
+    import bandit_lab.certificates as C
+
+    monkeypatch.setattr(C, "_per_mass_turn", lambda obj, *a: ("y3", -45.0, "turns") if obj.label == "aot_unpaired" else None)
     res = fp.fixed_points(only=["aot_unpaired", "eta_linear"])
     kinds = {r["label"]: r["verdict"]["kind"] for r in res["records"]}
     assert kinds == {"aot_unpaired": "not certified", "eta_linear": "no finite minimiser"}, kinds

@@ -19,7 +19,9 @@ Newton's method on the field:
   context (per state on a token tree) where ``J`` is singular, and the pseudo-inverse ignores it;
 - a trust radius of 1 per coordinate and backtracking on ‖F‖;
 - when Newton stalls (a singular Jacobian far from the root, a saddle of ‖F‖²), a burst of the
-  flow ``θ̇ = −F(θ)`` — what training does — then Newton again.
+  flow ``θ̇ = −F(θ)`` — what training does — then Newton again (400 Euler steps of 0.5/ρ(J); where
+  that first step would move a logit by more than ``BURST_JUMP`` — a nearly constant field, ρ ≈ 0 —
+  steps of η·max|F| = ``BURST_STEP`` instead, so the burst does not jump to underflow and get reverted).
 
 Every test is **scale-free** (multiplying the loss by c > 0 changes no status; an absolute ‖F‖
 underflows where masses are tiny — at the libraries' default β Kong's Gibbs point has masses 1e-30).
@@ -80,6 +82,8 @@ SMALL = 1e-6  # a response below this × its context's largest mass is a runaway
 UNDERFLOW_LOGP = -690.0  # below this log-mass F = π·u is subnormal or 0: the field is not evaluable there
 FAR_LOGP = -575.0  # the ray's last probe: candidates' log-mass (e^−575 ≈ 1e-250; F = π·u stays normal)
 RADIUS_MAX = 64.0  # trust radius (logits per coordinate) grows ×2 from 1 while full steps are accepted (stage 2)
+BURST_JUMP = 100.0  # a burst whose first Euler step would move a logit further than this is a near-constant field …
+BURST_STEP = 0.25  # … and takes steps η·max|F| = BURST_STEP instead (≤ 100 logits over its 400 steps)
 STAGE1 = 60  # iterations of plain Newton on F (radius 1, with flow bursts when stuck) before Newton on u joins
 _DEBUG = False
 _LS = 30  # backtracking candidates t = 1, 1/2, … (and the ray's probes: one compiled batch size)
@@ -260,13 +264,13 @@ def _per_mass(shape, supp, alpha, Z, F, LP, J=None, both=False):
     return (u, MF - u[:, :, None] * dlogp, MF) if both else (u, MF - u[:, :, None] * dlogp)
 
 
-def _underflows(shape, supp, LP) -> np.ndarray:
+def _underflows(shape, supp, LP, floor: float = UNDERFLOW_LOGP) -> np.ndarray:
     """Rows [B] where a supported response's log-mass, relative to its context's largest, is below
-    ``UNDERFLOW_LOGP`` (``F = π·u`` is no longer a normal float there)."""
+    ``floor`` (default ``UNDERFLOW_LOGP``: ``F = π·u`` is no longer a normal float there)."""
     X, K = shape
     L = np.where(supp[None], LP.reshape(-1, X, K), 0.0)
     rel = L - np.max(np.where(supp[None], L, -np.inf), axis=2, keepdims=True)
-    return np.any(supp[None] & (rel < UNDERFLOW_LOGP), axis=(1, 2))
+    return np.any(supp[None] & (rel < floor), axis=(1, 2))
 
 
 def _tangent_softmax(shape, supp, alpha: float) -> np.ndarray:
@@ -414,6 +418,13 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
                 break
             rho = np.array([np.abs(np.linalg.eigvals(J[b])).max() if np.all(np.isfinite(J[b])) else 1.0 for b in range(B)])
             eta = np.where(stuck, 0.5 / np.maximum(rho, 1e-12), 0.0)
+            # a (nearly) constant field, ρ(J) ≈ 0: 0.5/ρ would move a logit by more than BURST_JUMP in one Euler step
+            # (to underflow, then reverted: the solver could not move); there η·max|F| = BURST_STEP (≤ 100 logits
+            # per burst). Elsewhere (every burst measured on the presets and native algorithms: η·max|F| ≤ 0.66) as before
+            with np.errstate(over="ignore", invalid="ignore"):
+                fmax = np.where(np.all(np.isfinite(f), axis=1), np.abs(f).max(axis=1), 0.0)
+            jump = eta * fmax > BURST_JUMP
+            eta = np.where(jump, BURST_STEP / np.maximum(fmax, 1e-300), eta)
             zn = np.array(fn["flow"](z, eta, hp_b, c))
             zn[~np.all(np.isfinite(zn), axis=1)] = z[~np.all(np.isfinite(zn), axis=1)]
             if shape is not None:  # a burst that ran a mass below float64's range: keep the point (u = 0 there means nothing)
@@ -562,8 +573,10 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
     params = unravel(jnp.asarray(z))
     r = float(np.linalg.norm(f))
     finite = bool(np.all(np.isfinite(z)) and np.all(np.isfinite(u)) and np.all(np.isfinite(M)) and np.all(np.isfinite(pol)))
-    step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
-    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": float(np.linalg.norm(u)) if finite else None,
+    with np.errstate(over="ignore", invalid="ignore"):  # per-mass entries ~1e250 at masses near float64's floor: norm = inf
+        step = float(np.linalg.norm(_newton_dir(M, u, T))) if finite else float("inf")
+        un = float(np.linalg.norm(u)) if finite else None
+    cert = {"newton_step": step, "field_norm": r, "scaled_field_norm": un,
             "min_mass": float(pol[supp.reshape(pol.shape)].min()) if finite else None, "step_tol": STEP_TOL}
     converged = finite and step <= STEP_TOL
     with np.errstate(divide="ignore"):
