@@ -176,7 +176,7 @@ def test_beta_sweep_compiles_once():
     cfg = TrainConfig(steps=300, log_steps=(0, 300))
     sweep = lambda n: train_batch([o], cfg, [[{**o.hp, "beta": b, "lr": 0.05} for b in np.geomspace(0.1, 10, n)]])  # noqa: E731
     c8 = _compiles(lambda: sweep(8))  # the first call also compiles a small program of its own (`stage`)
-    c64 = _compiles(lambda: sweep(64))  # blocks of train.CHUNK = 64 points: a new block shape, one compile
+    c64 = _compiles(lambda: sweep(64))  # one block of 64 points (train.chunk_size() = 256 ≥ 64): a new block shape, one compile
     again = _compiles(lambda: sweep(64))
     assert 1 <= c64 <= c8 and again == 0
     if jax.default_backend() == "cpu":

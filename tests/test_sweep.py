@@ -71,3 +71,22 @@ def test_exact_solve_beside_the_training_is_bit_identical(monkeypatch):
     monkeypatch.setattr("bandit_lab.runner.solve_certified", boom)
     with pytest.raises(BanditError, match="exact: boom"):
         train_and_solve(objs, cfg, hps)
+
+
+@pytest.mark.parametrize("every", [False, True])
+def test_start_and_end_logged_only_records_the_same(every):
+    """With only steps 0 and the end logged (a sweep's default) the step has no record branch: the
+    end's π and loss are the final ones, recorded once after the loop. Same iterates, and the same
+    records as a run that also logs a step in between (there the end is recorded inside the step)."""
+    pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
+    o = make_objective(pb, "dpo")
+    ends = TrainConfig(steps=200, log_steps=(0, 200), loss_every_step=every)
+    mid = TrainConfig(steps=200, log_steps=(0, 7, 200), loss_every_step=every)
+    (a,), (b,) = (run_many([make_train(o, c)], [_hp(0.05)]) for c in (ends, mid))
+    assert np.array_equal(a.params, b.params) and np.array_equal(a.policy, b.policy)
+    assert np.array_equal(a.policies, b.policies[:, [0, 2]])
+    assert np.array_equal(a.policies[:, -1], a.policy)
+    if every:
+        assert np.array_equal(a.loss, b.loss)
+    else:
+        np.testing.assert_allclose(a.loss, b.loss[:, [0, 2]], rtol=1e-15, atol=0)

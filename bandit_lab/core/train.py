@@ -214,6 +214,10 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
     default_init = init
     log_steps_np = config.logged()
     n_log = int(log_steps_np.shape[0])
+    # only the start and the end logged (a sweep's default): no record branch in the step at all —
+    # the end's π and loss are the final ones, computed once after the loop (the step's lax.cond
+    # traced the policy and the value a further time: ~40 % of the training program's compile)
+    ends_only = bool(np.all((log_steps_np == 0) | (log_steps_np == config.steps)))
     if refresh is not None and int(refresh_every) < 1:
         raise BanditError("refresh_every must be ≥ 1 when a refresh function is given")
     stateful = getattr(objective, "stateful", False)
@@ -287,7 +291,8 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
                 b = b.at[idx].set(objective.policy(params, c))
                 return b, (lb if lb is None else lb.at[idx].set(f(params, extra, st)))
 
-            buf, lbuf = jax.lax.cond(hit, write, lambda b, lb: (b, lb), buf, lbuf)
+            if not ends_only:
+                buf, lbuf = jax.lax.cond(hit, write, lambda b, lb: (b, lb), buf, lbuf)
             return (params, state, buf, extra, st, lbuf), val
 
         state0 = opt.init(params0)
@@ -299,8 +304,12 @@ def make_train(objective: Objective, config: TrainConfig = TrainConfig(), init=N
         # stationarity: the projected-gradient map ‖x − Π(x − g)‖ (= ‖g‖ when unconstrained)
         moved = param.project(jax.tree_util.tree_map(lambda a, b: a - b, params, g_end))
         gnorm = jnp.sqrt(sum(jnp.sum((a - b) ** 2) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))))
+        pol_end = objective.policy(params, c)
+        if ends_only and log_steps_np[-1] == config.steps:  # the last logged step is the end: recorded here, once
+            buf = buf.at[-1].set(pol_end)
+            lbuf = lbuf if every else lbuf.at[-1].set(val_end)
         loss = jnp.append(vals, val_end) if every else lbuf
-        return Trajectory(params, objective.policy(params, c), log_steps, buf, loss, gnorm)
+        return Trajectory(params, pol_end, log_steps, buf, loss, gnorm)
 
     return train
 
@@ -403,14 +412,26 @@ def _shard_map(f, mesh, in_specs, out_specs):
         return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
-CHUNK = 64  # sweep points per vmapped block (see run_many)
+CHUNK = 256  # sweep points per vmapped block on the CPU (see run_many)
+# On an accelerator a block is one kernel launch per op per step, and the blocks of a sweep run one
+# after another (``lax.map``): a wider block there (not measured on a GPU yet: docs/performance.md)
+CHUNK_ACCELERATOR = 16384
+
+
+def chunk_size() -> int:
+    """Sweep points per vmapped block on the default backend: ``CHUNK`` on the CPU (256: measured
+    on the 4,096-point weight-decay sweep, 2 idle cores, warm, median of 3 — blocks of 64: 8.7 s,
+    256: 5.2 s, 1,024: 5.8 s, one block of 4,096: 12.0 s; docs/performance.md), ``CHUNK_ACCELERATOR``
+    elsewhere. A point's result depends on the block size in the last bit, never on the rest of
+    the sweep (see :func:`run_many`), so bit-identity holds per platform."""
+    return CHUNK if jax.default_backend() == "cpu" else CHUNK_ACCELERATOR
 
 
 def _chunked(hp: dict, n_dev: int) -> tuple[dict, int]:
-    """``[B]`` hyperparameter arrays → ``[n_chunks, CHUNK]`` blocks, padded (repeating the last
-    point; padded results are dropped) to whole blocks and to a multiple of the device count."""
+    """``[B]`` hyperparameter arrays → ``[n_chunks, chunk_size()]`` blocks, padded (repeating the
+    last point; padded results are dropped) to whole blocks and to a multiple of the device count."""
     n = int(np.shape(next(iter(hp.values())))[0])
-    c = min(CHUNK, n)
+    c = min(chunk_size(), n)
     blocks = -(-n // c)
     blocks += (-blocks) % n_dev
     total = blocks * c
@@ -431,9 +452,9 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
     by the whole batch — the problem's arrays and initial parameters, so they are data, not
     compile-time constants. Returns the batched outputs in order.
 
-    The batch is cut into blocks of ``CHUNK`` (64) points: each block is one ``vmap`` of ``fn``, the
-    blocks run in a ``lax.map`` (a sweep of fewer points is one smaller block). Every point of a
-    sweep of ≥ ``CHUNK`` points is therefore computed by the same vmapped program at the same
+    The batch is cut into blocks of :func:`chunk_size` points (256 on the CPU): each block is one
+    ``vmap`` of ``fn``, the blocks run in a ``lax.map`` (a sweep of fewer points is one smaller
+    block). Every point of a sweep of ≥ :func:`chunk_size` points is therefore computed by the same vmapped program at the same
     position of a block whatever the size of the sweep and the number of devices — XLA's CPU code
     for a vmapped batch depends on the batch size in the last bit (measured: the RLHF gradient
     through ``exp(log_softmax)``), so without blocks a point's result would depend on what else is
@@ -442,9 +463,9 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
     With several devices (:func:`sweep_devices`) the blocks are spread over them
     (:func:`sharding_mode`): by default each device runs the one-device program on its share,
     bit-identical to the one-device run (tested with ``--xla_force_host_platform_device_count=4``).
-    Blocks are the unit of distribution: a sweep of ``n`` points uses ``ceil(n/64)`` blocks, so
-    devices beyond that compute padding (a 64-point sweep gains nothing from 4 devices; a 256-point
-    one runs a block per device). The one-device program is compiled once per device in this mode
+    Blocks are the unit of distribution: a sweep of ``n`` points uses ``ceil(n/chunk_size())`` blocks, so
+    devices beyond that compute padding (on the CPU a 256-point sweep gains nothing from 4 devices;
+    a 1,024-point one runs a block per device). The one-device program is compiled once per device in this mode
     (JAX executables are bound to their device); ``spmd`` compiles once.
 
     With ``cache_key`` (everything static the trains depend on: objective signatures, the train
@@ -497,6 +518,6 @@ def run_many(trains: Sequence[Callable], hps: Sequence[dict], args: Sequence[tup
                 _COMPILED.pop(next(iter(_COMPILED)))
             fn = _COMPILED[key] = build()
         out = fn(hps_b, args)
-    # [blocks, CHUNK, …] → [points, …], padding dropped (on the host: a jnp reshape per output
+    # [blocks, chunk, …] → [points, …], padding dropped (on the host: a jnp reshape per output
     # would compile a small program of its own for every new sweep size)
     return [jax.tree_util.tree_map(lambda a, n=n: np.asarray(a).reshape((-1,) + a.shape[2:])[:n], o) for o, n in zip(out, sizes)]
