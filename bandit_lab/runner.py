@@ -12,7 +12,7 @@ import numpy as np
 from bandit_lab.infra import guards, precision, timing
 from bandit_lab.core import train as train_mod
 from bandit_lab.core.objective import Objective, Stack
-from bandit_lab.solvers.solver import ExactResult, newton_free, solve_exact
+from bandit_lab.solvers.solver import ExactBatch, ExactResult, newton_free, solve_exact
 
 
 STACK_MAX_PARAMS = 48
@@ -103,16 +103,13 @@ def solve_certified(objectives: Sequence[Objective], hps: Sequence[Sequence[dict
         st = Stack(tuple(objectives))
         arrays: dict = {}
         merged = _merged(hps)
-        rows = newton_free(st, merged, arrays=arrays)
+        rows = newton_free(st, merged, arrays=arrays, columnar=True)
         out = []
-        for i, o in enumerate(objectives):
-            per = []
-            for r in rows:
-                p, g = r.params[i], r.grad[i]
-                res = float(np.linalg.norm(np.ravel(np.asarray(g))))
-                # the stacked value is a sum over objectives; per objective it is not kept
-                per.append(ExactResult(p, r.policy[i], float("nan"), res, bool(res <= 1e-10), r.iterations, g))
-            out.append(per)
+        for i, o in enumerate(objectives):  # member i's columns (ExactBatch): nothing per point in Python
+            p, g = rows.params[i], rows.grad[i]
+            res = np.linalg.norm(np.concatenate([np.reshape(a, (len(rows), -1)) for a in jax.tree_util.tree_leaves(g)], axis=1), axis=1)
+            # the stacked value is a sum over objectives; per objective it is not kept
+            out.append(ExactBatch(p, rows.policy[:, i], np.full(len(rows), np.nan), res, res <= 1e-10, rows.iterations, g))
         guards.check_exact(objectives, hps, out)
         from bandit_lab.solvers.sweep_certificate import certify_sweep
 

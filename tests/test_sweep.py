@@ -90,3 +90,44 @@ def test_start_and_end_logged_only_records_the_same(every):
         assert np.array_equal(a.loss, b.loss)
     else:
         np.testing.assert_allclose(a.loss, b.loss[:, [0, 2]], rtol=1e-15, atol=0)
+
+
+def test_columnar_exact_results_are_the_per_point_results():
+    """`newton_free(..., columnar=True)` (an ExactBatch: what a stacked sweep's exact solve returns,
+    `runner.solve_certified`) holds the very numbers of the per-point list, bit for bit, and is a
+    sequence of ExactResult (indexing, negative indices, slices, iteration); `solver.column` reads
+    a column from either form. Across NEWTON_BLOCK blocks too (monkeypatched to 2 points)."""
+    import jax
+    from bandit_lab.solvers import solver
+    from bandit_lab.core.objective import Stack
+    from bandit_lab.runner import solve_certified
+
+    pb = Problem.create([0.5, 0.3, 0.2], pi_star=[0.2, 0.5, 0.3], pairs="uniform")
+    objs = [make_objective(pb, n, {"beta": 0.5}) for n in ("dpo", "ipo")]
+    hps = [{**objs[0].hp, **objs[1].hp, "weight_decay": a} for a in (0.0, 0.03, 0.5)]
+    for block in (solver.NEWTON_BLOCK, 2):
+        solver.NEWTON_BLOCK, old = block, solver.NEWTON_BLOCK
+        try:
+            rows = solver.newton_free(Stack(tuple(objs)), hps)
+            cols = solver.newton_free(Stack(tuple(objs)), hps, columnar=True)
+        finally:
+            solver.NEWTON_BLOCK = old
+        assert isinstance(cols, solver.ExactBatch) and len(cols) == len(rows) == 3
+        for j in (0, 1, 2, -1):
+            a, b = rows[j], cols[j]
+            assert np.array_equal(a.policy, b.policy) and a.value == b.value and a.residual == b.residual
+            assert a.converged == b.converged and a.iterations == b.iterations
+            for x, y in zip(jax.tree_util.tree_leaves((a.params, a.grad)), jax.tree_util.tree_leaves((b.params, b.grad))):
+                assert np.array_equal(x, y)
+        assert [r.residual for r in cols[1:]] == [r.residual for r in rows[1:]]
+        assert np.array_equal(solver.column(cols, "policy"), solver.column(rows, "policy"))
+        with pytest.raises(IndexError):
+            cols[3]
+    exact, _ = solve_certified(objs, [[{**o.hp, "weight_decay": h["weight_decay"]} for h in hps] for o in objs])
+    for i, per in enumerate(exact):  # the members' columns: each point's residual is its own gradient's norm
+        assert isinstance(per, solver.ExactBatch)
+        for r in per:
+            # the column is norm(axis=1) of the batch; a 1-D norm is BLAS ddot (FMA): equal to 2 ulp
+            np.testing.assert_allclose(r.residual, np.linalg.norm(np.ravel(np.asarray(r.grad))), rtol=4.5e-16, atol=0)
+            assert r.converged == (r.residual <= 1e-10)
+            assert np.isnan(r.value)

@@ -26,6 +26,7 @@ from bandit_lab.solvers.oracles import loss_oracle
 from bandit_lab.core.problems import Problem
 from bandit_lab.infra.records import Table, as_table
 from bandit_lab.runner import train_and_solve
+from bandit_lab.solvers.solver import column
 from bandit_lab.solvers.sweep_certificate import named_failures
 from bandit_lab.core.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -125,8 +126,7 @@ def _records(s, problem, population, objs, declared, alphas, trajs, exact, certs
         orc_o, _ = loss_oracle(problem, o.loss.name, o.hp, o.static, population_data=population)
         orc_c, _ = loss_oracle(problem, c.loss.name, c.hp, c.static)
         p, q = np.asarray(trajs[k].policy, dtype=float), np.asarray(trajs[k + 1].policy, dtype=float)
-        ep = np.stack([np.asarray(e.policy, dtype=float) for e in exact[k]])
-        eq = np.stack([np.asarray(e.policy, dtype=float) for e in exact[k + 1]])
+        ep, eq = (column(exact[j], "policy").astype(float) for j in (k, k + 1))
         ep, eq = ep.reshape(p.shape), eq.reshape(q.shape)
         for name, lab in (("loss", o.label), ("counterpart", c.label)):
             cols[name].append(np.full(P, lab))
@@ -144,7 +144,7 @@ def _records(s, problem, population, objs, declared, alphas, trajs, exact, certs
         cols["exact_distance"].append(np.asarray(dist(ep, eq), dtype=float).reshape(P))
         cols["adam_gap"].append(np.asarray(metrics.tv(p, ep), dtype=float).reshape(P))
         cols["counterpart_adam_gap"].append(np.asarray(metrics.tv(q, eq), dtype=float).reshape(P))
-        cols["exact_residual"].append(np.maximum([e.residual for e in exact[k]], [e.residual for e in exact[k + 1]]).astype(float))
+        cols["exact_residual"].append(np.maximum(column(exact[k], "residual"), column(exact[k + 1], "residual")).astype(float))
         # the verdict per point (bandit_lab.solvers.sweep_certificate): the scale-free Newton step
         # and the Hessian on the tangent space, batched; "not certified" when no stack certificate
         for name, j in (("verdict", k), ("counterpart_verdict", k + 1)):

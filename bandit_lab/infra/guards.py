@@ -88,11 +88,15 @@ def check_exact(objectives, hps, results):
     (``ExactResult.value`` is NaN by design for objectives solved as one stack, and ``residual``
     for solvers where a first-order residual is undefined — the LP of a piecewise-linear loss —
     so neither is checked here.)"""
+    from bandit_lab.solvers.solver import ExactBatch
+
     for obj, hs, rs in zip(objectives, hps, results):
-        for j, r in enumerate(rs):
-            pol = np.asarray(r.policy, dtype=float)
-            if np.isfinite(pol).all():
-                continue
+        if isinstance(rs, ExactBatch):  # columns: the first non-finite point, if any, without a loop
+            bad = ~np.isfinite(rs.policy.reshape(len(rs), -1)).all(axis=1)
+            points = np.nonzero(bad)[0][:1]
+        else:
+            points = [j for j, r in enumerate(rs) if not np.isfinite(np.asarray(r.policy, dtype=float)).all()][:1]
+        for j in points:
             hp = {k: v for k, v in {**getattr(obj, "hp", {}), **(hs[j] if j < len(hs) else {})}.items() if k != "lr"}
             raise DivergenceError(f"the exact solver diverged: {_label(obj)} ({_hp_text(hp)}): non-finite policy; "
                                   "likely cause: β, α or the rewards are out of the range float64 can represent for this loss")
