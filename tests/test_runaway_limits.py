@@ -197,3 +197,115 @@ def test_a_nearly_constant_field_moves_the_solver(kong):
     assert s.status == "runaway", s.note
     assert int(np.argmax(pol)) == int(np.argmax(n)) == 0 and pol[0] > 1 - 1e-12
     assert s.certificate["min_mass"] < 1e-100 and pol[2] < pol[1]
+
+
+def _net_win(ps):
+    """NumPy: n_i = Σ_j P(i ≻ j) − P(j ≻ i), P Bradley–Terry from π*."""
+    ps = np.asarray(ps, float)
+    P = ps[:, None] / (ps[:, None] + ps[None, :])
+    return (P - P.T).sum(1)
+
+
+@pytest.mark.parametrize("ref,ps,ref_top_differs", [(PI_REF.tolist(), [0.6, 0.3, 0.1], False), ([0.2, 0.5, 0.3], [0.1, 0.3, 0.6], True)])
+def test_trdpo_runaway_limit_is_the_net_win_vertex(ref, ps, ref_top_differs):
+    """TR-DPO without weight decay through ``stationary.solve``: the synced field is the constant
+    −(β/2)·n (``fixed_points._trdpo_runaway_row``), so the face left after the first vanishing response
+    has no root either and runs away too; the face rule enlarges the vanishing set down to the vertex
+    of the largest net win weight n (NumPy). Second case: that vertex (y3) is not π_ref's argmax (y2).
+    The certificate from the vertex is the push relative to the survivor, w_k = (F_k − F_top)/π_k,
+    at the ray's first probe (the solver's point): w_k·π_k ∝ n_top − n_k with one positive factor
+    for every k (NumPy n, 1e-9 relative) — e.g. π(y2) → 0 under π* = (0.6, 0.3, 0.1) although
+    n_2 > 0 (its own per-mass push u_2 < 0: it is pushed down only relative to y1)."""
+    n = _net_win(ps)
+    top = int(np.argmax(n))
+    vertex = np.eye(3)[top]
+    assert (top != int(np.argmax(ref))) == ref_top_differs
+    s = solve(make_objective(Problem.create(ref, pi_star=ps, pairs="uniform"), "trdpo", {"beta": 1.0}))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert "limit_failed" not in c and "NOT the limit" not in s.note, s.note
+    assert c["limit_kind"] == "vertex" and np.array_equal(np.asarray(c["limit_policy"])[0], vertex)
+    others = [k for k in range(3) if k != top]
+    assert c["vanishing"] == [f"y{k + 1}" for k in others]
+    assert len(c["limit_face_runaway"]) == 1  # one response found on the first ray, one on the face
+    assert f"the limit is the vertex π = {stationary._fmt_policy(vertex)}" in s.note
+    pol = np.asarray(s.result.policy)[0]
+    force = np.asarray(c["limit_ray_out_first"]) * pol[others]  # F_k − F_top at the solver's point
+    ratio = force / (n[top] - n[others])
+    assert np.all(ratio > 0) and np.isclose(ratio[0], ratio[1], rtol=1e-9, atol=0), ratio
+    assert np.all(np.asarray(c["limit_ray_out_far"]) >= np.asarray(c["limit_ray_out_first"]))  # not weakening
+
+
+# --- verl ``abs`` KL loss on a 4-response bandit: a sliding point on two switching surfaces ---
+
+REF4 = np.array([0.3, 0.3, 0.2, 0.2])
+R4 = np.log([0.4, 0.3, 0.25, 0.05])
+ABS = {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef": 0.5, "kl_loss_type": "abs"}
+
+
+def _u_abs4(p, beta=0.5):
+    """NumPy, verl ``abs`` KL loss + RLOO (tests/test_audit_rows.py): per-mass descent field
+    u_j = (r̄ − r_j) + β(sgn h_j − E_π sgn h), h = log π/π_ref."""
+    sg = np.sign(np.log(p) - np.log(REF4))
+    return (p @ R4 - R4) + beta * (sg - p @ sg)
+
+
+def _corners4(delta=5e-11):
+    """NumPy: at the 4 corners π_2,3 = π_ref,2,3·e^{σδ} (y1 takes the rest, π_4 = 1e-250) the rates
+    σ_k·d/dt log(π_k/π_ref,k) = σ_k(−F_k + Σ π_j F_j) of the two pinned responses, and y4's u."""
+    out = []
+    for sig in itertools.product((-1.0, 1.0), repeat=2):
+        p = np.array([0.0, REF4[1] * np.exp(sig[0] * delta), REF4[2] * np.exp(sig[1] * delta), 1e-250])
+        p[0] = 1 - p.sum()
+        u = _u_abs4(p)
+        F = p * u
+        hd = -F + p @ F
+        out.append((np.array(sig) * hd[1:3], u[3]))
+    return out
+
+
+def test_verl_abs_four_responses_field_corners_and_flow():
+    """The NumPy field is bandit-lab's (4 responses, arbitrary π, 1e-12). At (0.5, 0.3, 0.2, 0) — y2
+    and y3 at π_ref, y4 gone — every corner pushes both pinned responses back to their surfaces
+    (σ·ḣ ≤ −0.05) and y4 down (u ≥ 0.89): a sliding point of codimension 2. A NumPy Euler flow
+    θ̇ = −F (step 0.05, t = 2000) from π_ref ends within 5e-3 of it (y4's mass ~1/t: < 1e-3)."""
+    pb = Problem.create(REF4.tolist(), reward=R4.tolist(), pairs="uniform")
+    q = np.array([0.1, 0.2, 0.3, 0.4])
+    assert np.max(np.abs(_bl_field(pb, "verl", ABS, np.log(q)) - q * _u_abs4(q))) < 1e-12
+    for push, u4 in _corners4():
+        assert np.all(push < -0.05) and u4 > 0.89
+    th = np.log(REF4)
+    for _ in range(40000):
+        p = np.exp(th - np.logaddexp.reduce(th))
+        th = th - 0.05 * p * _u_abs4(p)
+    assert np.max(np.abs(p - [0.5, 0.3, 0.2, 0.0])) < 5e-3 and p[3] < 1e-3
+
+
+def test_verl_abs_four_responses_limit_is_a_pinned_sliding_point():
+    """The solver: y4 runs away; its face {y1, y2, y3} (dimension 2) has no root and no one-dimensional
+    sliding point; the limit is the sliding point with y2, y3 pinned at π_ref: (0.5, 0.3, 0.2, 0), 1e-12;
+    its certificate's largest corner rate equals NumPy's (:func:`_corners4`, 1e-9)."""
+    s = solve(make_objective(Problem.create(REF4.tolist(), reward=R4.tolist(), pairs="uniform"), "verl", ABS))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert c["vanishing"] == ["y4"] and c["limit_kind"] == "sliding" and c["limit_pinned"] == ["y2", "y3"], c
+    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - [0.5, 0.3, 0.2, 0.0])) < 1e-12
+    assert c["limit_corners"] == 4 and c["limit_bracket"] <= 1e-10
+    want = max(float(push.max()) for push, _ in _corners4())
+    assert abs(c["limit_margin"] - want) < 1e-9 and c["limit_margin"] < 0
+    assert "NOT the limit" not in s.note and "the limit is π = [0.5, 0.3, 0.2, 0], a sliding point" in s.note
+
+
+@pytest.mark.slow
+def test_verl_abs_two_contexts_multidimensional_face_is_not_called_a_limit():
+    """Two contexts: the face's Newton stalls on a face of dimension 3; the candidate sliding point
+    (all survivors but the largest of each context at π_ref) leaves x2's free response at its own
+    π_ref too (1 − 0.3 − 0.3 = 0.4), on its switching surface — not sought. The verdict says the shown
+    point is not the limit and claims none."""
+    pb = Problem.create([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4]], reward=np.log([[0.6, 0.3, 0.1], [0.5, 0.3, 0.2]]).tolist(),
+                        pairs="uniform")
+    s = solve(make_objective(pb, "verl", ABS))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert "limit_policy" not in c and "the point shown is where the solver stopped, NOT the limit" in s.note
+    assert "the face's limit is not certified" in s.note and "switching surface" in c["limit_failed"]

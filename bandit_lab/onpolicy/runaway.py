@@ -24,14 +24,35 @@ Two pieces the stationary solver calls once its Newton iteration has stopped sho
   ``abs`` KL loss: sgn(log π/π_ref) jumps at π = π_ref) has no root there; on a one-dimensional
   face its limit is a **sliding point** (Filippov): the update along the face changes sign from
   "pushed up" to "pushed down" across a bracket narrowed to ≤ ``BRACKET`` in the logit, so the flow
-  on the face is pushed into the bracket from both sides. Either way the limit is certified only if,
-  from the limit's survivors (the vanishing logits back at the solver's values), the runaway ray
-  still finds the vanishing responses pushed down at every probe, not weakening.
+  on the face is pushed into the bracket from both sides. On a face of dimension d ≥ 2
+  (:func:`_pinned`) the sliding point sought is the one with every survivor but the largest of each
+  context on its switching surface π_k = π_ref,k, certified at the 2^d corners ±``BRACKET``/2 of
+  log π_k/π_ref,k: every pinned log-ratio is pushed back towards 0 on every side (verl ``abs`` on a
+  4-response bandit: (0.5, 0.3, 0.2, 0)); a sliding point with free survivors next to pinned ones
+  is not sought (the note then says "NOT the limit").
+- **a face that runs away too.** Where the face has no limit (its Newton stalls and no sliding
+  point is found), the survivors the face's update pushes down *relative to their context's
+  largest* (``w_k = (F_k − F_top)/π_k > 0``, :func:`st._relative`), smallest first, are tried with
+  the runaway ray from the solver's point on the face; the first prefix that runs away (``w_k > 0``
+  at every probe, not weakening) joins the vanishing set and the face's limit is sought again, down
+  to a vertex. TR-DPO without weight decay: the synced field is the constant −(β/2)·n, no face has a
+  root, and the limit is the vertex of the largest net win weight n (``fixed_points._trdpo_runaway_row``).
+  The relative push, not ``u_k``, is the measure there: u_2 = F_2/π_2 < 0 where n_2 > 0, yet
+  π_2/π_1 → 0 because y1 is pushed up faster.
 
-The tests put both against independent NumPy computations of the libraries' expected updates
-(tests/test_runaway_limits.py: OpenRLHF reinforce_baseline's clamp and verl's abs KL loss).
+Every limit is certified only if, from the limit's survivors (the vanishing logits back at the
+solver's values), the runaway ray still finds **all** the vanishing responses pushed down at every
+probe, not weakening: on ``u`` for a root or a sliding point (there the survivors' push is
+O(π_vanishing)), on the relative push ``w`` at a vertex (its one survivor per context may carry a push
+that does not vanish, as TR-DPO's does; for a policy-gradient field w_k = u_k + Σ_j π_j u_j/π_k).
+
+The tests put these against independent NumPy computations of the libraries' expected updates
+(tests/test_runaway_limits.py: OpenRLHF reinforce_baseline's clamp, verl's abs KL loss on 3 and 4
+responses, TR-DPO's net win weights).
 """
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -65,31 +86,44 @@ def second_rule(fn, shape, supp, z, u, M, tangents, alpha, hp_ls, c, rays) -> li
         idx = np.argwhere(down)
         if len(idx):
             order[b] = idx[np.argsort(rel[down], kind="stable")]
-    j = 1
     out = list(rays)
+    for b, ray in _prefix_rays(fn, shape, supp, z, alpha, hp_ls, c, order, ("runaway", "beyond")).items():
+        out[b] = {**ray, "rule": 2}
+    return out
+
+
+def _prefix_rays(fn, shape, supp, z, alpha, hp_ls, c, order: dict, accept, rel: bool = False) -> dict:
+    """Per row ``b`` of ``order`` (candidate indices ``[m, 2]``, smallest first), the runaway ray of
+    the first prefix {the first}, {the first two}, … whose :func:`st._ray_verdict` (``rel``: on the
+    relative push) is in ``accept``; rows with none are left out. One batched ray per prefix length."""
+    X, K = shape
+    B = z.shape[0]
+    order, found, j = dict(order), {}, 1
     while order:
         cands = [None] * B
         for b, idx in order.items():
             m = np.zeros((X, K), bool)
             m[tuple(idx[:j].T)] = True
             cands[b] = m
-        rs = st._rays(None, fn, shape, supp, z, u, alpha, hp_ls, c, cands)
+        rs = st._rays(None, fn, shape, supp, z, None, alpha, hp_ls, c, cands)
         for b in list(order):
-            kind = st._ray_verdict(rs[b])[0]
-            if kind in ("runaway", "beyond"):
-                out[b] = {**rs[b], "rule": 2}
-            if kind in ("runaway", "beyond") or j >= len(order[b]):
+            kind = st._ray_verdict(rs[b], rel)[0]
+            if kind in accept:
+                found[b] = rs[b]
+            if kind in accept or j >= len(order[b]):
                 del order[b]
         j += 1
-    return out
+    return found
 
 
-def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish) -> list:
+def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish, depth: int = 0, pi_ref=None) -> list:
     """Per row, the certified limit of a runaway on the face of its survivors (module docstring),
     or ``None`` (no runaway on that row), or ``{"failed": reason}``. ``vanish[b]``: the vanishing
     responses' mask ``[X, K]`` (or None). A certified limit is ``{"policy" [X, K] (vanishing
-    exactly 0), "kind": "root" | "vertex" (one survivor per context) | "sliding", "face_step" | "bracket", "jump", "face_stability",
-    "ray": the ray from the limit}``."""
+    exactly 0), "kind": "root" | "vertex" (one survivor per context) | "sliding", "face_step" | "bracket", "jump" | "pinned",
+    "margin", "face_stability", "ray": the ray from the limit, "vanish": the final vanishing mask, "face_runaway": the
+    rays on the faces that ran away (absent where none did)}``. ``pi_ref``: the reference masses (the switching surfaces
+    of :func:`_pinned`); ``depth``: how many times the vanishing set was enlarged (≤ K)."""
     X, K = shape
     B, n = z.shape
     rows = [b for b in range(B) if vanish[b] is not None and alpha[b] == 0]
@@ -172,14 +206,61 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish) -> list:
             out[b] = {"failed": f"the face's root is {stab} on the face (Newton step {step:.1e})"}
             continue
         lim[b] = {"kind": "root" if T[b].shape[1] else "vertex", "face_step": step, "face_stability": stab}
-    for b, v in _sliding(fn, shape, supp, Z0, hp_ls, c, {b: T[b] for b in stuck}).items():
+    slides = _sliding(fn, shape, supp, Z0, hp_ls, c, {b: T[b] for b in stuck if T[b].shape[1] <= 1})
+    slides.update(_pinned(fn, shape, supp, Z0, hp_ls, c, [b for b in stuck if T[b].shape[1] > 1], surv, vanish, pi_ref))
+    for b, v in slides.items():
         if isinstance(v, str):
             out[b] = {"failed": v}
             continue
         Z[b] = v.pop("z")
         lim[b] = v
-    if not lim:
+    if lim:
+        _certify(fn, shape, supp, z, Z, alpha, hp_ls, c, vanish, surv, S, lim, out)
+    # the face has no limit of its own (its Newton stalled, no sliding point): does the face run away too?
+    grow = [b for b in stuck if b not in lim and isinstance(out[b], dict) and "failed" in out[b] and int(surv[b].sum()) > X]
+    if not grow or depth >= K:
         return out
+    F0 = field(Z0)
+    u0, _ = per_mass(Z0, F0, alpha)
+    LP0 = np.asarray(fn["logp"](Z0, c))
+    W0 = st._relative(shape, supp, u0, LP0).reshape(B, X, K)
+    order = {}
+    for b in grow:
+        lp = np.where(surv[b], LP0[b].reshape(X, K), -np.inf)
+        rel = lp - lp.max(axis=1, keepdims=True)
+        top = np.zeros((X, K), bool)
+        top[np.arange(X), np.argmax(lp, axis=1)] = True
+        down = surv[b] & ~top & (W0[b] > 0) & (rel > st.UNDERFLOW_LOGP)
+        idx = np.argwhere(down)
+        if len(idx):
+            order[b] = idx[np.argsort(rel[down], kind="stable")]
+    more = _prefix_rays(fn, shape, supp, Z0, alpha, hp_ls, c, order, ("runaway",), rel=True)
+    if not more:
+        return out
+    vanish2 = [None] * B
+    for b, ray in more.items():
+        vanish2[b] = vanish[b].copy()
+        vanish2[b][tuple(np.asarray(ray["which"]).T)] = True
+    sub = face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish2, depth + 1, pi_ref)
+    for b, ray in more.items():
+        step = {"which": np.asarray(ray["which"]).tolist(), **st._ray_verdict(ray, rel=True)[1]}
+        if "policy" in sub[b]:
+            out[b] = {**sub[b], "face_runaway": [step] + sub[b].get("face_runaway", [])}
+        else:
+            out[b] = {"failed": f"{out[b]['failed']}; on the face a survivor runs away too (relative push along the ray on "
+                                f"the face), but the smaller face's limit is not certified either: {sub[b]['failed']}"}
+    return out
+
+
+def _certify(fn, shape, supp, z, Z, alpha, hp_ls, c, vanish, surv, S, lim, out) -> None:
+    """The limits ``lim`` found on the faces (survivors' logits in ``Z``) that pass the final test go
+    into ``out``: from the limit's survivors, the vanishing logits back at the solver's values ``z``,
+    the runaway ray still finds every vanishing response pushed down at every probe, not weakening —
+    on ``u`` for a root or a sliding point of the face (there the survivors' push is O(π_vanishing)),
+    on the push relative to the context's survivor (:func:`st._relative`) at a vertex (its one
+    survivor may carry a push that does not vanish: TR-DPO's constant field)."""
+    X, K = shape
+    B, n = Z.shape
     # from the limit's survivors (the vanishing logits back at the solver's values): still a runaway?
     Zr = np.array(z, dtype=np.float64)
     cands = [None] * B
@@ -187,12 +268,10 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish) -> list:
         Zr[b][S[b]] = Z[b][S[b]]
         cands[b] = vanish[b]
     LPr = np.asarray(fn["logp"](Zr, c))
-    Fr = field(Zr)
-    ur, _ = per_mass(Zr, Fr, alpha)
-    rays = st._rays(None, fn, shape, supp, Zr, ur, alpha, hp_ls, c, cands)
+    rays = st._rays(None, fn, shape, supp, Zr, None, alpha, hp_ls, c, cands)
     LPf = np.asarray(fn["logp"](Z, c)).reshape(B, X, K)
     for b, v in lim.items():
-        kind, rc = st._ray_verdict(rays[b])
+        kind, rc = st._ray_verdict(rays[b], rel=v["kind"] == "vertex")
         if kind != "runaway":
             out[b] = {"failed": f"from the face's point the vanishing responses' push is not a runaway ({kind})"}
             continue
@@ -200,8 +279,7 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish) -> list:
         lp = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)
         with np.errstate(under="ignore"):
             pol = np.where(surv[b], np.exp(lp), 0.0)
-        out[b] = {**v, "policy": pol, "ray": rays[b], "ray_cert": rc, "logp_start": LPr[b].tolist()}
-    return out
+        out[b] = {**v, "policy": pol, "ray": rays[b], "ray_cert": rc, "logp_start": LPr[b].tolist(), "vanish": vanish[b].copy()}
 
 
 def _face_stability(M, T, pol, S) -> str:
@@ -288,4 +366,111 @@ def _sliding(fn, shape, supp, Z, hp_ls, c, Ts) -> dict:
             continue
         out[b] = {"kind": "sliding", "z": Z[b] + 0.5 * (t0 + t1) * one[b], "bracket": float(t1 - t0),
                   "jump": [float(g0_), float(g1)]}
+    return out
+
+
+MAX_CORNERS = 256  # a pinned sliding point is tested at the 2^d corners of its bracket (d pinned survivors)
+
+
+def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
+    """Rows whose face Newton stalled on a face of dimension ≥ 2: a **sliding point on an
+    intersection of switching surfaces** (Filippov), for a field discontinuous where a response's
+    mass crosses its reference mass (a KL estimate's sgn or clamp at the ratio 1: verl's ``abs``
+    KL loss, sgn(log π_k/π_ref,k)). Candidate: in each context the survivor with the largest mass at
+    the solver's point ``Z0`` is free, every other survivor is pinned at π_k = π_ref,k (the free one
+    takes the rest, which must be > 0 and off its own surface). Certificate: at every one of the 2^d
+    corners h_k = σ_k·δ (h = log π/π_ref, σ ∈ {±1}^d over the d pinned survivors, δ = ``BRACKET``/2),
+    every pinned h_k is pushed back towards 0 by the flow θ̇ = −F: σ_k·ḣ_k < 0 with
+    ḣ_k = −F_k + Σ_j π_j F_j (its context's sum) — then V = Σ_k |h_k| decreases on every side, so the
+    flow is pushed into the intersection from all sides, as the one-dimensional bracket of
+    :func:`_sliding` — and every vanishing response is pushed down there (``u > 0``). A face with more
+    than one free survivor in a context (a sliding point whose free coordinates follow the sliding
+    dynamics) is not sought. Returns per row ``{"kind": "sliding", "z", "bracket", "pinned", "margin"
+    (the largest σ_k·ḣ_k over the corners, < 0), "vanish_push" (the smallest u of a vanishing response
+    over the corners), "corners"}`` or the reason there is none."""
+    X, K = shape
+    B, n = Z0.shape
+    out: dict = {}
+    if not rows:
+        return out
+    if pi_ref is None:
+        return {b: "the face's Newton stalled on a face of dimension ≥ 2 (no reference masses for its switching surfaces)"
+                for b in rows}
+    ref = np.asarray(pi_ref, dtype=np.float64).reshape(X, K)
+    LP0 = np.asarray(fn["logp"](Z0, c)).reshape(B, X, K)
+    delta = 0.5 * BRACKET
+    plan = {}
+    for b in rows:
+        lp = np.where(surv[b], LP0[b], -np.inf)
+        free = np.argmax(lp, axis=1)
+        pin = surv[b].copy()
+        pin[np.arange(X), free] = False
+        rest = 1.0 - np.where(pin, ref, 0.0).sum(axis=1)
+        d = int(pin.sum())
+        if np.any(rest <= 0):
+            out[b] = (f"the face's Newton stalled on a face of dimension {d}, and its "
+                      "survivors cannot all but one per context sit at π_ref (a sliding point with free survivors is not sought)")
+        elif np.any(np.abs(np.log(rest) - np.log(ref[np.arange(X), free])) <= BRACKET):
+            out[b] = (f"the face's Newton stalled on a face of dimension {d}; with all survivors but the largest of each context "
+                      "at π_ref the largest sits on its switching surface too (a sliding point there is not sought: the "
+                      "pinned survivors' corners do not cover every side of its surface)")
+        elif 2 ** d > MAX_CORNERS:
+            out[b] = f"the face's Newton stalled on a face of dimension {d} (more than {MAX_CORNERS} corners to test)"
+        else:
+            plan[b] = (free, pin, d)
+
+    def logits(b, sig):
+        free, pin, _ = plan[b]
+        P = np.zeros((X, K))
+        P[pin] = ref[pin] * np.exp(sig * delta)
+        P[np.arange(X), free] = 1.0 - P.sum(axis=1)
+        zr = Z0[b].reshape(X, K).copy()
+        with np.errstate(divide="ignore"):
+            zr[surv[b]] = np.log(P[surv[b]])
+        top = np.max(np.where(surv[b], zr, -np.inf), axis=1, keepdims=True)
+        zr[vanish[b]] = np.broadcast_to(top + st.FAR_LOGP, (X, K))[vanish[b]]
+        return zr.reshape(-1)
+
+    jobs = [(b, np.array(sig, dtype=np.float64)) for b in plan for sig in itertools.product((-1.0, 1.0), repeat=plan[b][2])]
+    res = {b: [] for b in plan}
+    while jobs:  # batches of ≤ _LS corners per row (one compiled program)
+        C = np.repeat(Z0[:, None, :], st._LS, axis=1)
+        took = {b: [] for b in plan}
+        rest_jobs = []
+        for b, sig in jobs:
+            if len(took[b]) < st._LS:
+                C[b, len(took[b])] = logits(b, sig)
+                took[b].append(sig)
+            else:
+                rest_jobs.append((b, sig))
+        jobs = rest_jobs
+        Cf = C.reshape(B * st._LS, n)
+        F = np.asarray(fn["F"](Cf, hp_ls, c))
+        LP = np.asarray(fn["logp"](Cf, c))
+        U, _ = st._per_mass(shape, supp, np.zeros(B * st._LS), Cf, F, LP)
+        U, LP = U.reshape(B, st._LS, X, K), LP.reshape(B, st._LS, X, K)
+        for b, sigs in took.items():
+            for i, sig in enumerate(sigs):
+                with np.errstate(under="ignore"):
+                    P = np.where(supp, np.exp(LP[b, i]), 0.0)
+                Fm = np.where(supp, P * U[b, i], 0.0)
+                hd = -Fm + (P * Fm).sum(axis=1, keepdims=True)  # d log π_k/dt under θ̇ = −F
+                h = LP[b, i][plan[b][1]] - np.log(ref[plan[b][1]])
+                res[b].append((sig, h, hd[plan[b][1]], U[b, i][vanish[b]]))
+    for b, corners in res.items():
+        margin = max(float(np.max(sig * g)) for sig, _, g, _ in corners)
+        hmax = max(float(np.abs(h).max()) for _, h, _, _ in corners)
+        side = all(np.array_equal(np.sign(h), sig) for sig, h, _, _ in corners)
+        push = min(float(np.min(v)) for *_, v in corners) if vanish[b].any() else float("inf")
+        if not side or hmax > BRACKET:
+            out[b] = "the pinned survivors' corners are not on the sides of their surfaces (rounding)"
+        elif not margin < 0:
+            out[b] = (f"the face's Newton stalled on a face of dimension ≥ 2 and its survivors (all but one per context at "
+                      f"π_ref) are not pushed back to their switching surfaces from every side (σ·ḣ up to {margin:.3g})")
+        elif not push > 0:
+            out[b] = "at the pinned point's corners a vanishing response is not pushed down"
+        else:
+            out[b] = {"kind": "sliding", "z": logits(b, np.zeros(plan[b][2])), "bracket": 2 * delta,
+                      "pinned": np.argwhere(plan[b][1]).tolist(), "margin": margin, "vanish_push": push,
+                      "corners": len(corners)}
     return out

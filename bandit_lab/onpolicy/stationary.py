@@ -51,9 +51,11 @@ true value may be 1e-30), and ``M = ∂u/∂θ = diag(π)⁻¹J`` likewise. Then
   pushed-down responses smallest first (:func:`bandit_lab.onpolicy.runaway.second_rule`: a clamped
   KL leaves a push Newton cannot reduce, and the solver may stop above ``SMALL``). The **limit** is
   then certified on the survivors' face (:func:`bandit_lab.onpolicy.runaway.face_limits`): their
-  root by a scale-free Newton step ≤ ``STEP_TOL``, attracting on the face, or on a one-dimensional
-  face a sliding point of a discontinuous field (verl's ``abs`` KL loss), with the vanishing
-  responses still pushed down along the ray from it; ``certificate["limit_policy"]`` (vanishing
+  root by a scale-free Newton step ≤ ``STEP_TOL``, attracting on the face, or a sliding point of a
+  discontinuous field (verl's ``abs`` KL loss: on a line, or with survivors pinned at π_ref on a
+  face of dimension ≥ 2), or — where the face itself runs away (TR-DPO's constant field) — the
+  limit of a smaller face, down to a vertex, with all vanishing responses still pushed down along
+  the ray from it (at a vertex relative to its survivor, :func:`_relative`); ``certificate["limit_policy"]`` (vanishing
   masses exactly 0) is what ``solve``/``fixed-points``/``explain`` show. Where the limit is not
   certified the stop point is called the limit only when the survivors' logits move together there
   (``face_field_spread``: the spread of their F per unit of the smallest survivor's mass ≤ 1e-6),
@@ -456,7 +458,7 @@ def _solve_batch(objective, hps: list[dict], init=None, *, tol: float = TOL, ite
             vanish[b] = np.zeros(shape, bool)
             vanish[b][tuple(np.asarray(rays[b]["which"]).T)] = True
     if any(v is not None for v in vanish):
-        limits = runaway.face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish)
+        limits = runaway.face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish, pi_ref=np.asarray(objective.problem.pi_ref))
         out = [o if lim is None else _classify_scaled(objective, unravel, shape, supp, z[b], f[b], u[b], M[b], tangents[b], pol[b],
                                                       float(vals[b]), it, full[b], rays[b], lim)
                for b, (o, lim) in enumerate(zip(out, limits))]
@@ -504,24 +506,50 @@ def _rays(objective, fn, shape, supp, z, u, alpha, hp_ls, c, cands=None) -> list
     Cf = C.reshape(B * _LS, n)
     FC = np.asarray(fn["F"](Cf, hp_ls, c))
     UC, _ = _per_mass(shape, supp, np.repeat(alpha, _LS), Cf, FC, np.asarray(fn["logp"](Cf, c)))
+    LCf = np.asarray(fn["logp"](Cf, c))
+    WC = _relative(shape, supp, UC, LCf).reshape(B, _LS, X, K)
     UC = UC.reshape(B, _LS, X, K)
-    LC = np.asarray(fn["logp"](Cf, c)).reshape(B, _LS, X, K)
+    LC = LCf.reshape(B, _LS, X, K)
     out = []
     for b, x in enumerate(todo):
         if x is None:
             out.append(None)
             continue
         t, cand = x
-        out.append({"t": t, "out": UC[b][:, cand], "logp": LC[b][:, cand], "which": np.argwhere(cand)})
+        out.append({"t": t, "out": UC[b][:, cand], "rel": WC[b][:, cand], "logp": LC[b][:, cand], "which": np.argwhere(cand)})
     return out
 
 
-def _ray_verdict(ray) -> tuple[str, dict]:
-    """``("runaway" | "turns" | "beyond", numbers)`` from :func:`_rays`' probes (module docstring)."""
-    o, t, lp = ray["out"], ray["t"], ray["logp"]
-    scale = max(float(np.abs(o).max()), 1e-300)
+def _relative(shape, supp, u, LP) -> np.ndarray:
+    """The push on each response relative to its context's largest-mass response, per unit of its
+    own mass: ``w_k = (F_k − F_top)/π_k = u_k − u_top·π_top/π_k`` (``u`` from :func:`_per_mass`;
+    0 at the top). Under the flow θ̇ = −F the log-ratio log(π_k/π_top) = θ_k − θ_top moves at
+    −(F_k − F_top) = −π_k·w_k: ``w_k > 0`` is "pushed down relative to the top" whether or not the
+    top itself is pushed (a field that does not vanish on the face: TR-DPO's constant −(β/2)·n,
+    where ``u_k`` of a response less preferred than the top but with n_k > 0 is < 0 and yet
+    π_k/π_top → 0). Rows: ``u, LP`` [B, n]."""
+    X, K = shape
+    B = u.shape[0]
+    L = np.where(supp[None], LP.reshape(B, X, K), -np.inf)
+    top = np.argmax(L, axis=2)  # [B, X]
+    bi, xi = np.meshgrid(np.arange(B), np.arange(X), indexing="ij")
+    U = u.reshape(B, X, K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.exp(np.where(supp[None], L[bi, xi, top][..., None] - L, 0.0))
+        W = np.where(supp[None], U - U[bi, xi, top][..., None] * ratio, U)
+    W[bi, xi, top] = 0.0
+    return W.reshape(B, X * K)
+
+
+def _ray_verdict(ray, rel: bool = False) -> tuple[str, dict]:
+    """``("runaway" | "turns" | "beyond", numbers)`` from :func:`_rays`' probes (module docstring);
+    ``rel``: on the push relative to the context's largest response (:func:`_relative`) instead of ``u``."""
+    o, t, lp = ray["rel" if rel else "out"], ray["t"], ray["logp"]
+    scale = max(float(np.abs(o).max()), 1e-300) if np.all(np.isfinite(o)) else 1.0
     cert = {"ray_t": [float(t[1]), float(t[-1])], "ray_far_logp": float(lp[-1].max()),
             "ray_out_first": o[0].tolist(), "ray_out_far": o[-1].tolist()}
+    if rel:
+        cert["ray_measure"] = "relative"
     if not np.all(np.isfinite(o)):
         return "nonfinite", cert
     if np.any(o[1:] <= 0):  # the update turns inward at a finite t along the ray
@@ -548,16 +576,31 @@ def _limit_note(shape, limit, where) -> tuple[str, dict]:
     ray = limit["ray_cert"]
     cert = {"limit_policy": pol.tolist(), "limit_kind": limit["kind"], "limit_ray_out_first": ray["ray_out_first"],
             "limit_ray_out_far": ray["ray_out_far"]}
+    push = (f"relative to its context's survivor, w = (F_k − F_top)/π_k = " if ray.get("ray_measure") == "relative" else "u = ")
     tail = (f"; from it π({where}) is still pushed down at every probe of the ray, not weakening "
-            f"(u = {', '.join(f'{v:.3g}' for v in ray['ray_out_far'])} at log π = {ray['ray_far_logp']:.0f})")
+            f"({push}{', '.join(f'{v:.3g}' for v in ray['ray_out_far'])} at log π = {ray['ray_far_logp']:.0f})")
+    face = ""
+    if limit.get("face_runaway"):  # the face itself ran away (no limit on it): survivors added to the vanishing set
+        cert["limit_face_runaway"] = limit["face_runaway"]
+        face = "".join(f"the survivors' face has no limit of its own and runs away too: π({_label(shape, f['which'])}) → 0 "
+                       f"(pushed down relative to its context's largest at every probe of the ray on that face, not "
+                       f"weakening, to log π = {f['ray_far_logp']:.0f}); " for f in limit["face_runaway"])
     if limit["kind"] == "vertex":
-        return f"the limit is the vertex π = {_fmt_policy(pol)} (one survivor per context){tail}", cert
+        return f"{face}the limit is the vertex π = {_fmt_policy(pol)} (one survivor per context){tail}", cert
     if limit["kind"] == "root":
         cert["limit_face_step"] = limit["face_step"]
-        return (f"the limit is π = {_fmt_policy(pol)}, the survivors' stationary point on their face (Newton step "
+        return (f"{face}the limit is π = {_fmt_policy(pol)}, the survivors' stationary point on their face (Newton step "
                 f"{limit['face_step']:.1e} there, scale-free; attracting on the face){tail}"), cert
+    if "pinned" in limit:  # on an intersection of switching surfaces (runaway._pinned)
+        cert.update({"limit_bracket": limit["bracket"], "limit_pinned": _label(shape, limit["pinned"]).split(", "),
+                     "limit_margin": limit["margin"], "limit_corners": limit["corners"], "limit_vanish_push": limit["vanish_push"]})
+        return (f"{face}the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face where π({_label(shape, limit['pinned'])}) "
+                f"sit on their switching surfaces π_k = π_ref,k: at all {limit['corners']} corners ±{limit['bracket'] / 2:.0e} of "
+                f"log π_k/π_ref,k around it the flow pushes every one of them back towards its surface (largest "
+                f"σ·d/dt log π_k/π_ref,k = {limit['margin']:.3g} < 0: the field jumps there, no root), so the flow on the face is "
+                f"pushed into it from all sides{tail}"), cert
     cert.update({"limit_bracket": limit["bracket"], "limit_jump": limit["jump"]})
-    return (f"the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face: the update along it changes "
+    return (f"{face}the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face: the update along it changes "
             f"sign across {limit['bracket']:.0e} in the logit (per unit mass {limit['jump'][0]:.3g} | {limit['jump'][1]:.3g} at "
             f"the ends: the field jumps there, no root), so the flow on the face is pushed into it from both sides{tail}"), cert
 
@@ -614,9 +657,13 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
                          f"{face:.1e} ≤ 1e-6)" if face <= 1e-6 else
                          "the point shown is where the solver stopped, NOT the limit: the survivors' update still moves them "
                          f"apart (spread per unit mass {face:.1e})")
+                lead = f"π({where}) → 0 — "
                 if limit is not None and "policy" in limit:
-                    shown, lc = _limit_note(shape, limit, where)
-                    cert.update(lc, vanishing=[s.strip() for s in where.split(",")])
+                    where_all = _label(shape, np.argwhere(limit["vanish"]))
+                    shown, lc = _limit_note(shape, limit, where_all)
+                    cert.update(lc, vanishing=[s.strip() for s in where_all.split(",")])
+                    if where_all != where:
+                        lead = f"π({where_all}) → 0 — first π({where}): "
                 elif limit is not None:
                     shown += f" (the face's limit is not certified: {limit['failed']})"
                     cert["limit_failed"] = limit["failed"]
@@ -625,7 +672,7 @@ def _classify_scaled(objective, unravel, shape, supp, z, f, u, M, T, pol, value,
                     shown += (f"; found by the second candidate rule (the responses the update pushes down, smallest first: "
                               f"rule 1 takes only those below {SMALL:g} of their context's largest mass)")
                 return Stationary(res._replace(converged=False), "runaway",
-                                  f"no finite stationary point on the flow's path: π({where}) → 0 — along the ray lowering their "
+                                  f"no finite stationary point on the flow's path: {lead}along the ray lowering their "
                                   f"logits the update keeps pushing them down, not weakening, to log π = {rc['ray_far_logp']:.0f} "
                                   f"(Newton step {step:.1e}); {shown}; a finite root elsewhere (one the flow from this start "
                                   "does not reach) is not excluded", None, {**cert, "stability": "runaway"})
