@@ -88,6 +88,11 @@ def pytest_cmdline_main(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    with _cpu_logged(item):
+        yield from _timed_alone(item)
+
+
+def _timed_alone(item):
     uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not uid:
         yield
@@ -111,6 +116,37 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(work, fcntl.LOCK_UN)
             if timed:
                 fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+# ----------------------------------------------------------------------------- where the CPU goes
+# BANDIT_LAB_TEST_CPU=FILE appends one line per test, "CPU-seconds nodeid": the test process's CPU
+# time (all its threads, XLA's compiler included: time.process_time) plus that of the subprocesses it
+# waited for (getrusage(RUSAGE_CHILDREN)), over the test's whole protocol — setup, call, teardown, so
+# a module's shared fixtures count in its first test and their teardown in its last. Unlike
+# --durations (wall), it does not grow when the machine is shared (how docs/performance.md, "The test
+# suite", measured where the CPU goes). Sum per file:
+#   awk '{split($2, a, "::"); s[a[1]] += $1} END {for (f in s) printf "%7.1f %s\n", s[f], f}' FILE | sort -rn
+
+@contextlib.contextmanager
+def _cpu_logged(item):
+    log = os.environ.get("BANDIT_LAB_TEST_CPU")
+    if not log:
+        yield
+        return
+    import resource
+    import time
+
+    def cpu():
+        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + ch.ru_utime + ch.ru_stime
+
+    c0 = cpu()
+    try:
+        yield
+    finally:
+        with open(log, "a") as fh:  # one short line per write: the workers' lines do not interleave
+            fh.write(f"{cpu() - c0:.3f} {item.nodeid}\n")
+
 
 # ----------------------------------------------------------------------------- on-policy references
 # shared by tests/test_explain.py and tests/test_variant_points.py

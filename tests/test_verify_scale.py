@@ -83,9 +83,13 @@ def test_draws_are_jax_randoms_own():
 def test_verify_profile_counts_compiles_and_cpu(tmp_path):
     """`python -m bandit_lab.bench --verify-profile` (how docs/performance.md measures verify): a
     cold check compiles programs and takes CPU time; run again with the same cache, in a process
-    that already holds them, it compiles none (counted by JAX's own compile events)."""
+    that already holds them, it compiles none (counted by JAX's own compile events). The check's
+    programs may already be in this process's in-memory caches (an earlier test of the same worker
+    ran the same Kong App. D solves: test_kong_a, which made this test fail under xdist), so they
+    are cleared first (``jax.clear_caches``): "cold" means cold for this process too."""
     from bandit_lab import bench
 
+    jax.clear_caches()
     (cold,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
     assert cold["passed"] and cold["compiles"] > 0 and cold["cpu_s"] > 0 and cold["compile_s"] > 0
     (again,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
