@@ -131,3 +131,18 @@ def test_columnar_exact_results_are_the_per_point_results():
             np.testing.assert_allclose(r.residual, np.linalg.norm(np.ravel(np.asarray(r.grad))), rtol=4.5e-16, atol=0)
             assert r.converged == (r.residual <= 1e-10)
             assert np.isnan(r.value)
+
+
+def test_no_stationarity_norm_changes_nothing_else():
+    """`TrainConfig(stationarity=False)` (a weight-decay sweep's: its exact solve certifies every
+    point) drops the final gradient from the program: grad_norm is NaN, every iterate, record and
+    logged loss is the same bit for bit."""
+    pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
+    o = make_objective(pb, "ipo")
+    for every in (False, True):
+        on = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every)
+        off = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every, stationarity=False)
+        (a,), (b,) = (run_many([make_train(o, c)], [_hp(0.05)]) for c in (on, off))
+        assert np.array_equal(a.params, b.params) and np.array_equal(a.policies, b.policies)
+        assert np.array_equal(a.loss, b.loss)
+        assert np.all(np.isfinite(a.grad_norm)) and np.all(np.isnan(b.grad_norm))
