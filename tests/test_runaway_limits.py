@@ -236,67 +236,85 @@ def test_trdpo_runaway_limit_is_the_net_win_vertex(ref, ps, ref_top_differs):
     assert np.all(np.asarray(c["limit_ray_out_far"]) >= np.asarray(c["limit_ray_out_first"]))  # not weakening
 
 
-# --- verl ``abs`` KL loss on a 4-response bandit: a sliding point on two switching surfaces ---
+# --- verl ``abs`` KL loss on 4 and 5 responses: sliding points on several switching surfaces ---
 
-REF4 = np.array([0.3, 0.3, 0.2, 0.2])
-R4 = np.log([0.4, 0.3, 0.25, 0.05])
 ABS = {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef": 0.5, "kl_loss_type": "abs"}
+# (π_ref, π* = e^r, the limit: the largest-reward survivor free, the other survivors at π_ref, the last gone)
+MULTI = [([0.3, 0.3, 0.2, 0.2], [0.4, 0.3, 0.25, 0.05], [0.5, 0.3, 0.2, 0.0]),
+         ([0.2] * 5, [0.3, 0.25, 0.2, 0.15, 0.1], [0.4, 0.2, 0.2, 0.2, 0.0])]
 
 
-def _u_abs4(p, beta=0.5):
+def _u_abs_k(p, ref, r, beta=0.5):
     """NumPy, verl ``abs`` KL loss + RLOO (tests/test_audit_rows.py): per-mass descent field
     u_j = (r̄ − r_j) + β(sgn h_j − E_π sgn h), h = log π/π_ref."""
-    sg = np.sign(np.log(p) - np.log(REF4))
-    return (p @ R4 - R4) + beta * (sg - p @ sg)
+    sg = np.sign(np.log(p) - np.log(ref))
+    return (p @ r - r) + beta * (sg - p @ sg)
 
 
-def _corners4(delta=5e-11):
-    """NumPy: at the 4 corners π_2,3 = π_ref,2,3·e^{σδ} (y1 takes the rest, π_4 = 1e-250) the rates
-    σ_k·d/dt log(π_k/π_ref,k) = σ_k(−F_k + Σ π_j F_j) of the two pinned responses, and y4's u."""
-    out = []
-    for sig in itertools.product((-1.0, 1.0), repeat=2):
-        p = np.array([0.0, REF4[1] * np.exp(sig[0] * delta), REF4[2] * np.exp(sig[1] * delta), 1e-250])
+def _corners(ref, r, delta=5e-11):
+    """NumPy: at the 2^d corners π_k = π_ref,k·e^{σ_k δ} of the pinned responses (all but the first
+    and the last; the first takes the rest, the last has mass 1e-250), the rates
+    σ_k·d/dt log(π_k/π_ref,k) = σ_k(−F_k + Σ π_j F_j), and the smallest u of the last response over the
+    convex combinations of the corners' fields with d/dt h = 0 on the pinned ones (scipy linprog)."""
+    from scipy.optimize import linprog
+
+    ref, r = np.asarray(ref), np.log(r)
+    pin = np.arange(1, len(ref) - 1)
+    rates, G, U = [], [], []
+    for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
+        p = np.zeros(len(ref))
+        p[pin] = ref[pin] * np.exp(np.array(sig) * delta)
+        p[-1] = 1e-250
         p[0] = 1 - p.sum()
-        u = _u_abs4(p)
-        F = p * u
-        hd = -F + p @ F
-        out.append((np.array(sig) * hd[1:3], u[3]))
-    return out
+        u = _u_abs_k(p, ref, r)
+        hd = -p * u + p @ (p * u)
+        rates.append(np.array(sig) * hd[pin])
+        G.append(hd[pin])
+        U.append(u[-1])
+    A = np.vstack([np.array(G).T, np.ones(len(G))])
+    lp = linprog(np.array(U), A_eq=A, b_eq=np.r_[np.zeros(len(pin)), 1.0], bounds=[(0, None)] * len(G))
+    assert lp.status == 0
+    return np.array(rates), float(lp.fun)
 
 
-def test_verl_abs_four_responses_field_corners_and_flow():
-    """The NumPy field is bandit-lab's (4 responses, arbitrary π, 1e-12). At (0.5, 0.3, 0.2, 0) — y2
-    and y3 at π_ref, y4 gone — every corner pushes both pinned responses back to their surfaces
-    (σ·ḣ ≤ −0.05) and y4 down (u ≥ 0.89): a sliding point of codimension 2. A NumPy Euler flow
-    θ̇ = −F (step 0.05, t = 2000) from π_ref ends within 5e-3 of it (y4's mass ~1/t: < 1e-3)."""
-    pb = Problem.create(REF4.tolist(), reward=R4.tolist(), pairs="uniform")
-    q = np.array([0.1, 0.2, 0.3, 0.4])
-    assert np.max(np.abs(_bl_field(pb, "verl", ABS, np.log(q)) - q * _u_abs4(q))) < 1e-12
-    for push, u4 in _corners4():
-        assert np.all(push < -0.05) and u4 > 0.89
-    th = np.log(REF4)
+@pytest.mark.parametrize("ref,ps,lim", MULTI)
+def test_verl_abs_multi_surface_field_corners_and_flow(ref, ps, lim):
+    """The NumPy field is bandit-lab's (arbitrary π, 1e-12). At the limit every corner pushes every
+    pinned response back to its surface (σ·ḣ ≤ −0.005), the sliding motions push the last response
+    down (u ≥ 0.09): a sliding point of codimension d. A NumPy Euler flow θ̇ = −F (step 0.05,
+    t = 2000) from π_ref ends within 1e-2 of it (the last mass falls like 1/t: < 1e-2)."""
+    ref, r = np.asarray(ref), np.log(ps)
+    pb = Problem.create(ref.tolist(), reward=r.tolist(), pairs="uniform")
+    q = np.random.default_rng(1).dirichlet(np.ones(len(ref)))  # off every surface π_k = π_ref,k
+    assert np.max(np.abs(_bl_field(pb, "verl", ABS, np.log(q)) - q * _u_abs_k(q, ref, r))) < 1e-12
+    rates, push = _corners(ref, ps)
+    assert np.all(rates < -0.005) and push > 0.09
+    th = np.log(ref)
     for _ in range(40000):
         p = np.exp(th - np.logaddexp.reduce(th))
-        th = th - 0.05 * p * _u_abs4(p)
-    assert np.max(np.abs(p - [0.5, 0.3, 0.2, 0.0])) < 5e-3 and p[3] < 1e-3
+        th = th - 0.05 * p * _u_abs_k(p, ref, r)
+    assert np.max(np.abs(p - lim)) < 1e-2 and p[-1] < 1e-2
 
 
-def test_verl_abs_four_responses_limit_is_a_pinned_sliding_point():
-    """The solver: y4 runs away; its face {y1, y2, y3} (dimension 2) has no root and no one-dimensional
-    sliding point; the limit is the sliding point with y2, y3 pinned at π_ref: (0.5, 0.3, 0.2, 0), 1e-12;
-    its certificate's largest corner rate equals NumPy's (:func:`_corners4`, 1e-9)."""
-    s = solve(make_objective(Problem.create(REF4.tolist(), reward=R4.tolist(), pairs="uniform"), "verl", ABS))
+@pytest.mark.parametrize("ref,ps,lim", MULTI)
+def test_verl_abs_limit_is_a_sliding_point_on_several_surfaces(ref, ps, lim):
+    """The solver: the last response runs away; its face (dimension 2, resp. 3) has no root; the limit
+    is the sliding point with all survivors but the first pinned at π_ref, 1e-12; its certificate's
+    largest corner rate and the sliding motions' smallest push equal NumPy's (:func:`_corners`, 1e-9)."""
+    s = solve(make_objective(Problem.create(ref, reward=np.log(ps).tolist(), pairs="uniform"), "verl", ABS))
     c = s.certificate
+    K = len(ref)
     assert s.status == "runaway", s.note
-    assert c["vanishing"] == ["y4"] and c["limit_kind"] == "sliding" and c["limit_pinned"] == ["y2", "y3"], c
-    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - [0.5, 0.3, 0.2, 0.0])) < 1e-12
-    assert c["limit_corners"] == 4 and c["limit_bracket"] <= 1e-10
-    want = max(float(push.max()) for push, _ in _corners4())
-    assert abs(c["limit_margin"] - want) < 1e-9 and c["limit_margin"] < 0
-    assert "NOT the limit" not in s.note and "the limit is π = [0.5, 0.3, 0.2, 0], a sliding point" in s.note
+    assert c["vanishing"] == [f"y{K}"] and c["limit_kind"] == "sliding", c
+    assert c["limit_pinned"] == [f"y{k}" for k in range(2, K)]
+    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - lim)) < 1e-12
+    assert c["limit_corners"] == 2 ** (K - 2) and c["limit_bracket"] <= 1e-10
+    rates, push = _corners(ref, ps)
+    assert abs(c["limit_margin"] - rates.max()) < 1e-9 and c["limit_margin"] < 0
+    assert abs(c["limit_vanish_push"] - push) < 1e-9
+    assert "NOT the limit" not in s.note and f"the limit is π = {stationary._fmt_policy(lim)}, a sliding point" in s.note
 
 
-@pytest.mark.slow
 def test_verl_abs_two_contexts_multidimensional_face_is_not_called_a_limit():
     """Two contexts: the face's Newton stalls on a face of dimension 3; the candidate sliding point
     (all survivors but the largest of each context at π_ref) leaves x2's free response at its own

@@ -25,11 +25,13 @@ Two pieces the stationary solver calls once its Newton iteration has stopped sho
   face its limit is a **sliding point** (Filippov): the update along the face changes sign from
   "pushed up" to "pushed down" across a bracket narrowed to ≤ ``BRACKET`` in the logit, so the flow
   on the face is pushed into the bracket from both sides. On a face of dimension d ≥ 2
-  (:func:`_pinned`) the sliding point sought is the one with every survivor but the largest of each
-  context on its switching surface π_k = π_ref,k, certified at the 2^d corners ±``BRACKET``/2 of
-  log π_k/π_ref,k: every pinned log-ratio is pushed back towards 0 on every side (verl ``abs`` on a
-  4-response bandit: (0.5, 0.3, 0.2, 0)); a sliding point with free survivors next to pinned ones
-  is not sought (the note then says "NOT the limit").
+  (:func:`_pinned`) the sliding point sought is one with every survivor but one per context on its
+  switching surface π_k = π_ref,k, certified at the 2^d corners ±``BRACKET``/2 of log π_k/π_ref,k:
+  every pinned log-ratio is pushed back towards 0 on every side, and every sliding motion there
+  pushes the vanishing responses down (verl ``abs``: (0.5, 0.3, 0.2, 0) on 4 responses,
+  (0.4, 0.2, 0.2, 0.2, 0) on 5); a sliding point with two free survivors in a context, or one whose
+  pinned coordinates are attracted only through a sliding motion (not from every corner), is not
+  sought (the note then says "NOT the limit").
 - **a face that runs away too.** Where the face has no limit (its Newton stalls and no sliding
   point is found), the survivors the face's update pushes down *relative to their context's
   largest* (``w_k = (F_k − F_top)/π_k > 0``, :func:`st._relative`), smallest first, are tried with
@@ -369,25 +371,30 @@ def _sliding(fn, shape, supp, Z, hp_ls, c, Ts) -> dict:
     return out
 
 
-MAX_CORNERS = 256  # a pinned sliding point is tested at the 2^d corners of its bracket (d pinned survivors)
+MAX_CORNERS = 256  # a pinned sliding point is tested at the 2^d corners of its bracket (d pinned survivors), …
+MAX_CANDIDATES = 64  # … for at most this many choices of the free survivor of each context
 
 
 def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
     """Rows whose face Newton stalled on a face of dimension ≥ 2: a **sliding point on an
     intersection of switching surfaces** (Filippov), for a field discontinuous where a response's
     mass crosses its reference mass (a KL estimate's sgn or clamp at the ratio 1: verl's ``abs``
-    KL loss, sgn(log π_k/π_ref,k)). Candidate: in each context the survivor with the largest mass at
-    the solver's point ``Z0`` is free, every other survivor is pinned at π_k = π_ref,k (the free one
-    takes the rest, which must be > 0 and off its own surface). Certificate: at every one of the 2^d
-    corners h_k = σ_k·δ (h = log π/π_ref, σ ∈ {±1}^d over the d pinned survivors, δ = ``BRACKET``/2),
-    every pinned h_k is pushed back towards 0 by the flow θ̇ = −F: σ_k·ḣ_k < 0 with
-    ḣ_k = −F_k + Σ_j π_j F_j (its context's sum) — then V = Σ_k |h_k| decreases on every side, so the
-    flow is pushed into the intersection from all sides, as the one-dimensional bracket of
-    :func:`_sliding` — and every vanishing response is pushed down there (``u > 0``). A face with more
-    than one free survivor in a context (a sliding point whose free coordinates follow the sliding
-    dynamics) is not sought. Returns per row ``{"kind": "sliding", "z", "bracket", "pinned", "margin"
-    (the largest σ_k·ḣ_k over the corners, < 0), "vanish_push" (the smallest u of a vanishing response
-    over the corners), "corners"}`` or the reason there is none."""
+    KL loss, sgn(log π_k/π_ref,k)). Candidates: in each context one survivor is free and every other
+    survivor is pinned at π_k = π_ref,k (the free one takes the rest, which must be > 0 and off its
+    own surface); the choices are tried in the order of the free survivors' masses at the solver's
+    point ``Z0`` (the largest first), and the first that passes is the limit. For verl ``abs`` this
+    is the generic form of a sliding point: with u_j = (r̄ − r_j) + β(s_j − Σ π_i s_i) (s = sgn h, in
+    [−1, 1] on a surface) a root with two free survivors in a context needs r_j − r_l ∈ {0, ±2β}.
+    Certificate: at every one of the 2^d corners h_k = σ_k·δ (h = log π/π_ref, σ ∈ {±1}^d over the d
+    pinned survivors, δ = ``BRACKET``/2), every pinned h_k is pushed back towards 0 by the flow
+    θ̇ = −F: σ_k·ḣ_k < 0 with ḣ_k = −F_k + Σ_j π_j F_j (its context's sum) — then every |h_k|
+    decreases on every side, so the flow is pushed into the intersection from all sides, as across
+    the one-dimensional bracket of :func:`_sliding` (on an intersection of some of the surfaces the
+    sliding motion is a convex combination of the adjacent corners' fields, and each of them pushes
+    every other |h_k| down) — and every vanishing response is pushed down by the sliding motion
+    (:func:`_sliding_push`). Returns per row ``{"kind": "sliding", "z", "bracket", "pinned",
+    "margin" (the largest σ_k·ḣ_k over the corners, < 0), "vanish_push", "corners"}`` or the reason
+    there is none."""
     X, K = shape
     B, n = Z0.shape
     out: dict = {}
@@ -399,28 +406,37 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
     ref = np.asarray(pi_ref, dtype=np.float64).reshape(X, K)
     LP0 = np.asarray(fn["logp"](Z0, c)).reshape(B, X, K)
     delta = 0.5 * BRACKET
-    plan = {}
+    plan = {}  # b → [(free [X], pin [X, K], d)], in the order tried
     for b in rows:
         lp = np.where(surv[b], LP0[b], -np.inf)
-        free = np.argmax(lp, axis=1)
-        pin = surv[b].copy()
-        pin[np.arange(X), free] = False
-        rest = 1.0 - np.where(pin, ref, 0.0).sum(axis=1)
-        d = int(pin.sum())
-        if np.any(rest <= 0):
-            out[b] = (f"the face's Newton stalled on a face of dimension {d}, and its "
-                      "survivors cannot all but one per context sit at π_ref (a sliding point with free survivors is not sought)")
-        elif np.any(np.abs(np.log(rest) - np.log(ref[np.arange(X), free])) <= BRACKET):
-            out[b] = (f"the face's Newton stalled on a face of dimension {d}; with all survivors but the largest of each context "
-                      "at π_ref the largest sits on its switching surface too (a sliding point there is not sought: the "
-                      "pinned survivors' corners do not cover every side of its surface)")
-        elif 2 ** d > MAX_CORNERS:
-            out[b] = f"the face's Newton stalled on a face of dimension {d} (more than {MAX_CORNERS} corners to test)"
+        per = [[int(k) for k in np.argsort(-lp[x], kind="stable") if surv[b][x, k]] for x in range(X)]
+        cands, why = [], set()
+        for free in itertools.islice(itertools.product(*per), MAX_CANDIDATES):
+            free = np.array(free)
+            pin = surv[b].copy()
+            pin[np.arange(X), free] = False
+            rest = 1.0 - np.where(pin, ref, 0.0).sum(axis=1)
+            d = int(pin.sum())
+            if np.any(rest <= 0):
+                why.add("the pinned survivors' reference masses leave none to the free one")
+            elif np.any(np.abs(np.log(rest) - np.log(ref[np.arange(X), free])) <= BRACKET):
+                why.add("the free survivor sits on its own switching surface too (not sought: the pinned survivors' "
+                        "corners do not cover every side of its surface)")
+            elif 2 ** d > MAX_CORNERS:
+                why.add(f"more than {MAX_CORNERS} corners to test")
+            else:
+                cands.append((free, pin, d))
+        d = int(surv[b].sum()) - int(np.sum(surv[b].any(axis=1)))
+        budget = np.cumsum([2 ** dd for _, _, dd in cands])
+        cands = cands[: max(1, int(np.sum(budget <= 4 * MAX_CORNERS)))]  # ≤ 1024 corner evaluations per row
+        if cands:
+            plan[b] = cands
         else:
-            plan[b] = (free, pin, d)
+            out[b] = (f"the face's Newton stalled on a face of dimension {d}, and no sliding point with all survivors but "
+                      f"one per context at π_ref is a candidate ({'; '.join(sorted(why))})")
 
-    def logits(b, sig):
-        free, pin, _ = plan[b]
+    def logits(b, i, sig):
+        free, pin, _ = plan[b][i]
         P = np.zeros((X, K))
         P[pin] = ref[pin] * np.exp(sig * delta)
         P[np.arange(X), free] = 1.0 - P.sum(axis=1)
@@ -431,46 +447,74 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
         zr[vanish[b]] = np.broadcast_to(top + st.FAR_LOGP, (X, K))[vanish[b]]
         return zr.reshape(-1)
 
-    jobs = [(b, np.array(sig, dtype=np.float64)) for b in plan for sig in itertools.product((-1.0, 1.0), repeat=plan[b][2])]
-    res = {b: [] for b in plan}
+    jobs = [(b, i, np.array(sig, dtype=np.float64)) for b in plan for i, (_, _, d) in enumerate(plan[b])
+            for sig in itertools.product((-1.0, 1.0), repeat=d)]
+    res = {(b, i): [] for b in plan for i in range(len(plan[b]))}
     while jobs:  # batches of ≤ _LS corners per row (one compiled program)
         C = np.repeat(Z0[:, None, :], st._LS, axis=1)
         took = {b: [] for b in plan}
-        rest_jobs = []
-        for b, sig in jobs:
+        later = []
+        for b, i, sig in jobs:
             if len(took[b]) < st._LS:
-                C[b, len(took[b])] = logits(b, sig)
-                took[b].append(sig)
+                C[b, len(took[b])] = logits(b, i, sig)
+                took[b].append((i, sig))
             else:
-                rest_jobs.append((b, sig))
-        jobs = rest_jobs
+                later.append((b, i, sig))
+        jobs = later
         Cf = C.reshape(B * st._LS, n)
         F = np.asarray(fn["F"](Cf, hp_ls, c))
         LP = np.asarray(fn["logp"](Cf, c))
         U, _ = st._per_mass(shape, supp, np.zeros(B * st._LS), Cf, F, LP)
         U, LP = U.reshape(B, st._LS, X, K), LP.reshape(B, st._LS, X, K)
-        for b, sigs in took.items():
-            for i, sig in enumerate(sigs):
+        for b, done in took.items():
+            for j, (i, sig) in enumerate(done):
+                pin = plan[b][i][1]
                 with np.errstate(under="ignore"):
-                    P = np.where(supp, np.exp(LP[b, i]), 0.0)
-                Fm = np.where(supp, P * U[b, i], 0.0)
+                    P = np.where(supp, np.exp(LP[b, j]), 0.0)
+                Fm = np.where(supp, P * U[b, j], 0.0)
                 hd = -Fm + (P * Fm).sum(axis=1, keepdims=True)  # d log π_k/dt under θ̇ = −F
-                h = LP[b, i][plan[b][1]] - np.log(ref[plan[b][1]])
-                res[b].append((sig, h, hd[plan[b][1]], U[b, i][vanish[b]]))
-    for b, corners in res.items():
-        margin = max(float(np.max(sig * g)) for sig, _, g, _ in corners)
-        hmax = max(float(np.abs(h).max()) for _, h, _, _ in corners)
-        side = all(np.array_equal(np.sign(h), sig) for sig, h, _, _ in corners)
-        push = min(float(np.min(v)) for *_, v in corners) if vanish[b].any() else float("inf")
-        if not side or hmax > BRACKET:
-            out[b] = "the pinned survivors' corners are not on the sides of their surfaces (rounding)"
-        elif not margin < 0:
-            out[b] = (f"the face's Newton stalled on a face of dimension ≥ 2 and its survivors (all but one per context at "
-                      f"π_ref) are not pushed back to their switching surfaces from every side (σ·ḣ up to {margin:.3g})")
-        elif not push > 0:
-            out[b] = "at the pinned point's corners a vanishing response is not pushed down"
+                res[(b, i)].append((sig, LP[b, j][pin] - np.log(ref[pin]), hd[pin], U[b, j][vanish[b]]))
+    for b, cands in plan.items():
+        worst = []
+        for i, (free, pin, d) in enumerate(cands):
+            corners = res[(b, i)]
+            margin = max(float(np.max(sig * g)) for sig, _, g, _ in corners)
+            hmax = max(float(np.abs(h).max()) for _, h, _, _ in corners)
+            side = all(np.array_equal(np.sign(h), sig) for sig, h, _, _ in corners)
+            push = _sliding_push(corners) if vanish[b].any() and margin < 0 else float("inf")
+            if side and hmax <= BRACKET and margin < 0 and push > 0:
+                out[b] = {"kind": "sliding", "z": logits(b, i, np.zeros(d)), "bracket": 2 * delta,
+                          "pinned": np.argwhere(pin).tolist(), "margin": margin, "vanish_push": push, "corners": len(corners)}
+                break
+            worst.append(margin if side and hmax <= BRACKET else float("inf"))
         else:
-            out[b] = {"kind": "sliding", "z": logits(b, np.zeros(plan[b][2])), "bracket": 2 * delta,
-                      "pinned": np.argwhere(plan[b][1]).tolist(), "margin": margin, "vanish_push": push,
-                      "corners": len(corners)}
+            d = int(surv[b].sum()) - int(np.sum(surv[b].any(axis=1)))
+            out[b] = (f"the face's Newton stalled on a face of dimension {d}, and with all survivors but one per context at "
+                      f"π_ref ({len(cands)} choice(s) of the free one) they are not pushed back to their switching surfaces "
+                      f"from every side, or a vanishing response is not pushed down (σ·ḣ up to {min(worst):.3g} at the best)")
     return out
+
+
+def _sliding_push(corners) -> float:
+    """The smallest per-mass push ``u`` on a vanishing response under any sliding motion on the
+    intersection: Filippov's sliding field (Filippov 1988, *Differential Equations with Discontinuous
+    Righthand Sides*, §2.4 and §19) is a convex combination Σ λ_σ F_σ of the fields of the 2^d
+    adjacent regions (here sampled at the corners) tangent to the intersection (Σ λ_σ ḣ_σ = 0 on
+    the pinned coordinates). For each vanishing response the minimum of Σ λ_σ u_σ over all such λ is
+    a linear program (scipy ``linprog``, HiGHS); > 0 for every one means it is pushed down whichever
+    combination the motion takes (weaker than u > 0 at every corner, and as sound). ``corners``:
+    ``(σ, h, ḣ_pinned, u_vanishing)`` per corner. ``-inf`` where no tangent combination exists."""
+    from scipy.optimize import linprog
+
+    G = np.array([g for _, _, g, _ in corners]).T  # [d, 2^d]
+    Uv = np.array([v for *_, v in corners])  # [2^d, m]
+    A = np.vstack([G, np.ones(G.shape[1])])
+    rhs = np.concatenate([np.zeros(G.shape[0]), [1.0]])
+    scale = max(float(np.abs(Uv).max()), 1e-300)
+    worst = float("inf")
+    for j in range(Uv.shape[1]):
+        res = linprog(Uv[:, j], A_eq=A, b_eq=rhs, bounds=[(0, None)] * G.shape[1], method="highs")
+        if res.status != 0:
+            return float("-inf")
+        worst = min(worst, float(res.fun))
+    return worst if worst > 1e-9 * scale else min(worst, 0.0)

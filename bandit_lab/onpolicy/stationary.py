@@ -598,7 +598,8 @@ def _limit_note(shape, limit, where) -> tuple[str, dict]:
                 f"sit on their switching surfaces π_k = π_ref,k: at all {limit['corners']} corners ±{limit['bracket'] / 2:.0e} of "
                 f"log π_k/π_ref,k around it the flow pushes every one of them back towards its surface (largest "
                 f"σ·d/dt log π_k/π_ref,k = {limit['margin']:.3g} < 0: the field jumps there, no root), so the flow on the face is "
-                f"pushed into it from all sides{tail}"), cert
+                f"pushed into it from all sides, and every sliding motion there (a convex combination of the corners' fields "
+                f"tangent to the surfaces) pushes the vanishing responses down (u ≥ {limit['vanish_push']:.3g}){tail}"), cert
     cert.update({"limit_bracket": limit["bracket"], "limit_jump": limit["jump"]})
     return (f"{face}the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face: the update along it changes "
             f"sign across {limit['bracket']:.0e} in the logit (per unit mass {limit['jump'][0]:.3g} | {limit['jump'][1]:.3g} at "
