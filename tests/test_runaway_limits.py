@@ -239,9 +239,10 @@ def test_trdpo_runaway_limit_is_the_net_win_vertex(ref, ps, ref_top_differs):
 # --- verl ``abs`` KL loss on 4 and 5 responses: sliding points on several switching surfaces ---
 
 ABS = {"adv_estimator": "rloo", "n": 2, "use_kl_loss": True, "kl_loss_coef": 0.5, "kl_loss_type": "abs"}
-# (π_ref, π* = e^r, the limit: the largest-reward survivor free, the other survivors at π_ref, the last gone)
-MULTI = [([0.3, 0.3, 0.2, 0.2], [0.4, 0.3, 0.25, 0.05], [0.5, 0.3, 0.2, 0.0]),
-         ([0.2] * 5, [0.3, 0.25, 0.2, 0.15, 0.1], [0.4, 0.2, 0.2, 0.2, 0.0])]
+# (π_ref, π* = e^r, the limit: y1 (the largest reward) free, the responses ``pin`` at π_ref, ``gone`` vanished)
+MULTI = [([0.3, 0.3, 0.2, 0.2], [0.4, 0.3, 0.25, 0.05], [0.5, 0.3, 0.2, 0.0], [1, 2], [3]),
+         ([0.2] * 5, [0.3, 0.25, 0.2, 0.15, 0.1], [0.4, 0.2, 0.2, 0.2, 0.0], [1, 2, 3], [4]),
+         ([0.3, 0.3, 0.2, 0.1, 0.1], [0.35, 0.3, 0.2, 0.1, 0.05], [0.5, 0.3, 0.2, 0.0, 0.0], [1, 2], [3, 4])]
 
 
 def _u_abs_k(p, ref, r, beta=0.5):
@@ -251,65 +252,69 @@ def _u_abs_k(p, ref, r, beta=0.5):
     return (p @ r - r) + beta * (sg - p @ sg)
 
 
-def _corners(ref, r, delta=5e-11):
-    """NumPy: at the 2^d corners π_k = π_ref,k·e^{σ_k δ} of the pinned responses (all but the first
-    and the last; the first takes the rest, the last has mass 1e-250), the rates
-    σ_k·d/dt log(π_k/π_ref,k) = σ_k(−F_k + Σ π_j F_j), and the smallest u of the last response over the
-    convex combinations of the corners' fields with d/dt h = 0 on the pinned ones (scipy linprog)."""
+def _corners(ref, r, pin, gone, delta=5e-11):
+    """NumPy: at the 2^d corners π_k = π_ref,k·e^{σ_k δ} of the pinned responses ``pin`` (y1 takes
+    the rest, the ``gone`` ones have mass 1e-250), the rates σ_k·d/dt log(π_k/π_ref,k) =
+    σ_k(−F_k + Σ π_j F_j), and the smallest u of a vanished response over the convex combinations of
+    the corners' fields with d/dt h = 0 on the pinned ones (scipy linprog, one per vanished response)."""
     from scipy.optimize import linprog
 
-    ref, r = np.asarray(ref), np.log(r)
-    pin = np.arange(1, len(ref) - 1)
+    ref, r, pin = np.asarray(ref), np.log(r), np.asarray(pin)
     rates, G, U = [], [], []
     for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
         p = np.zeros(len(ref))
         p[pin] = ref[pin] * np.exp(np.array(sig) * delta)
-        p[-1] = 1e-250
+        p[gone] = 1e-250
         p[0] = 1 - p.sum()
         u = _u_abs_k(p, ref, r)
         hd = -p * u + p @ (p * u)
         rates.append(np.array(sig) * hd[pin])
         G.append(hd[pin])
-        U.append(u[-1])
+        U.append(u[gone])
     A = np.vstack([np.array(G).T, np.ones(len(G))])
-    lp = linprog(np.array(U), A_eq=A, b_eq=np.r_[np.zeros(len(pin)), 1.0], bounds=[(0, None)] * len(G))
-    assert lp.status == 0
-    return np.array(rates), float(lp.fun)
+    push = []
+    for j in range(len(gone)):
+        lp = linprog(np.array(U)[:, j], A_eq=A, b_eq=np.r_[np.zeros(len(pin)), 1.0], bounds=[(0, None)] * len(G))
+        assert lp.status == 0
+        push.append(lp.fun)
+    return np.array(rates), float(min(push))
 
 
-@pytest.mark.parametrize("ref,ps,lim", MULTI)
-def test_verl_abs_multi_surface_field_corners_and_flow(ref, ps, lim):
+@pytest.mark.parametrize("ref,ps,lim,pin,gone", MULTI)
+def test_verl_abs_multi_surface_field_corners_and_flow(ref, ps, lim, pin, gone):
     """The NumPy field is bandit-lab's (arbitrary π, 1e-12). At the limit every corner pushes every
     pinned response back to its surface (σ·ḣ ≤ −0.005), the sliding motions push the last response
     down (u ≥ 0.09): a sliding point of codimension d. A NumPy Euler flow θ̇ = −F (step 0.05,
-    t = 2000) from π_ref ends within 1e-2 of it (the last mass falls like 1/t: < 1e-2)."""
+    t = 2000) from π_ref ends within 1e-2 of it (the vanishing masses fall like 1/t: < 1e-2)."""
     ref, r = np.asarray(ref), np.log(ps)
     pb = Problem.create(ref.tolist(), reward=r.tolist(), pairs="uniform")
     q = np.random.default_rng(1).dirichlet(np.ones(len(ref)))  # off every surface π_k = π_ref,k
     assert np.max(np.abs(_bl_field(pb, "verl", ABS, np.log(q)) - q * _u_abs_k(q, ref, r))) < 1e-12
-    rates, push = _corners(ref, ps)
+    rates, push = _corners(ref, ps, pin, gone)
     assert np.all(rates < -0.005) and push > 0.09
     th = np.log(ref)
     for _ in range(40000):
         p = np.exp(th - np.logaddexp.reduce(th))
         th = th - 0.05 * p * _u_abs_k(p, ref, r)
-    assert np.max(np.abs(p - lim)) < 1e-2 and p[-1] < 1e-2
+    assert np.max(np.abs(p - lim)) < 1e-2 and np.all(p[gone] < 1e-2)
 
 
-@pytest.mark.parametrize("ref,ps,lim", MULTI)
-def test_verl_abs_limit_is_a_sliding_point_on_several_surfaces(ref, ps, lim):
-    """The solver: the last response runs away; its face (dimension 2, resp. 3) has no root; the limit
-    is the sliding point with all survivors but the first pinned at π_ref, 1e-12; its certificate's
-    largest corner rate and the sliding motions' smallest push equal NumPy's (:func:`_corners`, 1e-9)."""
+@pytest.mark.parametrize("ref,ps,lim,pin,gone", MULTI)
+def test_verl_abs_limit_is_a_sliding_point_on_several_surfaces(ref, ps, lim, pin, gone):
+    """The solver: the last response runs away; its face (dimension 2 or 3) has no root; the limit is
+    the sliding point with the responses ``pin`` at π_ref, 1e-12; its certificate's largest corner
+    rate and the sliding motions' smallest push equal NumPy's (:func:`_corners`, 1e-9). Third case:
+    the face {y1, …, y4} has no pinned sliding point and runs away too (y4, found from the pinned
+    candidates' centres: the solver stopped near the vertex y3), the limit is on {y1, y2, y3}."""
     s = solve(make_objective(Problem.create(ref, reward=np.log(ps).tolist(), pairs="uniform"), "verl", ABS))
     c = s.certificate
-    K = len(ref)
     assert s.status == "runaway", s.note
-    assert c["vanishing"] == [f"y{K}"] and c["limit_kind"] == "sliding", c
-    assert c["limit_pinned"] == [f"y{k}" for k in range(2, K)]
+    assert c["vanishing"] == [f"y{k + 1}" for k in gone] and c["limit_kind"] == "sliding", c
+    assert c["limit_pinned"] == [f"y{k + 1}" for k in pin]
+    assert len(c.get("limit_face_runaway", [])) == len(gone) - 1
     assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - lim)) < 1e-12
-    assert c["limit_corners"] == 2 ** (K - 2) and c["limit_bracket"] <= 1e-10
-    rates, push = _corners(ref, ps)
+    assert c["limit_corners"] == 2 ** len(pin) and c["limit_bracket"] <= 1e-10
+    rates, push = _corners(ref, ps, pin, gone)
     assert abs(c["limit_margin"] - rates.max()) < 1e-9 and c["limit_margin"] < 0
     assert abs(c["limit_vanish_push"] - push) < 1e-9
     assert "NOT the limit" not in s.note and f"the limit is π = {stationary._fmt_policy(lim)}, a sliding point" in s.note

@@ -29,13 +29,14 @@ Two pieces the stationary solver calls once its Newton iteration has stopped sho
   switching surface π_k = π_ref,k, certified at the 2^d corners ±``BRACKET``/2 of log π_k/π_ref,k:
   every pinned log-ratio is pushed back towards 0 on every side, and every sliding motion there
   pushes the vanishing responses down (verl ``abs``: (0.5, 0.3, 0.2, 0) on 4 responses,
-  (0.4, 0.2, 0.2, 0.2, 0) on 5); a sliding point with two free survivors in a context, or one whose
+  (0.4, 0.2, 0.2, 0.2, 0) and (0.5, 0.3, 0.2, 0, 0) on 5); a sliding point with two free survivors in a context, or one whose
   pinned coordinates are attracted only through a sliding motion (not from every corner), is not
   sought (the note then says "NOT the limit").
 - **a face that runs away too.** Where the face has no limit (its Newton stalls and no sliding
   point is found), the survivors the face's update pushes down *relative to their context's
   largest* (``w_k = (F_k − F_top)/π_k > 0``, :func:`st._relative`), smallest first, are tried with
-  the runaway ray from the solver's point on the face; the first prefix that runs away (``w_k > 0``
+  the runaway ray from the solver's point on the face (and, where none runs away from there, from
+  the first candidates of :func:`_pinned`); the first prefix that runs away (``w_k > 0``
   at every probe, not weakening) joins the vanishing set and the face's limit is sought again, down
   to a vertex. TR-DPO without weight decay: the synced field is the constant −(β/2)·n, no face has a
   root, and the limit is the vertex of the largest net win weight n (``fixed_points._trdpo_runaway_row``).
@@ -209,7 +210,9 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish, depth: int = 
             continue
         lim[b] = {"kind": "root" if T[b].shape[1] else "vertex", "face_step": step, "face_stability": stab}
     slides = _sliding(fn, shape, supp, Z0, hp_ls, c, {b: T[b] for b in stuck if T[b].shape[1] <= 1})
-    slides.update(_pinned(fn, shape, supp, Z0, hp_ls, c, [b for b in stuck if T[b].shape[1] > 1], surv, vanish, pi_ref))
+    centres: dict = {}  # a failed pinned sliding point's candidate (the first tried), where the face's own runaway is sought too
+    slides.update(_pinned(fn, shape, supp, Z0, hp_ls, c, [b for b in stuck if T[b].shape[1] > 1], surv, vanish, pi_ref,
+                          centres))
     for b, v in slides.items():
         if isinstance(v, str):
             out[b] = {"failed": v}
@@ -222,21 +225,31 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish, depth: int = 
     grow = [b for b in stuck if b not in lim and isinstance(out[b], dict) and "failed" in out[b] and int(surv[b].sum()) > X]
     if not grow or depth >= K:
         return out
-    F0 = field(Z0)
-    u0, _ = per_mass(Z0, F0, alpha)
-    LP0 = np.asarray(fn["logp"](Z0, c))
-    W0 = st._relative(shape, supp, u0, LP0).reshape(B, X, K)
-    order = {}
-    for b in grow:
-        lp = np.where(surv[b], LP0[b].reshape(X, K), -np.inf)
-        rel = lp - lp.max(axis=1, keepdims=True)
-        top = np.zeros((X, K), bool)
-        top[np.arange(X), np.argmax(lp, axis=1)] = True
-        down = surv[b] & ~top & (W0[b] > 0) & (rel > st.UNDERFLOW_LOGP)
-        idx = np.argwhere(down)
-        if len(idx):
-            order[b] = idx[np.argsort(rel[down], kind="stable")]
-    more = _prefix_rays(fn, shape, supp, Z0, alpha, hp_ls, c, order, ("runaway",), rel=True)
+    def face_rays(Zs, rows_):  # the relative-push rays on the faces of ``rows_`` from the points ``Zs``
+        u_s, _ = per_mass(Zs, field(Zs), alpha)
+        LPs = np.asarray(fn["logp"](Zs, c))
+        Ws = st._relative(shape, supp, u_s, LPs).reshape(B, X, K)
+        order = {}
+        for b in rows_:
+            lp = np.where(surv[b], LPs[b].reshape(X, K), -np.inf)
+            rel = lp - lp.max(axis=1, keepdims=True)
+            top = np.zeros((X, K), bool)
+            top[np.arange(X), np.argmax(lp, axis=1)] = True
+            down = surv[b] & ~top & (Ws[b] > 0) & (rel > st.UNDERFLOW_LOGP)
+            idx = np.argwhere(down)
+            if len(idx):
+                order[b] = idx[np.argsort(rel[down], kind="stable")]
+        return _prefix_rays(fn, shape, supp, Zs, alpha, hp_ls, c, order, ("runaway",), rel=True)
+
+    more = face_rays(Z0, grow)  # from the solver's point on the face, then from the pinned candidates' centres
+    for i in range(MAX_CENTRES):
+        again = [b for b in grow if b not in more and len(centres.get(b, ())) > i]
+        if not again:
+            break
+        Zc = Z0.copy()
+        for b in again:
+            Zc[b] = centres[b][i]
+        more.update(face_rays(Zc, again))
     if not more:
         return out
     vanish2 = [None] * B
@@ -373,9 +386,10 @@ def _sliding(fn, shape, supp, Z, hp_ls, c, Ts) -> dict:
 
 MAX_CORNERS = 256  # a pinned sliding point is tested at the 2^d corners of its bracket (d pinned survivors), …
 MAX_CANDIDATES = 64  # … for at most this many choices of the free survivor of each context
+MAX_CENTRES = 4  # a face whose pinned candidates all fail: its own runaway is sought from the first few of them
 
 
-def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
+def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=None) -> dict:
     """Rows whose face Newton stalled on a face of dimension ≥ 2: a **sliding point on an
     intersection of switching surfaces** (Filippov), for a field discontinuous where a response's
     mass crosses its reference mass (a KL estimate's sgn or clamp at the ratio 1: verl's ``abs``
@@ -394,7 +408,7 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
     every other |h_k| down) — and every vanishing response is pushed down by the sliding motion
     (:func:`_sliding_push`). Returns per row ``{"kind": "sliding", "z", "bracket", "pinned",
     "margin" (the largest σ_k·ḣ_k over the corners, < 0), "vanish_push", "corners"}`` or the reason
-    there is none."""
+    there is none; ``centres[b]``: where none passed, the logits of the first ``MAX_CENTRES`` candidates tried."""
     X, K = shape
     B, n = Z0.shape
     out: dict = {}
@@ -488,6 +502,8 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref) -> dict:
                 break
             worst.append(margin if side and hmax <= BRACKET else float("inf"))
         else:
+            if centres is not None:
+                centres[b] = [logits(b, i, np.zeros(dd)) for i, (_, _, dd) in enumerate(cands[:MAX_CENTRES])]
             d = int(surv[b].sum()) - int(np.sum(surv[b].any(axis=1)))
             out[b] = (f"the face's Newton stalled on a face of dimension {d}, and with all survivors but one per context at "
                       f"π_ref ({len(cands)} choice(s) of the free one) they are not pushed back to their switching surfaces "
