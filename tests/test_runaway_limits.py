@@ -320,6 +320,72 @@ def test_verl_abs_limit_is_a_sliding_point_on_several_surfaces(ref, ps, lim, pin
     assert "NOT the limit" not in s.note and f"the limit is π = {stationary._fmt_policy(lim)}, a sliding point" in s.note
 
 
+LYAP = ([0.2, 0.5, 0.2, 0.1], [0.4, 0.35, 0.2, 0.05], [0.3, 0.5, 0.2, 0.0], [1, 2], [3])
+
+
+def _sum_descent_np(ref, ps, pin, gone, delta=5e-11):
+    """NumPy + scipy linprog: the largest derivative of V = Σ|h_k| over the pinned coordinates along
+    the Filippov motions near the corners: for each sign pattern τ ∈ {−1, 0, 1}^d other than 0, the
+    combinations of the corners σ = τ off Z = {τ = 0} with ḣ_Z = 0 (none: skipped), maximising
+    Σ_{k∉Z} τ_k ḣ_k."""
+    from scipy.optimize import linprog
+
+    ref, r, pin = np.asarray(ref), np.log(ps), np.asarray(pin)
+    S, G = [], []
+    for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
+        p = np.zeros(len(ref))
+        p[pin] = ref[pin] * np.exp(np.array(sig) * delta)
+        p[gone] = 1e-250
+        p[0] = 1 - p.sum()
+        u = _u_abs_k(p, ref, r)
+        S.append(sig)
+        G.append((-p * u + p @ (p * u))[pin])
+    S, G = np.array(S), np.array(G)
+    best = -np.inf
+    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=len(pin)):
+        tau = np.array(tau)
+        if not tau.any():
+            continue
+        Z = tau == 0
+        Ga = G[np.all(S[:, ~Z] == tau[~Z], axis=1)]
+        val = Ga[:, ~Z] @ tau[~Z]
+        if not Z.any():
+            best = max(best, val.max())
+            continue
+        lp = linprog(-val, A_eq=np.vstack([Ga[:, Z].T, np.ones(len(Ga))]), b_eq=np.r_[np.zeros(Z.sum()), 1.0],
+                     bounds=[(0, None)] * len(Ga))
+        if lp.status == 0:
+            best = max(best, -lp.fun)
+    return float(best)
+
+
+def test_verl_abs_sliding_point_attracted_through_a_sliding_motion():
+    """π_ref = (0.2, 0.5, 0.2, 0.1), r = log(0.4, 0.35, 0.2, 0.05): at the corner (+, +) of y2, y3 the
+    flow pushes y2 *away* from its surface (NumPy σ·ḣ = +0.019), so the corner test fails; the flow
+    still gets there by sliding along h3 = 0, and V = |h2| + |h3| decreases along every Filippov
+    motion (NumPy + linprog: largest dV/dt < −0.01). The solver's limit (0.3, 0.5, 0.2, 0) — y1 free
+    although the solver stopped near y2 — equals a NumPy Euler flow's end within 1e-2; its
+    certificate's numbers equal NumPy's (1e-9)."""
+    ref, ps, lim, pin, gone = LYAP
+    rates, push = _corners(ref, ps, pin, gone)
+    lyap = _sum_descent_np(ref, ps, pin, gone)
+    assert rates.max() > 0.01 and lyap < -0.01 and push > 0.5
+    th, r = np.log(ref), np.log(ps)
+    for _ in range(40000):
+        p = np.exp(th - np.logaddexp.reduce(th))
+        th = th - 0.05 * p * _u_abs_k(p, np.asarray(ref), r)
+    assert np.max(np.abs(p - lim)) < 1e-2
+    s = solve(make_objective(Problem.create(ref, reward=r.tolist(), pairs="uniform"), "verl", ABS))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert c["vanishing"] == ["y4"] and c["limit_kind"] == "sliding" and c["limit_pinned"] == ["y2", "y3"], c
+    assert np.max(np.abs(np.asarray(c["limit_policy"])[0] - lim)) < 1e-12
+    assert int(np.argmax(np.asarray(s.result.policy)[0])) == 1  # the solver's largest is y2, not the free y1
+    assert abs(c["limit_margin"] - rates.max()) < 1e-9 and abs(c["limit_lyapunov"] - lyap) < 1e-9
+    assert abs(c["limit_vanish_push"] - push) < 1e-9
+    assert "Σ_k |log π_k/π_ref,k| decreases along every Filippov motion" in s.note
+
+
 def test_verl_abs_two_contexts_multidimensional_face_is_not_called_a_limit():
     """Two contexts: the face's Newton stalls on a face of dimension 3; the candidate sliding point
     (all survivors but the largest of each context at π_ref) leaves x2's free response at its own

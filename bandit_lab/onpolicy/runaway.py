@@ -405,8 +405,9 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
     decreases on every side, so the flow is pushed into the intersection from all sides, as across
     the one-dimensional bracket of :func:`_sliding` (on an intersection of some of the surfaces the
     sliding motion is a convex combination of the adjacent corners' fields, and each of them pushes
-    every other |h_k| down) — and every vanishing response is pushed down by the sliding motion
-    (:func:`_sliding_push`). Returns per row ``{"kind": "sliding", "z", "bracket", "pinned",
+    every other |h_k| down); or, where some corner pushes a coordinate away, V = Σ_k |h_k| decreases
+    along every Filippov motion (:func:`_sum_descent`) — and every vanishing response is pushed down
+    by the sliding motion (:func:`_sliding_push`). Returns per row ``{"kind": "sliding", "z", "bracket", "pinned",
     "margin" (the largest σ_k·ḣ_k over the corners, < 0), "vanish_push", "corners"}`` or the reason
     there is none; ``centres[b]``: where none passed, the logits of the first ``MAX_CENTRES`` candidates tried."""
     X, K = shape
@@ -495,10 +496,13 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
             margin = max(float(np.max(sig * g)) for sig, _, g, _ in corners)
             hmax = max(float(np.abs(h).max()) for _, h, _, _ in corners)
             side = all(np.array_equal(np.sign(h), sig) for sig, h, _, _ in corners)
-            push = _sliding_push(corners) if vanish[b].any() and margin < 0 else float("inf")
-            if side and hmax <= BRACKET and margin < 0 and push > 0:
+            lyap = _sum_descent(corners) if margin >= 0 and side and hmax <= BRACKET else None
+            attracted = margin < 0 or (lyap is not None and lyap < 0)
+            push = _sliding_push(corners) if vanish[b].any() and attracted else float("inf")
+            if side and hmax <= BRACKET and attracted and push > 0:
                 out[b] = {"kind": "sliding", "z": logits(b, i, np.zeros(d)), "bracket": 2 * delta,
-                          "pinned": np.argwhere(pin).tolist(), "margin": margin, "vanish_push": push, "corners": len(corners)}
+                          "pinned": np.argwhere(pin).tolist(), "margin": margin, "lyapunov": lyap, "vanish_push": push,
+                          "corners": len(corners)}
                 break
             worst.append(margin if side and hmax <= BRACKET else float("inf"))
         else:
@@ -534,3 +538,45 @@ def _sliding_push(corners) -> float:
             return float("-inf")
         worst = min(worst, float(res.fun))
     return worst if worst > 1e-9 * scale else min(worst, 0.0)
+
+
+def _sum_descent(corners, d_max: int = 5) -> float | None:
+    """The largest set-valued derivative of V = Σ_k |h_k| (h: the pinned log-ratios) along the
+    Filippov motions near the corners' point (Bacciotti & Ceragioli 1999, ESAIM COCV 4, "Stability
+    and stabilization of discontinuous systems and nonsmooth Lyapunov functions", Thm 3.1: V convex,
+    hence regular; the origin is asymptotically stable if every element of the set-valued derivative
+    is < 0 away from it). Near the point every region h_k ≠ 0 (sign pattern τ on the nonzero ones,
+    the set Z at 0) sees the convex hull of its adjacent corners' fields (σ = τ off Z); a motion
+    there is a combination λ with ḣ_Z = 0 (else it crosses Z at once and V's derivative set is
+    empty), and dV/dt = Σ_{k∉Z} τ_k ḣ_k. For each of the 3^d − 1 patterns the largest such dV/dt is a
+    linear program (scipy ``linprog``, HiGHS; in the open regions, Z = ∅, the corner's own value).
+    ``None`` beyond ``d_max`` pinned coordinates (3^d programs), ``inf`` where a program fails."""
+    from scipy.optimize import linprog
+
+    S = np.array([sig for sig, *_ in corners])  # [2^d, d]
+    G = np.array([g for _, _, g, _ in corners])  # ḣ of the pinned coordinates at each corner
+    d = S.shape[1]
+    if d > d_max:
+        return None
+    worst = -np.inf
+    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=d):
+        tau = np.array(tau)
+        if not tau.any():
+            continue
+        Z = tau == 0
+        adj = np.all(S[:, ~Z] == tau[~Z], axis=1)
+        Ga = G[adj]
+        val = Ga[:, ~Z] @ tau[~Z]
+        if not Z.any():
+            worst = max(worst, float(val.max()))
+            continue
+        A = np.vstack([Ga[:, Z].T, np.ones(len(Ga))])
+        res = linprog(-val, A_eq=A, b_eq=np.concatenate([np.zeros(int(Z.sum())), [1.0]]),
+                      bounds=[(0, None)] * len(Ga), method="highs")
+        if res.status == 2:  # infeasible: no motion stays on this intersection
+            continue
+        if res.status != 0:
+            return float("inf")
+        worst = max(worst, float(-res.fun))
+    scale = max(float(np.abs(G).max()), 1e-300)
+    return worst if worst < -1e-9 * scale else max(worst, 0.0)

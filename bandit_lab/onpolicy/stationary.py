@@ -594,10 +594,17 @@ def _limit_note(shape, limit, where) -> tuple[str, dict]:
     if "pinned" in limit:  # on an intersection of switching surfaces (runaway._pinned)
         cert.update({"limit_bracket": limit["bracket"], "limit_pinned": _label(shape, limit["pinned"]).split(", "),
                      "limit_margin": limit["margin"], "limit_corners": limit["corners"], "limit_vanish_push": limit["vanish_push"]})
+        if limit.get("lyapunov") is None:
+            how = (f"the flow pushes every one of them back towards its surface (largest σ·d/dt log π_k/π_ref,k = "
+                   f"{limit['margin']:.3g} < 0: the field jumps there, no root)")
+        else:
+            cert["limit_lyapunov"] = limit["lyapunov"]
+            how = (f"not every corner pushes every one of them back (largest σ·d/dt log π_k/π_ref,k = {limit['margin']:.3g}), "
+                   f"but Σ_k |log π_k/π_ref,k| decreases along every Filippov motion there, in each sign region and "
+                   f"sliding on each intersection of the surfaces (largest derivative {limit['lyapunov']:.3g} < 0)")
         return (f"{face}the limit is π = {_fmt_policy(pol)}, a sliding point on the survivors' face where π({_label(shape, limit['pinned'])}) "
                 f"sit on their switching surfaces π_k = π_ref,k: at all {limit['corners']} corners ±{limit['bracket'] / 2:.0e} of "
-                f"log π_k/π_ref,k around it the flow pushes every one of them back towards its surface (largest "
-                f"σ·d/dt log π_k/π_ref,k = {limit['margin']:.3g} < 0: the field jumps there, no root), so the flow on the face is "
+                f"log π_k/π_ref,k around it {how}, so the flow on the face is "
                 f"pushed into it from all sides, and every sliding motion there (a convex combination of the corners' fields "
                 f"tangent to the surfaces) pushes the vanishing responses down (u ≥ {limit['vanish_push']:.3g}){tail}"), cert
     cert.update({"limit_bracket": limit["bracket"], "limit_jump": limit["jump"]})
