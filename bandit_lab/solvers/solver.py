@@ -538,16 +538,11 @@ def _member_sizes(objective, template, n: int) -> list[int]:
 def _unravel_batch(template):
     """``Z [B, n] → [pytree of row b for b in range(B)]``: the inverse of ``ravel_pytree`` (leaves
     in ``tree_flatten`` order, each raveled in C order) for a batch of rows, as NumPy views."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    shapes = [np.shape(x) for x in leaves]
-    dtypes = [np.asarray(x).dtype for x in leaves]
-    ends = np.cumsum([int(np.prod(sh, dtype=np.int64)) for sh in shapes])
+    tree = _batched_tree(template)
 
     def split(Z):
-        Z = np.asarray(Z)
-        parts = [Z[:, e - int(np.prod(sh, dtype=np.int64)):e].reshape((Z.shape[0],) + sh).astype(dt, copy=False)
-                 for e, sh, dt in zip(ends, shapes, dtypes)]
-        return [jax.tree_util.tree_unflatten(treedef, [p[b] for p in parts]) for b in range(Z.shape[0])]
+        leaves, treedef = jax.tree_util.tree_flatten(tree(Z))
+        return [jax.tree_util.tree_unflatten(treedef, [p[b] for p in leaves]) for b in range(np.shape(Z)[0])]
 
     return split
 
