@@ -168,6 +168,23 @@ def test_thm2_flow_soft_importance_monotone():
     assert np.all(d[1:][live] < d[:-1][live]) and metrics.tv(p, target) < 1e-8
 
 
+def test_thm2_flow_fast_radau_is_scipys_radau_to_the_bit():
+    """``_radau`` (LAPACK getrs called directly) takes SciPy's own Radau steps: the sampled
+    distances and the end point are bit-identical, K = 3 and 5, every weighting."""
+    rng = np.random.default_rng(10)
+    for k in (3, 5):
+        pb = random_problem(rng, k=k, contexts=1, preference="reward")
+        target = spo.softmax_r_over_alpha(pb.reward, 0.6)
+        m = rng.uniform(0.2, 2.0, (k, k))
+        p0 = dirichlet(rng, (1, k), floor=0.05)
+        for weight in spo_checks.MU_KINDS:
+            args = (weight, p0, 0.6, np.asarray(population(pb).weight), (m + m.T)[None], target)
+            d1, p1 = spo_checks._flow(*args, t_end=1e2, n_eval=40)
+            d2, p2 = spo_checks._flow(*args, t_end=1e2, n_eval=40, method="Radau")
+            assert d1.tobytes() == d2.tobytes() and p1.tobytes() == p2.tobytes(), weight
+            assert d1[-1] < 1e-3 * d1[0]  # a real flow, not a trivial one
+
+
 def test_alpha0_flow_stops_at_net_score_point_not_argmax():
     """Finding (docs/spo.md): K = 3, r = (1, 0.9, −3), uniform pairs: responses 0 and 1 both beat
     the rest on net, so the α = 0 flow ends at π ∝ c⁺, with mass on both — not at argmax r."""

@@ -158,14 +158,52 @@ def field_np(p: np.ndarray, alpha: float, gamma: float, weight: str, W: np.ndarr
     else:
         raise ValueError(weight)
     g = W * mu * e
-    return (g.sum(1) - g.sum(0)) / p
+    add = np.add.reduce  # = ndarray.sum (numpy's _methods._sum calls it) without the Python wrapper: hot in the flows
+    return (add(g, 1) - add(g, 0)) / p
 
 
-def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300):
+@functools.lru_cache(maxsize=1)
+def _radau():
+    """SciPy's ``Radau`` with its linear solves calling LAPACK ``getrs`` directly.
+
+    ``Radau`` solves with ``scipy.linalg.lu_solve(LU, b, overwrite_b=True)``, i.e. ``getrs(lu,
+    piv, b, trans=0, overwrite_b=True)`` behind a finiteness check and SciPy 1.16's batching
+    wrapper (``_apply_over_batch``), which cost more than the 3×3–15×15 solve: 28 % of
+    ``spo-thm2-flow``'s time under cProfile (issue 22). Same LAPACK routine, same arguments, so
+    the same bits (``tests/test_spo.py`` compares the flows with and without it); a non-finite
+    right-hand side still raises ``ValueError`` as ``lu_solve``'s check does."""
+    from scipy.integrate import Radau
+    from scipy.linalg import get_lapack_funcs
+
+    class _Radau(Radau):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if callable(getattr(self, "solve_lu", None)) and not hasattr(self.I, "tocsc"):  # dense Jacobian only
+                getrs = {}
+
+                def solve_lu(LU, b):
+                    lu, piv = LU
+                    if not np.all(np.isfinite(b)):
+                        raise ValueError("array must not contain infs or NaNs")
+                    key = (lu.dtype.char, b.dtype.char)
+                    if key not in getrs:
+                        getrs[key] = get_lapack_funcs(("getrs",), (lu, b))[0]
+                    x, info = getrs[key](lu, piv, b, trans=0, overwrite_b=True)
+                    if info != 0:
+                        raise ValueError(f"illegal value in {-info}th argument of internal getrs")
+                    return x
+
+                self.solve_lu = solve_lu
+
+    return _Radau
+
+
+def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300, method=None):
     """Integrate π̇ = Π_T(−∇_π L^{α,μ}), α > 0. In the open simplex the projection of the
     velocity onto the simplex is the tangent projection, and the flow never leaves it
     (v(y) → +∞ as π(y) → 0). Stiff (curvature ~ 1/π²): implicit Radau, rtol 1e-9; distances
-    to π^α at log-spaced times."""
+    to π^α at log-spaced times. ``method``: SciPy's own ``"Radau"`` (default :func:`_radau`, the
+    same steps with a cheaper linear solve)."""
     from scipy.integrate import solve_ivp
 
     W = np.asarray(w)[0]
@@ -173,10 +211,10 @@ def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300):
 
     def rhs(t, y):
         v = field_np(y, a, 1.0, weight, W, mf)
-        return v - v.sum() / v.size  # = v − v.mean() to the bit (np.mean is this sum over the count), without its overhead
+        return v - np.add.reduce(v) / v.size  # = v − v.mean() to the bit (np.mean is this sum over the count), without its overhead
 
     ts = np.concatenate([[0.0], np.geomspace(1e-4, t_end, n_eval)])
-    sol = solve_ivp(rhs, (0.0, t_end), p0[0], method="Radau", t_eval=ts, rtol=1e-9, atol=1e-14)
+    sol = solve_ivp(rhs, (0.0, t_end), p0[0], method=method or _radau(), t_eval=ts, rtol=1e-9, atol=1e-14)
     P = sol.y.T
     return np.linalg.norm(P - target[0], axis=-1), P[-1][None]
 
