@@ -386,15 +386,110 @@ def test_verl_abs_sliding_point_attracted_through_a_sliding_motion():
     assert "Σ_k |log π_k/π_ref,k| decreases along every Filippov motion" in s.note
 
 
-def test_verl_abs_two_contexts_multidimensional_face_is_not_called_a_limit():
-    """Two contexts: the face's Newton stalls on a face of dimension 3; the candidate sliding point
-    (all survivors but the largest of each context at π_ref) leaves x2's free response at its own
-    π_ref too (1 − 0.3 − 0.3 = 0.4), on its switching surface — not sought. The verdict says the shown
-    point is not the limit and claims none."""
-    pb = Problem.create([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4]], reward=np.log([[0.6, 0.3, 0.1], [0.5, 0.3, 0.2]]).tolist(),
-                        pairs="uniform")
-    s = solve(make_objective(pb, "verl", ABS))
+REF2 = np.array([[0.4, 0.4, 0.2], [0.3, 0.3, 0.4]])
+R2 = np.log([[0.6, 0.3, 0.1], [0.5, 0.3, 0.2]])
+
+
+def _two_context_certificate(delta=5e-11):
+    """NumPy for the two-context case: coordinates h = (x1:y2, x2:y1, x2:y2, x2:y3); x1:y1 free,
+    x1:y3 at 1e-250; x2 has nothing vanishing, so all its responses are pinned and its corners
+    h ∝ σ/(π_ref·m_σ) (Σ π_ref·h = 0, |h| ≤ δ, both signs). Field: ½ × each context's (uniform
+    context weights; checked in the test). Returns (largest σ·ḣ, largest dV/dt of V = Σ|h| over
+    the Filippov motions (linprog per sign pattern, one-signed x2 patterns skipped), smallest u of
+    x1:y3 over the tangent combinations)."""
+    from scipy.optimize import linprog
+
+    S, G, U = [], [], []
+    for sig in itertools.product((-1.0, 1.0), repeat=4):
+        sig = np.array(sig)
+        if len(set(sig[1:])) < 2:
+            continue
+        p1 = np.array([0.0, REF2[0, 1] * np.exp(sig[0] * delta), 1e-250])
+        p1[0] = 1 - p1.sum()
+        m = np.array([np.sum(sig[1:] == v) for v in sig[1:]])
+        w = REF2[1] * m
+        h2 = sig[1:] * delta * w.min() / w
+        p2 = REF2[1] * np.exp(h2)
+        p2 /= p2.sum()
+        hd, uu = [], []
+        for p, ref, r in ((p1, REF2[0], R2[0]), (p2, REF2[1], R2[1])):
+            u = 0.5 * _u_abs_k(p, ref, r)
+            hd.append(-p * u + p @ (p * u))
+            uu.append(u)
+        S.append(sig)
+        G.append(np.r_[hd[0][1], hd[1]])
+        U.append(uu[0][2])
+    S, G, U = np.array(S), np.array(G), np.array(U)
+    best = -np.inf
+    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=4):
+        tau = np.array(tau)
+        nz = tau[1:][tau[1:] != 0]
+        if not tau.any() or (len(nz) and len(set(nz)) < 2):
+            continue
+        Z = tau == 0
+        adj = np.all(S[:, ~Z] == tau[~Z], axis=1)
+        if not adj.any():
+            continue
+        Ga = G[adj]
+        val = Ga[:, ~Z] @ tau[~Z]
+        if not Z.any():
+            best = max(best, val.max())
+            continue
+        lp = linprog(-val, A_eq=np.vstack([Ga[:, Z].T, np.ones(len(Ga))]), b_eq=np.r_[np.zeros(Z.sum()), 1.0],
+                     bounds=[(0, None)] * len(Ga))
+        if lp.status == 0:
+            best = max(best, -lp.fun)
+    lp = linprog(U, A_eq=np.vstack([G.T, np.ones(len(G))]), b_eq=np.r_[np.zeros(4), 1.0], bounds=[(0, None)] * len(G))
+    assert lp.status == 0
+    return float((S * G).max()), float(best), float(lp.fun)
+
+
+def test_verl_abs_two_contexts_limit_with_a_fully_pinned_context():
+    """Two contexts: x1 slides on π_2 = π_ref,2 with y3 gone (the one-dimensional case above), and x2
+    loses nothing, so every one of its responses is pinned at π_ref (a Filippov equilibrium: the
+    field's sgn multipliers s_k = S̄ + (r_k − r̄)/β fit in [−1, 1] since max r − min r < 2β). Some
+    corners push a coordinate away (NumPy σ·ḣ > 0), but Σ|h| decreases along every Filippov motion
+    (NumPy + linprog < −0.01). The solver's limit ((0.6, 0.4, 0), π_ref) equals NumPy Euler flows'
+    ends per context within 1e-2, and its certificate's numbers equal NumPy's (1e-9)."""
+    pb = Problem.create(REF2.tolist(), reward=R2.tolist(), pairs="uniform")
+    o = make_objective(pb, "verl", ABS)
+    q = np.random.default_rng(1).dirichlet(np.ones(3), size=2)
+    f = np.asarray(jax.grad(lambda z: o.value(z, o.hp))(jnp.asarray(np.log(q))))
+    assert np.max(np.abs(f - 0.5 * np.array([q[x] * _u_abs_k(q[x], REF2[x], R2[x]) for x in range(2)]))) < 1e-12
+    margin, lyap, push = _two_context_certificate()
+    assert margin > 0.01 and lyap < -0.01 and push > 0.1
+    lim = np.array([[0.6, 0.4, 0.0], REF2[1]])
+    for x in range(2):
+        th = np.log(REF2[x])
+        for _ in range(40000):
+            p = np.exp(th - np.logaddexp.reduce(th))
+            th = th - 0.05 * p * _u_abs_k(p, REF2[x], R2[x])
+        assert np.max(np.abs(p - lim[x])) < 1e-2
+    s = solve(o)
     c = s.certificate
     assert s.status == "runaway", s.note
-    assert "limit_policy" not in c and "the point shown is where the solver stopped, NOT the limit" in s.note
-    assert "the face's limit is not certified" in s.note and "switching surface" in c["limit_failed"]
+    assert c["vanishing"] == ["x1:y3"] and c["limit_kind"] == "sliding", c
+    assert c["limit_pinned"] == ["x1:y2", "x2:y1", "x2:y2", "x2:y3"] and c["limit_corners"] == 12
+    assert np.max(np.abs(np.asarray(c["limit_policy"]) - lim)) < 1e-12
+    assert abs(c["limit_margin"] - margin) < 1e-9 and abs(c["limit_lyapunov"] - lyap) < 1e-9
+    assert abs(c["limit_vanish_push"] - push) < 1e-9
+    assert "NOT the limit" not in s.note
+
+def test_a_face_point_with_a_survivor_as_small_as_the_vanishing_is_not_a_limit():
+    """verl ``abs`` (β = 0.3) on π_ref = (0.146, 0.479, 0.192, 0.183), r = log(0.129, 0.323, 0.44,
+    0.108): the solver stops with y2 at e^−588 of y3, below the vanishing y1, y4 (e^−575 on the
+    face). The face's Newton used to certify (0, 3.3e-256, 1, 0) as a "root" there, but at that point
+    of the face (y1 = y4 = 0) y2 is pushed *up* (NumPy: u_2 = r_3 − r_2 − 2β < 0, u_3 = 0): no root of
+    the face. Now no limit is claimed and the note keeps "NOT the limit"."""
+    ref = np.array([0.146, 0.479, 0.192, 0.183])
+    r = np.log([0.129, 0.323, 0.44, 0.108])
+    p = np.array([0.0, 3.25e-256, 1.0, 0.0])
+    with np.errstate(divide="ignore"):
+        u = _u_abs_k(p, ref, r, beta=0.3)
+    assert u[1] < -0.25 and abs(u[2]) < 1e-12 and np.isclose(u[1], r[2] - r[1] - 0.6)
+    s = solve(make_objective(Problem.create(ref.tolist(), reward=r.tolist(), pairs="uniform"), "verl",
+                             {**ABS, "kl_loss_coef": 0.3}))
+    c = s.certificate
+    assert s.status == "runaway", s.note
+    assert "limit_policy" not in c and "NOT the limit" in s.note, s.note
+    assert "as small as the vanishing ones" in c["limit_failed"]

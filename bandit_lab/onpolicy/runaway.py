@@ -203,7 +203,14 @@ def face_limits(fn, shape, supp, z, alpha, hp_b, hp_ls, c, vanish, depth: int = 
     lim = {}
     with np.errstate(under="ignore"):
         P = np.exp(np.asarray(fn["logp"](Z, c)))  # all rows: the compiled batch size (no new program)
+    LPz = np.asarray(fn["logp"](Z, c)).reshape(B, X, K)
     for b, (step, Mb) in found.items():
+        lp = np.where(surv[b], LPz[b], -np.inf)
+        low = surv[b] & (lp - lp.max(axis=1, keepdims=True) <= st.FAR_LOGP)
+        if low.any():  # a survivor as small as the vanishing ones: its u = F/π is no longer the face's (F ~ π·u underflows)
+            out[b] = {"failed": f"the face's Newton stopped with a survivor's mass below e^{st.FAR_LOGP:.0f} of its context's "
+                                f"largest (as small as the vanishing ones): not a point of the face"}
+            continue
         stab = _face_stability(Mb, T[b], P[b], S[b])
         if stab != "attracting":
             out[b] = {"failed": f"the face's root is {stab} on the face (Newton step {step:.1e})"}
@@ -421,28 +428,35 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
     ref = np.asarray(pi_ref, dtype=np.float64).reshape(X, K)
     LP0 = np.asarray(fn["logp"](Z0, c)).reshape(B, X, K)
     delta = 0.5 * BRACKET
-    plan = {}  # b → [(free [X], pin [X, K], d)], in the order tried
+    plan = {}  # b → [(free [X] (−1: none), pin [X, K], d, groups)], in the order tried
     for b in rows:
         lp = np.where(surv[b], LP0[b], -np.inf)
-        per = [[int(k) for k in np.argsort(-lp[x], kind="stable") if surv[b][x, k]] for x in range(X)]
+        per = []
+        for x in range(X):
+            ks = [int(k) for k in np.argsort(-lp[x], kind="stable") if surv[b][x, k]]
+            full = len(ks) > 1 and abs(float(ref[x][surv[b][x]].sum()) - 1.0) <= 1e-12
+            per.append([-1] if full else ks)  # a context with nothing vanishing: all its survivors at π_ref
         cands, why = [], set()
         for free in itertools.islice(itertools.product(*per), MAX_CANDIDATES):
             free = np.array(free)
             pin = surv[b].copy()
-            pin[np.arange(X), free] = False
-            rest = 1.0 - np.where(pin, ref, 0.0).sum(axis=1)
-            d = int(pin.sum())
+            fx = np.nonzero(free >= 0)[0]
+            pin[fx, free[fx]] = False
+            rest = 1.0 - np.where(pin, ref, 0.0).sum(axis=1)[fx]
+            coords = np.argwhere(pin)
+            groups = [np.nonzero(coords[:, 0] == x)[0] for x in np.nonzero(free < 0)[0]]
+            d = len(coords)
             if np.any(rest <= 0):
                 why.add("the pinned survivors' reference masses leave none to the free one")
-            elif np.any(np.abs(np.log(rest) - np.log(ref[np.arange(X), free])) <= BRACKET):
+            elif np.any(np.abs(np.log(rest) - np.log(ref[fx, free[fx]])) <= BRACKET):
                 why.add("the free survivor sits on its own switching surface too (not sought: the pinned survivors' "
                         "corners do not cover every side of its surface)")
             elif 2 ** d > MAX_CORNERS:
                 why.add(f"more than {MAX_CORNERS} corners to test")
             else:
-                cands.append((free, pin, d))
+                cands.append((free, pin, d, groups))
         d = int(surv[b].sum()) - int(np.sum(surv[b].any(axis=1)))
-        budget = np.cumsum([2 ** dd for _, _, dd in cands])
+        budget = np.cumsum([2 ** c_[2] for c_ in cands])
         cands = cands[: max(1, int(np.sum(budget <= 4 * MAX_CORNERS)))]  # ≤ 1024 corner evaluations per row
         if cands:
             plan[b] = cands
@@ -451,10 +465,20 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
                       f"one per context at π_ref is a candidate ({'; '.join(sorted(why))})")
 
     def logits(b, i, sig):
-        free, pin, _ = plan[b][i]
+        """The corner ``sig`` (zeros: the point itself): pinned h_k = σ_k·δ where a context has a free
+        survivor (it takes the rest); in a context with none, h_k ∝ σ_k/(π_ref,k·m_σk) (m_±: how many of
+        its signs are ±), |h_k| ≤ δ, so that Σ π_ref,k h_k = 0 there and the softmax moves no sign (O(δ²))."""
+        free, pin, _, groups = plan[b][i]
+        h = sig * delta
+        coords = np.argwhere(pin)
+        for g in groups:
+            m = {sgn: max(int(np.sum(sig[g] == sgn)), 1) for sgn in (-1.0, 1.0)}
+            w = ref[tuple(coords[g].T)] * np.array([m.get(v, 1) for v in sig[g]])
+            h[g] = sig[g] * delta * w.min() / w  # |h_k| ≤ δ
         P = np.zeros((X, K))
-        P[pin] = ref[pin] * np.exp(sig * delta)
-        P[np.arange(X), free] = 1.0 - P.sum(axis=1)
+        P[pin] = ref[pin] * np.exp(h)
+        for x in np.nonzero(free >= 0)[0]:
+            P[x, free[x]] = 1.0 - P[x].sum()
         zr = Z0[b].reshape(X, K).copy()
         with np.errstate(divide="ignore"):
             zr[surv[b]] = np.log(P[surv[b]])
@@ -462,8 +486,14 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
         zr[vanish[b]] = np.broadcast_to(top + st.FAR_LOGP, (X, K))[vanish[b]]
         return zr.reshape(-1)
 
-    jobs = [(b, i, np.array(sig, dtype=np.float64)) for b in plan for i, (_, _, d) in enumerate(plan[b])
-            for sig in itertools.product((-1.0, 1.0), repeat=d)]
+    def corners_of(cand):  # the sign patterns of the regions: in a context with no free survivor, both signs
+        _, _, d, groups = cand
+        for sig in itertools.product((-1.0, 1.0), repeat=d):
+            sig = np.array(sig)
+            if all(len(set(sig[g])) == 2 for g in groups):
+                yield sig
+
+    jobs = [(b, i, sig) for b in plan for i, cand in enumerate(plan[b]) for sig in corners_of(cand)]
     res = {(b, i): [] for b in plan for i in range(len(plan[b]))}
     while jobs:  # batches of ≤ _LS corners per row (one compiled program)
         C = np.repeat(Z0[:, None, :], st._LS, axis=1)
@@ -491,12 +521,12 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
                 res[(b, i)].append((sig, LP[b, j][pin] - np.log(ref[pin]), hd[pin], U[b, j][vanish[b]]))
     for b, cands in plan.items():
         worst = []
-        for i, (free, pin, d) in enumerate(cands):
+        for i, (free, pin, d, groups) in enumerate(cands):
             corners = res[(b, i)]
             margin = max(float(np.max(sig * g)) for sig, _, g, _ in corners)
             hmax = max(float(np.abs(h).max()) for _, h, _, _ in corners)
             side = all(np.array_equal(np.sign(h), sig) for sig, h, _, _ in corners)
-            lyap = _sum_descent(corners) if margin >= 0 and side and hmax <= BRACKET else None
+            lyap = _sum_descent(corners, groups) if margin >= 0 and side and hmax <= BRACKET else None
             attracted = margin < 0 or (lyap is not None and lyap < 0)
             push = _sliding_push(corners) if vanish[b].any() and attracted else float("inf")
             if side and hmax <= BRACKET and attracted and push > 0:
@@ -507,7 +537,7 @@ def _pinned(fn, shape, supp, Z0, hp_ls, c, rows, surv, vanish, pi_ref, centres=N
             worst.append(margin if side and hmax <= BRACKET else float("inf"))
         else:
             if centres is not None:
-                centres[b] = [logits(b, i, np.zeros(dd)) for i, (_, _, dd) in enumerate(cands[:MAX_CENTRES])]
+                centres[b] = [logits(b, i, np.zeros(c_[2])) for i, c_ in enumerate(cands[:MAX_CENTRES])]
             d = int(surv[b].sum()) - int(np.sum(surv[b].any(axis=1)))
             out[b] = (f"the face's Newton stalled on a face of dimension {d}, and with all survivors but one per context at "
                       f"π_ref ({len(cands)} choice(s) of the free one) they are not pushed back to their switching surfaces "
@@ -540,7 +570,7 @@ def _sliding_push(corners) -> float:
     return worst if worst > 1e-9 * scale else min(worst, 0.0)
 
 
-def _sum_descent(corners, d_max: int = 5) -> float | None:
+def _sum_descent(corners, groups=(), d_max: int = 5) -> float | None:
     """The largest set-valued derivative of V = Σ_k |h_k| (h: the pinned log-ratios) along the
     Filippov motions near the corners' point (Bacciotti & Ceragioli 1999, ESAIM COCV 4, "Stability
     and stabilization of discontinuous systems and nonsmooth Lyapunov functions", Thm 3.1: V convex,
@@ -550,6 +580,8 @@ def _sum_descent(corners, d_max: int = 5) -> float | None:
     there is a combination λ with ḣ_Z = 0 (else it crosses Z at once and V's derivative set is
     empty), and dV/dt = Σ_{k∉Z} τ_k ḣ_k. For each of the 3^d − 1 patterns the largest such dV/dt is a
     linear program (scipy ``linprog``, HiGHS; in the open regions, Z = ∅, the corner's own value).
+    ``groups``: the coordinates of each context with every survivor pinned (Σ π_ref,k h_k = 0 there:
+    a pattern whose nonzero entries in a group all have one sign is no point of the face, skipped).
     ``None`` beyond ``d_max`` pinned coordinates (3^d programs), ``inf`` where a program fails."""
     from scipy.optimize import linprog
 
@@ -563,8 +595,12 @@ def _sum_descent(corners, d_max: int = 5) -> float | None:
         tau = np.array(tau)
         if not tau.any():
             continue
+        if any(np.any(tau[g] != 0) and len(set(tau[g][tau[g] != 0])) < 2 for g in groups):
+            continue
         Z = tau == 0
         adj = np.all(S[:, ~Z] == tau[~Z], axis=1)
+        if not adj.any():
+            continue
         Ga = G[adj]
         val = Ga[:, ~Z] @ tau[~Z]
         if not Z.any():
