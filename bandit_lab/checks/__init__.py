@@ -161,12 +161,13 @@ def _worker_run(name: str, n: int | None, seed: int, slow: bool):
 AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun"}
 
 
-# cold CPU seconds of the longest checks (one in-process run, issue 22), for ``--jobs``: units
+# cold CPU seconds of the longest checks (one in-process run, issue 22; session 7, 2026-12-06), for ``--jobs``: units
 # start longest first, so a long check does not start last and leave the other workers idle at
 # the end; unlisted checks count 1. Only the start order depends on it, never a value.
-COST = {"dr-grpo-rlhf": 45, "reinforce-rloo-gibbs": 28, "spo-thm2-flow": 28, "radpo1-optimum": 21, "sampled-rate": 20,
-        "grpo-vojnovic-yun": 14, "token-optimum": 10, "nash-md-equilibria": 9, "fdpo-js": 8, "fdiv-nca_pair": 7,
-        "dpo-rlhf": 7, "fdpo-alpha": 7, "fdpo-forward-kl": 7, "fdiv-bco_pair": 7, "fdiv-caldpo": 6, "fdiv-sppo_hard": 6}
+COST = {"dr-grpo-rlhf": 21, "reinforce-rloo-gibbs": 14, "radpo1-optimum": 14, "spo-thm2-flow": 13, "sampled-rate": 9,
+        "grpo-vojnovic-yun": 8, "fdiv-nca_pair": 6, "fdiv-bco_pair": 5, "fdiv-caldpo": 5, "token-optimum": 5,
+        "kl-estimator-grads": 4, "fdiv-sppo_hard": 4, "fdiv-hinge": 4, "reinforce-rlhf-grad": 4, "spo-thm1-minimiser": 4,
+        "verdict-no-minimiser": 4, "nash-md-equilibria": 3, "fdpo-js": 3, "fdpo-alpha": 3, "dpo-rlhf": 3, "tdpo1-dpo-T1": 3}
 
 
 def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: int = 1, slow: bool = False):
