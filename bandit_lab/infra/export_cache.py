@@ -116,19 +116,30 @@ def supported() -> bool:
     return hasattr(jexport, "register_namedtuple_serialization") and hasattr(jexport, "deserialize")
 
 
-def jit(fn: Callable, key=None) -> Callable:
-    """``jax.jit(fn)``, except that with a stable ``key`` and the cache on, each call signature
-    (argument structure, shapes, dtypes) is deserialized from disk when present, else traced,
-    exported and saved. Positional arguments only."""
+def fast_compile_options() -> dict | None:
+    """XLA options for programs where compiling, not running, is the cost (issue 22): on the CPU
+    the classic LLVM IR fusion emitters (``xla_cpu_use_fusion_emitters=False``) instead of jaxlib
+    0.10's default MLIR-based ones — 20–40 % less CPU on the compile-bound ``verify`` checks that
+    use the on-policy and the exact solver, the same execution time on a 2,048-point exact solve
+    (docs/performance.md, verify session 7). Other backends: none."""
+    return {"xla_cpu_use_fusion_emitters": False} if jax.default_backend() == "cpu" else None
+
+
+def jit(fn: Callable, key=None, compiler_options: dict | None = None) -> Callable:
+    """``jax.jit(fn, compiler_options=…)``, except that with a stable ``key`` and the cache on, each
+    call signature (argument structure, shapes, dtypes) is deserialized from disk when present,
+    else traced, exported and saved; ``compiler_options`` apply to the compile of the deserialized
+    or exported program too. Positional arguments only."""
     if key is None or _DIR is None or not _serializable():
-        return jax.jit(fn)
-    return _Exported(fn, key, _DIR)
+        return jax.jit(fn, compiler_options=compiler_options)
+    return _Exported(fn, key, _DIR, compiler_options)
 
 
 class _Exported:
-    def __init__(self, fn: Callable, key, path: str):
+    def __init__(self, fn: Callable, key, path: str, compiler_options: dict | None = None):
         self.fn, self.key, self.path = fn, key, path
         self.calls: dict = {}
+        self.options = compiler_options
 
     def __call__(self, *args):
         leaves, tree = jax.tree_util.tree_flatten(args)
@@ -140,7 +151,7 @@ class _Exported:
         exp = _load(file)
         if exp is not None:
             try:
-                call = jax.jit(exp.call)
+                call = jax.jit(exp.call, compiler_options=self.options)
                 out = call(*leaves)  # a stale or damaged entry fails here, before any result is used
                 self.calls[sig] = call
                 return out
@@ -153,11 +164,11 @@ class _Exported:
         try:
             exp = jax.export.export(jax.jit(flat))(*leaves)
         except Exception:  # not exportable (e.g. a host callback): the plain traced program
-            call = self.calls[sig] = jax.jit(flat)
+            call = self.calls[sig] = jax.jit(flat, compiler_options=self.options)
             return call(*leaves)
         _save(file, exp)
         # the program that was saved, so this run and every later one execute the same executable
-        call = self.calls[sig] = jax.jit(exp.call)
+        call = self.calls[sig] = jax.jit(exp.call, compiler_options=self.options)
         return call(*leaves)
 
 

@@ -103,13 +103,14 @@ _CACHE: dict = {}
 
 
 def compiler_options() -> dict | None:
-    """XLA options for the solver's programs: on the CPU, the classic LLVM IR fusion emitters
-    (``xla_cpu_use_fusion_emitters=False``) instead of jaxlib 0.10's default MLIR-based ones.
-    Compiling is most of a cold solve (issue 22), and these programs compile ≈ 30 % faster with
-    them (dr_grpo/grpo, G = 4: 6.2 → 4.3 CPU s for three cold solves) for ≈ 15 % slower warm
-    solves; ``docs/performance.md`` (session 7) lists the checks whose values moved (at the
-    solver's convergence level). Other backends: none."""
-    return {"xla_cpu_use_fusion_emitters": False} if jax.default_backend() == "cpu" else None
+    """XLA options for the solver's programs (:func:`bandit_lab.infra.export_cache.fast_compile_options`:
+    on the CPU the classic fusion emitters). Compiling is most of a cold solve (issue 22), and these
+    programs compile ≈ 30 % faster with them (dr_grpo/grpo, G = 4: 6.2 → 4.3 CPU s for three cold
+    solves) for ≈ 15 % slower warm solves; ``docs/performance.md`` (session 7) lists the checks
+    whose values moved (at the solver's convergence level)."""
+    from bandit_lab.infra import export_cache
+
+    return export_cache.fast_compile_options()
 
 
 def _jit(f):
