@@ -119,18 +119,25 @@ def _timed_alone(item):
 
 
 # ----------------------------------------------------------------------------- where the CPU goes
-# BANDIT_LAB_TEST_CPU=FILE appends one line per test, "CPU-seconds nodeid": the test process's CPU
-# time (all its threads, XLA's compiler included: time.process_time) plus that of the subprocesses it
-# waited for (getrusage(RUSAGE_CHILDREN)), over the test's whole protocol — setup, call, teardown, so
-# a module's shared fixtures count in its first test and their teardown in its last. Unlike
-# --durations (wall), it does not grow when the machine is shared (how docs/performance.md, "The test
-# suite", measured where the CPU goes). Sum per file:
-#   awk '{split($2, a, "::"); s[a[1]] += $1} END {for (f in s) printf "%7.1f %s\n", s[f], f}' FILE | sort -rn
+# BANDIT_LAB_TEST_CPU=FILE appends one line per test, "CPU-seconds XLA-compiles nodeid": the test
+# process's CPU time (all its threads, XLA's compiler included: time.process_time) plus that of the
+# subprocesses it waited for (getrusage(RUSAGE_CHILDREN)), and the XLA programs the test process
+# compiled (JAX's backend-compile events; a persistent-cache hit is not one; subprocesses' compiles
+# are not counted), over the test's whole protocol — setup, call, teardown, so a module's shared
+# fixtures count in its first test and their teardown in its last. Unlike --durations (wall), it
+# does not grow when the machine is shared (how docs/performance.md, "The test suite", measured
+# where the CPU goes). Sum per file:
+#   awk '{split($3, a, "::"); s[a[1]] += $1; n[a[1]] += $2} END {for (f in s) printf "%7.1f %6d %s\n", s[f], n[f], f}' FILE | sort -rn
+_CPU_LOG = os.environ.get("BANDIT_LAB_TEST_CPU")
+_COMPILES = [0]
+if _CPU_LOG:  # registered before any test's state snapshot: part of every test's baseline
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *a, **k: _COMPILES.__setitem__(0, _COMPILES[0] + (name == "/jax/core/compile/backend_compile_duration")))
+
 
 @contextlib.contextmanager
 def _cpu_logged(item):
-    log = os.environ.get("BANDIT_LAB_TEST_CPU")
-    if not log:
+    if not _CPU_LOG:
         yield
         return
     import resource
@@ -140,12 +147,12 @@ def _cpu_logged(item):
         ch = resource.getrusage(resource.RUSAGE_CHILDREN)
         return time.process_time() + ch.ru_utime + ch.ru_stime
 
-    c0 = cpu()
+    c0, n0 = cpu(), _COMPILES[0]
     try:
         yield
     finally:
-        with open(log, "a") as fh:  # one short line per write: the workers' lines do not interleave
-            fh.write(f"{cpu() - c0:.3f} {item.nodeid}\n")
+        with open(_CPU_LOG, "a") as fh:  # one short line per write: the workers' lines do not interleave
+            fh.write(f"{cpu() - c0:.3f} {_COMPILES[0] - n0} {item.nodeid}\n")
 
 
 # ----------------------------------------------------------------------------- on-policy references
