@@ -164,7 +164,7 @@ AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun
 # cold CPU seconds of the longest checks (one in-process run, issue 22; session 7, 2026-12-06), for ``--jobs``: units
 # start longest first, so a long check does not start last and leave the other workers idle at
 # the end; unlisted checks count 1. Only the start order depends on it, never a value.
-COST = {"dr-grpo-rlhf": 21, "reinforce-rloo-gibbs": 14, "radpo1-optimum": 14, "spo-thm2-flow": 13, "sampled-rate": 9,
+COST = {"dr-grpo-rlhf": 21, "reinforce-rloo-gibbs": 14, "spo-thm2-flow": 13, "radpo1-optimum": 9, "sampled-rate": 9,
         "grpo-vojnovic-yun": 8, "fdiv-nca_pair": 6, "fdiv-bco_pair": 5, "fdiv-caldpo": 5, "token-optimum": 5,
         "kl-estimator-grads": 4, "fdiv-sppo_hard": 4, "fdiv-hinge": 4, "reinforce-rlhf-grad": 4, "spo-thm1-minimiser": 4,
         "verdict-no-minimiser": 4, "nash-md-equilibria": 3, "fdpo-js": 3, "fdpo-alpha": 3, "dpo-rlhf": 3, "tdpo1-dpo-T1": 3}
