@@ -103,6 +103,8 @@ def test_stationary_programs_compile_with_the_classic_cpu_emitters(monkeypatch):
     the warm start and the evaluation program are jitted with the option."""
     from bandit_lab.onpolicy import stationary
 
+    assert stationary.compiler_options() is None  # opt-in only (BANDIT_LAB_FAST_COMPILE=1)
+    monkeypatch.setenv("BANDIT_LAB_FAST_COMPILE", "1")
     opts = stationary.compiler_options()
     if jax.default_backend() == "cpu":
         assert opts == {"xla_cpu_use_fusion_emitters": False}
