@@ -341,16 +341,40 @@ def test_verl_abs_sliding_limit_from_the_reference(ref, ps, lim, pin, gone):
     assert len(c.get("limit_face_runaway", [])) <= len(gone) - 1
 
 
+def _v_derivative_max(S, G, allowed=lambda tau: True) -> float:
+    """NumPy + scipy linprog: the largest derivative of V = Σ|h_k| along the Filippov motions near the
+    corners ``S`` [corners, d] (signs σ of h) with pinned-coordinate velocities ``G`` [corners, d]:
+    for each sign pattern τ ∈ {−1, 0, 1}^d other than 0 (and ``allowed``), the convex combinations of
+    the corners with σ = τ off Z = {τ = 0} whose ḣ_Z = 0 (none: skipped), maximising Σ_{k∉Z} τ_k ḣ_k."""
+    from scipy.optimize import linprog
+
+    best = -np.inf
+    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=S.shape[1]):
+        tau = np.array(tau)
+        if not tau.any() or not allowed(tau):
+            continue
+        Z = tau == 0
+        adj = np.all(S[:, ~Z] == tau[~Z], axis=1)
+        if not adj.any():
+            continue
+        Ga = G[adj]
+        val = Ga[:, ~Z] @ tau[~Z]
+        if not Z.any():
+            best = max(best, val.max())
+            continue
+        lp = linprog(-val, A_eq=np.vstack([Ga[:, Z].T, np.ones(len(Ga))]), b_eq=np.r_[np.zeros(Z.sum()), 1.0],
+                     bounds=[(0, None)] * len(Ga))
+        if lp.status == 0:
+            best = max(best, -lp.fun)
+    return float(best)
+
+
 LYAP = ([0.2, 0.5, 0.2, 0.1], [0.4, 0.35, 0.2, 0.05], [0.3, 0.5, 0.2, 0.0], [1, 2], [3])
 
 
 def _sum_descent_np(ref, ps, pin, gone, delta=5e-11):
-    """NumPy + scipy linprog: the largest derivative of V = Σ|h_k| over the pinned coordinates along
-    the Filippov motions near the corners: for each sign pattern τ ∈ {−1, 0, 1}^d other than 0, the
-    combinations of the corners σ = τ off Z = {τ = 0} with ḣ_Z = 0 (none: skipped), maximising
-    Σ_{k∉Z} τ_k ḣ_k."""
-    from scipy.optimize import linprog
-
+    """NumPy: the corners' velocities of the pinned coordinates, and the largest derivative of
+    V = Σ|h_k| over them along the Filippov motions (:func:`_v_derivative_max`)."""
     ref, r, pin = np.asarray(ref), np.log(ps), np.asarray(pin)
     S, G = [], []
     for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
@@ -361,23 +385,7 @@ def _sum_descent_np(ref, ps, pin, gone, delta=5e-11):
         u = _u_abs_k(p, ref, r)
         S.append(sig)
         G.append((-p * u + p @ (p * u))[pin])
-    S, G = np.array(S), np.array(G)
-    best = -np.inf
-    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=len(pin)):
-        tau = np.array(tau)
-        if not tau.any():
-            continue
-        Z = tau == 0
-        Ga = G[np.all(S[:, ~Z] == tau[~Z], axis=1)]
-        val = Ga[:, ~Z] @ tau[~Z]
-        if not Z.any():
-            best = max(best, val.max())
-            continue
-        lp = linprog(-val, A_eq=np.vstack([Ga[:, Z].T, np.ones(len(Ga))]), b_eq=np.r_[np.zeros(Z.sum()), 1.0],
-                     bounds=[(0, None)] * len(Ga))
-        if lp.status == 0:
-            best = max(best, -lp.fun)
-    return float(best)
+    return _v_derivative_max(np.array(S), np.array(G))
 
 
 def test_verl_abs_sliding_point_attracted_through_a_sliding_motion():
@@ -441,25 +449,12 @@ def _two_context_certificate(delta=5e-11):
         G.append(np.r_[hd[0][1], hd[1]])
         U.append(uu[0][2])
     S, G, U = np.array(S), np.array(G), np.array(U)
-    best = -np.inf
-    for tau in itertools.product((-1.0, 0.0, 1.0), repeat=4):
-        tau = np.array(tau)
+
+    def fully_pinned_context(tau):  # x2's nonzero signs must not all agree (its masses sum to 1)
         nz = tau[1:][tau[1:] != 0]
-        if not tau.any() or (len(nz) and len(set(nz)) < 2):
-            continue
-        Z = tau == 0
-        adj = np.all(S[:, ~Z] == tau[~Z], axis=1)
-        if not adj.any():
-            continue
-        Ga = G[adj]
-        val = Ga[:, ~Z] @ tau[~Z]
-        if not Z.any():
-            best = max(best, val.max())
-            continue
-        lp = linprog(-val, A_eq=np.vstack([Ga[:, Z].T, np.ones(len(Ga))]), b_eq=np.r_[np.zeros(Z.sum()), 1.0],
-                     bounds=[(0, None)] * len(Ga))
-        if lp.status == 0:
-            best = max(best, -lp.fun)
+        return not len(nz) or len(set(nz)) >= 2
+
+    best = _v_derivative_max(S, G, fully_pinned_context)
     lp = linprog(U, A_eq=np.vstack([G.T, np.ones(len(G))]), b_eq=np.r_[np.zeros(4), 1.0], bounds=[(0, None)] * len(G))
     assert lp.status == 0
     return float((S * G).max()), float(best), float(lp.fun)

@@ -488,16 +488,13 @@ def newton_free(objective, hps: list[dict], init=None, *, gtol: float = 1e-12, i
     if arrays is not None:
         arrays.update(z=z, g=g[:, 0], H=hessian(g, eps))
     policies = np.asarray(_compiled(objective, unravel, "policy")(z, consts))
-    # per point: NumPy views of the batched arrays (ravel_pytree's unravel is a JAX call per
-    # point: 3.3 s for the 8,192 unravels of a 4,096-point weight-decay sweep)
+    # columns (per point, NumPy views of them: ravel_pytree's unravel is a JAX call per point,
+    # 3.3 s for the 8,192 unravels of a 4,096-point weight-decay sweep)
     res = np.linalg.norm(g[:, 0], axis=1)
     ok = res <= max(gtol * 100, 1e-10)
-    if columnar:
-        tree = _batched_tree(template)
-        return ExactBatch(tree(z), policies, v[:, 0], res, ok, it, tree(g[:, 0]))
-    split = _unravel_batch(template)
-    zs, gs = split(z), split(g[:, 0])
-    return [ExactResult(zs[b], policies[b], float(v[b, 0]), float(res[b]), bool(ok[b]), it, gs[b]) for b in range(B)]
+    tree = _batched_tree(template)
+    batch = ExactBatch(tree(z), policies, v[:, 0], res, ok, it, tree(g[:, 0]))
+    return batch if columnar else list(batch)
 
 
 def _to_batch(results) -> ExactBatch:
