@@ -94,11 +94,15 @@ def normalise(text: str) -> str:
 def run_command(command: str, root: Path = ROOT, timeout: float = 600, *, cwd: Path | None = None) -> str:
     """The block a command's marker should hold: ``$ CMD``, its stdout then stderr, ``[exit N]``.
     ``cwd``: run there instead of a temporary directory (e.g. the repository itself, to check
-    that a command leaves a clone clean)."""
+    that a command leaves a clone clean). It runs with XLA's default flags, as a reader's would:
+    the test suite's fast-compile mode (:mod:`bandit_lab.infra.xla_flags`) is removed from its
+    environment (``verify`` still turns it on for itself, as for a reader)."""
+    from bandit_lab.infra import xla_flags
+
     argv = shlex.split(command)
     if not argv or argv[0] != "bandit-lab":
         raise SystemExit(f"docs_outputs: only `bandit-lab …` commands can be shown, got {command!r}")
-    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**xla_flags.removed(os.environ), "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
     with tempfile.TemporaryDirectory(prefix="bandit-lab-docs-") as tmp:
         for name in ("examples", "docs"):

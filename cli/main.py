@@ -76,6 +76,10 @@ def _root(
     from bandit_lab.infra import precision  # importing bandit_lab leaves JAX's config alone; the command chooses
 
     precision.enable_x64(not float32)
+    from bandit_lab.infra import xla_flags
+
+    if xla_flags.requested(False):  # BANDIT_LAB_FAST_COMPILE=1: every command (before JAX's backend starts)
+        xla_flags.enable()
     if plugin or plugin_timeout is not None:
         from bandit_lab import plugins
 
@@ -399,8 +403,11 @@ def verify(
     slow: bool = typer.Option(False, "--slow", help="run long checks at the paper's full size (sampled-rate: N up to 4096; minutes)"),
 ):
     """Run the registered theorem checks; exit 1 on any failure."""
-    from bandit_lab.infra import bounds, budget, progress
+    from bandit_lab.infra import bounds, budget, progress, xla_flags
     from bandit_lab import checks
+
+    if xla_flags.requested(True):  # compile-bound: fast-compile mode, here and in the workers (issue 22)
+        xla_flags.enable()
 
     for flag, value, rng in (("--instances", instances, bounds.COUNT), ("--seed", seed, bounds.SEED), ("--jobs", jobs, bounds.COUNT)):
         e = None if value is None else rng.error(value)

@@ -14,6 +14,16 @@ import pytest
 if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
+# The suite is compile-bound (below): its processes and their subprocesses compile in fast-compile
+# mode (bandit_lab.infra.xla_flags: XLA's classic CPU fusion emitters, one codegen module per program;
+# −28 % of a cold run's CPU, docs/performance.md "The test suite"), set before JAX's backend starts.
+# The commands that check documented outputs run with XLA's defaults, as a reader's do
+# (docs_outputs.run_command). BANDIT_LAB_FAST_COMPILE=0 runs the suite with XLA's defaults throughout.
+from bandit_lab.infra import xla_flags  # noqa: E402  (imports no JAX)
+
+if xla_flags.requested(True):
+    xla_flags.enable()
+
 import jax  # noqa: E402
 
 import bandit_lab  # noqa: E402

@@ -63,29 +63,6 @@ def test_exported_program_round_trip(export_dir):
 
 
 @needs_export
-def test_compiler_options_reach_exported_and_deserialized_programs(export_dir, monkeypatch):
-    """``export_cache.jit(fn, key, compiler_options)`` (the exact solver's fast-compile options,
-    issue 22) compiles the exported program and, in a later call as from a new process, the
-    deserialized one with the options — and computes what plain ``jax.jit`` does."""
-    x, hp = np.linspace(-1.0, 1.0, 7), {"a": np.float64(0.3), "b": np.float64(2.0)}
-    opts = {"xla_cpu_use_fusion_emitters": False} if jax.default_backend() == "cpu" else {}
-    want = jax.jit(_counted()[0])(x, hp)
-    seen, jit = [], jax.jit
-
-    def spy(f, **kw):
-        seen.append(kw.get("compiler_options"))
-        return jit(f, **kw)
-
-    monkeypatch.setattr(jax, "jit", spy)
-    a = export_cache.jit(_counted()[0], ("test", "options"), opts)(x, hp)  # traced, exported, saved
-    b = export_cache.jit(_counted()[0], ("test", "options"), opts)(x, hp)  # from disk
-    assert len(os.listdir(export_dir)) == 1 and seen.count(opts) == 2
-    for u, v, w in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), jax.tree_util.tree_leaves(want)):
-        np.testing.assert_allclose(np.asarray(u), np.asarray(w), rtol=1e-15)
-        assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
-
-
-@needs_export
 def test_corrupt_or_unwritable_entries_fall_back_to_tracing(export_dir):
     x, hp = np.arange(4.0), {"a": np.float64(1.5), "b": np.float64(-1.0)}
     f, _ = _counted()

@@ -1,8 +1,11 @@
 """`verify`'s compile sharing (issue 22): padded instances and the jitted on-policy field give
 the same numbers as the unshared forms they replace."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bandit_lab.checks import onpolicy
 from bandit_lab.core.objective import make_objective
@@ -72,11 +75,11 @@ def test_draws_are_jax_randoms_own():
     rng = np.random.default_rng(0)
     for shape, lshape in (((16, 3), (3, 5)), ((8, 4, 2), (2, 3)), ((7,), (12,)), ((128, 3), (3, 4))):
         logits = jnp.asarray(rng.normal(0, 2, lshape))
-        want = jax.vmap(lambda k: jax.random.categorical(k, logits, axis=-1, shape=shape))(keys)
-        got = jax.jit(jax.vmap(lambda k: draws.categorical(k, logits, shape)))(keys)
+        # one jitted program per side and shape (eagerly, every primitive compiled a program of its own)
+        want, u = jax.jit(jax.vmap(lambda k: (jax.random.categorical(k, logits, axis=-1, shape=shape), jax.random.uniform(k, shape))))(keys)
+        got, gu = jax.jit(jax.vmap(lambda k: (draws.categorical(k, logits, shape), draws.uniform(k, shape))))(keys)
         assert got.shape == want.shape and np.array_equal(np.asarray(got), np.asarray(want)), shape
-        u = jax.vmap(lambda k: jax.random.uniform(k, shape))(keys)
-        assert np.array_equal(np.asarray(jax.jit(jax.vmap(lambda k: draws.uniform(k, shape)))(keys)), np.asarray(u))
+        assert np.array_equal(np.asarray(gu), np.asarray(u)), shape
     assert len(np.unique(np.asarray(want))) > 1  # real draws
 
 
@@ -96,36 +99,88 @@ def test_verify_profile_counts_compiles_and_cpu(tmp_path):
     assert again["compiles"] == 0 and again["value"] == cold["value"]
 
 
-def test_stationary_programs_compile_with_the_classic_cpu_emitters(monkeypatch):
-    """The on-policy solver's programs are compiled with ``compiler_options()`` (on the CPU the
-    classic fusion emitters: ≈ 30 % less compile time, issue 22); a solve lands on the same
-    stationary point as with XLA's defaults — Dr. GRPO (exact KL) and GRPO (k3 in the loss) — and
-    the warm start and the evaluation program are jitted with the option."""
-    from bandit_lab.onpolicy import stationary
+def test_fast_compile_flags_are_added_once_and_removed_for_readers_commands():
+    """bandit_lab.infra.xla_flags on an environment mapping: ``enable`` appends the two flags once,
+    keeping the caller's own; ``removed`` gives a copy with the caller's flags only; the
+    BANDIT_LAB_FAST_COMPILE switch (1/0/unset → the caller's default)."""
+    from bandit_lab.infra import xla_flags
 
-    assert stationary.compiler_options() is None  # opt-in only (BANDIT_LAB_FAST_COMPILE=1)
-    monkeypatch.setenv("BANDIT_LAB_FAST_COMPILE", "1")
-    opts = stationary.compiler_options()
-    if jax.default_backend() == "cpu":
-        assert opts == {"xla_cpu_use_fusion_emitters": False}
-    rng = np.random.default_rng(5)
-    pb = random_problem(rng, k=3, contexts=2, preference="reward")
-    objs = [make_objective(pb, "dr_grpo", {"beta": 0.8, "group_size": 3, "kl_estimator": "exact"}),
-            make_objective(pb, "grpo", {"beta": 0.9, "group_size": 2})]
-    seen, jit = [], jax.jit
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    assert not xla_flags.enabled(env) and xla_flags.enable(env) and xla_flags.enabled(env)
+    assert xla_flags.enable(env)
+    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", *xla_flags.FLAGS]
+    back = xla_flags.removed({**env, "BANDIT_LAB_FAST_COMPILE": "1"})
+    assert back == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    assert "XLA_FLAGS" not in xla_flags.removed({"XLA_FLAGS": " ".join(xla_flags.FLAGS)})
+    assert xla_flags.requested(True, {}) and not xla_flags.requested(False, {})
+    assert not xla_flags.requested(True, {"BANDIT_LAB_FAST_COMPILE": "0"}) and xla_flags.requested(False, {"BANDIT_LAB_FAST_COMPILE": "1"})
+    # this process: the suite compiles in fast-compile mode (tests/conftest.py), set before JAX's backend started
+    assert xla_flags.backend_started() and xla_flags.enabled() == xla_flags.requested(True)
 
-    def spy(f, **kw):
-        seen.append(kw.get("compiler_options"))
-        return jit(f, **kw)
 
-    monkeypatch.setattr(stationary, "_CACHE", {})
-    with monkeypatch.context() as m:
-        m.setattr(jax, "jit", spy)
-        ours = [stationary.solve(o) for o in objs]
-    assert opts is None or seen.count(opts) >= 2 * 2  # the warm start and the evaluation program, per objective
-    monkeypatch.setattr(stationary, "_CACHE", {})
-    monkeypatch.setattr(stationary, "compiler_options", lambda: None)
-    xla = [stationary.solve(o) for o in objs]
-    for a, b in zip(ours, xla):
-        assert a.status == b.status == "attracting"
-        np.testing.assert_allclose(a.result.policy, b.result.policy, rtol=0, atol=1e-14)
+def _worker_flags():
+    from bandit_lab.infra import xla_flags
+
+    started = xla_flags.backend_started()
+    import jax.numpy as jnp
+
+    float(jnp.sum(jnp.arange(3.0)))
+    return os.environ.get("XLA_FLAGS", ""), started, xla_flags.backend_started()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_verify_workers_start_their_backend_with_the_fast_compile_flags(fast):
+    """``verify``'s worker processes (``checks._worker_init``) add the flags before their backend
+    starts, so every program they compile is in fast-compile mode; with BANDIT_LAB_FAST_COMPILE=0
+    (``fast=False`` from the parent) they keep the environment they inherited, minus nothing."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from bandit_lab import checks
+    from bandit_lab.infra import xla_flags
+
+    env = xla_flags.removed(os.environ)  # the workers inherit the parent's environment: start from XLA's defaults
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=checks._worker_init,
+                                    initargs=(True, None, fast)) as pool:
+            flags, before, after = pool.submit(_worker_flags).result()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert not before and after
+    assert all(f in flags.split() for f in xla_flags.FLAGS) == fast
+
+
+def test_fast_compile_and_xla_defaults_reach_the_same_stationary_points():
+    """The same on-policy stationary solve — GRPO (k3 in the loss, group std, G = 2) — in this
+    process (fast-compile mode) and in a new process with XLA's default flags: the same verdict and
+    policy to 1e-14 (the two modes' code differs in the last bits only; every ``verify`` check
+    passes in both, docs/performance.md). The compilation cache keeps the two modes apart (its keys
+    include ``XLA_FLAGS``)."""
+    import json
+    import subprocess
+    import sys
+
+    from bandit_lab.infra import xla_flags
+
+    code = """
+import json, numpy as np, bandit_lab
+bandit_lab.enable_x64()
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.random_problems import random_problem
+from bandit_lab.onpolicy import stationary
+pb = random_problem(np.random.default_rng(5), k=3, contexts=2, preference="reward")
+objs = [make_objective(pb, "grpo", {"beta": 0.9, "group_size": 2})]
+print(json.dumps([[s.status, np.asarray(s.result.policy).tolist()] for s in map(stationary.solve, objs)]))
+"""
+    env = xla_flags.removed(os.environ)
+    default = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
+    assert xla_flags.enabled()
+    ns: dict = {}
+    exec(code.replace("print(json.dumps(", "out = (("), ns)
+    for (sa, pa), (sb, pb_) in zip(ns["out"], default):
+        assert sa == sb == "attracting"
+        np.testing.assert_allclose(np.asarray(pa), np.asarray(pb_), rtol=0, atol=1e-14)

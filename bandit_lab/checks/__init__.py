@@ -138,10 +138,14 @@ def default_jobs(n_checks: int | None = None) -> int:
     return max(1, min(4, n))
 
 
-def _worker_init(x64: bool, cache_dir: str | None) -> None:
+def _worker_init(x64: bool, cache_dir: str | None, fast: bool = True) -> None:
     import os
 
     os.environ.setdefault("BANDIT_LAB_NO_PROGRESS", "1")
+    if fast:  # before this worker's first computation: its programs compile in fast-compile mode
+        from bandit_lab.infra import xla_flags
+
+        xla_flags.enable()
     if cache_dir:
         from bandit_lab.infra import cache
 
@@ -158,23 +162,26 @@ def _worker_run(name: str, n: int | None, seed: int, slow: bool):
 
 # checks that reuse another's in-process results (memoised trainings or stationary solves): kept
 # in one worker, after the check they reuse
-AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun"}
+AFFINITY = {"sampled-4096": "sampled-rate", "grpo-not-gibbs": "grpo-vojnovic-yun", "spo-thm2-absorbing": "spo-thm2-flow"}
 
 
-# cold CPU seconds of the longest checks (one in-process run, issue 22; session 7, 2026-12-06), for ``--jobs``: units
-# start longest first, so a long check does not start last and leave the other workers idle at
-# the end; unlisted checks count 1. Only the start order depends on it, never a value.
-COST = {"dr-grpo-rlhf": 21, "reinforce-rloo-gibbs": 14, "spo-thm2-flow": 13, "radpo1-optimum": 9, "sampled-rate": 9,
-        "grpo-vojnovic-yun": 8, "fdiv-nca_pair": 6, "fdiv-bco_pair": 5, "fdiv-caldpo": 5, "token-optimum": 5,
-        "kl-estimator-grads": 4, "fdiv-sppo_hard": 4, "fdiv-hinge": 4, "reinforce-rlhf-grad": 4, "spo-thm1-minimiser": 4,
-        "verdict-no-minimiser": 4, "nash-md-equilibria": 3, "fdpo-js": 3, "fdpo-alpha": 3, "dpo-rlhf": 3, "tdpo1-dpo-T1": 3}
+# cold seconds of the longest checks (a worker's, two workers side by side, fast-compile mode; issue 22,
+# session 8, 2026-12-06), for ``--jobs``: units start longest first, so a long check does not start
+# last and leave the other workers idle at the end; unlisted checks count 1. Only the start order
+# depends on it, never a value.
+COST = {"dr-grpo-rlhf": 17, "reinforce-rloo-gibbs": 12, "radpo1-optimum": 9, "sampled-rate": 9, "fdiv-nca_pair": 5,
+        "grpo-vojnovic-yun": 5, "fdiv-caldpo": 5, "fdiv-bco_pair": 3, "fdiv-hinge": 3, "token-optimum": 3,
+        "kl-estimator-grads": 3, "fdiv-sppo_hard": 3, "reinforce-rlhf-grad": 2, "spo-thm1-minimiser": 3,
+        "verdict-no-minimiser": 3, "nash-md-equilibria": 2, "fdpo-js": 3, "fdpo-alpha": 2, "dpo-rlhf": 2, "spo-thm2-flow": 2}
 
 
 def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: int = 1, slow: bool = False):
     """Yield a :class:`CheckResult` per name, in the order of ``names``, each as soon as it and
     every check before it are done. ``jobs > 1`` runs them in that many spawned processes
     (JAX does not survive ``fork``); each worker uses float64 if this process does and the same
-    persistent compilation cache, so a program compiled by one worker is read by the others."""
+    persistent compilation cache, so a program compiled by one worker is read by the others, and
+    compiles in fast-compile mode (:mod:`bandit_lab.infra.xla_flags`; not with
+    ``BANDIT_LAB_FAST_COMPILE=0``). In-process (``jobs=1``) the checks use this process's mode."""
     reg = registry()
     if jobs <= 1 or len(names) <= 1:
         for name in names:
@@ -185,7 +192,7 @@ def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: i
 
     import jax
 
-    from bandit_lab.infra import precision
+    from bandit_lab.infra import precision, xla_flags
 
     cache_dir = jax.config.jax_compilation_cache_dir or None
     # a unit of work = a check with the checks that reuse its results; started longest first
@@ -203,7 +210,7 @@ def run_checks(names: list[str], n: int | None = None, seed: int = 0, *, jobs: i
     units.sort(key=lambda u: -sum(COST.get(nm, 1) for nm in u))  # stable: registry order among equals
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(units)), mp_context=ctx, initializer=_worker_init,
-                                initargs=(precision.x64_enabled(), cache_dir)) as pool:
+                                initargs=(precision.x64_enabled(), cache_dir, xla_flags.requested(True))) as pool:
         futs = {u[0]: pool.submit(_run_unit, u, n, seed, slow) for u in units}
         done: dict[str, CheckResult] = {}
         for name in names:

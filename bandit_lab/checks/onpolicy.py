@@ -328,9 +328,7 @@ def _sampled_tv(n_seeds: int, seed: int, N: int, steps: int) -> float:
         hps = [{**o.hp, "lr": 0.05, "seed": float(seed * 1000 + s)} for s in range(n_seeds)]
         # the trainer's final parameters only (make_endpoint: make_train's steps, half its compile;
         # the same TVs to the last bit as train_batch's final policies, measured at N = 16 and 128)
-        from bandit_lab.onpolicy.stationary import compiler_options
-
-        params = jax.jit(jax.vmap(make_endpoint(o, cfg), in_axes=(0, None, None)), compiler_options=compiler_options())(
+        params = jax.jit(jax.vmap(make_endpoint(o, cfg), in_axes=(0, None, None)))(
             {k: np.asarray([h[k] for h in hps]) for k in hps[0]}, o.consts(), o.param.init())
         pols = np.asarray(jax.vmap(o.policy)(params))
         _SAMPLED[key] = float(np.mean([metrics.tv(p, exact, pb.context_weight) for p in pols]))

@@ -28,7 +28,8 @@ distinct pairs (population data of a uniform or reference pair law), a tabular p
 - ``spo-thm2-flow``: the projected flow π̇ = Π_simplex(−∇_π L^{α,μ}) (μ detached, re-evaluated
   at every point) for α ∈ [0.2, 3]. In the open simplex (which the flow never leaves for α > 0)
   the projection of the velocity is the tangent projection; the ODE is stiff (curvature ~ 1/π²)
-  and is integrated by implicit Radau (rtol 1e-9) with the field in plain NumPy
+  and is integrated by LSODA (ODEPACK via ``scipy.integrate.odeint``: BDF once stiff; rtol 1e-9,
+  cross-checked against SciPy's implicit Radau in the tests) with the field in plain NumPy
   (:func:`field_np`, tested against the JAX loss). The Euclidean distance to π^α must decrease
   between any two of 300 log-spaced sampled times in [1e-4, 1e4]: the value is the smallest
   relative decrease 1 − d_{t+1}/d_t over samples with d_t > 1e-9 (must be > 0).
@@ -162,60 +163,36 @@ def field_np(p: np.ndarray, alpha: float, gamma: float, weight: str, W: np.ndarr
     return (add(g, 1) - add(g, 0)) / p
 
 
-@functools.lru_cache(maxsize=1)
-def _radau():
-    """SciPy's ``Radau`` with its linear solves calling LAPACK ``getrs`` directly.
-
-    ``Radau`` solves with ``scipy.linalg.lu_solve(LU, b, overwrite_b=True)``, i.e. ``getrs(lu,
-    piv, b, trans=0, overwrite_b=True)`` behind a finiteness check and SciPy 1.16's batching
-    wrapper (``_apply_over_batch``), which cost more than the 3×3–15×15 solve: 28 % of
-    ``spo-thm2-flow``'s time under cProfile (issue 22). Same LAPACK routine, same arguments, so
-    the same bits (``tests/test_spo.py`` compares the flows with and without it); a non-finite
-    right-hand side still raises ``ValueError`` as ``lu_solve``'s check does."""
-    from scipy.integrate import Radau
-    from scipy.linalg import get_lapack_funcs
-
-    class _Radau(Radau):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if callable(getattr(self, "solve_lu", None)) and not hasattr(self.I, "tocsc"):  # dense Jacobian only
-                getrs = {}
-
-                def solve_lu(LU, b):
-                    lu, piv = LU
-                    if not np.all(np.isfinite(b)):
-                        raise ValueError("array must not contain infs or NaNs")
-                    key = (lu.dtype.char, b.dtype.char)
-                    if key not in getrs:
-                        getrs[key] = get_lapack_funcs(("getrs",), (lu, b))[0]
-                    x, info = getrs[key](lu, piv, b, trans=0, overwrite_b=True)
-                    if info != 0:
-                        raise ValueError(f"illegal value in {-info}th argument of internal getrs")
-                    return x
-
-                self.solve_lu = solve_lu
-
-    return _Radau
-
-
-def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300, method=None):
+def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300, method="LSODA"):
     """Integrate π̇ = Π_T(−∇_π L^{α,μ}), α > 0. In the open simplex the projection of the
     velocity onto the simplex is the tangent projection, and the flow never leaves it
-    (v(y) → +∞ as π(y) → 0). Stiff (curvature ~ 1/π²): implicit Radau, rtol 1e-9; distances
-    to π^α at log-spaced times. ``method``: SciPy's own ``"Radau"`` (default :func:`_radau`, the
-    same steps with a cheaper linear solve)."""
-    from scipy.integrate import solve_ivp
+    (v(y) → +∞ as π(y) → 0). Stiff (curvature ~ 1/π²): rtol 1e-9, atol 1e-14; distances to π^α
+    at log-spaced times.
 
+    ``method``: ``"LSODA"`` (default; ODEPACK's LSODA through :func:`scipy.integrate.odeint`, which
+    switches between Adams and BDF as the flow stiffens; its step loop is compiled Fortran) or
+    ``"Radau"`` (SciPy's implicit Radau IIA, ``solve_ivp``: the independent cross-check, whose
+    step loop is Python — 7.7× the CPU time over the check's 80 flows, issue 22). The two agree
+    to the tolerance (``tests/test_spo.py``); the check's value, 1 − d_{t+1}/d_t, agreed to
+    6e-16 at ``--seed 0`` (docs/performance.md)."""
     W = np.asarray(w)[0]
     mf = None if mu_fixed is None else np.asarray(mu_fixed)[0]
 
-    def rhs(t, y):
-        v = field_np(y, a, 1.0, weight, W, mf)
-        return v - np.add.reduce(v) / v.size  # = v − v.mean() to the bit (np.mean is this sum over the count), without its overhead
+    def v(y):
+        f = field_np(y, a, 1.0, weight, W, mf)
+        return f - np.add.reduce(f) / f.size  # = f − f.mean() to the bit (np.mean is this sum over the count), without its overhead
 
     ts = np.concatenate([[0.0], np.geomspace(1e-4, t_end, n_eval)])
-    sol = solve_ivp(rhs, (0.0, t_end), p0[0], method=method or _radau(), t_eval=ts, rtol=1e-9, atol=1e-14)
-    P = sol.y.T
+    if method == "LSODA":
+        from scipy.integrate import odeint
+
+        P = odeint(lambda y, t: v(y), p0[0], ts, rtol=1e-9, atol=1e-14, mxstep=100_000)
+    elif method == "Radau":
+        from scipy.integrate import solve_ivp
+
+        P = solve_ivp(lambda t, y: v(y), (0.0, t_end), p0[0], method="Radau", t_eval=ts, rtol=1e-9, atol=1e-14).y.T
+    else:
+        raise ValueError(f"method: 'LSODA' or 'Radau', got {method!r}")
     return np.linalg.norm(P - target[0], axis=-1), P[-1][None]
 
 

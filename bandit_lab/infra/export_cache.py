@@ -116,37 +116,19 @@ def supported() -> bool:
     return hasattr(jexport, "register_namedtuple_serialization") and hasattr(jexport, "deserialize")
 
 
-def fast_compile_options() -> dict | None:
-    """XLA options for programs where compiling, not running, is the cost (issue 22): on the CPU
-    the classic LLVM IR fusion emitters (``xla_cpu_use_fusion_emitters=False``) instead of jaxlib
-    0.10's default MLIR-based ones — 20–40 % less CPU on the compile-bound ``verify`` checks that
-    use the on-policy and the exact solver, the same execution time on a 2,048-point exact solve
-    (docs/performance.md, verify session 7). Other backends: none.
-
-    **Opt-in** (``BANDIT_LAB_FAST_COMPILE=1``; default: XLA's own defaults): the changed code
-    moves results in the last bits, and on verl's discontinuous ``abs`` KL field that was enough
-    to make tests/test_runaway_limits.py's sliding-point solves stop unconverged (two cases)."""
-    import os
-
-    on = os.environ.get("BANDIT_LAB_FAST_COMPILE", "") == "1"
-    return {"xla_cpu_use_fusion_emitters": False} if on and jax.default_backend() == "cpu" else None
-
-
-def jit(fn: Callable, key=None, compiler_options: dict | None = None) -> Callable:
-    """``jax.jit(fn, compiler_options=…)``, except that with a stable ``key`` and the cache on, each
-    call signature (argument structure, shapes, dtypes) is deserialized from disk when present,
-    else traced, exported and saved; ``compiler_options`` apply to the compile of the deserialized
-    or exported program too. Positional arguments only."""
+def jit(fn: Callable, key=None) -> Callable:
+    """``jax.jit(fn)``, except that with a stable ``key`` and the cache on, each call signature
+    (argument structure, shapes, dtypes) is deserialized from disk when present, else traced,
+    exported and saved. Positional arguments only."""
     if key is None or _DIR is None or not _serializable():
-        return jax.jit(fn, compiler_options=compiler_options)
-    return _Exported(fn, key, _DIR, compiler_options)
+        return jax.jit(fn)
+    return _Exported(fn, key, _DIR)
 
 
 class _Exported:
-    def __init__(self, fn: Callable, key, path: str, compiler_options: dict | None = None):
+    def __init__(self, fn: Callable, key, path: str):
         self.fn, self.key, self.path = fn, key, path
         self.calls: dict = {}
-        self.options = compiler_options
 
     def __call__(self, *args):
         leaves, tree = jax.tree_util.tree_flatten(args)
@@ -158,7 +140,7 @@ class _Exported:
         exp = _load(file)
         if exp is not None:
             try:
-                call = jax.jit(exp.call, compiler_options=self.options)
+                call = jax.jit(exp.call)
                 out = call(*leaves)  # a stale or damaged entry fails here, before any result is used
                 self.calls[sig] = call
                 return out
@@ -171,11 +153,11 @@ class _Exported:
         try:
             exp = jax.export.export(jax.jit(flat))(*leaves)
         except Exception:  # not exportable (e.g. a host callback): the plain traced program
-            call = self.calls[sig] = jax.jit(flat, compiler_options=self.options)
+            call = self.calls[sig] = jax.jit(flat)
             return call(*leaves)
         _save(file, exp)
         # the program that was saved, so this run and every later one execute the same executable
-        call = self.calls[sig] = jax.jit(exp.call, compiler_options=self.options)
+        call = self.calls[sig] = jax.jit(exp.call)
         return call(*leaves)
 
 

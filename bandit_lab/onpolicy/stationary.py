@@ -102,21 +102,6 @@ class Stationary(NamedTuple):
 _CACHE: dict = {}
 
 
-def compiler_options() -> dict | None:
-    """XLA options for the solver's programs (:func:`bandit_lab.infra.export_cache.fast_compile_options`:
-    on the CPU the classic fusion emitters). Compiling is most of a cold solve (issue 22), and these
-    programs compile ≈ 30 % faster with them (dr_grpo/grpo, G = 4: 6.2 → 4.3 CPU s for three cold
-    solves) for ≈ 15 % slower warm solves; ``docs/performance.md`` (session 7) lists the checks
-    whose values moved (at the solver's convergence level)."""
-    from bandit_lab.infra import export_cache
-
-    return export_cache.fast_compile_options()
-
-
-def _jit(f):
-    return jax.jit(f, compiler_options=compiler_options())
-
-
 class _Programs:
     """The compiled programs of one objective signature and row count ``rows`` (= B·``_LS``).
 
@@ -151,7 +136,7 @@ class _Programs:
                     jax.vmap(jax.jacfwd(F), in_axes=ax)(Z[::_LS], every, c))
 
         self.rows, self.objective = rows, objective
-        self._eval = _jit(evaluate)
+        self._eval = jax.jit(evaluate)
         self._last = None  # (key, outputs) of the last evaluation
         self._hp = None  # hyperparameter rows of the last call (log π reads none; any valid rows do)
         self.programs = {
@@ -159,8 +144,8 @@ class _Programs:
             "logp": lambda Z, c: self._get(Z, None, c, 1),
             "value": lambda Z, hp, c: self._get(Z, hp, c, 2),
             "J": lambda Z, hp, c: self._get(Z, hp, c, 3),
-            "dlogp": _jit(jax.jacfwd(logp)),
-            "flow": _jit(jax.vmap(lambda z, eta, hp, c: jax.lax.fori_loop(0, 400, lambda i, zz: zz - eta * F(zz, hp, c), z),
+            "dlogp": jax.jit(jax.jacfwd(logp)),
+            "flow": jax.jit(jax.vmap(lambda z, eta, hp, c: jax.lax.fori_loop(0, 400, lambda i, zz: zz - eta * F(zz, hp, c), z),
                                      in_axes=(0, 0, 0, None))),
         }
 
@@ -233,7 +218,7 @@ def warm_start(objective, hps: list[dict], init=None, steps: int = WARM_STEPS, l
     if key not in _CACHE:
         if len(_CACHE) > 64:
             _CACHE.clear()
-        _CACHE[key] = _jit(jax.vmap(make_endpoint(exact, cfg), in_axes=(0, None, None)))
+        _CACHE[key] = jax.jit(jax.vmap(make_endpoint(exact, cfg), in_axes=(0, None, None)))
     hp = {k: np.asarray([float(h.get(k, exact.hp.get(k, 0.0))) for h in full]) for k in keys}
     return _CACHE[key](hp, exact.consts(), jax.tree_util.tree_map(jnp.asarray, p0))
 

@@ -132,13 +132,12 @@ def _compiled(objective, unravel, kind: str):
         stable = getattr(objective, "stable_signature", lambda: None)()
         skey = None if stable is None else ("solver", kind, stable)
         f = lambda z, hp, c: objective.value(unravel(z), hp, consts=c)  # noqa: E731
-        opts = export_cache.fast_compile_options()  # compile-bound programs (issue 22)
         if kind == "vg":  # value and gradient over a batch of rows (shared constants)
-            fn = export_cache.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)), skey, opts)
+            fn = export_cache.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)), skey)
         elif kind == "policy":
-            fn = export_cache.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)), skey, opts)
+            fn = export_cache.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)), skey)
         else:  # "fgh": value, gradient, Hessian at one point (constrained path)
-            fn = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)), skey, opts)
+            fn = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)), skey)
         _CACHE[key] = fn
     return _CACHE[key]
 

@@ -1,0 +1,83 @@
+"""Fast-compile mode: XLA flags for processes whose cost is compiling, not running (issue 22).
+
+``bandit-lab verify`` and the test suite compile hundreds of small programs and run each for
+milliseconds: on the CPU, XLA's compiler is ≈ ¾ of their time (docs/performance.md). Two XLA CPU
+flags cut it without touching a claim:
+
+- ``--xla_cpu_use_fusion_emitters=false``: XLA's classic LLVM IR fusion emitters instead of
+  jaxlib 0.10's default MLIR-based ones (≈ −35 % compile CPU on the on-policy solver's programs);
+- ``--xla_cpu_parallel_codegen_split_count=1``: one LLVM module per program, not one per thread
+  (the same code; −8 % CPU, at the cost of wall time when a single compile has the machine alone).
+
+They change the generated code, so results may differ from the default's in the last bits (every
+``verify`` check and every test passes either way; measured: 64 of 64 checks, 2,227 tests), and a
+compiled program runs up to ≈ 15 % slower — why this is not the default for ``run``/``sweep``,
+whose big sweeps are run-bound and whose documented outputs are the default's bits.
+
+Where it is on:
+- ``bandit-lab verify`` (its worker processes always; in-process when JAX's backend has not started);
+- the test suite (``tests/conftest.py``), whose subprocesses inherit it — except the commands that
+  check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a reader's
+  command runs with XLA's defaults);
+- any command, with ``BANDIT_LAB_FAST_COMPILE=1`` (``=0``: never, not even for ``verify``).
+
+The flags are read by XLA when JAX's backend starts, so :func:`enable` must run before the first
+computation; JAX's compilation cache keys include ``XLA_FLAGS``, so entries of the two modes never
+mix. Other backends ignore them (the GPU compiler has its own flags).
+"""
+from __future__ import annotations
+
+import os
+from typing import MutableMapping
+
+FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
+ENV = "BANDIT_LAB_FAST_COMPILE"
+
+
+def requested(default: bool, environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether fast-compile mode is wanted: ``BANDIT_LAB_FAST_COMPILE`` = ``1`` / ``0`` when set, else ``default``."""
+    v = (os.environ if environ is None else environ).get(ENV, "").strip()
+    return default if v == "" else v == "1"
+
+
+def enabled(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether ``XLA_FLAGS`` carries every fast-compile flag."""
+    have = set((os.environ if environ is None else environ).get("XLA_FLAGS", "").split())
+    return all(f in have for f in FLAGS)
+
+
+def backend_started() -> bool:
+    """Whether JAX's backend has started in this process (after which ``XLA_FLAGS`` is not read again)."""
+    import sys
+
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return bool(xla_bridge.backends_are_initialized())
+
+
+def enable(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Add the flags to ``XLA_FLAGS`` (of ``environ``, default this process's, so its subprocesses
+    inherit them). Returns whether this process compiles with them: ``False`` when its backend has
+    already started without them (then nothing is changed: the process's programs stay one mode)."""
+    env = os.environ if environ is None else environ
+    if enabled(env):
+        return True
+    if environ is None and backend_started():
+        return False
+    have = env.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(have + [f for f in FLAGS if f not in have])
+    return True
+
+
+def removed(environ: MutableMapping[str, str]) -> dict[str, str]:
+    """A copy of ``environ`` without the fast-compile flags (for a subprocess that must run with XLA's defaults)."""
+    env = dict(environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if f not in FLAGS]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    else:
+        env.pop("XLA_FLAGS", None)
+    env.pop(ENV, None)
+    return env
