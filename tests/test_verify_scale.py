@@ -105,6 +105,10 @@ def test_fast_compile_flags_are_added_once_and_removed_for_readers_commands():
     BANDIT_LAB_FAST_COMPILE switch (1/0/unset → the caller's default)."""
     from bandit_lab.infra import xla_flags
 
+    if not xla_flags.supported():  # this jaxlib would abort on them: enable() must leave the environment alone
+        env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+        assert not xla_flags.enable(env) and env == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+        return
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     assert not xla_flags.enabled(env) and xla_flags.enable(env) and xla_flags.enabled(env)
     assert xla_flags.enable(env)
@@ -151,7 +155,7 @@ def test_verify_workers_start_their_backend_with_the_fast_compile_flags(fast):
         os.environ.clear()
         os.environ.update(saved)
     assert not before and after
-    assert all(f in flags.split() for f in xla_flags.FLAGS) == fast
+    assert all(f in flags.split() for f in xla_flags.FLAGS) == (fast and xla_flags.supported())
 
 
 def test_fast_compile_and_xla_defaults_reach_the_same_stationary_points():
@@ -176,11 +180,41 @@ pb = random_problem(np.random.default_rng(5), k=3, contexts=2, preference="rewar
 objs = [make_objective(pb, "grpo", {"beta": 0.9, "group_size": 2})]
 print(json.dumps([[s.status, np.asarray(s.result.policy).tolist()] for s in map(stationary.solve, objs)]))
 """
+    if not xla_flags.enabled():
+        pytest.skip("this process is not in fast-compile mode (BANDIT_LAB_FAST_COMPILE=0, or a jaxlib without the flags)")
     env = xla_flags.removed(os.environ)
     default = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
-    assert xla_flags.enabled()
     ns: dict = {}
     exec(code.replace("print(json.dumps(", "out = (("), ns)
     for (sa, pa), (sb, pb_) in zip(ns["out"], default):
         assert sa == sb == "attracting"
         np.testing.assert_allclose(np.asarray(pa), np.asarray(pb_), rtol=0, atol=1e-14)
+
+
+def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypatch):
+    """XLA aborts a process whose XLA_FLAGS name a flag it does not know (and jaxlib releases retire
+    flags; pyproject admits jaxlib 0.4.30). ``supported()`` (the flag names in jaxlib's binaries)
+    must agree with what XLA itself does: a new process with the flags starts JAX's backend and
+    computes; with an unknown flag the scan says no, ``enable`` leaves the environment alone, and
+    XLA would indeed have aborted."""
+    import subprocess
+    import sys
+
+    from bandit_lab.infra import xla_flags
+
+    code = "import jax.numpy as jnp; print(float(jnp.arange(3.0).sum()))"
+
+    def start(flags):
+        env = {**xla_flags.removed(os.environ), "XLA_FLAGS": " ".join(flags)}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+
+    ok = start(xla_flags.FLAGS)
+    assert xla_flags.supported() == (ok.returncode == 0 and ok.stdout.strip() == "3.0"), ok.stderr[-500:]
+    bogus = ("--xla_cpu_no_such_flag_for_bandit_lab=true",)
+    monkeypatch.setattr(xla_flags, "FLAGS", bogus)
+    monkeypatch.setattr(xla_flags, "_SUPPORTED", [])
+    assert not xla_flags.supported()
+    env: dict = {}
+    assert not xla_flags.enable(env) and env == {}
+    bad = start(bogus)
+    assert bad.returncode != 0 and "no_such_flag" in bad.stderr
