@@ -191,7 +191,7 @@ print(json.dumps([[s.status, np.asarray(s.result.policy).tolist()] for s in map(
         np.testing.assert_allclose(np.asarray(pa), np.asarray(pb_), rtol=0, atol=1e-14)
 
 
-def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypatch):
+def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypatch, tmp_path):
     """XLA aborts a process whose XLA_FLAGS name a flag it does not know (and jaxlib releases retire
     flags; pyproject admits jaxlib 0.4.30). ``supported()`` (the flag names in jaxlib's binaries)
     must agree with what XLA itself does: a new process with the flags starts JAX's backend and
@@ -204,9 +204,15 @@ def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypat
 
     code = "import jax.numpy as jnp; print(float(jnp.arange(3.0).sum()))"
 
+    def no_core():  # the aborting process must not leave a core file behind
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
     def start(flags):
         env = {**xla_flags.removed(os.environ), "XLA_FLAGS": " ".join(flags)}
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
+                              preexec_fn=no_core)
 
     ok = start(xla_flags.FLAGS)
     assert xla_flags.supported() == (ok.returncode == 0 and ok.stdout.strip() == "3.0"), ok.stderr[-500:]
