@@ -202,17 +202,13 @@ def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypat
 
     from bandit_lab.infra import xla_flags
 
-    code = "import jax.numpy as jnp; print(float(jnp.arange(3.0).sum()))"
-
-    def no_core():  # the aborting process must not leave a core file behind
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # no core file from the aborting process (set in the child itself: a preexec_fn would fork this threaded process)
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"
+            "import jax.numpy as jnp; print(float(jnp.arange(3.0).sum()))")
 
     def start(flags):
         env = {**xla_flags.removed(os.environ), "XLA_FLAGS": " ".join(flags)}
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
-                              preexec_fn=no_core)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
 
     ok = start(xla_flags.FLAGS)
     assert xla_flags.supported() == (ok.returncode == 0 and ok.stdout.strip() == "3.0"), ok.stderr[-500:]
