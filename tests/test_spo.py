@@ -196,6 +196,26 @@ def test_thm2_flow_lsoda_agrees_with_scipys_radau():
         spo_checks._flow(*args, method="RK45")
 
 
+def test_thm2_flow_that_lsoda_cannot_finish_gives_nan_not_a_pass(monkeypatch):
+    """When LSODA gives up ("Excess work done", forced here by a step budget of 3), odeint still
+    returns an array — its rows after the failure are uninitialised memory (finite numbers like
+    6.9e-310, which would read as a flow that reached π^α). ``_flow`` returns NaN distances
+    instead, so ``spo-thm2-flow``'s value is NaN and the check fails."""
+    import warnings
+
+    import scipy.integrate
+
+    real = scipy.integrate.odeint
+    monkeypatch.setattr(scipy.integrate, "odeint", lambda *a, **k: real(*a, **{**k, "mxstep": 3}))
+    pb = random_problem(np.random.default_rng(3), k=3, contexts=1, preference="reward")
+    target = spo.softmax_r_over_alpha(pb.reward, 0.6)
+    p0 = dirichlet(np.random.default_rng(4), (1, 3), floor=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d, p = spo_checks._flow("uniform", p0, 0.6, np.asarray(population(pb).weight), None, target, t_end=1e2, n_eval=10)
+    assert np.all(np.isnan(d)) and np.all(np.isnan(p))
+
+
 def test_alpha0_flow_stops_at_net_score_point_not_argmax():
     """Finding (docs/spo.md): K = 3, r = (1, 0.9, −3), uniform pairs: responses 0 and 1 both beat
     the rest on net, so the α = 0 flow ends at π ∝ c⁺, with mass on both — not at argmax r."""

@@ -186,7 +186,9 @@ def _flow(weight, p0, a, w, mu_fixed, target, t_end=1e4, n_eval=300, method="LSO
     if method == "LSODA":
         from scipy.integrate import odeint
 
-        P = odeint(lambda y, t: v(y), p0[0], ts, rtol=1e-9, atol=1e-14, mxstep=100_000)
+        P, info = odeint(lambda y, t: v(y), p0[0], ts, rtol=1e-9, atol=1e-14, mxstep=100_000, full_output=True)
+        if info["message"] != "Integration successful.":  # LSODA gave up: no distances, so the check fails (NaN), never passes
+            P = np.full((ts.size, np.size(p0[0])), np.nan)
     elif method == "Radau":
         from scipy.integrate import solve_ivp
 
