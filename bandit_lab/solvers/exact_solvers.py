@@ -130,35 +130,50 @@ def _smooth_grad(obj, params, hp, kinks):
     return g - g_hinge
 
 
+_DPOP_SITES: dict = {}
+
+
 def _dpop_sites(obj, params, hp):
     """DPO-Positive's kinks (``max(0, −h_w)`` inside the sigmoid, Pal et al. 2024): with
     ``G(θ, ρ) = E_D[softplus(−β(Δ − λρ_{y_w}))] + penalty``, increasing in every ``ρ_y``, and
     ``ρ = max(0, a)``, ``a_y = −h_y``, the Clarke subdifferential is
     ``∂_θG + Σ_y s_y·(∂G/∂ρ_y)·∇a_y``, ``s_y ∈ [0, 1]`` at kinks (1 where ``a_y > 0``).
-    Returns ``(g_base, a [T], J [T, n])`` over the (x, y) that are chosen somewhere."""
+    Returns ``(g_base, a [T], J [T, n])`` over the (x, y) that are chosen somewhere.
+
+    One jitted program per objective signature and parameter structure, with the problem's
+    arrays and β, λ, the weight decay as arguments, kept for the process (``stationarity`` calls
+    this at every iterate of DPOP's solve; differentiated eagerly it compiled a small program per
+    primitive, issue 22)."""
     z, unravel = _flat(obj, params)
-    W = jnp.asarray(obj.data.weight)
     chosen = np.asarray(obj.data.weight).sum(-1) > 0  # [X, K]
+    key = (obj.signature(), jax.tree_util.tree_structure(params), z.size)
+    if key not in _DPOP_SITES:
+        if len(_DPOP_SITES) > 64:
+            _DPOP_SITES.clear()
 
-    def h_of(zz):
-        inp = obj.inputs(unravel(zz))
-        return inp.logp - inp.logp_ref
+        def kernel(zz, beta, lam, wd, c):
+            W = c["data"].weight
+            live = W > 0
 
-    def G(zz, rho):
-        h = h_of(zz)
-        d = h[..., :, None] - h[..., None, :]
-        per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
-        live = W > 0
-        base = jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0))
-        return base + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+            def h_of(q):
+                inp = obj.inputs(unravel(q), consts=c)
+                return inp.logp - inp.logp_ref
 
-    zj = jnp.asarray(z)
-    a = -np.asarray(h_of(zj))
-    rho = jnp.asarray(np.maximum(0.0, a))
-    g_base = np.asarray(jax.grad(G, 0)(zj, rho))
-    c = np.asarray(jax.grad(G, 1)(zj, rho))
-    Ja = np.asarray(jax.jacobian(lambda zz: -h_of(zz))(zj))  # [X, K, n]
-    J = (c[..., None] * Ja)[chosen]
+            def G(q, rho):
+                h = h_of(q)
+                d = h[..., :, None] - h[..., None, :]
+                per = jax.nn.softplus(-beta * (d - lam * rho[..., :, None]))
+                base = jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0))
+                return base + wd * obj.penalty_value(unravel(q), consts=c)
+
+            a = -h_of(zz)
+            rho = jnp.maximum(0.0, a)
+            return a, jax.grad(G, 0)(zz, rho), jax.grad(G, 1)(zz, rho), jax.jacobian(lambda q: -h_of(q))(zz)
+
+        _DPOP_SITES[key] = jax.jit(kernel)
+    a, g_base, c, Ja = (np.asarray(t) for t in _DPOP_SITES[key](jnp.asarray(z), float(hp["beta"]), float(hp["lam"]),
+                                                               float(hp.get("weight_decay", 0.0)), obj.consts()))
+    J = (c[..., None] * Ja)[chosen]  # Ja [X, K, n]
     return g_base, a[chosen], J
 
 
