@@ -252,6 +252,23 @@ def _u_abs_k(p, ref, r, beta=0.5):
     return (p @ r - r) + beta * (sg - p @ sg)
 
 
+def _corner_fields(ref, ps, pin, gone, delta):
+    """NumPy, at the 2^d corners π_k = π_ref,k·e^{σ_k δ} of the pinned responses ``pin`` (y1 takes
+    the rest, the ``gone`` ones have mass 1e-250): ``(σ, u, ḣ)`` per corner, with u = F/π and the
+    log-ratio velocities ḣ = −π·u + Σ_j π_j² u_j."""
+    ref, r, pin = np.asarray(ref), np.log(ps), np.asarray(pin)
+    out = []
+    for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
+        sig = np.array(sig)
+        p = np.zeros(len(ref))
+        p[pin] = ref[pin] * np.exp(sig * delta)
+        p[gone] = 1e-250
+        p[0] = 1 - p.sum()
+        u = _u_abs_k(p, ref, r)
+        out.append((sig, u, -p * u + p @ (p * u)))
+    return out
+
+
 def _corners(ref, r, pin, gone, delta=5e-11):
     """NumPy: at the 2^d corners π_k = π_ref,k·e^{σ_k δ} of the pinned responses ``pin`` (y1 takes
     the rest, the ``gone`` ones have mass 1e-250), the rates σ_k·d/dt log(π_k/π_ref,k) =
@@ -259,16 +276,10 @@ def _corners(ref, r, pin, gone, delta=5e-11):
     the corners' fields with d/dt h = 0 on the pinned ones (scipy linprog, one per vanished response)."""
     from scipy.optimize import linprog
 
-    ref, r, pin = np.asarray(ref), np.log(r), np.asarray(pin)
+    pin = np.asarray(pin)
     rates, G, U = [], [], []
-    for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
-        p = np.zeros(len(ref))
-        p[pin] = ref[pin] * np.exp(np.array(sig) * delta)
-        p[gone] = 1e-250
-        p[0] = 1 - p.sum()
-        u = _u_abs_k(p, ref, r)
-        hd = -p * u + p @ (p * u)
-        rates.append(np.array(sig) * hd[pin])
+    for sig, u, hd in _corner_fields(ref, r, pin, gone, delta):
+        rates.append(sig * hd[pin])
         G.append(hd[pin])
         U.append(u[gone])
     A = np.vstack([np.array(G).T, np.ones(len(G))])
@@ -375,17 +386,8 @@ LYAP = ([0.2, 0.5, 0.2, 0.1], [0.4, 0.35, 0.2, 0.05], [0.3, 0.5, 0.2, 0.0], [1, 
 def _sum_descent_np(ref, ps, pin, gone, delta=5e-11):
     """NumPy: the corners' velocities of the pinned coordinates, and the largest derivative of
     V = Σ|h_k| over them along the Filippov motions (:func:`_v_derivative_max`)."""
-    ref, r, pin = np.asarray(ref), np.log(ps), np.asarray(pin)
-    S, G = [], []
-    for sig in itertools.product((-1.0, 1.0), repeat=len(pin)):
-        p = np.zeros(len(ref))
-        p[pin] = ref[pin] * np.exp(np.array(sig) * delta)
-        p[gone] = 1e-250
-        p[0] = 1 - p.sum()
-        u = _u_abs_k(p, ref, r)
-        S.append(sig)
-        G.append((-p * u + p @ (p * u))[pin])
-    return _v_derivative_max(np.array(S), np.array(G))
+    corners = _corner_fields(ref, ps, pin, gone, delta)
+    return _v_derivative_max(np.array([sig for sig, _, _ in corners]), np.array([hd[np.asarray(pin)] for _, _, hd in corners]))
 
 
 def test_verl_abs_sliding_point_attracted_through_a_sliding_motion():

@@ -130,6 +130,21 @@ def _smooth_grad(obj, params, hp, kinks):
     return g - g_hinge
 
 
+def _dpop_g(obj, params, rho, beta, lam, wd, c):
+    """DPO-Positive with its kink argument as a variable (Pal et al. 2024):
+    ``G(θ, ρ) = E_D[softplus(−β(Δ − λρ_{y_w}))] + wd·penalty``, increasing in every ``ρ_y``; DPOP is
+    ``G(θ, max(0, −h))``. ``rho``: an array, or a function of the log-ratios ``h`` (one evaluation
+    of ``h`` for both). ``c``: the objective's constants (:meth:`Objective.consts`)."""
+    W = c["data"].weight
+    inp = obj.inputs(params, consts=c)
+    h = inp.logp - inp.logp_ref
+    rho = rho(h) if callable(rho) else rho
+    d = h[..., :, None] - h[..., None, :]
+    per = jax.nn.softplus(-beta * (d - lam * rho[..., :, None]))
+    live = W > 0
+    return jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0)) + wd * obj.penalty_value(params, consts=c)
+
+
 _DPOP_SITES: dict = {}
 
 
@@ -152,19 +167,12 @@ def _dpop_sites(obj, params, hp):
             _DPOP_SITES.clear()
 
         def kernel(zz, beta, lam, wd, c):
-            W = c["data"].weight
-            live = W > 0
-
             def h_of(q):
                 inp = obj.inputs(unravel(q), consts=c)
                 return inp.logp - inp.logp_ref
 
             def G(q, rho):
-                h = h_of(q)
-                d = h[..., :, None] - h[..., None, :]
-                per = jax.nn.softplus(-beta * (d - lam * rho[..., :, None]))
-                base = jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0))
-                return base + wd * obj.penalty_value(unravel(q), consts=c)
+                return _dpop_g(obj, unravel(q), rho, beta, lam, wd, c)
 
             a = -h_of(zz)
             rho = jnp.maximum(0.0, a)
@@ -415,7 +423,6 @@ def solve_dpop(obj, hp: dict, init=None) -> ExactResult | None:
     hp = {**obj.hp, **hp}
     template = obj.param.init() if init is None else init
     z0, unravel = _flat(obj, template)
-    W = jnp.asarray(obj.data.weight)
     X, K = np.asarray(obj.problem.pi_ref).shape
     n, m = z0.size, X * K
 
@@ -423,13 +430,10 @@ def solve_dpop(obj, hp: dict, init=None) -> ExactResult | None:
         inp = obj.inputs(unravel(zz))
         return (inp.logp - inp.logp_ref).reshape(-1)
 
+    c = obj.consts()
+
     def G(u):
-        zz, rho = u[:n], u[n:].reshape(X, K)
-        h = h_of(zz).reshape(X, K)
-        d = h[..., :, None] - h[..., None, :]
-        per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
-        live = W > 0
-        return jnp.sum(jnp.where(live, W * jnp.where(live, per, 0.0), 0.0)) + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+        return _dpop_g(obj, unravel(u[:n]), u[n:].reshape(X, K), hp["beta"], hp["lam"], hp.get("weight_decay", 0.0), c)
 
     vg = jax.jit(jax.value_and_grad(G))
     cons_f = jax.jit(lambda u: u[n:] + h_of(u[:n]))
@@ -461,19 +465,14 @@ def _dpop_polish(obj, hp, z, unravel, iters: int = 40):
     differentiated eagerly, each iteration's fresh closures compiled a small program per primitive
     (≈ 4 of a solve's 6 CPU s, issue 22)."""
     chosen = np.asarray(obj.data.weight).sum(-1) > 0
-    Wd = jnp.asarray(obj.data.weight)
-    live = Wd > 0
+    c = obj.consts()
 
     def h_of(zz):
         inp = obj.inputs(unravel(zz))
         return inp.logp - inp.logp_ref
 
     def piece(zz, mask):  # DPOP with ρ = −h where ``mask`` (the 'lin' side), 0 on the rest
-        h = h_of(zz)
-        rho = jnp.where(mask, -h, 0.0)
-        d = h[..., :, None] - h[..., None, :]
-        per = jax.nn.softplus(-hp["beta"] * (d - hp["lam"] * rho[..., :, None]))
-        return jnp.sum(jnp.where(live, Wd * jnp.where(live, per, 0.0), 0.0)) + hp.get("weight_decay", 0.0) * obj.penalty_value(unravel(zz))
+        return _dpop_g(obj, unravel(zz), lambda h: jnp.where(mask, -h, 0.0), hp["beta"], hp["lam"], hp.get("weight_decay", 0.0), c)
 
     def cons(zz):  # every chosen h_y; the kinks among them are the equality constraints
         return h_of(zz)[chosen]
@@ -482,7 +481,7 @@ def _dpop_polish(obj, hp, z, unravel, iters: int = 40):
     hess = jax.jit(lambda zz, mask, mu: jax.hessian(lambda q: piece(q, mask) + jnp.dot(mu, cons(q)))(zz))
     best, best_r = z, stationarity(obj, unravel(jnp.asarray(z)), hp)
     for _ in range(iters):
-        g_base, a, J = _dpop_sites(obj, unravel(jnp.asarray(z)), hp)
+        _, a, _ = _dpop_sites(obj, unravel(jnp.asarray(z)), hp)
         kink = np.abs(a) <= 1e-6
         mask = np.zeros(chosen.shape, bool)
         mask[chosen] = a > 1e-6
