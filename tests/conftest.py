@@ -16,13 +16,16 @@ if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
 
 # The suite is compile-bound (below): its processes and their subprocesses compile in fast-compile
 # mode (bandit_lab.infra.xla_flags: XLA's classic CPU fusion emitters, one codegen module per program;
-# −28 % of a cold run's CPU, docs/performance.md "The test suite"), set before JAX's backend starts.
-# The commands that check documented outputs run with XLA's defaults, as a reader's do
-# (docs_outputs.run_command). BANDIT_LAB_FAST_COMPILE=0 runs the suite with XLA's defaults throughout.
+# −28 % of a cold run's CPU) with LLVM at -O0 (xla_flags.SUITE_FLAGS: XLA's compile time of a cold run
+# 290 → 135 s, the run 368 → 308 s; the generated code is slower, and values move in the last bits —
+# through 8,000 Adam steps by up to 1e-7 — which the tests' tolerances are for: docs/performance.md,
+# "The test suite"), set before JAX's backend starts. The commands that check documented outputs run
+# with XLA's defaults, as a reader's do (docs_outputs.run_command). BANDIT_LAB_FAST_COMPILE=0 runs the
+# suite with XLA's defaults throughout.
 from bandit_lab.infra import xla_flags  # noqa: E402  (imports no JAX)
 
 if xla_flags.requested(True):
-    xla_flags.enable()
+    xla_flags.enable(flags=xla_flags.SUITE_FLAGS)
 
 import jax  # noqa: E402
 

@@ -116,10 +116,16 @@ def test_fast_compile_flags_are_added_once_and_removed_for_readers_commands():
     back = xla_flags.removed({**env, "BANDIT_LAB_FAST_COMPILE": "1"})
     assert back == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     assert "XLA_FLAGS" not in xla_flags.removed({"XLA_FLAGS": " ".join(xla_flags.FLAGS)})
+    # the suite's set: the fast-compile flags and -O0, added once, all removed for a reader's command
+    suite = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    assert xla_flags.enable(suite, xla_flags.SUITE_FLAGS) and xla_flags.enabled(suite) and xla_flags.enabled(suite, xla_flags.SUITE_FLAGS)
+    assert suite["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4", *xla_flags.FLAGS,
+                                          "--xla_backend_optimization_level=0"]
+    assert xla_flags.removed(suite) == {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     assert xla_flags.requested(True, {}) and not xla_flags.requested(False, {})
     assert not xla_flags.requested(True, {"BANDIT_LAB_FAST_COMPILE": "0"}) and xla_flags.requested(False, {"BANDIT_LAB_FAST_COMPILE": "1"})
-    # this process: the suite compiles in fast-compile mode (tests/conftest.py), set before JAX's backend started
-    assert xla_flags.backend_started() and xla_flags.enabled() == xla_flags.requested(True)
+    # this process: the suite compiles in its mode (tests/conftest.py), set before JAX's backend started
+    assert xla_flags.backend_started() and xla_flags.enabled(flags=xla_flags.SUITE_FLAGS) == xla_flags.requested(True)
 
 
 def _worker_flags():
@@ -160,9 +166,9 @@ def test_verify_workers_start_their_backend_with_the_fast_compile_flags(fast):
 
 def test_fast_compile_and_xla_defaults_reach_the_same_stationary_points():
     """The same on-policy stationary solve — GRPO (k3 in the loss, group std, G = 2) — in this
-    process (fast-compile mode) and in a new process with XLA's default flags: the same verdict and
-    policy to 1e-14 (the two modes' code differs in the last bits only; every ``verify`` check
-    passes in both, docs/performance.md). The compilation cache keeps the two modes apart (its keys
+    process (the suite's mode: the fast-compile flags and LLVM -O0) and in a new process with XLA's
+    default flags: the same verdict and policy to 1e-14 (the modes' code differs in the last bits
+    only; every ``verify`` check passes in fast-compile mode and with the defaults, docs/performance.md). The compilation cache keeps the two modes apart (its keys
     include ``XLA_FLAGS``)."""
     import json
     import subprocess
@@ -210,13 +216,13 @@ def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypat
         env = {**xla_flags.removed(os.environ), "XLA_FLAGS": " ".join(flags)}
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
 
-    ok = start(xla_flags.FLAGS)
-    assert xla_flags.supported() == (ok.returncode == 0 and ok.stdout.strip() == "3.0"), ok.stderr[-500:]
+    for flags in (xla_flags.FLAGS, xla_flags.SUITE_FLAGS):  # verify's mode, the test suite's
+        ok = start(flags)
+        assert xla_flags.supported(flags) == (ok.returncode == 0 and ok.stdout.strip() == "3.0"), ok.stderr[-500:]
     bogus = ("--xla_cpu_no_such_flag_for_bandit_lab=true",)
-    monkeypatch.setattr(xla_flags, "FLAGS", bogus)
-    monkeypatch.setattr(xla_flags, "_SUPPORTED", [])
-    assert not xla_flags.supported()
+    monkeypatch.setattr(xla_flags, "_SUPPORTED", {})
+    assert not xla_flags.supported(bogus)
     env: dict = {}
-    assert not xla_flags.enable(env) and env == {}
+    assert not xla_flags.enable(env, bogus) and env == {}
     bad = start(bogus)
     assert bad.returncode != 0 and "no_such_flag" in bad.stderr

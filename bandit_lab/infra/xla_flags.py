@@ -16,8 +16,8 @@ whose big sweeps are run-bound and whose documented outputs are the default's bi
 
 Where it is on:
 - ``bandit-lab verify`` (its worker processes always; in-process when JAX's backend has not started);
-- the test suite (``tests/conftest.py``), whose subprocesses inherit it — except the commands that
-  check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a reader's
+- the test suite (``tests/conftest.py``), with LLVM at -O0 besides (:data:`SUITE_FLAGS`), whose
+  subprocesses inherit it — except the commands that check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a reader's
   command runs with XLA's defaults);
 - any command, with ``BANDIT_LAB_FAST_COMPILE=1`` (``=0``: never, not even for ``verify``).
 
@@ -34,6 +34,12 @@ import os
 from typing import MutableMapping
 
 FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
+# The test suite's mode: also LLVM at -O0 (XLA's backend optimisation level 0). It halves the
+# suite's XLA compile time (290 → 135 s of a cold run) at the cost of slower generated code; values
+# move in the last bits, and through a long Adam run up to ≈ 1e-7 (the zoo's 8,000 steps). Not for
+# ``verify``, whose printed values are documented; the suite's tests compare to tolerances, and its
+# bit-identity tests compare runs of the same mode (docs/performance.md, "The test suite").
+SUITE_FLAGS = FLAGS + ("--xla_backend_optimization_level=0",)
 ENV = "BANDIT_LAB_FAST_COMPILE"
 
 
@@ -43,10 +49,10 @@ def requested(default: bool, environ: MutableMapping[str, str] | None = None) ->
     return default if v == "" else v == "1"
 
 
-def enabled(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Whether ``XLA_FLAGS`` carries every fast-compile flag."""
+def enabled(environ: MutableMapping[str, str] | None = None, flags: tuple = FLAGS) -> bool:
+    """Whether ``XLA_FLAGS`` carries every one of ``flags`` (default: the fast-compile flags)."""
     have = set((os.environ if environ is None else environ).get("XLA_FLAGS", "").split())
-    return all(f in have for f in FLAGS)
+    return all(f in have for f in flags)
 
 
 def backend_started() -> bool:
@@ -60,21 +66,22 @@ def backend_started() -> bool:
     return bool(xla_bridge.backends_are_initialized())
 
 
-_SUPPORTED: list[bool] = []
+_SUPPORTED: dict[tuple, bool] = {}
 
 
-def supported() -> bool:
-    """Whether the installed jaxlib knows every flag: each name, NUL-terminated as a C string
-    literal, occurs in one of its shared libraries (XLA registers its flags by name). Scanned once
-    per process through ``mmap`` (≈ 0.01 s when present, ≈ 0.15 s to rule a 350 MB library out)."""
-    if not _SUPPORTED:
+def supported(flags: tuple = FLAGS) -> bool:
+    """Whether the installed jaxlib knows every one of ``flags``: each name, NUL-terminated as a C
+    string literal, occurs in one of its shared libraries (XLA registers its flags by name). Scanned
+    once per process and flag set through ``mmap`` (≈ 0.01 s when present, ≈ 0.15 s to rule a 350 MB
+    library out)."""
+    if flags not in _SUPPORTED:
         import glob
         import importlib.util
         import mmap
 
         spec = importlib.util.find_spec("jaxlib")
         root = os.path.dirname(spec.origin) if spec and spec.origin else None
-        missing = {f.split("=")[0].lstrip("-").encode() + b"\0" for f in FLAGS}
+        missing = {f.split("=")[0].lstrip("-").encode() + b"\0" for f in flags}
         for lib in sorted(glob.glob(os.path.join(root, "**", "*.so*"), recursive=True)) if root else ():
             try:
                 with open(lib, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
@@ -83,29 +90,30 @@ def supported() -> bool:
                 continue
             if not missing:
                 break
-        _SUPPORTED.append(not missing)
-    return _SUPPORTED[0]
+        _SUPPORTED[flags] = not missing
+    return _SUPPORTED[flags]
 
 
-def enable(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Add the flags to ``XLA_FLAGS`` (of ``environ``, default this process's, so its subprocesses
-    inherit them). Returns whether this process compiles with them: ``False`` when its backend has
+def enable(environ: MutableMapping[str, str] | None = None, flags: tuple = FLAGS) -> bool:
+    """Add ``flags`` (default :data:`FLAGS`; the test suite: :data:`SUITE_FLAGS`) to ``XLA_FLAGS``
+    (of ``environ``, default this process's, so its subprocesses inherit them). Returns whether this process compiles with them: ``False`` when its backend has
     already started without them (then nothing is changed: the process's programs stay one mode),
     or when the installed jaxlib does not know them (:func:`supported`)."""
     env = os.environ if environ is None else environ
-    if enabled(env):
+    if enabled(env, flags):
         return True
-    if (environ is None and backend_started()) or not supported():
+    if (environ is None and backend_started()) or not supported(flags):
         return False
     have = env.get("XLA_FLAGS", "").split()
-    env["XLA_FLAGS"] = " ".join(have + [f for f in FLAGS if f not in have])
+    env["XLA_FLAGS"] = " ".join(have + [f for f in flags if f not in have])
     return True
 
 
 def removed(environ: MutableMapping[str, str]) -> dict[str, str]:
-    """A copy of ``environ`` without the fast-compile flags (for a subprocess that must run with XLA's defaults)."""
+    """A copy of ``environ`` without the fast-compile flags, the suite's included (for a subprocess
+    that must run with XLA's defaults)."""
     env = dict(environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if f not in FLAGS]
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if f not in SUITE_FLAGS]
     if flags:
         env["XLA_FLAGS"] = " ".join(flags)
     else:
