@@ -15,17 +15,17 @@ if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_gpu_deterministic_ops=true").strip()
 
 # The suite is compile-bound (below): its processes and their subprocesses compile in fast-compile
-# mode (bandit_lab.infra.xla_flags: XLA's classic CPU fusion emitters, one codegen module per program;
-# −28 % of a cold run's CPU) with LLVM at -O0 (xla_flags.SUITE_FLAGS: XLA's compile time of a cold run
-# 290 → 135 s, the run 368 → 308 s; the generated code is slower, and values move in the last bits —
-# through 8,000 Adam steps by up to 1e-7 — which the tests' tolerances are for: docs/performance.md,
-# "The test suite"), set before JAX's backend starts. The commands that check documented outputs run
-# with XLA's defaults, as a reader's do (docs_outputs.run_command). BANDIT_LAB_FAST_COMPILE=0 runs the
-# suite with XLA's defaults throughout.
+# mode (bandit_lab.infra.xla_flags: XLA's classic CPU fusion emitters, one codegen module per program,
+# LLVM at -O0 — XLA's compile time of a cold run 290 → 135 s, the run 368 → 294 s; the generated code
+# is slower, and values move in the last bits — through 8,000 Adam steps by up to 1e-7 — which the
+# tests' tolerances are for: docs/performance.md, "The test suite"), set before JAX's backend starts.
+# `verify` compiles in the same mode. The commands that check documented outputs run with XLA's
+# defaults, as a reader's do (docs_outputs.run_command). BANDIT_LAB_FAST_COMPILE=0 runs the suite
+# with XLA's defaults throughout.
 from bandit_lab.infra import xla_flags  # noqa: E402  (imports no JAX)
 
 if xla_flags.requested(True):
-    xla_flags.enable(flags=xla_flags.SUITE_FLAGS)
+    xla_flags.enable()
 
 import jax  # noqa: E402
 

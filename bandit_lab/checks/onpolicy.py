@@ -328,7 +328,10 @@ def _sampled_tv(n_seeds: int, seed: int, N: int, steps: int) -> float:
         hps = [{**o.hp, "lr": 0.05, "seed": float(seed * 1000 + s)} for s in range(n_seeds)]
         # the trainer's final parameters only (make_endpoint: make_train's steps, half its compile;
         # the same TVs to the last bit as train_batch's final policies, measured at N = 16 and 128)
-        params = jax.jit(jax.vmap(make_endpoint(o, cfg), in_axes=(0, None, None)))(
+        from bandit_lab.infra.xla_flags import run_bound_jit
+
+        # seconds of training, not milliseconds: LLVM -O2 even in verify's fast-compile mode
+        params = run_bound_jit(jax.vmap(make_endpoint(o, cfg), in_axes=(0, None, None)))(
             {k: np.asarray([h[k] for h in hps]) for k in hps[0]}, o.consts(), o.param.init())
         pols = np.asarray(jax.vmap(o.policy)(params))
         _SAMPLED[key] = float(np.mean([metrics.tv(p, exact, pb.context_weight) for p in pols]))

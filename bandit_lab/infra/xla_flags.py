@@ -1,28 +1,34 @@
 """Fast-compile mode: XLA flags for processes whose cost is compiling, not running (issue 22).
 
 ``bandit-lab verify`` and the test suite compile hundreds of small programs and run each for
-milliseconds: on the CPU, XLA's compiler is ≈ ¾ of their time (docs/performance.md). Two XLA CPU
-flags cut it without touching a claim:
+milliseconds: on the CPU, XLA's compiler is most of their time (docs/performance.md). Three XLA
+CPU flags cut it without touching a claim:
 
 - ``--xla_cpu_use_fusion_emitters=false``: XLA's classic LLVM IR fusion emitters instead of
   jaxlib 0.10's default MLIR-based ones (≈ −35 % compile CPU on the on-policy solver's programs);
 - ``--xla_cpu_parallel_codegen_split_count=1``: one LLVM module per program, not one per thread
-  (the same code; −8 % CPU, at the cost of wall time when a single compile has the machine alone).
+  (the same code; −8 % CPU, at the cost of wall time when a single compile has the machine alone);
+- ``--xla_backend_optimization_level=0``: LLVM at -O0 (XLA's compile time of a cold test suite
+  290 → 135 s; of a cold ``verify`` 79 → ≈ 40 s).
 
-They change the generated code, so results may differ from the default's in the last bits (every
-``verify`` check and every test passes either way; measured: 64 of 64 checks, 2,227 tests), and a
-compiled program runs up to ≈ 15 % slower — why this is not the default for ``run``/``sweep``,
-whose big sweeps are run-bound and whose documented outputs are the default's bits.
+They change the generated code, so results differ from the default's in the last bits — through
+a long Adam run by up to ≈ 1e-7 (the zoo's 8,000 steps) — and every ``verify`` check and every
+test passes either way (64 of 64 checks; 2,232 tests). A compiled program runs slower (at -O0,
+up to ≈ 2× on a long training loop): why this is not the default for ``run``/``sweep``, whose big
+sweeps are run-bound and whose documented outputs are the default's bits. The one program of the
+fast-compile processes that runs for seconds, not milliseconds (``verify``'s ``sampled-rate``: 20
+seeds × 1,500 sampled Adam steps), asks for LLVM -O2 back (:func:`run_bound_jit`).
 
 Where it is on:
-- ``bandit-lab verify`` (its worker processes always; in-process when JAX's backend has not started);
-- the test suite (``tests/conftest.py``), with LLVM at -O0 besides (:data:`SUITE_FLAGS`), whose
-  subprocesses inherit it — except the commands that check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a reader's
-  command runs with XLA's defaults);
+- ``bandit-lab verify`` (its worker processes always; in-process when JAX's backend has not
+  started), so the values ``verify`` prints (docs/commands/verify.md) are this mode's;
+- the test suite (``tests/conftest.py``), whose subprocesses inherit it — except the commands
+  that check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a
+  reader's command runs with XLA's defaults, and ``verify`` turns it on for itself);
 - any command, with ``BANDIT_LAB_FAST_COMPILE=1`` (``=0``: never, not even for ``verify``).
 
 The flags are read by XLA when JAX's backend starts, so :func:`enable` must run before the first
-computation; JAX's compilation cache keys include ``XLA_FLAGS``, so entries of the two modes never
+computation; JAX's compilation-cache keys include ``XLA_FLAGS``, so entries of the two modes never
 mix. Other backends ignore them (the GPU compiler has its own flags). XLA *aborts the process* on a
 flag it does not know, and jaxlib releases add and retire flags (``pyproject.toml`` admits jaxlib
 0.4.30, which predates the fusion emitters): :func:`supported` looks for each flag's name in the
@@ -33,13 +39,10 @@ from __future__ import annotations
 import os
 from typing import MutableMapping
 
-FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1")
-# The test suite's mode: also LLVM at -O0 (XLA's backend optimisation level 0). It halves the
-# suite's XLA compile time (290 → 135 s of a cold run) at the cost of slower generated code; values
-# move in the last bits, and through a long Adam run up to ≈ 1e-7 (the zoo's 8,000 steps). Not for
-# ``verify``, whose printed values are documented; the suite's tests compare to tolerances, and its
-# bit-identity tests compare runs of the same mode (docs/performance.md, "The test suite").
-SUITE_FLAGS = FLAGS + ("--xla_backend_optimization_level=0",)
+FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1",
+         "--xla_backend_optimization_level=0")
+# what a run-bound program of a fast-compile process is compiled with instead (:func:`run_bound_jit`)
+RUN_BOUND = {"xla_backend_optimization_level": 2}
 ENV = "BANDIT_LAB_FAST_COMPILE"
 
 
@@ -95,7 +98,7 @@ def supported(flags: tuple = FLAGS) -> bool:
 
 
 def enable(environ: MutableMapping[str, str] | None = None, flags: tuple = FLAGS) -> bool:
-    """Add ``flags`` (default :data:`FLAGS`; the test suite: :data:`SUITE_FLAGS`) to ``XLA_FLAGS``
+    """Add ``flags`` (default :data:`FLAGS`) to ``XLA_FLAGS``
     (of ``environ``, default this process's, so its subprocesses inherit them). Returns whether this process compiles with them: ``False`` when its backend has
     already started without them (then nothing is changed: the process's programs stay one mode),
     or when the installed jaxlib does not know them (:func:`supported`)."""
@@ -110,13 +113,30 @@ def enable(environ: MutableMapping[str, str] | None = None, flags: tuple = FLAGS
 
 
 def removed(environ: MutableMapping[str, str]) -> dict[str, str]:
-    """A copy of ``environ`` without the fast-compile flags, the suite's included (for a subprocess
-    that must run with XLA's defaults)."""
+    """A copy of ``environ`` without the fast-compile flags (for a subprocess that must run with
+    XLA's defaults)."""
     env = dict(environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if f not in SUITE_FLAGS]
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if f not in FLAGS]
     if flags:
         env["XLA_FLAGS"] = " ".join(flags)
     else:
         env.pop("XLA_FLAGS", None)
     env.pop(ENV, None)
     return env
+
+
+def run_bound_jit(fn, **kw):
+    """``jax.jit(fn, **kw)`` for a program whose running, not its compile, is its cost: in
+    fast-compile mode compiled at LLVM -O2 (:data:`RUN_BOUND`, a per-program XLA option) instead of
+    the process's -O0; otherwise, or on a JAX without per-``jit`` compiler options, plain ``jit``.
+    ``verify``'s ``sampled-rate`` (four programs, 20 × 1,500 sampled Adam steps each): 17.5 s at
+    -O0, 7.7 s at -O2 (10.1 s at XLA's default level, which compiles longer), the same value to
+    the last bit in all three."""
+    import jax
+
+    if enabled():
+        try:
+            return jax.jit(fn, compiler_options=RUN_BOUND, **kw)
+        except TypeError:  # jax.jit without ``compiler_options`` (older JAX): the process's mode
+            pass
+    return jax.jit(fn, **kw)
