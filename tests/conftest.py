@@ -86,6 +86,23 @@ def pytest_cmdline_main(config):
     if n > 0:
         config.option.numprocesses = n
         config.option.dist = "loadfile"
+        config.option.loadscopereorder = False  # our order: LONG_FILES first (below), not the most tests first
+
+
+# The run ends when the last file does, and xdist's default order (the files with the most tests
+# first) started test_explore_browser.py — one test, 14 s — last: the other worker sat idle for 17 s
+# (session 10's timeline of a cold run). So the files that took ≥ 10 s of a worker's wall in that run
+# are handed out first, longest first, and the short ones fill in at the end. Only the order changes.
+LONG_FILES = ("test_scale.py", "test_api.py", "test_zoo_trl.py", "test_verify_scale.py", "test_docs.py", "test_zoo.py",
+              "test_explore_live_browser.py", "test_explore_live.py", "test_stochastic.py", "test_onpolicy.py",
+              "test_trl_conformance.py", "test_runaway_limits.py", "test_bad_input.py", "test_audit_rows.py",
+              "test_tokens.py", "test_loss_check.py", "test_explore_browser.py", "test_core_solver.py", "test_verdicts.py",
+              "test_spo.py", "test_verl_cov.py", "test_explore.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 
