@@ -13,8 +13,8 @@ CPU flags cut it without touching a claim:
 
 They change the generated code, so results differ from the default's in the last bits — through
 a long Adam run by up to ≈ 1e-7 (the zoo's 8,000 steps). Every ``verify`` check passes in both
-modes (64 of 64, 2026-12-06); the suite passes in this mode (2,233 tests) and passed with XLA's
-defaults when last run so (2,227 tests, session 8; ``BANDIT_LAB_FAST_COMPILE=0``). A compiled program runs slower (at -O0,
+modes (64 of 64, 2026-12-06), and the suite in both (2,233 passed in this mode; with XLA's
+defaults, ``BANDIT_LAB_FAST_COMPILE=0``, 2,231 passed and the two tests of this mode skipped). A compiled program runs slower (at -O0,
 up to ≈ 2× on a long training loop): why this is not the default for ``run``/``sweep``, whose big
 sweeps are run-bound and whose documented outputs are the default's bits. The one program of the
 fast-compile processes that runs for seconds, not milliseconds (``verify``'s ``sampled-rate``: 20
