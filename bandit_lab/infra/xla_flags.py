@@ -9,7 +9,7 @@ CPU flags cut it without touching a claim:
 - ``--xla_cpu_parallel_codegen_split_count=1``: one LLVM module per program, not one per thread
   (the same code; −8 % CPU, at the cost of wall time when a single compile has the machine alone);
 - ``--xla_backend_optimization_level=0``: LLVM at -O0 (XLA's compile time of a cold test suite
-  290 → 135 s; a cold ``verify`` 70.0 → 53.3 s, medians of 3 back to back).
+  290 → 135 s; a cold ``verify`` 60.6 → 42.2 s, medians of 3 interleaved).
 
 They change the generated code, so results differ from the default's in the last bits — through
 a long Adam run by up to ≈ 1e-7 (the zoo's 8,000 steps). Every ``verify`` check passes in both
