@@ -122,6 +122,7 @@ def test_fast_compile_flags_are_added_once_and_removed_for_readers_commands():
     assert xla_flags.backend_started() and xla_flags.enabled() == xla_flags.requested(True)
 
 
+@pytest.mark.timing  # a wall-clock ratio: run alone (tests/conftest.py), not beside the other worker's compiles
 def test_a_run_bound_program_compiles_at_O2_in_fast_compile_mode():
     """``xla_flags.run_bound_jit`` (verify's sampled training) in this process's fast-compile mode
     (LLVM -O0): the same long scan runs ≥ 1.5× faster than under plain ``jit`` (measured ≈ 2.6×;
