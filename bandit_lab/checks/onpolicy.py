@@ -21,6 +21,7 @@ from bandit_lab.core.objective import make_objective
 from bandit_lab.solvers.oracles import ipo_optimum, rlhf_optimum
 from bandit_lab.core.problems import Problem
 from bandit_lab.core.random_problems import dirichlet, random_problem
+from bandit_lab.infra.xla_flags import run_bound_jit
 
 
 def _beta(rng, lo=0.3, hi=3.0) -> float:
@@ -328,8 +329,6 @@ def _sampled_tv(n_seeds: int, seed: int, N: int, steps: int) -> float:
         hps = [{**o.hp, "lr": 0.05, "seed": float(seed * 1000 + s)} for s in range(n_seeds)]
         # the trainer's final parameters only (make_endpoint: make_train's steps, half its compile;
         # the same TVs to the last bit as train_batch's final policies, measured at N = 16 and 128)
-        from bandit_lab.infra.xla_flags import run_bound_jit
-
         # seconds of training, not milliseconds: LLVM -O2 even in verify's fast-compile mode
         params = run_bound_jit(jax.vmap(make_endpoint(o, cfg), in_axes=(0, None, None)))(
             {k: np.asarray([h[k] for h in hps]) for k in hps[0]}, o.consts(), o.param.init())

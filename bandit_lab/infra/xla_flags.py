@@ -13,12 +13,13 @@ CPU flags cut it without touching a claim:
 
 They change the generated code, so results differ from the default's in the last bits — through
 a long Adam run by up to ≈ 1e-7 (the zoo's 8,000 steps). Every ``verify`` check passes in both
-modes (64 of 64, 2026-12-06), and the suite in both (2,233 passed in this mode; with XLA's
-defaults, ``BANDIT_LAB_FAST_COMPILE=0``, 2,231 passed and the two tests of this mode skipped). A compiled program runs slower (at -O0,
-up to ≈ 2× on a long training loop): why this is not the default for ``run``/``sweep``, whose big
-sweeps are run-bound and whose documented outputs are the default's bits. The one program of the
-fast-compile processes that runs for seconds, not milliseconds (``verify``'s ``sampled-rate``: 20
-seeds × 1,500 sampled Adam steps), asks for LLVM -O2 back (:func:`run_bound_jit`).
+modes (64 of 64, 2026-12-06), and so does the suite (2,233 passed in this mode; with XLA's
+defaults, ``BANDIT_LAB_FAST_COMPILE=0``, 2,231 passed and this mode's two tests skipped). A
+compiled program runs slower (at -O0, up to ≈ 2× on a long training loop): why this is not the
+default for ``run``/``sweep``, whose big sweeps are run-bound and whose documented outputs are the
+default's bits. The one program of the fast-compile processes that runs for seconds, not
+milliseconds (``verify``'s ``sampled-rate``: 20 seeds × 1,500 sampled Adam steps), asks for LLVM
+-O2 back (:func:`run_bound_jit`).
 
 Where it is on:
 - ``bandit-lab verify`` (its worker processes always; in-process when JAX's backend has not
@@ -99,10 +100,11 @@ def supported(flags: tuple = FLAGS) -> bool:
 
 
 def enable(environ: MutableMapping[str, str] | None = None, flags: tuple = FLAGS) -> bool:
-    """Add ``flags`` (default :data:`FLAGS`) to ``XLA_FLAGS``
-    (of ``environ``, default this process's, so its subprocesses inherit them). Returns whether this process compiles with them: ``False`` when its backend has
-    already started without them (then nothing is changed: the process's programs stay one mode),
-    or when the installed jaxlib does not know them (:func:`supported`)."""
+    """Add ``flags`` (default :data:`FLAGS`) to ``XLA_FLAGS`` of ``environ`` (default this
+    process's, so its subprocesses inherit them). Returns whether this process compiles with
+    them: ``False`` when its backend has already started without them (then nothing is changed:
+    the process's programs stay one mode), or when the installed jaxlib does not know them
+    (:func:`supported`)."""
     env = os.environ if environ is None else environ
     if enabled(env, flags):
         return True
