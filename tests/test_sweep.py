@@ -133,12 +133,26 @@ def test_columnar_exact_results_are_the_per_point_results():
             assert np.isnan(r.value)
 
 
-def test_no_stationarity_norm_changes_nothing_else():
+@pytest.mark.parametrize("stack", [False, True])
+def test_no_stationarity_norm_changes_nothing_else(stack):
     """`TrainConfig(stationarity=False)` (a weight-decay sweep's: its exact solve certifies every
     point) drops the final gradient from the program: grad_norm is NaN, every iterate, record and
-    logged loss is the same bit for bit."""
-    pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1])
-    o = make_objective(pb, "ipo")
+    logged loss is the same bit for bit — for one loss and for the weight-decay sweep's stack of six
+    (DPO, f-DPO, IPO, their RLHF counterparts). Without a per-step loss both evaluate the objective
+    at θ₀ and θ_T as one vmapped pair after the loop (``make_train``'s ``paired``); the end's value
+    from that pair equals the final gradient's value (stationarity on) bit for bit."""
+    from bandit_lab.core.objective import Stack
+    from bandit_lab.experiments import with_counterpart
+
+    pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+    if stack:
+        members = []
+        for name, extra in (("dpo", {}), ("fdpo", {"divergence": "forward_kl"}), ("ipo", {})):
+            loss, counterpart, _ = with_counterpart(make_objective(pb, name, {"beta": 1.0, **extra}))
+            members += [loss, counterpart]
+        o = Stack(tuple(members))
+    else:
+        o = make_objective(pb, "ipo")
     for every in (False, True):
         on = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every)
         off = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every, stationarity=False)
