@@ -153,7 +153,7 @@ def test_no_stationarity_norm_changes_nothing_else(stack):
         o = Stack(tuple(members))
     else:
         o = make_objective(pb, "ipo")
-    for every in (False, True):
+    for every in (False,) if stack else (False, True):  # the stack: the paired program only (4.1 → 2 s)
         on = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every)
         off = TrainConfig(steps=100, log_steps=(0, 100), loss_every_step=every, stationarity=False)
         (a,), (b,) = (run_many([make_train(o, c)], [_hp(0.05)]) for c in (on, off))
