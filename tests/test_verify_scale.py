@@ -86,16 +86,22 @@ def test_draws_are_jax_randoms_own():
 def test_verify_profile_counts_compiles_and_cpu(tmp_path):
     """`python -m bandit_lab.bench --verify-profile` (how docs/performance.md measures verify): a
     cold check compiles programs and takes CPU time; run again with the same cache, in a process
-    that already holds them, it compiles none (counted by JAX's own compile events). The check's
-    programs may already be in this process's in-memory caches (an earlier test of the same worker
-    ran the same Kong App. D solves: test_kong_a, which made this test fail under xdist), so they
-    are cleared first (``jax.clear_caches``): "cold" means cold for this process too."""
-    from bandit_lab import bench
+    that already holds them, it compiles none (counted by JAX's own compile events). "Cold" means
+    cold for the process too, so it runs in a new one (the suite's flags inherited): in this worker
+    an earlier test may hold the check's programs (test_kong_a runs the same Kong App. D solves),
+    and clearing them here (``jax.clear_caches``) made every later test of the worker retrace, and
+    ``verify_profile`` points the process's persistent cache at its own directory."""
+    import json
+    import subprocess
+    import sys
 
-    jax.clear_caches()
-    (cold,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
+    code = ("import json; from bandit_lab import bench; "
+            f"rows = [bench.verify_profile(['kong-prop32-active'], {str(tmp_path)!r})[0] for _ in range(2)]; "
+            "print(json.dumps(rows))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cold, again = json.loads(out.stdout.strip().splitlines()[-1])
     assert cold["passed"] and cold["compiles"] > 0 and cold["cpu_s"] > 0 and cold["compile_s"] > 0
-    (again,) = bench.verify_profile(["kong-prop32-active"], str(tmp_path))
     assert again["compiles"] == 0 and again["value"] == cold["value"]
 
 
