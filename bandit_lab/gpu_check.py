@@ -28,11 +28,15 @@ On the device machine the project's dependencies that its image lacks travel as 
 (/work/.library/device/README.md). The wheels are built for the image's Python 3.12, and
 ``.whl`` must be git-ignored. Fetch them here, once::
 
-    echo /.whl/ >> .git/info/exclude
+    mkdir -p .git/info && echo /.whl/ >> .git/info/exclude
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \\
-      -d .whl highspy plotly pydantic pydantic-core annotated-types typing-inspection platformdirs \\
-      jsonschema jsonschema-specifications referencing rpds-py "typer>=0.19"
+      -d .whl highspy plotly pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \\
+      typing-extensions platformdirs jsonschema jsonschema-specifications referencing rpds-py "typer>=0.19"
+
+(16 MB on 2026-12-06. pydantic pins its pydantic-core exactly, and wants typing-extensions ≥ 4.16.
+The image already has the rest that these need: narwhals, packaging, attrs, rich, shellingham,
+annotated-doc, numpy.)
 
 Then, in one ``run`` call with ``carry=[".whl"]``::
 
