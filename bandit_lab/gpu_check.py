@@ -187,11 +187,18 @@ def main(argv: list[str] | None = None) -> int:
         path = os.path.join(a.out, "suite.txt")
         t0 = time.perf_counter()
         with open(path, "w", encoding="utf-8") as fh:
+            # a process group of its own: at the time limit the xdist workers go with pytest (killing
+            # pytest alone left them running, and a later suite on this machine ran beside them)
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-n", str(a.workers), "-p", "no:cacheprovider", "-rf",
+                                     "--tb=short"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
             try:
-                rc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-n", str(a.workers), "-p", "no:cacheprovider", "-rf",
-                                     "--tb=short"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=rep.left() - 5,
-                                    env={**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}).returncode
+                rc = proc.wait(timeout=max(1.0, rep.left() - 5))
             except subprocess.TimeoutExpired:
+                import signal
+
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
                 rc = None
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = [ln.rstrip() for ln in fh if ln.strip()]
