@@ -105,10 +105,10 @@ def _clean(obj, what: str):
     return jsonable(obj)
 
 
-def _prepare_out(path: str, overwrite: bool):
+def _prepare_out(path: str, overwrite: bool, fresh: bool = False):
     from bandit_lab.infra import files
 
-    return files.prepare_out(path, overwrite)
+    return files.prepare_out(path, overwrite, fresh=fresh)
 
 
 def _bad_value(msg: str) -> Exception:
@@ -310,11 +310,15 @@ def run_experiment(exp, overrides: dict, common: dict) -> int:
 
     settings = experiments.make_settings(exp, overrides)
     writes = getattr(settings, "saves", lambda: True)()
-    # Without --out, a sweep writes to a fresh runs/NAME-YYYYmmdd-HHMMSS/: never over earlier results.
-    out = common["out"] or (os.path.join("runs", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}") if writes else None)
+    # Without --out, a sweep writes to a fresh runs/NAME-YYYYmmdd-HHMMSS/ (-2, -3, … when a run
+    # started in the same second has it): never over earlier results, never shared
+    default = None if common["out"] or not writes else os.path.join("runs", f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     outdir = None
     try:
-        outdir = _prepare_out(out, common["overwrite"]) if out else None
+        if common["out"]:
+            outdir = _prepare_out(common["out"], common["overwrite"])
+        elif default:
+            outdir = _prepare_out(default, False, fresh=True)
         with progress.bar(f"run {exp.name}"):
             result = exp.run(settings)
         with timing.phase("write"):

@@ -165,15 +165,16 @@ def test_plugin_loss_in_list_fixed_points_and_cite(dpo_clone, capsys, clean_plug
     assert code == 0 and "used by: my_dpo" in out
 
 
-def test_plugin_loss_in_weight_decay_and_early_stopping(dpo_clone, capsys, clean_plugins):
+def test_plugin_loss_in_weight_decay_and_early_stopping(dpo_clone, capsys, clean_plugins, tmp_path):
     code, out, err = run_cli(["run", "weight-decay", "--alpha", "0.1", "--loss", "dpo,my_dpo", "--json", "--plugin", dpo_clone], capsys)
     assert code == 0, err
     recs = {r["loss"]: r for r in json.loads(out)["records"]}
     assert recs["my_dpo"]["counterpart"] == recs["dpo"]["counterpart"] == "rlhf[reverse_kl]"
     assert abs(recs["my_dpo"]["exact_distance"] - recs["dpo"]["exact_distance"]) < 1e-12
     assert recs["dpo"]["exact_distance"] > 1e-2  # weight decay separates them (Kong Prop. 3.2)
+    # --out: without it the sweep writes runs/early-stopping-TIMESTAMP/ into the working directory (the clone)
     code, out, err = run_cli(["run", "early-stopping", "--steps", "300", "--n-log", "5", "--no-compare-constant",
-                              "--loss", "my_dpo", "--json", "--plugin", dpo_clone], capsys)
+                              "--loss", "my_dpo", "--json", "--plugin", dpo_clone, "--out", str(tmp_path / "es")], capsys)
     assert code == 0, err
     assert json.loads(out)["exact"]["my_dpo"]["exact_distance"] < 1e-9
 

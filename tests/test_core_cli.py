@@ -83,6 +83,55 @@ def test_out_dir_needs_overwrite(tmp_path, capsys):
     assert prepare_out(str(out), True) == str(out)
 
 
+def test_runs_started_in_the_same_second_get_their_own_default_directory(tmp_path, capsys, monkeypatch):
+    """Without --out a sweep writes to runs/NAME-TIMESTAMP/, to the second: a second run started
+    in the same second (a shell loop of background jobs) gets NAME-TIMESTAMP-2/, never the
+    first run's directory — before, it wrote into it while it was still empty, or was refused
+    with "--overwrite" although the user chose no directory."""
+    import time as time_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time_mod, "strftime", lambda fmt, *a: "20261206-233000")
+    args = ["run", "weight-decay", "--n-alphas", "3", "--steps", "20", "--no-plot"]
+    outs = []
+    for _ in range(3):
+        code, out, err = run_cli(args, capsys)
+        assert code == 0, err
+        outs.append([ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("wrote ")])
+    dirs = [os.path.dirname(o[0]) for o in outs]
+    assert dirs == [os.path.join("runs", "weight-decay-20261206-233000" + s) for s in ("", "-2", "-3")]
+    assert sorted(os.listdir(tmp_path / "runs")) == sorted(os.path.basename(d) for d in dirs)
+    for d in dirs:
+        assert sorted(os.listdir(tmp_path / d)) == ["records.json", "records.npz"]
+
+
+def test_fresh_directories_claimed_at_once_are_all_different(tmp_path):
+    """``prepare_out(path, fresh=True)`` from 8 threads at the same moment: 8 different new
+    directories (each claimed by an atomic mkdir), the parents made once; a failed run removes
+    what it created (``OutDir.discard``), so the name is free again."""
+    import threading
+
+    from bandit_lab.infra.files import prepare_out
+
+    base = str(tmp_path / "runs" / "x-20261206-233000")
+    got, go = [], threading.Barrier(8)
+
+    def claim():
+        go.wait()
+        got.append(prepare_out(base, fresh=True))
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted([base] + [f"{base}-{n}" for n in range(2, 9)])
+    assert all(os.path.isdir(d) and os.listdir(d) == [] for d in got)
+    last = max(got, key=lambda d: int(d.rsplit("-", 1)[1]) if d != base else 1)
+    last.discard()
+    assert not os.path.exists(last) and prepare_out(base, fresh=True) == last
+
+
 def test_solve_examples_json(capsys):
     root = os.path.join(os.path.dirname(__file__), "..", "examples")
     for name in sorted(os.listdir(root)):

@@ -7,7 +7,9 @@ naming the path and the reason (exit 2) — never a traceback, never a half-writ
   ``--overwrite``), or can be created; it is probed with a real temporary file, so an
   unwritable, immutable or read-only directory (or ``/proc``) is refused before the run, not
   after it. An :class:`OutDir` remembers whether it created the directory, so a run that then
-  fails leaves nothing behind (:meth:`OutDir.discard`).
+  fails leaves nothing behind (:meth:`OutDir.discard`). With ``fresh=True`` (a sweep's default
+  ``runs/NAME-TIMESTAMP/``) the directory is claimed new with ``os.mkdir`` — ``NAME-TIMESTAMP-2``,
+  ``-3``, … when taken — so two runs started in the same second never share one.
 - :func:`atomic` — a context manager yielding a file handle on a temporary file, renamed to
   the target on success, removed on failure.
 - :func:`write_text`, :func:`write_json` — the common cases.
@@ -73,8 +75,12 @@ class OutDir(str):
                 break
 
 
-def prepare_out(path: str, overwrite: bool = False) -> OutDir:
-    """Check (and create) an output directory before a run; see the module docstring."""
+def prepare_out(path: str, overwrite: bool = False, *, fresh: bool = False) -> OutDir:
+    """Check (and create) an output directory before a run; see the module docstring. With
+    ``fresh``, a directory that no one else has: ``path`` or, when it exists, the first free
+    ``path-2``, ``path-3``, … (each claimed by an atomic ``os.mkdir``)."""
+    if fresh:
+        return _probed(_claim(path))
     out = OutDir(path)
     if os.path.lexists(path) and not os.path.exists(path):
         raise BanditError(f"cannot write {path}: it is a dangling symbolic link")
@@ -88,31 +94,69 @@ def prepare_out(path: str, overwrite: bool = False) -> OutDir:
         if entries and not overwrite:
             raise BanditError(f"output directory {path} exists; pass --overwrite to replace its files or choose another --out")
     else:
-        new, d = [], os.path.abspath(path)
-        while not os.path.lexists(d):
-            new.append(d)
-            d = os.path.dirname(d)
-        out.created = tuple(new)  # before makedirs: a Ctrl-C half-way still knows what to remove
+        out.created = _missing(path)  # before makedirs: a Ctrl-C half-way still knows what to remove
         try:
-            os.makedirs(path)
+            _creating(os.makedirs, path, out, taken=FileExistsError)
         except FileExistsError:  # raced, or a dangling link somewhere on the way
             out.created = ()
             raise BanditError(f"cannot create {path}: a file of that name exists on the way") from None
-        except OSError as e:
-            out.discard()
-            raise os_error(path, e, "create") from None
-        except BaseException:  # Ctrl-C / SIGTERM while creating: nothing left behind
-            out.discard()
-            raise
+    return _probed(out)
+
+
+def _probed(out: OutDir) -> OutDir:
     try:  # probe: can we really create, write and remove a file here?
-        probe_dir(path)
+        probe_dir(out)
     except OSError as e:
         out.discard()
-        raise os_error(path, e) from None
+        raise os_error(out, e) from None
     except BaseException:  # interrupted during the probe (the probe file is already gone)
         out.discard()
         raise
     return out
+
+
+def _missing(path: str) -> tuple:
+    """The directories ``os.makedirs(path)`` would create, innermost first."""
+    new, d = [], os.path.abspath(path)
+    while not os.path.lexists(d):
+        new.append(d)
+        d = os.path.dirname(d)
+    return tuple(new)
+
+
+def _creating(make, path: str, made: OutDir, taken: tuple = ()) -> None:
+    """``make(path)``; on any failure except ``taken`` the directories in ``made`` are removed
+    first, and an ``OSError`` becomes one :func:`os_error` line."""
+    try:
+        make(path)
+    except taken:
+        raise
+    except OSError as e:
+        made.discard()
+        raise os_error(path, e, "create") from None
+    except BaseException:  # Ctrl-C / SIGTERM while creating: nothing left behind
+        made.discard()
+        raise
+
+
+def _claim(base: str) -> OutDir:
+    """``base`` or the first free ``base-N`` (N = 2, 3, …), created by this process."""
+    parent = os.path.dirname(base) or "."
+    parents = OutDir(parent)
+    parents.created = new = _missing(parent)  # before makedirs: a Ctrl-C half-way still knows what to remove
+    # another run may create the parent at the same moment: exist_ok
+    _creating(lambda p: os.makedirs(p, exist_ok=True), parent, parents)
+    for n in range(1, 10_000):
+        path = base if n == 1 else f"{base}-{n}"
+        try:
+            _creating(os.mkdir, path, parents, taken=FileExistsError)  # atomic: one claimant wins
+        except FileExistsError:
+            continue
+        out = OutDir(path)
+        out.created = (os.path.abspath(path), *new)
+        return out
+    parents.discard()
+    raise BanditError(f"cannot create a new directory {base}: {base} and {base}-2 … {base}-9999 exist")
 
 
 @contextlib.contextmanager
