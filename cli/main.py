@@ -237,7 +237,7 @@ def experiment_command(exp, action=None) -> TyperCommand:
     params += [
         inspect.Parameter("cli_out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
                           default=typer.Option(None, "--out", metavar="DIR",
-                                               help="write records.json and figures to DIR (sweeps default to runs/NAME-TIMESTAMP/)")),
+                                               help="write records.json and figures to DIR (sweeps default to a new runs/NAME-TIMESTAMP/, -2, -3, … if taken)")),
         inspect.Parameter("cli_overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                           default=typer.Option(False, "--overwrite", help="allow replacing files in an existing --out")),
         inspect.Parameter("cli_json", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
