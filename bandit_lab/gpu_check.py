@@ -17,7 +17,8 @@ so a run cut short by the device's time limit still reports the steps it finishe
    measured 4.4e-16.
 4. ``big``: ``--big`` points (default 65,536), once. Its wall time, and whether ``records.npz`` was
    written with every row.
-5. ``suite``: the default test suite on the device, with ``python -m pytest -q -n WORKERS`` and
+5. ``suite``: the default test suite on the device, with ``python -m pytest -v -n WORKERS --dist
+   loadfile`` (files as the unit, as the README's command runs them) and
    ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, so the workers share the GPU's memory. The summary
    line and the ids of failed tests go to ``DIR/suite.txt``.
 
@@ -189,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(path, "w", encoding="utf-8") as fh:
             # a process group of its own: at the time limit the xdist workers go with pytest (killing
             # pytest alone left them running, and a later suite on this machine ran beside them)
-            proc = subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-n", str(a.workers), "-p", "no:cacheprovider", "-rf",
-                                     "--tb=short"], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            proc = subprocess.Popen([sys.executable, "-m", "pytest", "-v", "-n", str(a.workers), "--dist", "loadfile",
+                                     "-p", "no:cacheprovider", "-rf", "--tb=short"],
+                                    cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                                     env={**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
             try:
                 rc = proc.wait(timeout=max(1.0, rep.left() - 5))
