@@ -454,3 +454,37 @@ def _restore_module_state(request):
 @pytest.fixture(autouse=True)
 def _restore_test_state(request):
     yield from _guard(request.node.nodeid)
+
+
+# ----------------------------------------------------------------------------- the clone stays clean
+# A test that runs a sweep without --out writes runs/NAME-TIMESTAMP/ into the working directory —
+# the clone, which git ignores there, so nothing showed it: one test did so on every run for
+# several sessions (round 3, session 11). The run (the controller, not an xdist worker) fails when
+# the clone's runs/ holds an entry at the end that it did not hold at the start.
+_CLONE_RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runs")
+
+
+def _runs_entries() -> set:
+    try:
+        return set(os.listdir(_CLONE_RUNS))
+    except OSError:
+        return set()
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):
+        session.config._bandit_lab_runs = _runs_entries()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_bandit_lab_runs", None)
+    if before is None:
+        return
+    new = sorted(_runs_entries() - before)
+    if new:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = (f"the test run wrote {len(new)} entr{'y' if len(new) == 1 else 'ies'} into the clone's runs/ "
+               f"({', '.join(new[:5])}{', …' if len(new) > 5 else ''}): a sweep run without --out in a test")
+        if tr is not None:
+            tr.write("\n" + msg + "\n", red=True)  # after the progress line, which has no newline yet
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
