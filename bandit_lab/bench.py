@@ -217,6 +217,13 @@ def onpolicy_sweep(repeats: int) -> list[dict]:
 PHASES = ("train", "exact", "records", "write")
 
 
+def sweep_argv(n: int, out_dir: str) -> list[str]:
+    """The big sweep's command: ``bandit-lab --no-cache run weight-decay --n-alphas N --no-plot``,
+    with limits a 65,536-point run fits, writing to ``out_dir``."""
+    return _cli("--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay", "--n-alphas", str(n),
+                "--no-plot", "--out", out_dir, "--overwrite")
+
+
 def big_sweep(repeats: int, points=(4096, 65536)) -> list[dict]:
     """The ``--phases`` rows (see the module docstring)."""
     rows = []
@@ -226,8 +233,7 @@ def big_sweep(repeats: int, points=(4096, 65536)) -> list[dict]:
             tmp = tempfile.mkdtemp(prefix="bandit-lab-bench-")
             try:
                 env = {"BANDIT_LAB_PHASES": os.path.join(tmp, "phases.json"), "BANDIT_LAB_NO_CACHE": "1"}
-                t, cpu = _run_cpu(_cli("--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay", "--n-alphas", str(n),
-                                       "--no-plot", "--out", os.path.join(tmp, "wd"), "--overwrite"), env)
+                t, cpu = _run_cpu(sweep_argv(n, os.path.join(tmp, "wd")), env)
                 lib_cpu.append(cpu)
                 with open(env["BANDIT_LAB_PHASES"], encoding="utf-8") as fh:
                     p = json.load(fh)

@@ -85,11 +85,6 @@ def compare_records(a_path: str, b_path: str) -> dict:
         return out
 
 
-def _sweep_cmd(n: int, out_dir: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "--no-cache", "--max-memory", "64G", "--max-work", "2h", "run", "weight-decay",
-            "--n-alphas", str(n), "--no-plot", "--out", out_dir, "--overwrite"]
-
-
 class _Report:
     def __init__(self, out: str, budget: float):
         self.path = os.path.join(out, "gpu_check.json")
@@ -127,12 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-suite", action="store_true", help="skip step 5")
     ap.add_argument("--budget", type=float, default=540.0, help="seconds for all steps together")
     a = ap.parse_args(argv)
-    for name in ("points", "repeats", "workers"):
-        if getattr(a, name) < 1:
-            print(f"gpu_check: --{name} must be ≥ 1; got {getattr(a, name)}", file=sys.stderr)
-            return 2
-    if a.big < 0 or a.budget <= 0:
-        print("gpu_check: --big must be ≥ 0 and --budget > 0", file=sys.stderr)
+    bad = [f"--{name} must be {rule}; got {getattr(a, name):g}" for name, rule, ok in (
+        ("points", "≥ 1", a.points >= 1), ("repeats", "≥ 1", a.repeats >= 1), ("workers", "≥ 1", a.workers >= 1),
+        ("big", "≥ 0", a.big >= 0), ("budget", "> 0", a.budget > 0)) if not ok]
+    if bad:  # the first bad option, one line
+        print(f"gpu_check: {bad[0]}", file=sys.stderr)
         return 2
     os.makedirs(a.out, exist_ok=True)
     rep = _Report(a.out, a.budget)
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, env in (("default", {}), ("cpu", {"JAX_PLATFORMS": "cpu"})):
             if rep.left() < 30:
                 break
-            t, p = _timed(_sweep_cmd(a.points, os.path.join(tmp, label)), rep.left(), env)
+            t, p = _timed(bench.sweep_argv(a.points, os.path.join(tmp, label)), rep.left(), env)
             if p is None or p.returncode != 0:
                 rep.add("agreement", failed=label, seconds=t, stderr=(p.stderr[-2000:] if p else "timed out"))
                 break
@@ -172,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. the big sweep, once
     if a.big and rep.left() > 60:
         with tempfile.TemporaryDirectory(prefix="bandit-lab-gpu-check-") as tmp:
-            t, p = _timed(_sweep_cmd(a.big, os.path.join(tmp, "big")), rep.left())
+            t, p = _timed(bench.sweep_argv(a.big, os.path.join(tmp, "big")), rep.left())
             if p is None or p.returncode != 0:
                 rep.add("big", points=a.big, seconds=t, failed=True, stderr=(p.stderr[-2000:] if p else "timed out"))
             else:
