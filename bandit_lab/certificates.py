@@ -81,8 +81,9 @@ def _fns(obj, unravel):
         logp = lambda z, c: obj.param.log_probs(unravel(z), c["param"]).reshape(-1)  # noqa: E731
         point = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c),
                                                    jax.jacfwd(logp)(z, c), obj.policy(unravel(z), c)),
-                                 None if stable is None else ("certify", "point", stable))
-        many = export_cache.jit(jax.vmap(f, in_axes=(0, None, None)), None if stable is None else ("certify", "many", stable))
+                                 None if stable is None else ("certify", "point", stable), compile_bound=True)
+        many = export_cache.jit(jax.vmap(f, in_axes=(0, None, None)), None if stable is None else ("certify", "many", stable),
+                                compile_bound=True)
 
         def at(z, hp, c):
             return tuple(np.asarray(a, dtype=np.float64) for a in point(z, hp, c))

@@ -255,3 +255,63 @@ def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypat
     assert not xla_flags.enable(env, bogus) and env == {}
     bad = start(bogus)
     assert bad.returncode != 0 and "no_such_flag" in bad.stderr
+
+
+_EXACT_BITS = """
+import json, numpy as np, bandit_lab
+bandit_lab.enable_x64()
+from bandit_lab.core.objective import make_objective
+from bandit_lab.core.problems import Problem
+from bandit_lab.experiments import with_counterpart
+from bandit_lab.infra import xla_flags
+from bandit_lab.runner import solve_certified
+pb = Problem.create([0.4, 0.4, 0.2], pi_star=[0.6, 0.3, 0.1], pairs="uniform")
+objs = []
+for name in ("dpo", "ipo"):
+    o, c, _ = with_counterpart(make_objective(pb, name, {"beta": 0.7}, penalty="params"))
+    objs += [o, c]
+hps = [[{**o.hp, "weight_decay": a} for a in (0.0, 1e-3, 0.05, 0.4, 3.0)] for o in objs]
+exact, certs = solve_certified(objs, hps)
+bits = lambda a: np.asarray(a, dtype=np.float64).view(np.int64).tolist()  # every float's 64 bits, NaN included
+out = {"options": xla_flags.compile_bound_options(), "global": xla_flags.enabled(),
+       "policy": [bits(e.policy) for e in exact], "residual": [bits(e.residual) for e in exact],
+       "cert": [[bits(v) for v in c] for c in certs], "certified": [np.asarray(c.certified).tolist() for c in certs]}
+print(json.dumps(out))
+"""
+
+
+def test_exact_solves_are_the_same_bits_in_every_compile_mode(tmp_path):
+    """The exact solver's and its certificates' programs are compiled in fast-compile mode in every
+    process (``xla_flags.compile_bound_jit``): as per-program options in a process with XLA's
+    default flags, by the process's own flags in the suite's. The stacked Newton solve of four
+    weight-decay objectives at five α and its batched certificate give the same 64 bits of every
+    float either way; with BANDIT_LAB_FAST_COMPILE=0 no option is used (XLA's defaults: within 1e-14)."""
+    import json
+    import subprocess
+    import sys
+
+    from bandit_lab.infra import xla_flags
+
+    # the per-program options are the process-wide flags, one for one
+    assert {f"--{k}={str(v).lower()}" for k, v in xla_flags.COMPILE_BOUND.items()} == set(xla_flags.FLAGS)
+    if not xla_flags.enabled() or not xla_flags.supported():
+        pytest.skip("this process is not in fast-compile mode (BANDIT_LAB_FAST_COMPILE=0, or a jaxlib without the flags)")
+
+    def child(**extra):
+        env = {**xla_flags.removed(os.environ), **extra}
+        out = subprocess.run([sys.executable, "-c", _EXACT_BITS], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    ns: dict = {}
+    exec(_EXACT_BITS.replace("print(json.dumps(out))", "out = json.loads(json.dumps(out))"), ns)
+    here, default = ns["out"], child()
+    assert here["global"] and here["options"] is None  # the suite's own flags: no per-program options needed
+    assert not default["global"] and default["options"] == xla_flags.COMPILE_BOUND
+    for key in ("policy", "residual", "cert"):
+        assert default[key] == here[key], key
+    assert all(all(c) for c in here["certified"])  # every point certified: the bits compared are an answer's
+    off = child(BANDIT_LAB_FAST_COMPILE="0")
+    assert not off["global"] and off["options"] is None
+    as_float = lambda b: np.asarray(b, dtype=np.int64).view(np.float64)  # noqa: E731
+    np.testing.assert_allclose(as_float(off["policy"]), as_float(here["policy"]), rtol=0, atol=1e-14)

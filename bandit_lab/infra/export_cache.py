@@ -116,18 +116,23 @@ def supported() -> bool:
     return hasattr(jexport, "register_namedtuple_serialization") and hasattr(jexport, "deserialize")
 
 
-def jit(fn: Callable, key=None) -> Callable:
+def jit(fn: Callable, key=None, *, compile_bound: bool = False) -> Callable:
     """``jax.jit(fn)``, except that with a stable ``key`` and the cache on, each call signature
     (argument structure, shapes, dtypes) is deserialized from disk when present, else traced,
-    exported and saved. Positional arguments only."""
+    exported and saved. Positional arguments only. ``compile_bound``: compiled as
+    :func:`bandit_lab.infra.xla_flags.compile_bound_jit` does (the exported program is the same;
+    only XLA's compile of it differs)."""
+    from bandit_lab.infra.xla_flags import compile_bound_jit
+
+    jit_ = compile_bound_jit if compile_bound else jax.jit
     if key is None or _DIR is None or not _serializable():
-        return jax.jit(fn)
-    return _Exported(fn, key, _DIR)
+        return jit_(fn)
+    return _Exported(fn, key, _DIR, jit_)
 
 
 class _Exported:
-    def __init__(self, fn: Callable, key, path: str):
-        self.fn, self.key, self.path = fn, key, path
+    def __init__(self, fn: Callable, key, path: str, jit_: Callable = jax.jit):
+        self.fn, self.key, self.path, self.jit = fn, key, path, jit_
         self.calls: dict = {}
 
     def __call__(self, *args):
@@ -140,7 +145,7 @@ class _Exported:
         exp = _load(file)
         if exp is not None:
             try:
-                call = jax.jit(exp.call)
+                call = self.jit(exp.call)
                 out = call(*leaves)  # a stale or damaged entry fails here, before any result is used
                 self.calls[sig] = call
                 return out
@@ -153,11 +158,11 @@ class _Exported:
         try:
             exp = jax.export.export(jax.jit(flat))(*leaves)
         except Exception:  # not exportable (e.g. a host callback): the plain traced program
-            call = self.calls[sig] = jax.jit(flat)
+            call = self.calls[sig] = self.jit(flat)
             return call(*leaves)
         _save(file, exp)
         # the program that was saved, so this run and every later one execute the same executable
-        call = self.calls[sig] = jax.jit(exp.call)
+        call = self.calls[sig] = self.jit(exp.call)
         return call(*leaves)
 
 

@@ -27,7 +27,11 @@ Where it is on:
 - the test suite (``tests/conftest.py``), whose subprocesses inherit it — except the commands
   that check documented outputs (:func:`bandit_lab.docs_outputs.run_command` removes it: a
   reader's command runs with XLA's defaults, and ``verify`` turns it on for itself);
-- any command, with ``BANDIT_LAB_FAST_COMPILE=1`` (``=0``: never, not even for ``verify``).
+- any command, with ``BANDIT_LAB_FAST_COMPILE=1`` (``=0``: never, not even for ``verify``);
+- in every process on the CPU, the exact solver's and the certificates' programs, as per-program
+  options (:func:`compile_bound_jit`): a Newton solve runs each of them a few times, so their
+  compile is their cost, and their results are then the same bits in a command as in ``verify``
+  and the suite.
 
 The flags are read by XLA when JAX's backend starts, so :func:`enable` must run before the first
 computation; JAX's compilation-cache keys include ``XLA_FLAGS``, so entries of the two modes never
@@ -45,6 +49,10 @@ FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_spli
          "--xla_backend_optimization_level=0")
 # what a run-bound program of a fast-compile process is compiled with instead (:func:`run_bound_jit`)
 RUN_BOUND = {"xla_backend_optimization_level": 2}
+# :data:`FLAGS` as one program's XLA options: what a compile-bound program of *any* CPU process is
+# compiled with (:func:`compile_bound_jit`)
+COMPILE_BOUND = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_parallel_codegen_split_count": 1,
+                 "xla_backend_optimization_level": 0}
 ENV = "BANDIT_LAB_FAST_COMPILE"
 
 
@@ -140,6 +148,45 @@ def run_bound_jit(fn, **kw):
     if enabled():
         try:
             return jax.jit(fn, compiler_options=RUN_BOUND, **kw)
+        except TypeError:  # jax.jit without ``compiler_options`` (older JAX): the process's mode
+            pass
+    return jax.jit(fn, **kw)
+
+
+def compile_bound_options() -> dict | None:
+    """The per-program XLA options of a compile-bound program (:func:`compile_bound_jit`): the
+    fast-compile flags as options (:data:`COMPILE_BOUND`) on the CPU, or ``None`` — XLA's defaults,
+    or the process's own mode — when this process already compiles with the flags (the suite,
+    ``verify``: the same code either way), on another backend (the GPU compiler has flags of its
+    own), with ``BANDIT_LAB_FAST_COMPILE=0`` (XLA's defaults everywhere) or when the installed
+    jaxlib does not know them (:func:`supported`). Starts JAX's backend if it has not started."""
+    if not requested(True) or enabled():
+        return None
+    import jax
+
+    if jax.default_backend() != "cpu" or not supported():
+        return None
+    return dict(COMPILE_BOUND)
+
+
+def compile_bound_jit(fn, **kw):
+    """``jax.jit(fn, **kw)`` for a program whose compile, not its running, is its cost, in every
+    process: the exact solver's batched value-and-gradient, policy and Hessian programs and the
+    certificates' (a Newton solve runs each a few times, for milliseconds to a second). On the
+    CPU it is compiled in fast-compile mode whatever the process's mode (:func:`compile_bound_options`),
+    so its results are the same bits in a command, in ``verify`` and in the test suite
+    (tests/test_verify_scale.py). Measured on the 4,096-point weight-decay sweep's exact solve and
+    certificate (2 cores, each run a new process, 3 runs each, interleaved with the previous code):
+    XLA compile 0.71–0.86 → 0.24–0.27 s, the cold solve 2.10–2.55 → 1.67–2.04 s (CPU 2.83–3.31 →
+    2.05–2.50 s); its programs run slower, so at 16,384 points the cold solve is about even
+    (3.90–4.52 → 3.86–4.04 s) and beyond it the fast-compile code costs more than it saves
+    (docs/performance.md, "Big sweeps")."""
+    import jax
+
+    opts = compile_bound_options()
+    if opts:
+        try:
+            return jax.jit(fn, compiler_options=opts, **kw)
         except TypeError:  # jax.jit without ``compiler_options`` (older JAX): the process's mode
             pass
     return jax.jit(fn, **kw)

@@ -133,11 +133,12 @@ def _compiled(objective, unravel, kind: str):
         skey = None if stable is None else ("solver", kind, stable)
         f = lambda z, hp, c: objective.value(unravel(z), hp, consts=c)  # noqa: E731
         if kind == "vg":  # value and gradient over a batch of rows (shared constants)
-            fn = export_cache.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)), skey)
+            fn = export_cache.jit(jax.vmap(jax.value_and_grad(f), in_axes=(0, 0, None)), skey, compile_bound=True)
         elif kind == "policy":
-            fn = export_cache.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)), skey)
+            fn = export_cache.jit(jax.vmap(lambda z, c: objective.policy(unravel(z), c), in_axes=(0, None)), skey, compile_bound=True)
         else:  # "fgh": value, gradient, Hessian at one point (constrained path)
-            fn = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)), skey)
+            fn = export_cache.jit(lambda z, hp, c: (f(z, hp, c), jax.grad(f)(z, hp, c), jax.hessian(f)(z, hp, c)), skey,
+                                  compile_bound=True)
         _CACHE[key] = fn
     return _CACHE[key]
 

@@ -39,6 +39,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bandit_lab.certificates import NULL_RTOL, STEP_TOL, convex
+from bandit_lab.infra.xla_flags import compile_bound_jit
 
 UNIQUE = "unique minimiser"
 NOT_CERTIFIED = "not certified"
@@ -90,7 +91,7 @@ def _jacobians(objective, unravels):
             return tuple(jax.jacfwd(lambda q, o=o, u=u, c=c: o.param.log_probs(u(q), c["param"]).reshape(-1))(z)
                          for o, u, c, z in zip(members, unravels, consts, z_parts))
 
-        _CACHE[key] = jax.jit(jax.vmap(one, in_axes=(0, None)))
+        _CACHE[key] = compile_bound_jit(jax.vmap(one, in_axes=(0, None)))
     return _CACHE[key]
 
 
