@@ -308,7 +308,14 @@ def verify_profile(names: list[str] | None = None, cache_dir: str | None = None)
     compiler included), XLA compiles (JAX's ``/jax/core/compile/backend_compile_duration`` events,
     one per compiled program) and their summed duration, the value and whether it passed. Programs
     a check shares with an earlier one are counted where they are first compiled. Run it in a new
-    process: an earlier compile in the process would be reused."""
+    process: an earlier compile in the process would be reused. The process compiles as ``verify``
+    does — in fast-compile mode (:mod:`bandit_lab.infra.xla_flags`; not with
+    ``BANDIT_LAB_FAST_COMPILE=0``) when JAX's backend has not started yet; ``mode`` in each row
+    says which mode was measured."""
+    from bandit_lab.infra import xla_flags
+
+    if xla_flags.requested(True):
+        xla_flags.enable()
     import jax
 
     from bandit_lab import checks
@@ -329,7 +336,8 @@ def verify_profile(names: list[str] | None = None, cache_dir: str | None = None)
         n0, c0, w0 = len(events), time.process_time(), time.perf_counter()
         r = checks.run_check(reg[name])
         rows.append({"check": name, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0,
-                     "compiles": len(events) - n0, "compile_s": float(sum(events[n0:])), "value": r.value, "passed": r.passed})
+                     "compiles": len(events) - n0, "compile_s": float(sum(events[n0:])), "value": r.value, "passed": r.passed,
+                     "mode": "fast-compile" if xla_flags.enabled() else "XLA defaults"})
     return rows
 
 
@@ -349,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.json:
             print(json.dumps(rows))
             return
+        if rows:
+            print(f"compiled in {rows[0]['mode']} mode")
         print("| check | CPU s | XLA compiles | compile s (wall) | value | pass |\n|---|---|---|---|---|---|")
         for r in rows:
             print(f"| `{r['check']}` | {r['cpu_s']:.1f} | {r['compiles']} | {r['compile_s']:.1f} | {r['value']:.3g} | {r['passed']} |", flush=True)

@@ -103,6 +103,9 @@ def test_verify_profile_counts_compiles_and_cpu(tmp_path):
     cold, again = json.loads(out.stdout.strip().splitlines()[-1])
     assert cold["passed"] and cold["compiles"] > 0 and cold["cpu_s"] > 0 and cold["compile_s"] > 0
     assert again["compiles"] == 0 and again["value"] == cold["value"]
+    from bandit_lab.infra import xla_flags
+
+    assert cold["mode"] == ("fast-compile" if xla_flags.enabled() else "XLA defaults")  # verify's own mode, inherited
 
 
 def test_fast_compile_flags_are_added_once_and_removed_for_readers_commands():
