@@ -261,8 +261,11 @@ def test_fast_compile_flags_are_used_only_where_this_jaxlib_knows_them(monkeypat
 
 
 _EXACT_BITS = """
-import json, numpy as np, bandit_lab
+import json, os, numpy as np, bandit_lab
 bandit_lab.enable_x64()
+if os.environ.get("BITS_CACHE"):  # the caches as a command has them: compiled and exported programs on disk
+    from bandit_lab.infra import cache
+    assert cache.enable(os.environ["BITS_CACHE"])
 from bandit_lab.core.objective import make_objective
 from bandit_lab.core.problems import Problem
 from bandit_lab.experiments import with_counterpart
@@ -288,7 +291,9 @@ def test_exact_solves_are_the_same_bits_in_every_compile_mode(tmp_path):
     process (``xla_flags.compile_bound_jit``): as per-program options in a process with XLA's
     default flags, by the process's own flags in the suite's. The stacked Newton solve of four
     weight-decay objectives at five α and its batched certificate give the same 64 bits of every
-    float either way; with BANDIT_LAB_FAST_COMPILE=0 no option is used (XLA's defaults: within 1e-14)."""
+    float either way — in the default-flags process also with the caches on, as a command has them,
+    both when it compiles and exports the programs and when a second process loads them; with
+    BANDIT_LAB_FAST_COMPILE=0 no option is used (XLA's defaults: within 1e-14)."""
     import json
     import subprocess
     import sys
@@ -308,11 +313,17 @@ def test_exact_solves_are_the_same_bits_in_every_compile_mode(tmp_path):
 
     ns: dict = {}
     exec(_EXACT_BITS.replace("print(json.dumps(out))", "out = json.loads(json.dumps(out))"), ns)
-    here, default = ns["out"], child()
+    cache_dir = str(tmp_path / "cache")
+    here, default = ns["out"], child(BITS_CACHE=cache_dir)
+    exported = os.listdir(os.path.join(cache_dir, "exported"))
+    assert exported  # the solver's programs went through export_cache.jit(…, compile_bound=True)
+    loaded = child(BITS_CACHE=cache_dir)
+    assert sorted(os.listdir(os.path.join(cache_dir, "exported"))) == sorted(exported)  # loaded, none made anew
     assert here["global"] and here["options"] is None  # the suite's own flags: no per-program options needed
-    assert not default["global"] and default["options"] == xla_flags.COMPILE_BOUND
-    for key in ("policy", "residual", "cert"):
-        assert default[key] == here[key], key
+    for run in (default, loaded):
+        assert not run["global"] and run["options"] == xla_flags.COMPILE_BOUND
+        for key in ("policy", "residual", "cert"):
+            assert run[key] == here[key], key
     assert all(all(c) for c in here["certified"])  # every point certified: the bits compared are an answer's
     off = child(BANDIT_LAB_FAST_COMPILE="0")
     assert not off["global"] and off["options"] is None
