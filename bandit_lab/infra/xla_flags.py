@@ -49,10 +49,10 @@ FLAGS = ("--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_spli
          "--xla_backend_optimization_level=0")
 # what a run-bound program of a fast-compile process is compiled with instead (:func:`run_bound_jit`)
 RUN_BOUND = {"xla_backend_optimization_level": 2}
-# :data:`FLAGS` as one program's XLA options: what a compile-bound program of *any* CPU process is
-# compiled with (:func:`compile_bound_jit`)
-COMPILE_BOUND = {"xla_cpu_use_fusion_emitters": False, "xla_cpu_parallel_codegen_split_count": 1,
-                 "xla_backend_optimization_level": 0}
+# :data:`FLAGS` as one program's XLA options (``--name=value`` → ``name: value``): what a
+# compile-bound program of *any* CPU process is compiled with (:func:`compile_bound_jit`)
+COMPILE_BOUND = {name.lstrip("-"): value == "true" if value in ("true", "false") else int(value)
+                 for name, value in (f.split("=", 1) for f in FLAGS)}
 ENV = "BANDIT_LAB_FAST_COMPILE"
 
 
@@ -143,12 +143,18 @@ def run_bound_jit(fn, **kw):
     ``verify``'s ``sampled-rate`` (four programs, 20 × 1,500 sampled Adam steps each): 17.5 s at
     -O0, 7.7 s at -O2 (10.1 s at XLA's default level, which compiles longer), the same value to
     the last bit in all three."""
+    return _jit(fn, RUN_BOUND if enabled() else None, **kw)
+
+
+def _jit(fn, options: dict | None, **kw):
+    """``jax.jit(fn, compiler_options=options, **kw)``; plain ``jax.jit`` without ``options`` or on
+    a JAX without per-``jit`` compiler options (older JAX: the process's mode)."""
     import jax
 
-    if enabled():
+    if options:
         try:
-            return jax.jit(fn, compiler_options=RUN_BOUND, **kw)
-        except TypeError:  # jax.jit without ``compiler_options`` (older JAX): the process's mode
+            return jax.jit(fn, compiler_options=options, **kw)
+        except TypeError:
             pass
     return jax.jit(fn, **kw)
 
@@ -181,12 +187,4 @@ def compile_bound_jit(fn, **kw):
     2.05–2.50 s); its programs run slower, so at 16,384 points the cold solve is about even
     (3.90–4.52 → 3.86–4.04 s) and beyond it the fast-compile code costs more than it saves
     (docs/performance.md, "Big sweeps")."""
-    import jax
-
-    opts = compile_bound_options()
-    if opts:
-        try:
-            return jax.jit(fn, compiler_options=opts, **kw)
-        except TypeError:  # jax.jit without ``compiler_options`` (older JAX): the process's mode
-            pass
-    return jax.jit(fn, **kw)
+    return _jit(fn, compile_bound_options(), **kw)
